@@ -1,0 +1,145 @@
+//! Conveniences over [`GgufReader`]: reading a native file in chunks, and
+//! collecting a small file's tensors in memory (tests, tools).
+
+use std::io::Read;
+use std::path::Path;
+
+use thiserror::Error;
+
+use super::error::GgufError;
+use super::reader::{Event, GgufReader, Header, ReaderOptions};
+
+/// Reading a file failed: either the OS or the content.
+#[derive(Debug, Error)]
+pub enum ReadFileError<E = GgufError> {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Content { path: String, source: E },
+}
+
+/// The chunk size used for native files.
+const CHUNK: usize = 4 << 20;
+
+/// Streams a native file through a [`GgufReader`], calling `on_event` for the
+/// header and each tensor. Memory use stays around one tensor.
+pub fn read_path<E, F>(path: &Path, on_event: F) -> Result<Header, ReadFileError<E>>
+where
+    E: From<GgufError>,
+    F: FnMut(Event<'_>) -> Result<(), E>,
+{
+    let shown = path.display().to_string();
+    let io = |source| ReadFileError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let total = file.metadata().map_err(io)?.len();
+    let mut reader = GgufReader::new(ReaderOptions {
+        total_len: Some(total),
+        ..Default::default()
+    });
+    let mut on_event = on_event;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        reader
+            .feed(&buf[..n], &mut on_event)
+            .map_err(|source| ReadFileError::Content {
+                path: shown.clone(),
+                source,
+            })?;
+    }
+    reader
+        .finish()
+        .cloned()
+        .map_err(|e| ReadFileError::Content {
+            path: shown.clone(),
+            source: e.into(),
+        })
+}
+
+/// Reads only the header of a native file (stops reading once it is complete).
+pub fn read_header(path: &Path) -> Result<Header, ReadFileError> {
+    let shown = path.display().to_string();
+    let io = |source| ReadFileError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let total = file.metadata().map_err(io)?.len();
+    let mut reader = GgufReader::new(ReaderOptions {
+        total_len: Some(total),
+        ..Default::default()
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    while reader.header().is_none() {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            let err = reader.finish().unwrap_err();
+            return Err(ReadFileError::Content {
+                path: shown,
+                source: err,
+            });
+        }
+        // Only the header is wanted: tensors completed in this chunk are skipped.
+        reader
+            .feed(&buf[..n], |_| Ok::<(), GgufError>(()))
+            .map_err(|source| ReadFileError::Content {
+                path: shown.clone(),
+                source,
+            })?;
+    }
+    Ok(reader.header().cloned().expect("loop ends with a header"))
+}
+
+/// A whole GGUF file in memory: the header and every tensor's bytes.
+#[derive(Clone, Debug)]
+pub struct GgufFile {
+    pub header: Header,
+    /// Tensor bytes, in the order of `header.tensors`.
+    pub data: Vec<Vec<u8>>,
+}
+
+impl GgufFile {
+    /// The bytes of the tensor named `name`.
+    pub fn tensor_bytes(&self, name: &str) -> Option<&[u8]> {
+        let i = self.header.tensors.iter().position(|t| t.name == name)?;
+        Some(&self.data[i])
+    }
+
+    /// Reads a whole file into memory. For small models and tools.
+    pub fn open(path: &Path) -> Result<GgufFile, ReadFileError> {
+        let mut data = Vec::new();
+        let header = read_path(path, |ev| {
+            if let Event::Tensor(t) = ev {
+                data.push(t.bytes.to_vec());
+            }
+            Ok::<(), GgufError>(())
+        })?;
+        Ok(GgufFile { header, data })
+    }
+}
+
+/// Parses a complete file held in memory.
+pub fn read_bytes(bytes: &[u8]) -> Result<GgufFile, GgufError> {
+    let mut reader = GgufReader::new(ReaderOptions {
+        total_len: Some(bytes.len() as u64),
+        ..Default::default()
+    });
+    let mut data = Vec::new();
+    reader.feed(bytes, |ev| {
+        if let Event::Tensor(t) = ev {
+            data.push(t.bytes.to_vec());
+        }
+        Ok::<(), GgufError>(())
+    })?;
+    let header = reader.finish()?.clone();
+    Ok(GgufFile { header, data })
+}

@@ -1,0 +1,14 @@
+//! GGUF: the file format of llama.cpp models. A streaming reader
+//! ([`GgufReader`]), metadata values, and helpers for whole files.
+
+mod error;
+mod file;
+mod reader;
+mod value;
+
+pub use error::GgufError;
+pub use file::{read_bytes, read_header, read_path, GgufFile, ReadFileError};
+pub use reader::{
+    Event, GgufReader, Header, ReaderOptions, TensorData, TensorInfo, DEFAULT_ALIGNMENT,
+};
+pub use value::{Metadata, Value, ValueType};

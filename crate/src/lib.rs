@@ -1,0 +1,17 @@
+//! codellama-webgpu: Code Llama inference on WebGPU.
+//!
+//! The pieces, in the order a request flows through them:
+//! - [`gguf`]: a streaming GGUF reader (push bytes in, get tensors out);
+//! - [`quant`]: ggml block formats and their CPU dequantization;
+//! - [`model`]: hyperparameters and tensors of a llama-architecture model;
+//! - [`tokenizer`]: SentencePiece BPE built from the GGUF vocabulary;
+//! - [`prompt`]: Meta's completion, infill and instruct-chat formats;
+//! - [`cpu`]: the plain f32 reference decoder every GPU kernel is checked against;
+//! - [`sampler`] and [`generate`]: token selection and the generation loop.
+
+pub mod error;
+pub mod ggml_type;
+pub mod gguf;
+
+pub use error::Error;
+pub use ggml_type::GgmlType;
