@@ -5,6 +5,7 @@ mod error;
 mod file;
 mod reader;
 mod value;
+mod writer;
 
 pub use error::GgufError;
 pub use file::{read_bytes, read_header, read_path, GgufFile, ReadFileError};
@@ -12,3 +13,4 @@ pub use reader::{
     Event, GgufReader, Header, ReaderOptions, TensorData, TensorInfo, DEFAULT_ALIGNMENT,
 };
 pub use value::{Metadata, Value, ValueType};
+pub use writer::{string_array, GgufWriter, PutLe, WriterTensor};

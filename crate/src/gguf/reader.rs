@@ -241,6 +241,12 @@ impl GgufReader {
         }
     }
 
+    /// Capacity of the internal buffer holding an incomplete item or tensor:
+    /// bounded by the largest header item or tensor, whatever the chunking.
+    pub fn buffered_capacity(&self) -> usize {
+        self.pending.capacity()
+    }
+
     /// Bytes consumed so far (including any partial item held).
     pub fn bytes_read(&self) -> u64 {
         self.pos + self.pending.len() as u64
