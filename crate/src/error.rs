@@ -2,12 +2,29 @@
 
 use thiserror::Error;
 
+use crate::cpu::DecodeError;
+use crate::generate::ContextOverflow;
+use crate::sampler::SamplerError;
 use crate::gguf::GgufError;
+use crate::model::ModelError;
 
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    #[error(transparent)]
+    ContextOverflow(#[from] ContextOverflow),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

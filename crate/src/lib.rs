@@ -9,9 +9,14 @@
 //! - [`cpu`]: the plain f32 reference decoder every GPU kernel is checked against;
 //! - [`sampler`] and [`generate`]: token selection and the generation loop.
 
+pub mod cpu;
 pub mod error;
+pub mod generate;
 pub mod ggml_type;
 pub mod gguf;
+pub mod model;
+pub mod npy;
+pub mod sampler;
 
 pub use error::Error;
 pub use ggml_type::GgmlType;

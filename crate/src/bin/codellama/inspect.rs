@@ -1,0 +1,204 @@
+//! `info`, `tokenize` and `logits`: looking inside a model.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
+use codellama_webgpu::gguf::{self, Header};
+use codellama_webgpu::model::Config;
+use codellama_webgpu::npy;
+use codellama_webgpu::prompt::{self, InfillMode, Message};
+use codellama_webgpu::tokenizer::Tokenizer;
+
+use crate::args::Backend;
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub fn info(path: &Path) -> Res {
+    let header = gguf::read_header(path)?;
+    let cfg = Config::from_header(&header)?;
+    let md = &header.metadata;
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!("file            {} ({})", path.display(), mib(file_len));
+    if let Some(name) = md.get_str("general.name") {
+        println!("name            {name}");
+    }
+    println!(
+        "format          GGUF v{}, {} tensors, {} metadata keys, alignment {}",
+        header.version,
+        header.tensors.len(),
+        md.len(),
+        header.alignment
+    );
+    println!("architecture    llama");
+    println!("dim             {}", cfg.dim);
+    println!("layers          {}", cfg.n_layers);
+    let kind = if cfg.n_kv_heads == cfg.n_heads {
+        "multi-head"
+    } else {
+        "grouped-query"
+    };
+    println!(
+        "heads           {} query / {} key-value ({kind}), head size {}",
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.head_dim()
+    );
+    println!("ffn             {}", cfg.ffn_dim);
+    println!("vocab           {}", cfg.vocab_size);
+    println!("context         {}", cfg.context_length);
+    println!("rope theta      {}", cfg.rope_theta);
+    println!("rms eps         {:e}", cfg.rms_eps);
+    let kv_bytes = 2 * cfg.n_layers * cfg.kv_dim() * 2;
+    println!("kv cache (f16)  {} KiB per token", kv_bytes / 1024);
+    match Tokenizer::from_metadata(md) {
+        Ok(tok) => {
+            let sp = tok.special();
+            println!("special tokens  BOS {}, EOS {}", sp.bos, sp.eos);
+            match tok.infill_tokens() {
+                Ok(t) => println!(
+                    "infill          supported (PRE {}, SUF {}, MID {}, EOT {})",
+                    t.prefix, t.suffix, t.middle, t.eot
+                ),
+                Err(e) => println!("infill          not supported: {e}"),
+            }
+        }
+        Err(e) => println!("tokenizer       unusable: {e}"),
+    }
+    print_types(&header);
+    Ok(())
+}
+
+fn print_types(header: &Header) {
+    let mut by_type: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    for t in &header.tensors {
+        let e = by_type.entry(t.ty.name()).or_default();
+        e.0 += 1;
+        e.1 += t.n_bytes;
+    }
+    let total: u64 = header.tensors.iter().map(|t| t.n_bytes).sum();
+    println!("tensor types    {} in all", mib(total));
+    for (ty, (n, bytes)) in by_type {
+        println!("  {ty:<6} {n:>4} tensors  {:>12}", mib(bytes));
+    }
+    println!("tensors");
+    for t in &header.tensors {
+        println!(
+            "  {:<28} {:<5} {:>20} {:>14} bytes",
+            t.name,
+            t.ty.name(),
+            format!("{:?}", t.dims),
+            t.n_bytes
+        );
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// The GGUF model (or vocabulary-only GGUF) file.
+    #[arg(long, short = 'm')]
+    model: PathBuf,
+    /// Do not add the BOS token.
+    #[arg(long)]
+    no_bos: bool,
+    /// Print the infill prompt for this prefix (with --infill-suffix).
+    #[arg(long, requires = "infill_suffix")]
+    infill_prefix: Option<String>,
+    #[arg(long, requires = "infill_prefix")]
+    infill_suffix: Option<String>,
+    /// Suffix-prefix-middle infill format.
+    #[arg(long, requires = "infill_prefix")]
+    suffix_first: bool,
+    /// Print the chat prompt of a JSON list of {role, content}.
+    #[arg(long, conflicts_with_all = ["infill_prefix", "text"])]
+    chat: Option<PathBuf>,
+    /// The text to tokenize.
+    #[arg(conflicts_with = "infill_prefix")]
+    text: Option<String>,
+}
+
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, Box<dyn std::error::Error>> {
+    let header = gguf::read_header(path)?;
+    Ok(Tokenizer::from_metadata(&header.metadata)?)
+}
+
+pub fn read_chat_file(path: &Path) -> Result<Vec<Message>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let msgs: Vec<Message> = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a JSON list of {{role, content}}: {e}", path.display()))?;
+    Ok(msgs)
+}
+
+pub fn tokenize(a: &TokenizeArgs) -> Res {
+    let tok = load_tokenizer(&a.model)?;
+    let ids = if let Some(chat) = &a.chat {
+        prompt::chat(&tok, &read_chat_file(chat)?)?.tokens
+    } else if let (Some(p), Some(s)) = (&a.infill_prefix, &a.infill_suffix) {
+        let mode = if a.suffix_first {
+            InfillMode::SuffixPrefixMiddle
+        } else {
+            InfillMode::PrefixSuffixMiddle
+        };
+        prompt::infill(&tok, p, s, mode)?.tokens
+    } else {
+        let text = a.text.as_deref().ok_or("give a TEXT, --infill-prefix/--infill-suffix or --chat")?;
+        tok.encode(text, !a.no_bos)?
+    };
+    let line: Vec<String> = ids.iter().map(u32::to_string).collect();
+    println!("{}", line.join(" "));
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    #[arg(long, short = 'm')]
+    model: PathBuf,
+    /// Token ids, separated by spaces or commas.
+    #[arg(long)]
+    tokens: String,
+    /// Output .npy file (float32, shape [tokens, vocab]).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+pub fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().map_err(|_| format!("not a token id: {p:?}")))
+        .collect()
+}
+
+pub fn logits(a: &LogitsArgs) -> Res {
+    let ids = parse_ids(&a.tokens)?;
+    if ids.is_empty() {
+        return Err("--tokens is empty".into());
+    }
+    let Backend::Cpu = a.backend;
+    let weights = CpuWeights::load(&a.model)?;
+    let mut dec = CpuDecoder::new(&weights, ids.len());
+    if ids.len() > dec.max_len() {
+        return Err(format!(
+            "{} tokens do not fit in the model's context of {}",
+            ids.len(),
+            dec.max_len()
+        )
+        .into());
+    }
+    let rows = dec.logits_for(&ids)?;
+    let vocab = weights.config.vocab_size;
+    let flat: Vec<f32> = rows.concat();
+    let f = std::fs::File::create(&a.out)
+        .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
+    npy::write_f32(std::io::BufWriter::new(f), ids.len(), vocab, &flat)?;
+    eprintln!("wrote {} ({} x {vocab} float32)", a.out.display(), ids.len());
+    Ok(())
+}

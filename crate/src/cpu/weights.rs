@@ -1,0 +1,121 @@
+//! The weights of a llama model for the CPU reference decoder, collected from
+//! the streaming GGUF reader tensor by tensor.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::matrix::QMatrix;
+use crate::error::Error;
+use crate::gguf::{self, Event, GgufFile, Header};
+use crate::model::{Config, ModelError};
+
+/// One transformer block.
+#[derive(Clone, Debug)]
+pub struct LayerWeights {
+    pub attn_norm: Vec<f32>, // (dim)
+    pub wq: QMatrix,         // (dim, dim)
+    pub wk: QMatrix,         // (kv_dim, dim)
+    pub wv: QMatrix,         // (kv_dim, dim)
+    pub wo: QMatrix,         // (dim, dim)
+    pub ffn_norm: Vec<f32>,  // (dim)
+    pub w1: QMatrix,         // gate (ffn, dim)
+    pub w3: QMatrix,         // up (ffn, dim)
+    pub w2: QMatrix,         // down (dim, ffn)
+}
+
+/// Every weight the forward pass reads.
+#[derive(Clone, Debug)]
+pub struct CpuWeights {
+    pub config: Config,
+    pub header: Header,
+    pub token_embd: QMatrix,  // (vocab, dim)
+    pub layers: Vec<LayerWeights>,
+    pub output_norm: Vec<f32>, // (dim)
+    /// (vocab, dim); `None` when tied to `token_embd`.
+    pub output: Option<QMatrix>,
+}
+
+impl CpuWeights {
+    /// Streams a GGUF file from disk, keeping only the tensors the model uses.
+    pub fn load(path: &Path) -> Result<CpuWeights, Error> {
+        let mut cfg: Option<Config> = None;
+        let mut wanted: HashMap<String, QMatrix> = HashMap::new();
+        let header = gguf::read_path(path, |ev| -> Result<(), Error> {
+            match ev {
+                Event::Header(h) => cfg = Some(Config::from_header(h)?),
+                Event::Tensor(t) => {
+                    if is_model_tensor(&t.info.name) {
+                        wanted.insert(t.info.name.clone(), QMatrix::new(t.info, t.bytes.to_vec())?);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            gguf::ReadFileError::Io { path, source } => Error::Io { path, source },
+            gguf::ReadFileError::Content { source, .. } => source,
+        })?;
+        Self::assemble(cfg.expect("header comes first"), header, wanted)
+    }
+
+    /// Builds the weights from a file already in memory.
+    pub fn from_file(file: &GgufFile) -> Result<CpuWeights, Error> {
+        let cfg = Config::from_header(&file.header)?;
+        let mut wanted = HashMap::new();
+        for (info, bytes) in file.header.tensors.iter().zip(&file.data) {
+            if is_model_tensor(&info.name) {
+                wanted.insert(info.name.clone(), QMatrix::new(info, bytes.clone())?);
+            }
+        }
+        Self::assemble(cfg, file.header.clone(), wanted)
+    }
+
+    fn assemble(
+        config: Config,
+        header: Header,
+        mut t: HashMap<String, QMatrix>,
+    ) -> Result<CpuWeights, Error> {
+        let mut take = |name: String| {
+            t.remove(&name)
+                .ok_or(Error::Model(ModelError::MissingTensor(name)))
+        };
+        let mut layers = Vec::with_capacity(config.n_layers);
+        for l in 0..config.n_layers {
+            let p = |n: &str| format!("blk.{l}.{n}.weight");
+            layers.push(LayerWeights {
+                attn_norm: take(p("attn_norm"))?.to_f32(),
+                wq: take(p("attn_q"))?,
+                wk: take(p("attn_k"))?,
+                wv: take(p("attn_v"))?,
+                wo: take(p("attn_output"))?,
+                ffn_norm: take(p("ffn_norm"))?.to_f32(),
+                w1: take(p("ffn_gate"))?,
+                w3: take(p("ffn_up"))?,
+                w2: take(p("ffn_down"))?,
+            });
+        }
+        let token_embd = take("token_embd.weight".into())?;
+        let output_norm = take("output_norm.weight".into())?.to_f32();
+        let output = t.remove("output.weight");
+        Ok(CpuWeights {
+            config,
+            header,
+            token_embd,
+            layers,
+            output_norm,
+            output,
+        })
+    }
+
+    /// The output projection (the embedding when tied).
+    pub fn output(&self) -> &QMatrix {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+}
+
+fn is_model_tensor(name: &str) -> bool {
+    name == "token_embd.weight"
+        || name == "output_norm.weight"
+        || name == "output.weight"
+        || name.starts_with("blk.")
+}

@@ -1,0 +1,7 @@
+//! A llama-architecture model: its hyperparameters ([`Config`]) and typed errors.
+
+mod config;
+mod error;
+
+pub use config::Config;
+pub use error::ModelError;

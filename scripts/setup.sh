@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh Debian machine that has
+# only Rust (rustup), Python 3 and Node: Rust components and the wasm target,
+# and a Python venv (.venv) with the fixture/reference tools. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if command -v rustup >/dev/null 2>&1; then
+  have=$(rustup component list --installed 2>/dev/null || true)
+  for c in rustfmt clippy; do
+    grep -q "^$c" <<<"$have" || { log "rustup component add $c"; rustup component add "$c"; }
+  done
+  rustup target list --installed | grep -qx wasm32-unknown-unknown ||
+    { log "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+fi
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "apt-get install $*"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    apt_install python3-venv
+    "$PY" -m venv .venv
+  fi
+fi
+if ! .venv/bin/python -c 'import gguf, numpy, sentencepiece' >/dev/null 2>&1 ||
+   [ scripts/requirements.txt -nt .venv/.installed ]; then
+  log "pip install -r scripts/requirements.txt"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
+  touch .venv/.installed
+fi
+log "ready"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check: formatting, lints, the wasm build, the Python-side
+# fixture checks, and all Rust tests (unit, integration, CLI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup"
+scripts/setup.sh
+PY=.venv/bin/python
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "library builds for wasm32-unknown-unknown"
+cargo build -p codellama-webgpu --lib --no-default-features --target wasm32-unknown-unknown
+
+step "quantization vectors match PyPI gguf (regenerated and compared)"
+$PY scripts/gen_quant_vectors.py --check
+
+step "fixture models and float64 numpy reference logits"
+$PY scripts/make_fixtures.py
+
+step "cargo test"
+cargo test --workspace

@@ -1,0 +1,175 @@
+//! The `codellama` binary end to end on the generated fixture models: every
+//! command, and every error as one clear line with a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
+use codellama_webgpu::npy;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model(name: &str) -> PathBuf {
+    let p = root().join("tests/fixtures/generated").join(name);
+    assert!(p.exists(), "{}: run scripts/make_fixtures.py first", p.display());
+    p
+}
+
+fn codellama(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_codellama"))
+        .args(args)
+        .output()
+        .expect("run codellama")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = codellama(args);
+    assert!(
+        out.status.success(),
+        "codellama {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Asserts a failure with a single-line message containing `needle`.
+fn fails(args: &[&str], needle: &str) {
+    let out = codellama(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "codellama {args:?} should fail");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line, got: {err}");
+    assert!(err.starts_with("codellama: error: "), "got: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "got: {err}");
+}
+
+#[test]
+fn info_reports_shape_types_and_infill() {
+    let m = model("tiny-gqa-q8_0.gguf");
+    let out = ok(&["info", m.to_str().unwrap()]);
+    assert!(out.contains("grouped-query"), "{out}");
+    assert!(out.contains("vocab           32016"), "{out}");
+    assert!(out.contains("rope theta      1000000"), "{out}");
+    assert!(out.contains("infill          supported (PRE 32007, SUF 32008, MID 32009, EOT 32010)"), "{out}");
+    assert!(out.contains("Q8_0"), "{out}");
+}
+
+#[test]
+fn tokenize_reproduces_metas_infill_reference_vector() {
+    let m = model("tiny-mha-f32.gguf");
+    let out = ok(&[
+        "tokenize",
+        "-m",
+        m.to_str().unwrap(),
+        "--infill-prefix",
+        "def remove_non_ascii(s: str) -> str:\n    \"\"\" ",
+        "--infill-suffix",
+        "\n    return result\n",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "1 32007 822 3349 29918 5464 29918 294 18869 29898 29879 29901 851 29897 1599 851 29901 13 1678 9995 29871 32008 13 1678 736 1121 13 32009"
+    );
+    let plain = ok(&["tokenize", "-m", m.to_str().unwrap(), "--", "Hello world"]);
+    assert_eq!(plain.trim(), "1 15043 3186");
+    let no_bos = ok(&["tokenize", "-m", m.to_str().unwrap(), "--no-bos", "Hello world"]);
+    assert_eq!(no_bos.trim(), "15043 3186");
+}
+
+#[test]
+fn tokenize_chat_file() {
+    let m = model("tiny-mha-f32.gguf");
+    let dir = std::env::temp_dir().join(format!("codellama-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chat = dir.join("chat.json");
+    std::fs::write(
+        &chat,
+        r#"[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]"#,
+    )
+    .unwrap();
+    let out = ok(&["tokenize", "-m", m.to_str().unwrap(), "--chat", chat.to_str().unwrap()]);
+    let ids: Vec<u32> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    // BOS "[INST]" ... "[/INST]" with no EOS at the end.
+    assert_eq!(ids[0], 1);
+    assert_ne!(*ids.last().unwrap(), 2);
+    std::fs::write(&chat, r#"[{"role":"assistant","content":"Hi"}]"#).unwrap();
+    fails(
+        &["tokenize", "-m", m.to_str().unwrap(), "--chat", chat.to_str().unwrap()],
+        "",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn logits_writes_the_decoders_values() {
+    let m = model("tiny-gqa-f32.gguf");
+    let out = std::env::temp_dir().join(format!("codellama-logits-{}.npy", std::process::id()));
+    ok(&[
+        "logits",
+        "-m",
+        m.to_str().unwrap(),
+        "--tokens",
+        "1 822 3349",
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    let (shape, data) = npy::read_f32(std::fs::File::open(&out).unwrap()).unwrap();
+    std::fs::remove_file(&out).ok();
+    assert_eq!(shape, vec![3, 32016]);
+    let w = CpuWeights::load(&m).unwrap();
+    let direct = CpuDecoder::new(&w, 3).logits_for(&[1, 822, 3349]).unwrap();
+    assert_eq!(data, direct.concat());
+}
+
+#[test]
+fn generation_is_deterministic_per_seed() {
+    let m = model("tiny-gqa-q4_0.gguf");
+    let m = m.to_str().unwrap();
+    let greedy = |extra: &[&str]| {
+        let mut a = vec!["complete", "-m", m, "--max-tokens", "12", "--temperature", "0"];
+        a.extend_from_slice(extra);
+        ok(&a)
+    };
+    assert_eq!(greedy(&[]), greedy(&[]));
+    let seeded = |seed: &str| {
+        ok(&[
+            "complete", "-m", m, "--max-tokens", "12", "--temperature", "1", "--top-p", "1",
+            "--seed", seed, "def f(",
+        ])
+    };
+    assert_eq!(seeded("7"), seeded("7"));
+    let a: Vec<String> = (0..4).map(|s| seeded(&s.to_string())).collect();
+    assert!(a.iter().any(|x| x != &a[0]), "different seeds give different text");
+    let infill = ok(&[
+        "infill", "-m", m, "--max-tokens", "8", "--prefix", "def add(a, b):\n    ", "--suffix",
+        "\n    return c\n",
+    ]);
+    assert!(!infill.is_empty());
+    let chat = ok(&["chat", "-m", m, "--max-tokens", "8", "--system", "Be brief.", "Write a loop."]);
+    assert!(!chat.is_empty());
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    fails(&["info", "/nonexistent/model.gguf"], "cannot read /nonexistent/model.gguf");
+    let dir = std::env::temp_dir().join(format!("codellama-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(model("tiny-mha-f16.gguf")).unwrap();
+    let trunc = dir.join("truncated.gguf");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    fails(&["complete", "-m", trunc.to_str().unwrap(), "x"], "past the end of the file");
+    let junk = dir.join("junk.gguf");
+    std::fs::write(&junk, b"PK\x03\x04 this is a zip").unwrap();
+    fails(&["info", junk.to_str().unwrap()], "not a GGUF file");
+    let m = model("tiny-mha-f16.gguf");
+    let m = m.to_str().unwrap();
+    fails(&["logits", "-m", m, "--tokens", "1 99999", "--out", "/tmp/x.npy"], "out of range");
+    fails(&["logits", "-m", m, "--tokens", "1 x", "--out", "/tmp/x.npy"], "not a token id");
+    fails(&["complete", "-m", m, "--top-p", "0", "x"], "top_p");
+    fails(&["complete", "-m", m, "--context", "4", "a long prompt that does not fit"], "context holds 4");
+    std::fs::remove_dir_all(&dir).ok();
+}
