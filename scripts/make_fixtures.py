@@ -91,6 +91,9 @@ class Vocab:
         return Vocab(self.tokens[:n], self.scores[:n], self.types[:n], f"{self.source}[:{n}]")
 
 
+CODELLAMA_SOURCE = "scripts/make_codellama_vocab.py codellama_vocab()"
+
+
 def _read_vocab_gguf(path_or_reader) -> Vocab:
     r = path_or_reader
     if not isinstance(r, gguf.GGUFReader):
@@ -126,12 +129,16 @@ def _vocab_from_codellama(v) -> Vocab:
         s = getattr(v, "scores")
         ty = getattr(v, "types", None) or getattr(v, "token_types")
     t = [x.decode("utf-8") if isinstance(x, (bytes, bytearray)) else str(x) for x in t]
-    return Vocab(t, [float(x) for x in s], [int(x) for x in ty], "scripts/make_codellama_vocab.py")
+    return Vocab(t, [float(x) for x in s], [int(x) for x in ty], CODELLAMA_SOURCE)
 
 
 def write_vocab(writer: gguf.GGUFWriter, vocab: Vocab) -> None:
+    if vocab.source == CODELLAMA_SOURCE:
+        import make_codellama_vocab as mcv
+        mcv.write_vocab_metadata(writer)
+        return
+    # same keys as make_codellama_vocab.write_vocab_metadata, for other (e.g. truncated) vocabs
     writer.add_tokenizer_model("llama")
-    writer.add_tokenizer_pre("default")
     writer.add_token_list(vocab.tokens)
     writer.add_token_scores(vocab.scores)
     writer.add_token_types(vocab.types)
@@ -252,7 +259,7 @@ def long_tokens(vocab: Vocab) -> list[int]:
     pre, suf, mid = (piece_id(vocab, p) for p in ("▁<PRE>", "▁<SUF>", "▁<MID>"))
     if None not in (pre, suf, mid):
         t = [1, pre] + encode(vocab, LONG_PREFIX) + [suf]
-        t += encode(vocab, "☺" + LONG_SUFFIX, add_space_prefix=False)[2:] + [mid]
+        t += encode(vocab, LONG_SUFFIX, add_space_prefix=False) + [mid]
     else:
         t = [1] + encode(vocab, LONG_PREFIX + LONG_SUFFIX)
     t += encode(vocab, LONG_TAIL + LONG_MORE, add_space_prefix=False)
