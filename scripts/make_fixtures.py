@@ -14,7 +14,9 @@ All models: dim 256, head_dim 64, 2 layers, context 512, rope theta 1e6, rms eps
 Code Llama vocabulary (scripts/make_codellama_vocab.py; until that exists, llama.cpp's 32000-piece
 Llama vocab fixture). Norms are always F32; token_embd and output use the model's type.
 The llama.cpp-quantized file tests/fixtures/models/tiny-gqa-q4_k_m.gguf (committed, made by
-scripts/quantize_fixtures.py) is added to the manifest as well, with logits computed here.
+scripts/quantize_fixtures.py) is added to "models" as well, with logits computed here; the small
+llama.cpp quant-coverage files tests/fixtures/models/tiny-cov-v512-*.gguf (512-piece vocab, one
+per quant type) get entries of the same shape under "extra_models".
 
 Token sequences are real code text encoded with the model's own vocabulary by a small
 SentencePiece-BPE encoder (highest-score merge first, byte fallback) -- see `encode`.
@@ -408,7 +410,20 @@ def main(argv=None) -> int:
         print(f"tiny-gqa-q4_k_m: min top2 gap {e['min_top2_gap']:.4g}")
     else:
         print(f"warning: {q4km} missing, not in manifest", file=sys.stderr)
-    manifest = {"vocab_source": vocab.source, "models": entries}
+    # llama.cpp quant-coverage files (small vocab): same entry shape, separate list
+    extra = []
+    for fn in sorted(os.listdir(MODELS_DIR)) if os.path.isdir(MODELS_DIR) else []:
+        if not (fn.startswith("tiny-cov-") and fn.endswith(".gguf")):
+            continue
+        reader = gguf.GGUFReader(os.path.join(MODELS_DIR, fn))
+        model = reference_forward.GGUFModel(reader)
+        qtype = fn[len("tiny-cov-"):-len(".gguf")].split("-")[-1].upper()
+        e = reference_entry(fn[:-len(".gguf")], model, f"../models/{fn}", model.n_heads,
+                            model.n_kv_heads, short_tokens(_read_vocab_gguf(reader)), a.out, qtype)
+        e["dim"], e["n_layers"] = model.dim, model.n_layers
+        extra.append(e)
+        print(f"{e['name']}: min top2 gap {e['min_top2_gap']:.4g}")
+    manifest = {"vocab_source": vocab.source, "models": entries, "extra_models": extra}
     with open(os.path.join(a.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

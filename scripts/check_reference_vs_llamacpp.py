@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Check scripts/reference_forward.py against llama.cpp itself (NOT run in CI).
+
+Runs llama.cpp (llama-cpp-python, CPU, teacher forced with logits for every position) and the
+independent float64 numpy reference on the same GGUF files and token sequences from
+tests/fixtures/generated/manifest.json (run scripts/make_fixtures.py first), and prints the max
+absolute logit difference and the argmax agreement per model.
+
+Observed (llama-cpp-python 0.3.36, 2 threads, CPU):
+  OBSERVED_RESULTS_PLACEHOLDER
+
+Usage: python scripts/check_reference_vs_llamacpp.py [NAME ...]   (default: every model)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import reference_forward  # noqa: E402
+
+GEN = os.path.join(ROOT, "tests", "fixtures", "generated")
+
+
+def llamacpp_logits(path: str, tokens: list[int]) -> np.ndarray:
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=path, logits_all=True, n_ctx=512, n_batch=512,
+                          n_threads=2, n_gpu_layers=0, verbose=False)
+    llm.reset()
+    llm.eval(tokens)
+    out = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+    llm.close() if hasattr(llm, "close") else None
+    return out
+
+
+def main(argv=None) -> int:
+    names = (argv if argv is not None else sys.argv[1:])
+    with open(os.path.join(GEN, "manifest.json")) as f:
+        m = json.load(f)
+    entries = m["models"] + m.get("extra_models", [])
+    worst = 0.0
+    for e in entries:
+        if names and e["name"] not in names:
+            continue
+        path = os.path.normpath(os.path.join(GEN, e["file"]))
+        toks = e["tokens"]
+        ref = reference_forward.forward_logits(path, toks)
+        stored = np.load(os.path.join(GEN, e["logits"])).astype(np.float64)
+        cpp = llamacpp_logits(path, toks)
+        d = np.abs(ref - cpp)
+        agree = np.mean(np.argmax(ref, -1) == np.argmax(cpp, -1))
+        print(f"{e['name']:24s} T={len(toks):3d} max|numpy-llama.cpp|={d.max():.5f} "
+              f"mean={d.mean():.6f} argmax agree={agree:.3f} "
+              f"max|numpy-stored .npy|={np.abs(ref - stored).max():.2e} "
+              f"logit std={ref.std():.3f}")
+        worst = max(worst, d.max()) if e["type"] in ("F32", "F16") else worst
+    print(f"worst max abs difference over F32/F16 models: {worst:.5f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
