@@ -26,6 +26,7 @@ Only needs numpy + gguf. Usage: python scripts/make_fixtures.py [--out DIR]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -99,8 +100,8 @@ CODELLAMA_SOURCE = "scripts/make_codellama_vocab.py codellama_vocab()"
 def _read_vocab_gguf(path_or_reader) -> Vocab:
     r = path_or_reader
     if not isinstance(r, gguf.GGUFReader):
-        r = gguf.GGUFReader(path_or_reader)
-    path = r.data.filename
+        r = reference_forward.open_gguf(path_or_reader)
+    path = path_or_reader if isinstance(path_or_reader, str) else "<gguf>"
     f = r.get_field("tokenizer.ggml.tokens")
     tokens = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
     f = r.get_field("tokenizer.ggml.scores")
@@ -116,6 +117,10 @@ def load_vocab() -> Vocab:
         import make_codellama_vocab as mcv  # noqa: F401
     except ImportError:
         return _read_vocab_gguf(LLAMA_SPM_VOCAB)
+    # write_vocab_metadata() calls codellama_vocab(), which re-reads the 32000-piece GGUF each
+    # time; the lists are only read by GGUFWriter, so memoize it for this process.
+    if not hasattr(mcv.codellama_vocab, "cache_info"):
+        mcv.codellama_vocab = functools.lru_cache(maxsize=1)(mcv.codellama_vocab)
     v = mcv.codellama_vocab()
     return _vocab_from_codellama(v)
 
@@ -387,7 +392,7 @@ def main(argv=None) -> int:
         weights = weights_cache[arch]
         path = os.path.join(a.out, f"{name}.gguf")
         write_model(path, name, arch, qtype, vocab, weights)
-        reader = gguf.GGUFReader(path)
+        reader = reference_forward.open_gguf(path)
         check_layout(reader, weights, qtype)
         model = reference_forward.GGUFModel(reader)
         e = reference_entry(name, model, f"{name}.gguf", n_heads, n_kv, toks, a.out, qtype.name)
@@ -402,7 +407,7 @@ def main(argv=None) -> int:
     q4km = os.path.join(MODELS_DIR, "tiny-gqa-q4_k_m.gguf")
     if os.path.exists(q4km):
         n_heads, n_kv, _, _ = ARCHS["gqa"]
-        reader = gguf.GGUFReader(q4km)
+        reader = reference_forward.open_gguf(q4km)
         qvocab = _read_vocab_gguf(reader)
         e = reference_entry("tiny-gqa-q4_k_m", reference_forward.GGUFModel(reader), "../models/tiny-gqa-q4_k_m.gguf",
                             n_heads, n_kv, short_tokens(qvocab), a.out, "Q4_K_M")
@@ -415,7 +420,7 @@ def main(argv=None) -> int:
     for fn in sorted(os.listdir(MODELS_DIR)) if os.path.isdir(MODELS_DIR) else []:
         if not (fn.startswith("tiny-cov-") and fn.endswith(".gguf")):
             continue
-        reader = gguf.GGUFReader(os.path.join(MODELS_DIR, fn))
+        reader = reference_forward.open_gguf(os.path.join(MODELS_DIR, fn))
         model = reference_forward.GGUFModel(reader)
         qtype = fn[len("tiny-cov-"):-len(".gguf")].split("-")[-1].upper()
         e = reference_entry(fn[:-len(".gguf")], model, f"../models/{fn}", model.n_heads,
