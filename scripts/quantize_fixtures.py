@@ -15,8 +15,9 @@ numpy. Every F32 source model is rebuilt deterministically by scripts/make_fixtu
                               vocab, so a truncated one is fine).
 
 Afterwards it writes tests/fixtures/models/dequant-manifest.json (sha256 of the
-`gguf.quants.dequantize` output of every tensor, via scripts/dequant_manifest.py when present,
-else the built-in `dequant_manifest` below, same format) and the tensor -> type tables of
+`gguf.quants.dequantize` output of every tensor) by running scripts/dequant_manifest.py (branch
+`quant`; pass --dequant-tool PATH while it is not merged) or, if absent, the built-in
+`dequant_manifest` below, whose output was checked byte-identical to that tool's on these files) and the tensor -> type tables of
 tests/fixtures/models/README.md (between the TABLES markers).
 
 Usage: python scripts/quantize_fixtures.py [--threads 2]
@@ -28,6 +29,7 @@ import ctypes
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -85,23 +87,17 @@ def dequant_manifest(paths: list[str]) -> dict:
     return {"files": files}
 
 
-def write_dequant_manifest(paths: list[str], out: str) -> str:
-    dm_path = os.path.join(HERE, "dequant_manifest.py")
-    if os.path.exists(dm_path):
-        import dequant_manifest as dm  # the quant branch's tool, if present
-        if hasattr(dm, "build_manifest"):
-            m = dm.build_manifest(paths)
-            how = "scripts/dequant_manifest.py build_manifest"
-        else:
-            m = dequant_manifest(paths)
-            how = "scripts/quantize_fixtures.py dequant_manifest"
-    else:
-        m = dequant_manifest(paths)
-        how = "scripts/quantize_fixtures.py dequant_manifest"
+def write_dequant_manifest(paths: list[str], out: str, tool: str | None) -> str:
+    """Run the quant branch's scripts/dequant_manifest.py (`-o OUT FILES...`) when available,
+    else the built-in equivalent above (verified byte-identical output on these files)."""
+    tool = tool or os.path.join(HERE, "dequant_manifest.py")
+    if os.path.exists(tool):
+        subprocess.run([sys.executable, tool, "-o", out, *paths], check=True)
+        return tool
+    m = dequant_manifest(paths)
     with open(out, "w") as f:
-        json.dump(m, f, indent=1, sort_keys=True)
-        f.write("\n")
-    return how
+        f.write(json.dumps(m, indent=1, sort_keys=True) + "\n")
+    return "scripts/quantize_fixtures.py dequant_manifest (built-in)"
 
 
 def type_table(path: str) -> str:
@@ -131,6 +127,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="llama.cpp-quantized fixtures")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="only these output files")
+    ap.add_argument("--dequant-tool", help="path of dequant_manifest.py (default: scripts/)")
     a = ap.parse_args(argv)
     import llama_cpp
     print(f"llama-cpp-python {llama_cpp.__version__}")
@@ -154,7 +151,8 @@ def main(argv=None) -> int:
                 srcs[key] = src
             quantize(srcs[key], dst, ftype, a.threads)
             print(f"{fn}: {os.path.getsize(dst):,} bytes")
-    how = write_dequant_manifest(outs, os.path.join(OUT_DIR, "dequant-manifest.json"))
+    how = write_dequant_manifest(outs, os.path.join(OUT_DIR, "dequant-manifest.json"),
+                                 a.dequant_tool)
     print(f"dequant-manifest.json via {how}")
     update_readme(outs)
     total = sum(os.path.getsize(p) for p in outs)
