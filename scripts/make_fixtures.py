@@ -19,7 +19,10 @@ llama.cpp quant-coverage files tests/fixtures/models/tiny-cov-v512-*.gguf (512-p
 per quant type) get entries of the same shape under "extra_models".
 
 Token sequences are real code text encoded with the model's own vocabulary by a small
-SentencePiece-BPE encoder (highest-score merge first, byte fallback) -- see `encode`.
+SentencePiece-BPE encoder (highest-score merge first, byte fallback) -- see `encode`; it
+reproduces all 47 of llama.cpp's ggml-vocab-llama-spm test vectors and the facts doc's infill
+vector. "tiny-gqa-f32-long" (same file as tiny-gqa-f32) is a 300-token infill prompt
+(BOS, ▁<PRE> 32007, prefix, ▁<SUF> 32008, suffix, ▁<MID> 32009, more code).
 
 Only needs numpy + gguf. Usage: python scripts/make_fixtures.py [--out DIR]
 """
