@@ -32,7 +32,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
   fi
 fi
-if ! .venv/bin/python -c 'import gguf, numpy, sentencepiece' >/dev/null 2>&1 ||
+if ! .venv/bin/python -c 'import gguf, numpy' >/dev/null 2>&1 ||
    [ scripts/requirements.txt -nt .venv/.installed ]; then
   log "pip install -r scripts/requirements.txt"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
