@@ -3,11 +3,14 @@
 use thiserror::Error;
 
 use crate::gguf::GgufError;
+use crate::quant::QuantError;
 
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Quant(#[from] QuantError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -12,6 +12,7 @@
 pub mod error;
 pub mod ggml_type;
 pub mod gguf;
+pub mod quant;
 
 pub use error::Error;
 pub use ggml_type::GgmlType;
