@@ -2,9 +2,12 @@
 //!
 //! Every value is computed in f32 with the same operations, in the same order,
 //! as gguf-py's numpy `gguf.quants` (the bit-exact reference, see
-//! `tests/quant_vectors.rs`); no fused multiply-adds. ggml's C code has the same
-//! operation order, but a C compiler allowed to contract `d * q - m` into an FMA
-//! (`-ffp-contract=fast` with FMA hardware) can differ from both in the last bit.
+//! `tests/quant_vectors.rs`) and ggml's C code. For these formats the order
+//! does not actually matter: every product is of an f16 (11 significant bits)
+//! with integers of at most 12 significant bits in all (Q6_K: i8 scale times
+//! 6-bit quant; results stay far from f32 underflow), so it is exact in f32, and
+//! the only rounding is the final `+ m` / `- m` of Q4_1, Q5_1, Q4_K and Q5_K,
+//! which a fused multiply-add rounds identically.
 
 use super::blocks::*;
 

@@ -1,8 +1,8 @@
 //! ggml block formats and their CPU dequantization.
 //!
 //! [`dequantize`] expands any [`GgmlType`] this crate knows into f32, bit for
-//! bit as gguf-py's `gguf.quants.dequantize` (and, up to FMA contraction, ggml's
-//! `dequantize_row_*`). The block structs in [`blocks`] mirror `ggml-common.h`
+//! bit as gguf-py's `gguf.quants.dequantize` and ggml's `dequantize_row_*`
+//! (NaNs aside: see [`f16_bits_to_f32`]). The block structs in [`blocks`] mirror `ggml-common.h`
 //! byte for byte and can be viewed in place over unaligned bytes.
 
 pub mod blocks;
