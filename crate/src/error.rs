@@ -7,6 +7,7 @@ use crate::generate::ContextOverflow;
 use crate::sampler::SamplerError;
 use crate::gguf::GgufError;
 use crate::model::ModelError;
+use crate::quant::QuantError;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -25,6 +26,7 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    Quant(#[from] QuantError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,6 +16,7 @@ pub mod ggml_type;
 pub mod gguf;
 pub mod model;
 pub mod npy;
+pub mod quant;
 pub mod sampler;
 
 pub use error::Error;

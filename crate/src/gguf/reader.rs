@@ -686,7 +686,7 @@ impl GgufReader {
         let Some(n_elems) = n_elems.filter(|&n| n <= 1 << 48) else {
             return Err(GgufError::BadDims { name, dims });
         };
-        if dims[0] % ty.block_elems() as u64 != 0 {
+        if !dims[0].is_multiple_of(ty.block_elems() as u64) {
             return Err(GgufError::DimsNotBlockAligned {
                 name,
                 dims,
@@ -695,7 +695,7 @@ impl GgufReader {
             });
         }
         let n_bytes = ty.bytes_for(n_elems).expect("whole blocks checked above");
-        if offset % self.alignment != 0 {
+        if !offset.is_multiple_of(self.alignment) {
             return Err(GgufError::MisalignedOffset {
                 name,
                 offset,
