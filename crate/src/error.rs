@@ -3,11 +3,17 @@
 use thiserror::Error;
 
 use crate::gguf::GgufError;
+use crate::prompt::PromptError;
+use crate::tokenizer::TokenizerError;
 
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

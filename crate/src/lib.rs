@@ -12,6 +12,8 @@
 pub mod error;
 pub mod ggml_type;
 pub mod gguf;
+pub mod prompt;
+pub mod tokenizer;
 
 pub use error::Error;
 pub use ggml_type::GgmlType;
