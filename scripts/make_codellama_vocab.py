@@ -47,7 +47,8 @@ from pathlib import Path
 import gguf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LLAMA_VOCAB = REPO_ROOT / "tests" / "fixtures" / "vocab" / "ggml-vocab-llama-spm.gguf"
+VOCAB_DIR = REPO_ROOT / "tests" / "fixtures" / "vocab"
+LLAMA_VOCAB = VOCAB_DIR / "ggml-vocab-llama-spm.gguf"
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "generated" / "codellama-vocab.gguf"
 
 TOKEN_TYPE_NORMAL = 1

@@ -13,7 +13,11 @@ fn root() -> PathBuf {
 
 fn model(name: &str) -> PathBuf {
     let p = root().join("tests/fixtures/generated").join(name);
-    assert!(p.exists(), "{}: run scripts/make_fixtures.py first", p.display());
+    assert!(
+        p.exists(),
+        "{}: run scripts/make_fixtures.py first",
+        p.display()
+    );
     p
 }
 
@@ -52,7 +56,10 @@ fn info_reports_shape_types_and_infill() {
     assert!(out.contains("grouped-query"), "{out}");
     assert!(out.contains("vocab           32016"), "{out}");
     assert!(out.contains("rope theta      1000000"), "{out}");
-    assert!(out.contains("infill          supported (PRE 32007, SUF 32008, MID 32009, EOT 32010)"), "{out}");
+    assert!(
+        out.contains("infill          supported (PRE 32007, SUF 32008, MID 32009, EOT 32010)"),
+        "{out}"
+    );
     assert!(out.contains("Q8_0"), "{out}");
 }
 
@@ -74,7 +81,13 @@ fn tokenize_reproduces_metas_infill_reference_vector() {
     );
     let plain = ok(&["tokenize", "-m", m.to_str().unwrap(), "--", "Hello world"]);
     assert_eq!(plain.trim(), "1 15043 3186");
-    let no_bos = ok(&["tokenize", "-m", m.to_str().unwrap(), "--no-bos", "Hello world"]);
+    let no_bos = ok(&[
+        "tokenize",
+        "-m",
+        m.to_str().unwrap(),
+        "--no-bos",
+        "Hello world",
+    ]);
     assert_eq!(no_bos.trim(), "15043 3186");
 }
 
@@ -89,14 +102,26 @@ fn tokenize_chat_file() {
         r#"[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]"#,
     )
     .unwrap();
-    let out = ok(&["tokenize", "-m", m.to_str().unwrap(), "--chat", chat.to_str().unwrap()]);
+    let out = ok(&[
+        "tokenize",
+        "-m",
+        m.to_str().unwrap(),
+        "--chat",
+        chat.to_str().unwrap(),
+    ]);
     let ids: Vec<u32> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
     // BOS "[INST]" ... "[/INST]" with no EOS at the end.
     assert_eq!(ids[0], 1);
     assert_ne!(*ids.last().unwrap(), 2);
     std::fs::write(&chat, r#"[{"role":"assistant","content":"Hi"}]"#).unwrap();
     fails(
-        &["tokenize", "-m", m.to_str().unwrap(), "--chat", chat.to_str().unwrap()],
+        &[
+            "tokenize",
+            "-m",
+            m.to_str().unwrap(),
+            "--chat",
+            chat.to_str().unwrap(),
+        ],
         "",
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -130,46 +155,113 @@ fn generation_is_deterministic_per_seed() {
     let m = model("tiny-gqa-q4_0.gguf");
     let m = m.to_str().unwrap();
     let greedy = |extra: &[&str]| {
-        let mut a = vec!["complete", "-m", m, "--max-tokens", "12", "--temperature", "0"];
+        let mut a = vec![
+            "complete",
+            "-m",
+            m,
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "0",
+        ];
         a.extend_from_slice(extra);
         ok(&a)
     };
     assert_eq!(greedy(&[]), greedy(&[]));
     let seeded = |seed: &str| {
         ok(&[
-            "complete", "-m", m, "--max-tokens", "12", "--temperature", "1", "--top-p", "1",
-            "--seed", seed, "def f(",
+            "complete",
+            "-m",
+            m,
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "1",
+            "--top-p",
+            "1",
+            "--seed",
+            seed,
+            "def f(",
         ])
     };
     assert_eq!(seeded("7"), seeded("7"));
     let a: Vec<String> = (0..4).map(|s| seeded(&s.to_string())).collect();
-    assert!(a.iter().any(|x| x != &a[0]), "different seeds give different text");
+    assert!(
+        a.iter().any(|x| x != &a[0]),
+        "different seeds give different text"
+    );
     let infill = ok(&[
-        "infill", "-m", m, "--max-tokens", "8", "--prefix", "def add(a, b):\n    ", "--suffix",
+        "infill",
+        "-m",
+        m,
+        "--max-tokens",
+        "8",
+        "--prefix",
+        "def add(a, b):\n    ",
+        "--suffix",
         "\n    return c\n",
     ]);
     assert!(!infill.is_empty());
-    let chat = ok(&["chat", "-m", m, "--max-tokens", "8", "--system", "Be brief.", "Write a loop."]);
+    let chat = ok(&[
+        "chat",
+        "-m",
+        m,
+        "--max-tokens",
+        "8",
+        "--system",
+        "Be brief.",
+        "Write a loop.",
+    ]);
     assert!(!chat.is_empty());
 }
 
 #[test]
 fn errors_are_one_clear_line() {
-    fails(&["info", "/nonexistent/model.gguf"], "cannot read /nonexistent/model.gguf");
+    fails(
+        &["info", "/nonexistent/model.gguf"],
+        "cannot read /nonexistent/model.gguf",
+    );
     let dir = std::env::temp_dir().join(format!("codellama-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bytes = std::fs::read(model("tiny-mha-f16.gguf")).unwrap();
     let trunc = dir.join("truncated.gguf");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    fails(&["complete", "-m", trunc.to_str().unwrap(), "x"], "past the end of the file");
+    fails(
+        &["complete", "-m", trunc.to_str().unwrap(), "x"],
+        "past the end of the file",
+    );
     let junk = dir.join("junk.gguf");
     std::fs::write(&junk, b"PK\x03\x04 this is a zip").unwrap();
     fails(&["info", junk.to_str().unwrap()], "not a GGUF file");
     let m = model("tiny-mha-f16.gguf");
     let m = m.to_str().unwrap();
-    fails(&["logits", "-m", m, "--tokens", "1 99999", "--out", "/tmp/x.npy"], "out of range");
-    fails(&["logits", "-m", m, "--tokens", "1 x", "--out", "/tmp/x.npy"], "not a token id");
+    fails(
+        &[
+            "logits",
+            "-m",
+            m,
+            "--tokens",
+            "1 99999",
+            "--out",
+            "/tmp/x.npy",
+        ],
+        "out of range",
+    );
+    fails(
+        &["logits", "-m", m, "--tokens", "1 x", "--out", "/tmp/x.npy"],
+        "not a token id",
+    );
     fails(&["complete", "-m", m, "--top-p", "0", "x"], "top_p");
-    fails(&["complete", "-m", m, "--context", "4", "a long prompt that does not fit"], "context holds 4");
+    fails(
+        &[
+            "complete",
+            "-m",
+            m,
+            "--context",
+            "4",
+            "a long prompt that does not fit",
+        ],
+        "context holds 4",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

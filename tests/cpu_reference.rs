@@ -66,7 +66,8 @@ fn compare(ours: &[Vec<f32>], reference: &[f32], vocab: usize) -> Compared {
                 .max_by(|&x, &y| row[x].total_cmp(&row[y]).then(y.cmp(&x)))
                 .unwrap();
             assert_eq!(
-                ours_arg, idx[0],
+                ours_arg,
+                idx[0],
                 "argmax differs at position {pos} (reference gap {})",
                 r[idx[0]] - r[idx[1]]
             );
@@ -97,15 +98,27 @@ fn cpu_decoder_matches_numpy_float64_reference() {
         let weights = CpuWeights::load(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
         let cfg = &weights.config;
         if i < models.len() {
-            assert_eq!(cfg.vocab_size, 32016, "{name}: the real Code Llama vocabulary");
+            assert_eq!(
+                cfg.vocab_size, 32016,
+                "{name}: the real Code Llama vocabulary"
+            );
         }
-        kinds.insert(if cfg.n_kv_heads == cfg.n_heads { "mha" } else { "gqa" });
+        kinds.insert(if cfg.n_kv_heads == cfg.n_heads {
+            "mha"
+        } else {
+            "gqa"
+        });
         let mut dec = CpuDecoder::new(&weights, tokens.len());
         let ours = dec.logits_for(&tokens).unwrap();
-        let (shape, reference) =
-            npy::read_f32(std::fs::File::open(generated().join(model["logits"].as_str().unwrap())).unwrap())
-                .unwrap();
-        assert_eq!(shape, vec![tokens.len(), cfg.vocab_size], "{name}: reference shape");
+        let (shape, reference) = npy::read_f32(
+            std::fs::File::open(generated().join(model["logits"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            shape,
+            vec![tokens.len(), cfg.vocab_size],
+            "{name}: reference shape"
+        );
         let c = compare(&ours, &reference, cfg.vocab_size);
         let types: std::collections::BTreeSet<&str> =
             weights.header.tensors.iter().map(|t| t.ty.name()).collect();
@@ -120,11 +133,24 @@ fn cpu_decoder_matches_numpy_float64_reference() {
             c.max_abs_at.1,
             c.argmax_checked
         );
-        assert!(c.min_cos >= 0.99999, "{name}: cosine {} at position {}", c.min_cos, c.min_cos_at);
-        assert!(c.argmax_checked * 2 >= tokens.len(), "{name}: too few decisive positions to check argmax");
+        assert!(
+            c.min_cos >= 0.99999,
+            "{name}: cosine {} at position {}",
+            c.min_cos,
+            c.min_cos_at
+        );
+        assert!(
+            c.argmax_checked * 2 >= tokens.len(),
+            "{name}: too few decisive positions to check argmax"
+        );
     }
-    assert!(kinds.contains("mha") && kinds.contains("gqa"), "both attention kinds covered");
-    for ty in ["F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"] {
+    assert!(
+        kinds.contains("mha") && kinds.contains("gqa"),
+        "both attention kinds covered"
+    );
+    for ty in [
+        "F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K",
+    ] {
         assert!(all_types.contains(ty), "no fixture model uses {ty}");
     }
 }

@@ -4,10 +4,12 @@ use thiserror::Error;
 
 use crate::cpu::DecodeError;
 use crate::generate::ContextOverflow;
-use crate::sampler::SamplerError;
 use crate::gguf::GgufError;
 use crate::model::ModelError;
+use crate::prompt::PromptError;
 use crate::quant::QuantError;
+use crate::sampler::SamplerError;
+use crate::tokenizer::TokenizerError;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -15,6 +17,12 @@ pub enum Error {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error(transparent)]
@@ -26,7 +34,6 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-    Quant(#[from] QuantError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

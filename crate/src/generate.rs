@@ -30,6 +30,10 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Token ids that end generation (from the prompt mode).
     pub stop_ids: Vec<u32>,
+    /// Whether the text continues the prompt's text (completion, infill: every
+    /// space kept) or starts afresh (a chat reply: the first piece's space
+    /// prefix dropped, as Meta's decoding does).
+    pub continuation: bool,
 }
 
 /// Counts for one request.
@@ -115,7 +119,11 @@ impl<'w> Session<'w> {
     ) -> Result<GenerateStats, Error> {
         let mut sampler = Sampler::new(opts.sampler.clone())?;
         let (mut logits, computed) = self.prefill(prompt)?;
-        let mut stream = StreamDecoder::new(tok);
+        let mut stream = if opts.continuation {
+            StreamDecoder::continuation(tok)
+        } else {
+            StreamDecoder::new(tok)
+        };
         let mut stops = StopMatcher::new(&opts.stop);
         let mut generated = 0usize;
         let reason = loop {
@@ -212,7 +220,9 @@ fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
     let max = stop.len().saturating_sub(1).min(text.len());
     (1..=max)
         .rev()
-        .find(|&n| text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..]))
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..])
+        })
         .unwrap_or(0)
 }
 

@@ -16,8 +16,10 @@ pub mod ggml_type;
 pub mod gguf;
 pub mod model;
 pub mod npy;
+pub mod prompt;
 pub mod quant;
 pub mod sampler;
+pub mod tokenizer;
 
 pub use error::Error;
 pub use ggml_type::GgmlType;

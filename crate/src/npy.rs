@@ -47,7 +47,9 @@ pub fn read_f32(mut r: impl Read) -> io::Result<(Vec<usize>, Vec<f32>)> {
     } else if h.contains("'<f8'") {
         true
     } else {
-        return Err(bad("only little-endian float32/float64 arrays are supported"));
+        return Err(bad(
+            "only little-endian float32/float64 arrays are supported",
+        ));
     };
     let shape_src = h
         .split("'shape':")

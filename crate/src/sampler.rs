@@ -70,7 +70,9 @@ impl SamplerConfig {
 pub enum SamplerError {
     #[error("sampler setting {name} = {value} is out of range")]
     BadSetting { name: &'static str, value: f32 },
-    #[error("the logits contain NaN or are all -infinity: the model produced no usable distribution")]
+    #[error(
+        "the logits contain NaN or are all -infinity: the model produced no usable distribution"
+    )]
     NoFiniteLogits,
 }
 
@@ -108,12 +110,19 @@ impl Sampler {
 
     /// Chooses the next token. `recent` holds the tokens seen so far (prompt
     /// and generated); the penalty looks at its last `repetition_window`.
-    pub fn sample(&mut self, logits: &[f32], recent: &[u32], step: u32) -> Result<u32, SamplerError> {
+    pub fn sample(
+        &mut self,
+        logits: &[f32],
+        recent: &[u32],
+        step: u32,
+    ) -> Result<u32, SamplerError> {
         let cfg = &self.config;
         self.cand.clear();
         self.cand
             .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-        if self.cand.iter().any(|c| c.1.is_nan()) || self.cand.iter().all(|c| c.1 == f32::NEG_INFINITY) {
+        if self.cand.iter().any(|c| c.1.is_nan())
+            || self.cand.iter().all(|c| c.1 == f32::NEG_INFINITY)
+        {
             return Err(SamplerError::NoFiniteLogits);
         }
 
@@ -136,10 +145,11 @@ impl Sampler {
 
         // Greedy: the highest logit, lowest id on ties.
         if cfg.temperature <= 0.0 {
-            let best = self
-                .cand
-                .iter()
-                .fold((0u32, f32::NEG_INFINITY), |b, &c| if c.1 > b.1 { c } else { b });
+            let best =
+                self.cand.iter().fold(
+                    (0u32, f32::NEG_INFINITY),
+                    |b, &c| if c.1 > b.1 { c } else { b },
+                );
             return Ok(best.0);
         }
 
@@ -289,7 +299,9 @@ mod tests {
             c.top_p = 1.0;
             c.seed = 43;
         });
-        let third: Vec<u32> = (0..n).map(|i| other.sample(&logits, &[], i).unwrap()).collect();
+        let third: Vec<u32> = (0..n)
+            .map(|i| other.sample(&logits, &[], i).unwrap())
+            .collect();
         assert_ne!(first, third);
     }
 
@@ -298,7 +310,15 @@ mod tests {
         // Fixed values (computed independently in Python): a change here
         // changes every seeded generation.
         let v: Vec<f32> = (0..4).map(|i| uniform(1234, i)).collect();
-        assert_eq!(v, [0.05528217554092407, 0.08957022428512573, 0.236133873462677, 0.1405659317970276]);
+        assert_eq!(
+            v,
+            [
+                0.05528217554092407,
+                0.08957022428512573,
+                0.236133873462677,
+                0.1405659317970276
+            ]
+        );
         assert_eq!(pcg_hash(0), 129_708_002);
         assert_eq!(pcg_hash(1), 2_831_084_092);
     }
@@ -309,7 +329,10 @@ mod tests {
         c.top_p = 0.0;
         assert!(Sampler::new(c).is_err());
         let mut s = Sampler::new(SamplerConfig::default()).unwrap();
-        assert_eq!(s.sample(&[f32::NAN, 1.0], &[], 0), Err(SamplerError::NoFiniteLogits));
+        assert_eq!(
+            s.sample(&[f32::NAN, 1.0], &[], 0),
+            Err(SamplerError::NoFiniteLogits)
+        );
         assert_eq!(
             s.sample(&[f32::NEG_INFINITY; 3], &[], 0),
             Err(SamplerError::NoFiniteLogits)

@@ -28,7 +28,10 @@ impl QMatrix {
                 got: bytes.len() as u64,
             });
         }
-        let row_bytes = info.ty.bytes_for(cols as u64).expect("reader checked blocks") as usize;
+        let row_bytes = info
+            .ty
+            .bytes_for(cols as u64)
+            .expect("reader checked blocks") as usize;
         Ok(QMatrix {
             ty: info.ty,
             rows,
@@ -58,7 +61,9 @@ impl QMatrix {
         assert_eq!(x.len(), self.cols, "matvec input width");
         assert_eq!(out.len(), self.rows, "matvec output height");
         let threads = if self.rows * self.cols >= 1 << 20 {
-            std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8)
         } else {
             1
         };

@@ -28,7 +28,7 @@ pub struct LayerWeights {
 pub struct CpuWeights {
     pub config: Config,
     pub header: Header,
-    pub token_embd: QMatrix,  // (vocab, dim)
+    pub token_embd: QMatrix, // (vocab, dim)
     pub layers: Vec<LayerWeights>,
     pub output_norm: Vec<f32>, // (dim)
     /// (vocab, dim); `None` when tied to `token_embd`.

@@ -86,8 +86,9 @@ impl Config {
         let ffn_dim = need("llama.feed_forward_length", 8 * MAX_DIM)?;
         let context_length = need("llama.context_length", MAX_CONTEXT)?;
         let rope_theta = float("llama.rope.freq_base")?.unwrap_or(10000.0);
-        let rms_eps = float("llama.attention.layer_norm_rms_epsilon")?
-            .ok_or_else(|| ModelError::MissingKey("llama.attention.layer_norm_rms_epsilon".into()))?;
+        let rms_eps = float("llama.attention.layer_norm_rms_epsilon")?.ok_or_else(|| {
+            ModelError::MissingKey("llama.attention.layer_norm_rms_epsilon".into())
+        })?;
 
         if dim % n_heads != 0 {
             return Err(bad(

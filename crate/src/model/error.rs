@@ -5,7 +5,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ModelError {
-    #[error("unsupported architecture {0:?}: only \"llama\" (Code Llama, Llama 2) models are supported")]
+    #[error(
+        "unsupported architecture {0:?}: only \"llama\" (Code Llama, Llama 2) models are supported"
+    )]
     WrongArchitecture(String),
     #[error("required metadata key {0:?} is missing")]
     MissingKey(String),

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
 use codellama_webgpu::generate::{GenerateOptions, GenerateStats, Session};
-use codellama_webgpu::prompt::{self, InfillMode, Message, Prompt, Role};
+use codellama_webgpu::prompt::{self, InfillMode, Message, PromptKind, Role};
 use codellama_webgpu::tokenizer::Tokenizer;
 
 use crate::args::{Backend, ModelArgs, SamplingArgs};
@@ -35,7 +35,8 @@ fn session<'w>(l: &'w Loaded, m: &ModelArgs) -> Session<'w> {
 fn stream(
     s: &mut Session,
     tok: &Tokenizer,
-    p: &Prompt,
+    tokens: &[u32],
+    kind: PromptKind,
     sampling: &SamplingArgs,
     default_temperature: f32,
 ) -> Result<(String, GenerateStats), Box<dyn std::error::Error>> {
@@ -43,12 +44,13 @@ fn stream(
         sampler: sampling.sampler(default_temperature),
         max_tokens: sampling.max_tokens,
         stop: sampling.stop.clone(),
-        stop_ids: p.stop_ids.clone(),
+        stop_ids: prompt::stop_ids(tok, kind)?,
+        continuation: kind != PromptKind::Chat,
     };
     let start = Instant::now();
     let mut out = std::io::stdout().lock();
     let mut text = String::new();
-    let stats = s.generate(tok, &p.tokens, &opts, &mut |piece| {
+    let stats = s.generate(tok, tokens, &opts, &mut |piece| {
         text.push_str(piece);
         let _ = out.write_all(piece.as_bytes());
         let _ = out.flush();
@@ -72,12 +74,18 @@ pub fn complete(m: &ModelArgs, sampling: &SamplingArgs, text: &str) -> Res {
     let p = prompt::completion(&l.tok, text)?;
     let mut s = session(&l, m);
     // Meta's completion example: temperature 0.2, top-p 0.9.
-    stream(&mut s, &l.tok, &p, sampling, 0.2)?;
+    stream(&mut s, &l.tok, &p, PromptKind::Completion, sampling, 0.2)?;
     println!();
     Ok(())
 }
 
-pub fn infill(m: &ModelArgs, sampling: &SamplingArgs, prefix: &str, suffix: &str, spm: bool) -> Res {
+pub fn infill(
+    m: &ModelArgs,
+    sampling: &SamplingArgs,
+    prefix: &str,
+    suffix: &str,
+    spm: bool,
+) -> Res {
     let l = load(m)?;
     let mode = if spm {
         InfillMode::SuffixPrefixMiddle
@@ -87,7 +95,7 @@ pub fn infill(m: &ModelArgs, sampling: &SamplingArgs, prefix: &str, suffix: &str
     let p = prompt::infill(&l.tok, prefix, suffix, mode)?;
     let mut s = session(&l, m);
     // Meta's infill example: temperature 0.
-    stream(&mut s, &l.tok, &p, sampling, 0.0)?;
+    stream(&mut s, &l.tok, &p, PromptKind::Infill, sampling, 0.0)?;
     println!();
     Ok(())
 }
@@ -120,7 +128,7 @@ pub fn chat(
         let l = load(m)?;
         let p = prompt::chat(&l.tok, &dialog)?;
         let mut s = session(&l, m);
-        stream(&mut s, &l.tok, &p, sampling, 0.6)?;
+        stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6)?;
         println!();
         return Ok(());
     }
@@ -138,7 +146,7 @@ pub fn chat(
             content: line,
         });
         let p = prompt::chat(&l.tok, &dialog)?;
-        let (reply, _) = stream(&mut s, &l.tok, &p, sampling, 0.6)?;
+        let (reply, _) = stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6)?;
         println!();
         dialog.push(Message {
             role: Role::Assistant,

@@ -131,24 +131,31 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, Box<dyn std::error::Erro
 pub fn read_chat_file(path: &Path) -> Result<Vec<Message>, Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let msgs: Vec<Message> = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a JSON list of {{role, content}}: {e}", path.display()))?;
+    let msgs: Vec<Message> = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}: not a JSON list of {{role, content}}: {e}",
+            path.display()
+        )
+    })?;
     Ok(msgs)
 }
 
 pub fn tokenize(a: &TokenizeArgs) -> Res {
     let tok = load_tokenizer(&a.model)?;
     let ids = if let Some(chat) = &a.chat {
-        prompt::chat(&tok, &read_chat_file(chat)?)?.tokens
+        prompt::chat(&tok, &read_chat_file(chat)?)?
     } else if let (Some(p), Some(s)) = (&a.infill_prefix, &a.infill_suffix) {
         let mode = if a.suffix_first {
             InfillMode::SuffixPrefixMiddle
         } else {
             InfillMode::PrefixSuffixMiddle
         };
-        prompt::infill(&tok, p, s, mode)?.tokens
+        prompt::infill(&tok, p, s, mode)?
     } else {
-        let text = a.text.as_deref().ok_or("give a TEXT, --infill-prefix/--infill-suffix or --chat")?;
+        let text = a
+            .text
+            .as_deref()
+            .ok_or("give a TEXT, --infill-prefix/--infill-suffix or --chat")?;
         tok.encode(text, !a.no_bos)?
     };
     let line: Vec<String> = ids.iter().map(u32::to_string).collect();
@@ -173,7 +180,10 @@ pub struct LogitsArgs {
 pub fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
     s.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u32>().map_err(|_| format!("not a token id: {p:?}")))
+        .map(|p| {
+            p.parse::<u32>()
+                .map_err(|_| format!("not a token id: {p:?}"))
+        })
         .collect()
 }
 
@@ -199,6 +209,10 @@ pub fn logits(a: &LogitsArgs) -> Res {
     let f = std::fs::File::create(&a.out)
         .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
     npy::write_f32(std::io::BufWriter::new(f), ids.len(), vocab, &flat)?;
-    eprintln!("wrote {} ({} x {vocab} float32)", a.out.display(), ids.len());
+    eprintln!(
+        "wrote {} ({} x {vocab} float32)",
+        a.out.display(),
+        ids.len()
+    );
     Ok(())
 }

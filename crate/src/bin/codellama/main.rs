@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use args::{ModelArgs, SamplingArgs};
 
 #[derive(Parser, Debug)]
-#[command(name = "codellama", version, about = "Code Llama on WebGPU: native command line")]
+#[command(
+    name = "codellama",
+    version,
+    about = "Code Llama on WebGPU: native command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
