@@ -41,12 +41,11 @@ fn every_value_kind() -> GgufWriter {
     w
 }
 
+/// Tensors by name, and the most bytes the reader buffered at once.
+type Fed = (Vec<(String, Vec<u8>)>, usize);
+
 /// Feeds `bytes` in chunks of the given sizes (cycled), collecting tensors.
-fn feed_chunked(
-    bytes: &[u8],
-    sizes: &[usize],
-    opts: ReaderOptions,
-) -> Result<(Vec<(String, Vec<u8>)>, usize), GgufError> {
+fn feed_chunked(bytes: &[u8], sizes: &[usize], opts: ReaderOptions) -> Result<Fed, GgufError> {
     let mut r = GgufReader::new(opts);
     let mut out = Vec::new();
     let mut headers = 0;
