@@ -190,6 +190,36 @@ COMPLETION_CASES = [
 ]
 
 
+# Id sequences for the decoder: leading-space rule, control/unknown pieces, byte runs.
+DECODE_CASES = [
+    [29871, 29871, 15043],
+    [1, 29871, 15043, 2],
+    [0, 15043],
+    [1, 0, 29871],
+    [259, 1678, 15043],
+    [3 + 0x20, 15043],
+    [3 + 0xE2, 3 + 0x82, 15043, 3 + 0xC3],
+    [3 + 0xF2, 3 + 0xB2, 3 + 0xF6, 3 + 0x41],
+    [2, 1, 3 + 0xF0, 3 + 0x9F, 3 + 0xA6, 3 + 0x99, 32010, 32007],
+]
+
+
+def rust_str(s: str) -> str:
+    out = []
+    for c in s:
+        if c in "\\\"":
+            out.append("\\" + c)
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif ord(c) < 0x20 or c == "\ufffd":
+            out.append("\\u{%x}" % ord(c))
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def rust_const(name: str, ids: list[int]) -> str:
     return f"const {name}: &[u32] = &{ids};"
 
@@ -207,6 +237,10 @@ def main() -> int:
         print(rust_const(name, chat_prompt_tokens(tok, dialog)))
     for name, text in COMPLETION_CASES:
         print(rust_const(name, tok.encode(text, bos=True, eos=False)))
+    print("const SP_DECODE: &[(&[u32], &str)] = &[")
+    for ids in DECODE_CASES:
+        print(f"    (&{ids}, {rust_str(tok.sp_model.decode(ids))}),")
+    print("];")
     return 0
 
 

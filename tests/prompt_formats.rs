@@ -8,7 +8,7 @@ mod common;
 use codellama_webgpu::prompt::{
     chat, completion, infill, stop_ids, InfillMode, Message, PromptError, PromptKind, Role,
 };
-use codellama_webgpu::tokenizer::TokenizerError;
+use codellama_webgpu::tokenizer::{StreamDecoder, TokenizerError};
 use common::*;
 
 // ---- Output of `scripts/prompt_vectors.py` ----
@@ -67,6 +67,17 @@ const COMPLETION_CODE: &[u32] = &[
     29901, 851, 1125,
 ];
 const COMPLETION_INFILL_TEXT: &[u32] = &[1, 263, 32007, 289, 32008, 29883, 32009, 32010];
+const SP_DECODE: &[(&[u32], &str)] = &[
+    (&[29871, 29871, 15043], "  Hello"),
+    (&[1, 29871, 15043, 2], " Hello"),
+    (&[0, 15043], " ⁇  Hello"),
+    (&[1, 0, 29871], " ⁇  "),
+    (&[259, 1678, 15043], "     Hello"),
+    (&[35, 15043], "  Hello"),
+    (&[229, 133, 15043, 198], "\u{fffd}\u{fffd} Hello\u{fffd}"),
+    (&[245, 181, 249, 68], "\u{fffd}\u{fffd}\u{fffd}A"),
+    (&[2, 1, 243, 162, 169, 156, 32010, 32007], "🦙 <EOT> <PRE>"),
+];
 // ---- end of output ----
 
 /// The facts doc's reference vector, copied from docs/codellama-facts.md (not from the script).
@@ -267,4 +278,19 @@ fn the_generated_vocab_gguf_gives_the_same_prompts() {
         completion(&tok, "a <PRE> b <SUF>c <MID> <EOT>").unwrap(),
         COMPLETION_INFILL_TEXT
     );
+}
+
+#[test]
+fn decode_matches_sentencepiece() {
+    let tok = codellama_tokenizer();
+    for &(ids, expected) in SP_DECODE {
+        assert_eq!(tok.decode(ids).unwrap(), expected, "{ids:?}");
+        let mut s = StreamDecoder::new(&tok);
+        let mut streamed = String::new();
+        for &id in ids {
+            streamed.push_str(&s.push(id).unwrap());
+        }
+        streamed.push_str(&s.finish());
+        assert_eq!(streamed, expected, "streamed {ids:?}");
+    }
 }

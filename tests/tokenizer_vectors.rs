@@ -429,10 +429,11 @@ fn stream_decoder_holds_split_characters() {
     assert_eq!(s.push(ids[1]).unwrap(), "");
     assert_eq!(s.push(ids[2]).unwrap(), "");
     assert_eq!(s.push(ids[3]).unwrap(), "🦙");
-    // A truncated character followed by text: one U+FFFD, then the text.
+    // A truncated character followed by text: one U+FFFD per byte (as SentencePiece), then
+    // the text.
     assert_eq!(s.push(3 + 0xE2).unwrap(), "");
     assert_eq!(s.push(3 + 0x82).unwrap(), "");
-    assert_eq!(s.push(15043).unwrap(), "\u{FFFD} Hello");
+    assert_eq!(s.push(15043).unwrap(), "\u{FFFD}\u{FFFD} Hello");
     // Unfinished at the end: finish() flushes it as U+FFFD.
     assert_eq!(s.push(3 + 0xC3).unwrap(), "");
     assert_eq!(s.finish(), "\u{FFFD}");
@@ -448,7 +449,7 @@ fn stream_decoder_holds_split_characters() {
             3 + 0xC3
         ])
         .unwrap(),
-        "🦙\u{FFFD} Hello\u{FFFD}"
+        "🦙\u{FFFD}\u{FFFD} Hello\u{FFFD}"
     );
     // The leading-space rule applies only at the very start.
     let mut s = StreamDecoder::new(&tok);

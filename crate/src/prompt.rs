@@ -141,7 +141,7 @@ fn split_dialog(messages: &[Message]) -> Result<(Option<&str>, &[Message], usize
         return Err(PromptError::SystemWithoutUser);
     }
     for (i, m) in turns.iter().enumerate() {
-        let expected = if i % 2 == 0 {
+        let expected = if i.is_multiple_of(2) {
             Role::User
         } else {
             Role::Assistant
@@ -157,7 +157,7 @@ fn split_dialog(messages: &[Message]) -> Result<(Option<&str>, &[Message], usize
             });
         }
     }
-    if turns.len() % 2 == 0 {
+    if turns.len().is_multiple_of(2) {
         return Err(PromptError::EndsWithAssistant);
     }
     Ok((system, turns, offset))

@@ -11,8 +11,9 @@
 //! `<0xNN>` byte pieces produce their byte; every other piece produces its text with `▁`
 //! turned into a space; the unknown piece produces ` ⁇ `. When the vocabulary adds a space
 //! prefix, the `▁` that starts the first text-producing piece is dropped (only that one, only
-//! at the very start). The bytes are then read as UTF-8, each maximal invalid sequence
-//! becoming one U+FFFD.
+//! at the very start). The bytes are then read as UTF-8, where every byte that does not begin
+//! a complete, valid UTF-8 character becomes one U+FFFD (SentencePiece's rule, and also what
+//! the `ByteFallback` decoder of `tokenizers` does for an invalid run of byte tokens).
 
 mod error;
 mod from_gguf;
@@ -275,8 +276,38 @@ impl Tokenizer {
             self.check_id(id)?;
             append_token_bytes(&mut bytes, self.token_bytes(id), &mut at_start);
         }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        let mut text = String::with_capacity(bytes.len());
+        decode_utf8_per_byte(&bytes, &mut text, true);
+        Ok(text)
     }
+}
+
+/// Appends `bytes` to `out` as UTF-8, replacing each byte that does not begin a complete valid
+/// character by one U+FFFD. Unless `at_end`, a truncated (possibly valid) sequence at the end is
+/// left alone. Returns the number of bytes consumed.
+pub(crate) fn decode_utf8_per_byte(bytes: &[u8], out: &mut String, at_end: bool) -> usize {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match std::str::from_utf8(&bytes[pos..]) {
+            Ok(s) => {
+                out.push_str(s);
+                pos = bytes.len();
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                if let Ok(s) = std::str::from_utf8(&bytes[pos..pos + valid]) {
+                    out.push_str(s);
+                }
+                pos += valid;
+                if e.error_len().is_none() && !at_end {
+                    break;
+                }
+                out.push(char::REPLACEMENT_CHARACTER);
+                pos += 1;
+            }
+        }
+    }
+    pos
 }
 
 /// Appends one token's bytes, dropping the leading space of the first text-producing token
@@ -295,6 +326,29 @@ pub(crate) fn append_token_bytes(out: &mut Vec<u8>, tb: TokenBytes<'_>, at_start
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn per_byte(bytes: &[u8], at_end: bool) -> (String, usize) {
+        let mut s = String::new();
+        let n = decode_utf8_per_byte(bytes, &mut s, at_end);
+        (s, n)
+    }
+
+    #[test]
+    fn invalid_bytes_become_one_replacement_each() {
+        assert_eq!(per_byte(b"ab", true), ("ab".into(), 2));
+        assert_eq!(
+            per_byte(b"\xE2\x82A", true),
+            ("\u{FFFD}\u{FFFD}A".into(), 3)
+        );
+        assert_eq!(per_byte(b"\xF2\xB2\xF6", true), ("\u{FFFD}".repeat(3), 3));
+        assert_eq!(per_byte(b"x\xE2\x82", false), ("x".into(), 1));
+        assert_eq!(
+            per_byte(b"x\xE2\x82", true),
+            ("x\u{FFFD}\u{FFFD}".into(), 3)
+        );
+        assert_eq!(per_byte("é".as_bytes(), false), ("é".into(), 2));
+        assert_eq!(per_byte(b"\x80", false), ("\u{FFFD}".into(), 1));
+    }
 
     #[test]
     fn byte_pieces_parse() {

@@ -1,11 +1,11 @@
 //! Incremental decoding, one token at a time.
 
-use super::{append_token_bytes, Tokenizer, TokenizerError};
+use super::{append_token_bytes, decode_utf8_per_byte, Tokenizer, TokenizerError};
 
 /// Decodes generated ids one at a time. Every [`push`](StreamDecoder::push) returns the text
 /// completed so far and not yet returned: a character whose UTF-8 bytes arrive in several
-/// byte-fallback tokens is held back until it is complete (or known to be invalid, when it
-/// becomes U+FFFD exactly as [`Tokenizer::decode`] would make it). The concatenation of all
+/// byte-fallback tokens is held back until it is complete (or known to be invalid, when each
+/// of its bytes becomes U+FFFD exactly as [`Tokenizer::decode`] would make it). The concatenation of all
 /// pushes and [`finish`](StreamDecoder::finish) equals `decode` of all the ids
 /// (`decode_continuation` for [`StreamDecoder::continuation`]).
 #[derive(Debug)]
@@ -48,10 +48,11 @@ impl<'a> StreamDecoder<'a> {
         Ok(self.drain_complete())
     }
 
-    /// Ends the stream: returns what is still held back (an incomplete UTF-8 sequence becomes
-    /// U+FFFD) and resets the decoder to its initial state.
+    /// Ends the stream: returns what is still held back (each byte of an incomplete UTF-8
+    /// sequence becomes U+FFFD) and resets the decoder to its initial state.
     pub fn finish(&mut self) -> String {
-        let rest = String::from_utf8_lossy(&self.pending).into_owned();
+        let mut rest = String::new();
+        decode_utf8_per_byte(&self.pending, &mut rest, true);
         self.pending.clear();
         self.at_start = self.tok.add_space_prefix();
         rest
@@ -62,38 +63,12 @@ impl<'a> StreamDecoder<'a> {
         !self.pending.is_empty()
     }
 
-    /// Takes every complete character (and every definitely invalid sequence, as U+FFFD) off
-    /// the front of `pending`, leaving only a trailing incomplete-but-possibly-valid sequence.
+    /// Takes every complete character (and every byte that cannot begin one, as U+FFFD) off
+    /// the front of `pending`, leaving only a trailing truncated-but-possibly-valid sequence.
     fn drain_complete(&mut self) -> String {
         let mut out = String::new();
-        let mut rest: &[u8] = &self.pending;
-        loop {
-            match std::str::from_utf8(rest) {
-                Ok(s) => {
-                    out.push_str(s);
-                    rest = &[];
-                    break;
-                }
-                Err(e) => {
-                    let (valid, after) = rest.split_at(e.valid_up_to());
-                    out.push_str(&String::from_utf8_lossy(valid));
-                    match e.error_len() {
-                        // Truncated at the end: more bytes may complete it.
-                        None => {
-                            rest = after;
-                            break;
-                        }
-                        Some(len) => {
-                            out.push(char::REPLACEMENT_CHARACTER);
-                            rest = &after[len..];
-                        }
-                    }
-                }
-            }
-        }
-        let keep = rest.len();
-        let drop = self.pending.len() - keep;
-        self.pending.drain(..drop);
+        let used = decode_utf8_per_byte(&self.pending, &mut out, false);
+        self.pending.drain(..used);
         out
     }
 }
