@@ -126,6 +126,14 @@ fn tokenize_chat_file() {
         ],
         "",
     );
+    // A vocabulary without infill tokens: a clear error, and `info` says so.
+    let no_fim = root().join("tests/fixtures/models/tiny-cov-v512-q8_0.gguf");
+    let no_fim = no_fim.to_str().unwrap();
+    fails(
+        &["infill", "-m", no_fim, "--prefix", "a", "--suffix", "b"],
+        "this model has no infill tokens",
+    );
+    assert!(ok(&["info", no_fim]).contains("infill          not supported"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -285,5 +293,13 @@ fn errors_are_one_clear_line() {
         ],
         "context holds 4",
     );
+    // A vocabulary without infill tokens: a clear error, and `info` says so.
+    let no_fim = root().join("tests/fixtures/models/tiny-cov-v512-q8_0.gguf");
+    let no_fim = no_fim.to_str().unwrap();
+    fails(
+        &["infill", "-m", no_fim, "--prefix", "a", "--suffix", "b"],
+        "this model has no infill tokens",
+    );
+    assert!(ok(&["info", no_fim]).contains("infill          not supported"));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,6 +1,8 @@
 //! `info`, `tokenize` and `logits`: looking inside a model.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -16,66 +18,79 @@ use crate::args::Backend;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
+/// Writes to stdout; a closed pipe (`codellama info M | head`) is not an error.
+pub fn print_out(text: &str) -> Res {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 pub fn info(path: &Path) -> Res {
     let header = gguf::read_header(path)?;
+    let mut o = String::new();
     let cfg = Config::from_header(&header)?;
     let md = &header.metadata;
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    println!("file            {} ({})", path.display(), mib(file_len));
+    writeln!(o, "file            {} ({})", path.display(), mib(file_len))?;
     if let Some(name) = md.get_str("general.name") {
-        println!("name            {name}");
+        writeln!(o, "name            {name}")?;
     }
-    println!(
+    writeln!(
+        o,
         "format          GGUF v{}, {} tensors, {} metadata keys, alignment {}",
         header.version,
         header.tensors.len(),
         md.len(),
         header.alignment
-    );
-    println!("architecture    llama");
-    println!("dim             {}", cfg.dim);
-    println!("layers          {}", cfg.n_layers);
+    )?;
+    writeln!(o, "architecture    llama")?;
+    writeln!(o, "dim             {}", cfg.dim)?;
+    writeln!(o, "layers          {}", cfg.n_layers)?;
     let kind = if cfg.n_kv_heads == cfg.n_heads {
         "multi-head"
     } else {
         "grouped-query"
     };
-    println!(
+    writeln!(
+        o,
         "heads           {} query / {} key-value ({kind}), head size {}",
         cfg.n_heads,
         cfg.n_kv_heads,
         cfg.head_dim()
-    );
-    println!("ffn             {}", cfg.ffn_dim);
-    println!("vocab           {}", cfg.vocab_size);
-    println!("context         {}", cfg.context_length);
-    println!("rope theta      {}", cfg.rope_theta);
-    println!("rms eps         {:e}", cfg.rms_eps);
+    )?;
+    writeln!(o, "ffn             {}", cfg.ffn_dim)?;
+    writeln!(o, "vocab           {}", cfg.vocab_size)?;
+    writeln!(o, "context         {}", cfg.context_length)?;
+    writeln!(o, "rope theta      {}", cfg.rope_theta)?;
+    writeln!(o, "rms eps         {:e}", cfg.rms_eps)?;
     let kv_bytes = 2 * cfg.n_layers * cfg.kv_dim() * 2;
-    println!("kv cache (f16)  {} KiB per token", kv_bytes / 1024);
+    writeln!(o, "kv cache (f16)  {} KiB per token", kv_bytes / 1024)?;
     match Tokenizer::from_metadata(md) {
         Ok(tok) => {
             let sp = tok.special();
-            println!("special tokens  BOS {}, EOS {}", sp.bos, sp.eos);
+            writeln!(o, "special tokens  BOS {}, EOS {}", sp.bos, sp.eos)?;
             match tok.infill_tokens() {
-                Ok(t) => println!(
+                Ok(t) => writeln!(
+                    o,
                     "infill          supported (PRE {}, SUF {}, MID {}, EOT {})",
                     t.prefix, t.suffix, t.middle, t.eot
-                ),
-                Err(e) => println!("infill          not supported: {e}"),
+                )?,
+                Err(e) => writeln!(o, "infill          not supported: {e}")?,
             }
         }
-        Err(e) => println!("tokenizer       unusable: {e}"),
+        Err(e) => writeln!(o, "tokenizer       unusable: {e}")?,
     }
-    print_types(&header);
-    Ok(())
+    print_types(&mut o, &header)?;
+    print_out(&o)
 }
 
-fn print_types(header: &Header) {
+fn print_types(o: &mut String, header: &Header) -> std::fmt::Result {
     let mut by_type: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for t in &header.tensors {
         let e = by_type.entry(t.ty.name()).or_default();
@@ -83,22 +98,23 @@ fn print_types(header: &Header) {
         e.1 += t.n_bytes;
     }
     let total: u64 = header.tensors.iter().map(|t| t.n_bytes).sum();
-    println!("tensor types    {} in all", mib(total));
+    writeln!(o, "tensor types    {} in all", mib(total))?;
     for (ty, (n, bytes)) in by_type {
-        println!("  {ty:<6} {n:>4} tensors  {:>12}", mib(bytes));
+        writeln!(o, "  {ty:<6} {n:>4} tensors  {:>12}", mib(bytes))?;
     }
-    println!("tensors");
+    writeln!(o, "tensors")?;
     for t in &header.tensors {
-        println!(
+        writeln!(
+            o,
             "  {:<28} {:<5} {:>20} {:>14} bytes",
             t.name,
             t.ty.name(),
             format!("{:?}", t.dims),
             t.n_bytes
-        );
+        )?;
     }
+    Ok(())
 }
-
 #[derive(Args, Debug)]
 pub struct TokenizeArgs {
     /// The GGUF model (or vocabulary-only GGUF) file.
@@ -159,8 +175,7 @@ pub fn tokenize(a: &TokenizeArgs) -> Res {
         tok.encode(text, !a.no_bos)?
     };
     let line: Vec<String> = ids.iter().map(u32::to_string).collect();
-    println!("{}", line.join(" "));
-    Ok(())
+    print_out(&format!("{}\n", line.join(" ")))
 }
 
 #[derive(Args, Debug)]
