@@ -24,9 +24,13 @@ pub enum ReadFileError<E = GgufError> {
 /// The chunk size used for native files.
 const CHUNK: usize = 4 << 20;
 
-/// Streams a native file through a [`GgufReader`], calling `on_event` for the
-/// header and each tensor. Memory use stays around one tensor.
-pub fn read_path<E, F>(path: &Path, on_event: F) -> Result<Header, ReadFileError<E>>
+/// Feeds a native file to a reader in chunks until the end (or, with
+/// `header_only`, until the header is complete), then returns the header.
+fn stream_file<E, F>(
+    path: &Path,
+    header_only: bool,
+    mut on_event: F,
+) -> Result<Header, ReadFileError<E>>
 where
     E: From<GgufError>,
     F: FnMut(Event<'_>) -> Result<(), E>,
@@ -36,39 +40,7 @@ where
         path: shown.clone(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let total = file.metadata().map_err(io)?.len();
-    let mut reader = GgufReader::new(ReaderOptions {
-        total_len: Some(total),
-        ..Default::default()
-    });
-    let mut on_event = on_event;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        reader
-            .feed(&buf[..n], &mut on_event)
-            .map_err(|source| ReadFileError::Content {
-                path: shown.clone(),
-                source,
-            })?;
-    }
-    reader
-        .finish()
-        .cloned()
-        .map_err(|e| ReadFileError::Content {
-            path: shown.clone(),
-            source: e.into(),
-        })
-}
-
-/// Reads only the header of a native file (stops reading once it is complete).
-pub fn read_header(path: &Path) -> Result<Header, ReadFileError> {
-    let shown = path.display().to_string();
-    let io = |source| ReadFileError::Io {
+    let content = |source| ReadFileError::Content {
         path: shown.clone(),
         source,
     };
@@ -78,25 +50,36 @@ pub fn read_header(path: &Path) -> Result<Header, ReadFileError> {
         total_len: Some(total),
         ..Default::default()
     });
-    let mut buf = vec![0u8; 1 << 20];
-    while reader.header().is_none() {
+    let mut buf = vec![0u8; if header_only { 1 << 20 } else { CHUNK }];
+    loop {
+        if header_only {
+            if let Some(h) = reader.header() {
+                return Ok(h.clone());
+            }
+        }
         let n = file.read(&mut buf).map_err(io)?;
         if n == 0 {
-            let err = reader.finish().unwrap_err();
-            return Err(ReadFileError::Content {
-                path: shown,
-                source: err,
-            });
+            break;
         }
-        // Only the header is wanted: tensors completed in this chunk are skipped.
-        reader
-            .feed(&buf[..n], |_| Ok::<(), GgufError>(()))
-            .map_err(|source| ReadFileError::Content {
-                path: shown.clone(),
-                source,
-            })?;
+        reader.feed(&buf[..n], &mut on_event).map_err(content)?;
     }
-    Ok(reader.header().cloned().expect("loop ends with a header"))
+    reader.finish().cloned().map_err(|e| content(e.into()))
+}
+
+/// Streams a native file through a [`GgufReader`], calling `on_event` for the
+/// header and each tensor. Memory use stays around one tensor.
+pub fn read_path<E, F>(path: &Path, on_event: F) -> Result<Header, ReadFileError<E>>
+where
+    E: From<GgufError>,
+    F: FnMut(Event<'_>) -> Result<(), E>,
+{
+    stream_file(path, false, on_event)
+}
+
+/// Reads only the header of a native file (stops reading once it is complete;
+/// tensors completed in the last chunk read are skipped).
+pub fn read_header(path: &Path) -> Result<Header, ReadFileError> {
+    stream_file(path, true, |_| Ok(()))
 }
 
 /// A whole GGUF file in memory: the header and every tensor's bytes.
