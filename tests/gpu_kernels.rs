@@ -58,7 +58,13 @@ fn max_error(got: &[f32], want: &[f32]) -> (f32, usize) {
 #[test]
 fn rmsnorm_matches_cpu() {
     let ctx = context();
-    for (rows, dim, seed) in [(1, 257, 1), (3, 1000, 2), (2, 4096, 3), (5, 1, 4), (1, 11008, 5)] {
+    for (rows, dim, seed) in [
+        (1, 257, 1),
+        (3, 1000, 2),
+        (2, 4096, 3),
+        (5, 1, 4),
+        (1, 11008, 5),
+    ] {
         let x = values(rows * dim, seed, 3.0);
         let w = values(dim, seed + 100, 1.5);
         let eps = 1e-5;
@@ -131,7 +137,10 @@ fn rope_matches_cpu() {
         // the angle error grows with the position.
         let max_pos = *positions.iter().max().unwrap() as f32;
         let tol = 2e-6 + max_pos * 2e-7;
-        assert!(err < tol, "rope case {case}: error {err} (tolerance {tol}) at {at}");
+        assert!(
+            err < tol,
+            "rope case {case}: error {err} (tolerance {tol}) at {at}"
+        );
     }
 }
 
@@ -140,7 +149,14 @@ fn elementwise_matches_cpu() {
     let ctx = context();
     let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
     // The last size needs a second row of workgroups.
-    for (n, seed) in [(1, 1), (257, 2), (1000, 3), (4096 * 3 + 5, 4), (11008, 5), (max_x * 256 + 77, 6)] {
+    for (n, seed) in [
+        (1, 1),
+        (257, 2),
+        (1000, 3),
+        (4096 * 3 + 5, 4),
+        (11008, 5),
+        (max_x * 256 + 77, 6),
+    ] {
         let a = values(n, seed, 12.0);
         let b = values(n, seed + 50, 2.0);
         for op in [ElementwiseOp::Add, ElementwiseOp::SwiGlu] {
@@ -180,18 +196,43 @@ fn shape_and_validation_errors_are_typed() {
         let wb = ctx.storage_f32("w", &[1.0; 5]).await?;
         let mut enc = ctx.encoder("bad shapes");
         // x holds 10 values, the shape asks for 3 x 5.
-        kernels::rmsnorm(&ctx, &mut enc, &xb, &wb, &xb, NormShape { rows: 3, dim: 5 }, 1e-5).await
+        kernels::rmsnorm(
+            &ctx,
+            &mut enc,
+            &xb,
+            &wb,
+            &xb,
+            NormShape { rows: 3, dim: 5 },
+            1e-5,
+        )
+        .await
     });
-    assert!(matches!(r, Err(GpuError::Shape { kernel: "rmsnorm", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(GpuError::Shape {
+                kernel: "rmsnorm",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 
     let r = ctx.block_on(async {
         let mut enc = ctx.encoder("rope");
         let xb = ctx.storage_f32("x", &[1.0; 6]).await?;
         let pb = ctx.storage_u32("positions", &[0]).await?;
-        let shape = RopeShape { tokens: 1, heads: 2, head_dim: 3 };
+        let shape = RopeShape {
+            tokens: 1,
+            heads: 2,
+            head_dim: 3,
+        };
         kernels::rope(&ctx, &mut enc, &xb, &pb, shape, 1e4).await
     });
-    assert!(matches!(r, Err(GpuError::Shape { kernel: "rope", .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(GpuError::Shape { kernel: "rope", .. })),
+        "{r:?}"
+    );
 
     // The same buffer as read-only input and read-write output of one
     // dispatch is a usage conflict: wgpu's validation error comes back typed.
@@ -199,7 +240,16 @@ fn shape_and_validation_errors_are_typed() {
         let xb = ctx.storage_f32("x", &[1.0; 8]).await?;
         let wb = ctx.storage_f32("w", &[1.0; 8]).await?;
         let mut enc = ctx.encoder("aliased");
-        kernels::rmsnorm(&ctx, &mut enc, &xb, &wb, &xb, NormShape { rows: 1, dim: 8 }, 1e-5).await?;
+        kernels::rmsnorm(
+            &ctx,
+            &mut enc,
+            &xb,
+            &wb,
+            &xb,
+            NormShape { rows: 1, dim: 8 },
+            1e-5,
+        )
+        .await?;
         ctx.submit(enc).await.map(|_| ())
     });
     eprintln!("aliased bindings: {r:?}");
@@ -219,4 +269,14 @@ fn oversized_buffers_are_typed_errors() {
     let too_big = ctx.limits().max_buffer_size + 4;
     let r = ctx.block_on(ctx.storage_zeroed("huge", too_big));
     assert!(matches!(r, Err(GpuError::BufferTooLarge { .. })), "{r:?}");
+}
+
+#[test]
+fn device_loss_is_a_typed_error() {
+    let ctx = context();
+    ctx.device().destroy();
+    let _ = ctx.device().poll(wgpu::PollType::Poll);
+    let r = ctx.block_on(ctx.storage_f32("after loss", &[1.0; 4]));
+    eprintln!("after destroy: {r:?}");
+    assert!(matches!(r, Err(GpuError::DeviceLost(_))), "{r:?}");
 }

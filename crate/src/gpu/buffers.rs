@@ -126,7 +126,7 @@ impl GpuContext {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, GpuError> {
-        if offset % 4 != 0 || len % 4 != 0 || offset + len > buffer.size() {
+        if !offset.is_multiple_of(4) || !len.is_multiple_of(4) || offset + len > buffer.size() {
             return Err(GpuError::shape(
                 "read_back",
                 format!(
@@ -162,8 +162,7 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::ReadBack(e.to_string()))?;
-        slot.await
-            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        slot.await.map_err(|e| GpuError::ReadBack(e.to_string()))?;
         self.check()?;
         let bytes = {
             let view = staging

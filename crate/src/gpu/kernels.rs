@@ -116,12 +116,18 @@ pub async fn rope(
         heads,
         head_dim,
     } = shape;
-    positive(K, &[("tokens", tokens), ("heads", heads), ("head_dim", head_dim)])?;
-    if head_dim % 2 != 0 {
+    positive(
+        K,
+        &[("tokens", tokens), ("heads", heads), ("head_dim", head_dim)],
+    )?;
+    if !head_dim.is_multiple_of(2) {
         return Err(GpuError::shape(K, format!("head_dim {head_dim} is odd")));
     }
     if !(theta.is_finite() && theta > 0.0) {
-        return Err(GpuError::shape(K, format!("theta {theta} is not a positive number")));
+        return Err(GpuError::shape(
+            K,
+            format!("theta {theta} is not a positive number"),
+        ));
     }
     let row = elements(K, heads, head_dim)?;
     let n = elements(K, tokens, row)?;
@@ -142,7 +148,11 @@ pub async fn rope(
         ctx,
         encoder,
         KernelKey::Rope,
-        &[(&params, None), (x, Some(x_bytes)), (positions, Some(pos_bytes))],
+        &[
+            (&params, None),
+            (x, Some(x_bytes)),
+            (positions, Some(pos_bytes)),
+        ],
         (gx, gy),
     )
     .await
@@ -173,7 +183,10 @@ pub async fn elementwise(
     let gy = workgroups_1d(ctx, K, groups.div_ceil(gx))?;
     let params = ctx.uniform(
         "elementwise params",
-        &ElementwiseParams { n: n32, _pad: [0; 3] },
+        &ElementwiseParams {
+            n: n32,
+            _pad: [0; 3],
+        },
     );
     dispatch(
         ctx,
@@ -278,4 +291,3 @@ fn workgroups_1d(ctx: &GpuContext, kernel: &'static str, n: usize) -> Result<u32
         )),
     }
 }
-
