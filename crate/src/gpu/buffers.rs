@@ -36,7 +36,7 @@ impl GpuContext {
     /// `Err(BufferTooLarge)` when `size` bytes exceed what one storage binding
     /// may cover.
     pub fn check_binding_size(&self, what: &str, size: u64) -> Result<(), GpuError> {
-        let limit = u64::from(self.limits().max_storage_buffer_binding_size);
+        let limit = self.limits().max_storage_buffer_binding_size;
         if size > limit {
             return Err(GpuError::BufferTooLarge {
                 what: what.to_string(),
