@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine that has
 # only Rust (rustup), Python 3 and Node: Rust components and the wasm target,
-# and a Python venv (.venv) with the fixture/reference tools. Idempotent.
+# lavapipe (Vulkan on the CPU) for the GPU tests, and a Python venv (.venv)
+# with the fixture/reference tools. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,12 @@ apt_install() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
+
+# lavapipe (Mesa's Vulkan CPU driver): the adapter the GPU tests run on
+# where no GPU is present.
+if ! compgen -G '/usr/share/vulkan/icd.d/lvp_icd*.json' >/dev/null; then
+  apt_install mesa-vulkan-drivers libvulkan1
+fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

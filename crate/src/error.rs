@@ -5,6 +5,7 @@ use thiserror::Error;
 use crate::cpu::DecodeError;
 use crate::generate::ContextOverflow;
 use crate::gguf::GgufError;
+use crate::gpu::GpuError;
 use crate::model::ModelError;
 use crate::prompt::PromptError;
 use crate::quant::QuantError;
@@ -27,6 +28,8 @@ pub enum Error {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Sampler(#[from] SamplerError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
     #[error(transparent)]
     ContextOverflow(#[from] ContextOverflow),
     #[error("cannot read {path}: {source}")]

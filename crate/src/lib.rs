@@ -7,6 +7,7 @@
 //! - [`tokenizer`]: SentencePiece BPE built from the GGUF vocabulary;
 //! - [`prompt`]: Meta's completion, infill and instruct-chat formats;
 //! - [`cpu`]: the plain f32 reference decoder every GPU kernel is checked against;
+//! - [`gpu`]: the GPU engine (wgpu natively, WebGPU in the browser): device, pipelines, kernels;
 //! - [`sampler`] and [`generate`]: token selection and the generation loop.
 
 pub mod cpu;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod generate;
 pub mod ggml_type;
 pub mod gguf;
+pub mod gpu;
 pub mod model;
 pub mod npy;
 pub mod prompt;

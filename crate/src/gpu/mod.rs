@@ -1,3 +1,20 @@
-//! The GPU engine.
+//! The GPU engine (wgpu natively, WebGPU in the browser).
+//!
+//! - [`GpuContext`]: adapter, device and queue with the adapter's own limits,
+//!   detected features, typed errors from error scopes and device loss;
+//! - buffer helpers: storage and uniform buffers from slices, read-back;
+//! - [`KernelKey`] and the pipeline cache: one compute pipeline per kernel
+//!   variant, variants through WGSL `override` constants;
+//! - [`kernels`]: thin shape-checked wrappers that record dispatches.
 
+mod buffers;
+mod context;
+mod error;
+pub mod kernels;
+pub mod matvec;
+mod pipelines;
 pub mod repack;
+
+pub use context::{GpuContext, GpuFeatures, GpuOptions};
+pub use error::GpuError;
+pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};

@@ -1,0 +1,215 @@
+//! Adapter, device and queue: the adapter's own limits, optional features,
+//! device loss and error scopes turned into [`GpuError`]s.
+
+use std::sync::{Arc, Mutex};
+
+use super::error::GpuError;
+use super::pipelines::PipelineCache;
+
+/// How to pick the adapter.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backends to consider; `None` takes wgpu's defaults (and `WGPU_BACKEND`).
+    pub backends: Option<wgpu::Backends>,
+    pub power_preference: wgpu::PowerPreference,
+    /// Ask for a fallback (software) adapter only.
+    pub force_fallback_adapter: bool,
+}
+
+/// Optional features the device was created with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuFeatures {
+    /// `shader-f16`: `f16` arithmetic in WGSL.
+    pub f16: bool,
+    /// Subgroup operations.
+    pub subgroups: bool,
+}
+
+/// One device and its queue, with everything kernels need to run on it.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    adapter_info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: GpuFeatures,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    pub(crate) pipelines: PipelineCache,
+}
+
+impl GpuContext {
+    /// Picks an adapter and creates a device with the adapter's own limits and
+    /// `shader-f16` / subgroups where the adapter has them.
+    pub async fn new_async(opts: &GpuOptions) -> Result<GpuContext, GpuError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(backends) = opts.backends {
+            desc.backends = backends;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: opts.power_preference,
+                force_fallback_adapter: opts.force_fallback_adapter,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let adapter_info = adapter.get_info();
+        let available = adapter.features();
+        let features = GpuFeatures {
+            f16: available.contains(wgpu::Features::SHADER_F16),
+            subgroups: available.contains(wgpu::Features::SUBGROUP),
+        };
+        let mut required_features = wgpu::Features::empty();
+        if features.f16 {
+            required_features |= wgpu::Features::SHADER_F16;
+        }
+        if features.subgroups {
+            required_features |= wgpu::Features::SUBGROUP;
+        }
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("codellama-webgpu"),
+                required_features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let limits = device.limits();
+
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_cb.lock() {
+                *slot = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        // Errors outside any scope would otherwise panic inside wgpu: record
+        // them and report them at the next checked operation.
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let uncaptured_cb = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut errors) = uncaptured_cb.lock() {
+                errors.push(e.to_string());
+            }
+        }));
+
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter_info,
+            limits,
+            features,
+            lost,
+            uncaptured,
+            pipelines: PipelineCache::default(),
+        })
+    }
+
+    /// [`GpuContext::new_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(opts: &GpuOptions) -> Result<GpuContext, GpuError> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.adapter_info
+    }
+
+    /// One line naming the adapter: name, backend, device type.
+    pub fn adapter_summary(&self) -> String {
+        let i = &self.adapter_info;
+        format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+    }
+
+    /// The device's limits (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    pub fn features(&self) -> GpuFeatures {
+        self.features
+    }
+
+    /// `Err(DeviceLost)` once the device is lost; `Err` with the first error
+    /// that escaped every error scope since the last check.
+    pub fn check(&self) -> Result<(), GpuError> {
+        if let Some(msg) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(GpuError::DeviceLost(msg));
+        }
+        if let Ok(mut errors) = self.uncaptured.lock() {
+            if !errors.is_empty() {
+                let all = errors.join("; ");
+                errors.clear();
+                return Err(GpuError::Validation(all));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes and
+    /// returns its value, or the first error any scope caught.
+    pub async fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        self.check()?;
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let validation = validation.pop();
+        let oom = oom.pop();
+        let internal = internal.pop();
+        first_error([validation.await, oom.await, internal.await])?;
+        self.check()?;
+        Ok(value)
+    }
+
+    /// Finishes `encoder` and submits it, inside error scopes.
+    pub async fn submit(
+        &self,
+        encoder: wgpu::CommandEncoder,
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
+        self.scoped(|| self.queue.submit([encoder.finish()])).await
+    }
+
+    /// A new command encoder.
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// Blocks on a future (native only): the blocking form of every async
+    /// method here.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        pollster::block_on(f)
+    }
+}
+
+fn first_error(errors: [Option<wgpu::Error>; 3]) -> Result<(), GpuError> {
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.adapter_summary())
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,54 @@
+//! The GPU engine's typed errors: wgpu validation, memory and device-loss
+//! failures, limits and shape mismatches, never a panic.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error("no GPU adapter available: {0}")]
+    NoAdapter(String),
+    #[error("cannot create a GPU device: {0}")]
+    RequestDevice(String),
+    #[error("GPU validation error: {0}")]
+    Validation(String),
+    #[error("GPU out of memory")]
+    OutOfMemory,
+    #[error("GPU internal error: {0}")]
+    Internal(String),
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    #[error("{what}: {size} bytes exceed the device's {limit_name} of {limit} bytes")]
+    BufferTooLarge {
+        what: String,
+        size: u64,
+        limit_name: &'static str,
+        limit: u64,
+    },
+    #[error("{kernel}: {detail}")]
+    Shape {
+        kernel: &'static str,
+        detail: String,
+    },
+    #[error("cannot read a GPU buffer back: {0}")]
+    ReadBack(String),
+}
+
+impl GpuError {
+    /// A shape error for `kernel`.
+    pub fn shape(kernel: &'static str, detail: impl Into<String>) -> GpuError {
+        GpuError::Shape {
+            kernel,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<wgpu::Error> for GpuError {
+    fn from(e: wgpu::Error) -> GpuError {
+        match e {
+            wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory,
+            wgpu::Error::Validation { description, .. } => GpuError::Validation(description),
+            wgpu::Error::Internal { description, .. } => GpuError::Internal(description),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Compute pipelines, created once per kernel variant and cached.
+//!
+//! Each kernel family is one WGSL file under `shaders/`; variants are selected
+//! through WGSL `override` constants passed as pipeline constants, never by
+//! editing shader text.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::context::GpuContext;
+use super::error::GpuError;
+
+/// A WGSL kernel family: one file under `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShaderFamily {
+    Norm,
+    Rope,
+    Elementwise,
+}
+
+impl ShaderFamily {
+    /// Every family, one per file under `shaders/`.
+    pub const ALL: [ShaderFamily; 3] = [
+        ShaderFamily::Norm,
+        ShaderFamily::Rope,
+        ShaderFamily::Elementwise,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ShaderFamily::Norm => "norm.wgsl",
+            ShaderFamily::Rope => "rope.wgsl",
+            ShaderFamily::Elementwise => "elementwise.wgsl",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            ShaderFamily::Norm => include_str!("../../../shaders/norm.wgsl"),
+            ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
+            ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+        }
+    }
+}
+
+/// Elementwise operations of `shaders/elementwise.wgsl` (its `OP` constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElementwiseOp {
+    /// `out = a + b` (residual add).
+    Add,
+    /// `out = silu(a) * b` (SwiGLU).
+    SwiGlu,
+}
+
+impl ElementwiseOp {
+    pub const ALL: [ElementwiseOp; 2] = [ElementwiseOp::Add, ElementwiseOp::SwiGlu];
+
+    fn code(self) -> u32 {
+        match self {
+            ElementwiseOp::Add => 0,
+            ElementwiseOp::SwiGlu => 1,
+        }
+    }
+}
+
+/// One compute pipeline: a kernel family, its entry point and the values of
+/// its `override` constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelKey {
+    /// `shaders/norm.wgsl`: RMSNorm, one workgroup per row.
+    RmsNorm,
+    /// `shaders/rope.wgsl`: RoPE on adjacent pairs.
+    Rope,
+    /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
+    Elementwise(ElementwiseOp),
+}
+
+impl KernelKey {
+    /// Every kernel variant the engine can ask for (each is validated by
+    /// `naga` in the tests with its constants applied).
+    pub fn all() -> Vec<KernelKey> {
+        let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
+        keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
+        keys
+    }
+
+    pub fn family(self) -> ShaderFamily {
+        match self {
+            KernelKey::RmsNorm => ShaderFamily::Norm,
+            KernelKey::Rope => ShaderFamily::Rope,
+            KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
+        }
+    }
+
+    pub fn entry_point(self) -> &'static str {
+        "main"
+    }
+
+    /// Values for the shader's `override` constants.
+    pub fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            KernelKey::RmsNorm | KernelKey::Rope => Vec::new(),
+            KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
+        }
+    }
+
+    fn label(self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// Shader modules per family and pipelines per key, created on first use.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<ShaderFamily, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<KernelKey, wgpu::ComputePipeline>>,
+}
+
+impl GpuContext {
+    /// The pipeline for `key`, created (inside error scopes, so a shader or
+    /// pipeline error becomes a [`GpuError`]) the first time it is asked for.
+    pub async fn pipeline(&self, key: KernelKey) -> Result<wgpu::ComputePipeline, GpuError> {
+        if let Some(p) = lock(&self.pipelines.pipelines)?.get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.shader_module(key.family()).await?;
+        let constants = key.constants();
+        let label = key.label();
+        let pipeline = self
+            .scoped(|| {
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(&label),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(key.entry_point()),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    })
+            })
+            .await?;
+        lock(&self.pipelines.pipelines)?.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Creates the pipelines for `keys` now (e.g. before a decode loop).
+    pub async fn prepare(&self, keys: &[KernelKey]) -> Result<(), GpuError> {
+        for &k in keys {
+            self.pipeline(k).await?;
+        }
+        Ok(())
+    }
+
+    async fn shader_module(&self, family: ShaderFamily) -> Result<wgpu::ShaderModule, GpuError> {
+        if let Some(m) = lock(&self.pipelines.modules)?.get(&family) {
+            return Ok(m.clone());
+        }
+        let module = self
+            .scoped(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(family.name()),
+                        source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                    })
+            })
+            .await?;
+        lock(&self.pipelines.modules)?.insert(family, module.clone());
+        Ok(module)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, GpuError> {
+    m.lock()
+        .map_err(|_| GpuError::Internal("pipeline cache lock poisoned".into()))
+}
