@@ -136,7 +136,9 @@ impl GpuMatrix {
         bytes: &[u8],
     ) -> Result<GpuMatrix, GpuError> {
         let limits = ctx.limits();
-        let limit = u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         Self::upload_with_part_limit_async(ctx, info, bytes, limit).await
     }
 
@@ -151,7 +153,7 @@ impl GpuMatrix {
     ) -> Result<GpuMatrix, GpuError> {
         let limits = ctx.limits();
         let part_bytes = part_bytes
-            .min(u64::from(limits.max_storage_buffer_binding_size))
+            .min(limits.max_storage_buffer_binding_size)
             .min(limits.max_buffer_size);
         let format = MatvecFormat::of(info.ty)
             .filter(|f| supported(f.ggml_type()))
@@ -173,11 +175,10 @@ impl GpuMatrix {
         let (q_row, s_row) = format.row_bytes(cols as u64);
         // Rounding a stream up to words adds at most 2 bytes.
         let fit = |per_row: u64| {
-            if per_row == 0 {
-                u64::MAX
-            } else {
-                part_bytes.saturating_sub(4) / per_row
-            }
+            part_bytes
+                .saturating_sub(4)
+                .checked_div(per_row)
+                .unwrap_or(u64::MAX)
         };
         let part_rows = fit(q_row).min(fit(s_row)).min(rows as u64) as usize;
         if part_rows == 0 {
