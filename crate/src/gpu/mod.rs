@@ -11,7 +11,9 @@ mod buffers;
 mod context;
 mod error;
 pub mod kernels;
+pub mod matvec;
 mod pipelines;
+pub mod repack;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
