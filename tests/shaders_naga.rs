@@ -19,6 +19,7 @@ fn capabilities() -> Capabilities {
         | Capabilities::SHADER_FLOAT16
         | Capabilities::SUBGROUP
         | Capabilities::SUBGROUP_BARRIER
+        | Capabilities::SHADER_FLOAT16_IN_FLOAT32
 }
 
 fn parse_and_validate(name: &str, source: &str) -> (naga::Module, ModuleInfo) {

@@ -16,14 +16,17 @@ pub enum ShaderFamily {
     Norm,
     Rope,
     Elementwise,
+    /// Quantized matrix-vector products (pipelines built by `gpu::matvec`).
+    Matvec,
 }
 
 impl ShaderFamily {
     /// Every family, one per file under `shaders/`.
-    pub const ALL: [ShaderFamily; 3] = [
+    pub const ALL: [ShaderFamily; 4] = [
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
+        ShaderFamily::Matvec,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +34,7 @@ impl ShaderFamily {
             ShaderFamily::Norm => "norm.wgsl",
             ShaderFamily::Rope => "rope.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
+            ShaderFamily::Matvec => "matvec.wgsl",
         }
     }
 
@@ -39,6 +43,7 @@ impl ShaderFamily {
             ShaderFamily::Norm => include_str!("../../../shaders/norm.wgsl"),
             ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
         }
     }
 }
