@@ -5,7 +5,8 @@
 
 use codellama_webgpu::cpu::QMatrix;
 use codellama_webgpu::gguf::TensorInfo;
-use codellama_webgpu::gpu::matvec::{GpuMatrix, MatvecFormat, MATVEC_SOURCE};
+use codellama_webgpu::gpu::matvec::{GpuMatrix, MatvecFormat};
+use codellama_webgpu::gpu::ShaderFamily;
 use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use codellama_webgpu::GgmlType;
 
@@ -235,14 +236,15 @@ fn bad_shapes_are_errors() {
 #[test]
 fn every_format_variant_validates() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    let module = naga::front::wgsl::parse_str(MATVEC_SOURCE)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(MATVEC_SOURCE)));
+    let source = ShaderFamily::Matvec.source();
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
     // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32, which wgpu grants
     // wherever WebGPU runs (it is not the `shader-f16` feature).
     let caps = Capabilities::default() | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(MATVEC_SOURCE)));
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
     for format in MatvecFormat::ALL {
         let mut constants = naga::back::PipelineConstants::default();
         for (name, value) in format.constants() {

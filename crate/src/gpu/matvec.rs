@@ -14,8 +14,6 @@ use crate::gguf::TensorInfo;
 
 const K: &str = "matvec";
 
-/// The kernel family's source, as the engine compiles it.
-pub const MATVEC_SOURCE: &str = include_str!("../../../shaders/matvec.wgsl");
 /// Threads per workgroup (`WG` in the shader).
 pub const MATVEC_WG: u32 = 64;
 /// Rows per workgroup (`ROWS` in the shader, at most its `MAX_ROWS`).
@@ -431,7 +429,7 @@ async fn pipeline(
             ctx.device()
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some("matvec.wgsl"),
-                    source: wgpu::ShaderSource::Wgsl(MATVEC_SOURCE.into()),
+                    source: wgpu::ShaderSource::Wgsl(super::ShaderFamily::Matvec.source().into()),
                 })
         })
         .await?;
