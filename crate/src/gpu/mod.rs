@@ -14,7 +14,9 @@ pub mod kernels;
 pub mod matvec;
 mod pipelines;
 pub mod repack;
+pub mod step;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};
+pub use step::{StepParams, StepUniform};
