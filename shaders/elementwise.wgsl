@@ -1,23 +1,32 @@
-// Elementwise kernels over n f32 values, the operation chosen by `OP`:
-//   OP = 0: residual add   out = a + b
-//   OP = 1: SwiGLU         out = silu(a) * b,  silu(v) = v / (1 + exp(-v))
+// Elementwise kernels, in place on `a` over step.tokens rows of `width`
+// values, the operation chosen by `OP`:
+//   OP = 0: residual add   a = a + b
+//   OP = 1: SwiGLU         a = silu(a) * b,  silu(v) = v / (1 + exp(-v))
 // f32 arithmetic. Dispatch: (min(groups, max_x), ceil(groups / max_x), 1)
-// with groups = ceil(n / WG); the 2-D grid covers n beyond one dimension.
+// with groups = ceil(tokens * width / WG); the 2-D grid covers n beyond one
+// dimension.
 
 override OP: u32 = 0u;
 const WG: u32 = 256u;
 
+struct Step {
+    tokens: u32,
+    pos: u32,
+    kv_len: u32,
+    sample_step: u32,
+}
+
 struct Params {
-    n: u32,
+    width: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;          // (n) f32
-@group(0) @binding(2) var<storage, read> b: array<f32>;          // (n) f32
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;  // (n) f32
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read_write> a: array<f32>;  // (tokens, width) f32
+@group(0) @binding(3) var<storage, read> b: array<f32>;        // (tokens, width) f32
 
 fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
@@ -26,12 +35,12 @@ fn silu(v: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.n) {
+    if (i >= step.tokens * p.width) {
         return;
     }
     if (OP == 0u) {
-        out[i] = a[i] + b[i];
+        a[i] = a[i] + b[i];
     } else {
-        out[i] = silu(a[i]) * b[i];
+        a[i] = silu(a[i]) * b[i];
     }
 }

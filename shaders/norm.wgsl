@@ -1,15 +1,15 @@
 // RMSNorm over rows: out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w.
 // One workgroup per row; each invocation sums a strided slice of squares,
 // then a tree reduction in workgroup memory. f32 arithmetic throughout.
-// Dispatch: (rows, 1, 1).
+// Dispatch: (rows, 1, 1); the row count is the dispatch size.
 
 const WG: u32 = 256u;
 
 struct Params {
-    rows: u32,
     dim: u32,
     eps: f32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -1,41 +1,56 @@
 // RoPE on adjacent pairs (Meta's layout, used by GGUF `llama` tensors), in
-// place: for token t at position pos[t], each head's pair (2i, 2i+1) is
-// rotated by angle pos * theta^(-2i / head_dim).
-// The angle is computed in f32 and reduced to [-pi, pi] (in turns) before
-// sin/cos, whose accuracy is only specified on that range.
-// Dispatch: (ceil(heads * head_dim / 2 / WG), tokens, 1).
+// place on the queries and keys of a batch: token t sits at position
+// step.pos + t, and pair (2i, 2i+1) of every head is rotated by the angle
+// pos * theta^(-2i / head_dim).
+// The (cos, sin) of every (position, pair) come from a table the host fills
+// once in f64 (crate/src/gpu/kernels.rs `RopeTable`, the same arithmetic as
+// the CPU reference `cpu::rope`), so no angle is ever formed in f32: at
+// position 16383 an f32 angle would already be off by ~1e-3 rad.
+// Dispatch: (ceil((n_heads + n_kv_heads) * head_dim / 2 / WG), tokens, 1).
 
 const WG: u32 = 64u;
-const TWO_PI: f32 = 6.283185307179586;
 
-struct Params {
+struct Step {
     tokens: u32,
-    heads: u32,
-    head_dim: u32,
-    theta: f32,
+    pos: u32,
+    kv_len: u32,
+    sample_step: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;   // (tokens, heads, head_dim) f32
-@group(0) @binding(2) var<storage, read> pos: array<u32>;       // (tokens) u32
+struct Params {
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    max_len: u32,    // rows of the table
+}
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read_write> q: array<f32>;      // (tokens, n_heads, head_dim) f32
+@group(0) @binding(3) var<storage, read_write> k: array<f32>;      // (tokens, n_kv_heads, head_dim) f32
+@group(0) @binding(4) var<storage, read> table: array<vec2<f32>>;  // (max_len, head_dim / 2) (cos, sin)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let half = p.head_dim / 2u;
-    let pair = gid.x;            // over heads * half
+    let pair = gid.x;            // over (n_heads + n_kv_heads) * half
     let t = gid.y;
-    if (pair >= p.heads * half || t >= p.tokens) {
+    let pos = step.pos + t;
+    if (pair >= (p.n_heads + p.n_kv_heads) * half || t >= step.tokens || pos >= p.max_len) {
         return;
     }
-    let i = pair % half;
-    let freq = exp2(-f32(2u * i) / f32(p.head_dim) * log2(p.theta));
-    let turns = f32(pos[t]) * (freq / TWO_PI);
-    let angle = (turns - round(turns)) * TWO_PI;
-    let s = sin(angle);
-    let c = cos(angle);
-    let k = (t * p.heads * half + pair) * 2u;
-    let a = x[k];
-    let b = x[k + 1u];
-    x[k] = a * c - b * s;
-    x[k + 1u] = a * s + b * c;
+    let cs = table[pos * half + pair % half];
+    if (pair < p.n_heads * half) {
+        let i = (t * p.n_heads * half + pair) * 2u;
+        let a = q[i];
+        let b = q[i + 1u];
+        q[i] = a * cs.x - b * cs.y;
+        q[i + 1u] = a * cs.y + b * cs.x;
+    } else {
+        let i = (t * p.n_kv_heads * half + pair - p.n_heads * half) * 2u;
+        let a = k[i];
+        let b = k[i + 1u];
+        k[i] = a * cs.x - b * cs.y;
+        k[i + 1u] = a * cs.y + b * cs.x;
+    }
 }

@@ -4,8 +4,10 @@
 //! Without an adapter these tests fail: they never skip.
 
 use codellama_webgpu::cpu;
-use codellama_webgpu::gpu::kernels::{self, NormShape, RopeShape};
-use codellama_webgpu::gpu::{ElementwiseOp, GpuContext, GpuError, GpuOptions};
+use codellama_webgpu::gpu::kernels::{Elementwise, RmsNorm, Rope, RopeShape, RopeTable};
+use codellama_webgpu::gpu::{
+    ElementwiseOp, GpuContext, GpuError, GpuOptions, StepParams, StepUniform,
+};
 
 fn context() -> GpuContext {
     match GpuContext::new(&GpuOptions::default()) {
@@ -55,17 +57,35 @@ fn max_error(got: &[f32], want: &[f32]) -> (f32, usize) {
     worst
 }
 
+/// Runs `record` in one compute pass and submits it, after writing `step`.
+async fn run_pass(
+    ctx: &GpuContext,
+    step: &StepUniform,
+    params: StepParams,
+    record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
+) -> Result<(), GpuError> {
+    step.write(ctx, &params);
+    let mut enc = ctx.encoder("test");
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        record(&mut pass)?;
+    }
+    ctx.submit(enc).await?;
+    Ok(())
+}
+
 #[test]
 fn rmsnorm_matches_cpu() {
     let ctx = context();
-    for (rows, dim, seed) in [
-        (1, 257, 1),
-        (3, 1000, 2),
-        (2, 4096, 3),
-        (5, 1, 4),
-        (1, 11008, 5),
+    let step = StepUniform::new(&ctx);
+    for (rows, bound_rows, dim, seed) in [
+        (1, 1, 257, 1),
+        (3, 3, 1000, 2),
+        (2, 7, 4096, 3),
+        (5, 5, 1, 4),
+        (1, 4, 11008, 5),
     ] {
-        let x = values(rows * dim, seed, 3.0);
+        let x = values(bound_rows * dim, seed, 3.0);
         let w = values(dim, seed + 100, 1.5);
         let eps = 1e-5;
         let mut want = vec![0.0; rows * dim];
@@ -75,10 +95,14 @@ fn rmsnorm_matches_cpu() {
         let got = ctx.block_on(async {
             let xb = ctx.storage_f32("x", &x).await?;
             let wb = ctx.storage_f32("w", &w).await?;
-            let ob = ctx.storage_zeroed("out", (rows * dim * 4) as u64).await?;
-            let mut enc = ctx.encoder("rmsnorm");
-            kernels::rmsnorm(&ctx, &mut enc, &xb, &wb, &ob, NormShape { rows, dim }, eps).await?;
-            ctx.submit(enc).await?;
+            let ob = ctx
+                .storage_zeroed("out", (bound_rows * dim * 4) as u64)
+                .await?;
+            let norm = RmsNorm::new(&ctx, &xb, &wb, &ob, bound_rows, dim, eps).await?;
+            run_pass(&ctx, &step, StepParams::batch(0, rows, 0), |p| {
+                norm.encode(p, rows)
+            })
+            .await?;
             ctx.read_back_f32(&ob, rows * dim).await
         });
         let got = got.expect("rmsnorm on the GPU");
@@ -97,86 +121,104 @@ fn rmsnorm_matches_cpu() {
 #[test]
 fn rope_matches_cpu() {
     let ctx = context();
-    let cases: [(&[u32], usize, usize, f32); 5] = [
-        (&[0, 1, 2], 4, 128, 1_000_000.0),
-        (&[5, 17, 1023], 3, 64, 1_000_000.0),
-        (&[7, 300, 2047], 32, 128, 10_000.0),
-        (&[4095, 9000, 16383], 5, 128, 1_000_000.0),
-        (&[65_535, 100_000, 131_071], 2, 128, 1_000_000.0),
+    let step = StepUniform::new(&ctx);
+    // (first position, tokens, n_heads, n_kv_heads, head_dim, theta, table length)
+    let cases = [
+        (0, 3, 4, 4, 128, 1_000_000.0f32, 16),
+        (5, 17, 3, 1, 64, 1_000_000.0, 600),
+        (250, 9, 32, 8, 128, 10_000.0, 2048),
+        (16_370, 14, 5, 5, 128, 1_000_000.0, 16_384),
+        (131_060, 11, 2, 1, 128, 1_000_000.0, 131_072),
+        (0, 1, 1, 1, 2, 10_000.0, 1),
     ];
-    for (case, &(positions, heads, head_dim, theta)) in cases.iter().enumerate() {
-        let tokens = positions.len();
-        let row = heads * head_dim;
-        let x = values(tokens * row, 10 + case as u64, 1.0);
-        let mut want = x.clone();
-        for (t, v) in want.chunks_exact_mut(row).enumerate() {
-            cpu::rope(v, head_dim, positions[t] as usize, theta);
+    for (case, &(pos, tokens, n_heads, n_kv, head_dim, theta, max_len)) in cases.iter().enumerate()
+    {
+        let (qrow, krow) = (n_heads * head_dim, n_kv * head_dim);
+        let q = values(tokens * qrow, 10 + case as u64, 1.0);
+        let k = values(tokens * krow, 20 + case as u64, 1.0);
+        let (mut want_q, mut want_k) = (q.clone(), k.clone());
+        for t in 0..tokens {
+            cpu::rope(&mut want_q[t * qrow..][..qrow], head_dim, pos + t, theta);
+            cpu::rope(&mut want_k[t * krow..][..krow], head_dim, pos + t, theta);
         }
         let got = ctx.block_on(async {
-            let xb = ctx.storage_f32("x", &x).await?;
-            let pb = ctx.storage_u32("positions", positions).await?;
-            let mut enc = ctx.encoder("rope");
+            let qb = ctx.storage_f32("q", &q).await?;
+            let kb = ctx.storage_f32("k", &k).await?;
+            let table = RopeTable::new(&ctx, head_dim, theta, max_len).await?;
             let shape = RopeShape {
-                tokens,
-                heads,
+                max_tokens: tokens,
+                n_heads,
+                n_kv_heads: n_kv,
                 head_dim,
             };
-            kernels::rope(&ctx, &mut enc, &xb, &pb, shape, theta).await?;
-            ctx.submit(enc).await?;
-            ctx.read_back_f32(&xb, tokens * row).await
+            let rope = Rope::new(&ctx, &step, &table, &qb, &kb, shape).await?;
+            run_pass(&ctx, &step, StepParams::batch(pos, tokens, 0), |p| {
+                rope.encode(p, tokens)
+            })
+            .await?;
+            Ok::<_, GpuError>((
+                ctx.read_back_f32(&qb, q.len()).await?,
+                ctx.read_back_f32(&kb, k.len()).await?,
+            ))
         });
-        let got = got.expect("rope on the GPU");
-        let (err, at) = max_error(&got, &want);
-        let (t, h, d) = (at / row, at % row / head_dim, at % head_dim);
-        eprintln!(
-            "rope tokens {tokens} heads {heads} head_dim {head_dim} theta {theta} positions {positions:?}: \
-             max rel error {err:.3e} at token {t} (pos {}) head {h} dim {d} (gpu {} cpu {})",
-            positions[t], got[at], want[at]
-        );
-        // f32 angles: the frequency carries a few ulp of relative error, so
-        // the angle error grows with the position.
-        let max_pos = *positions.iter().max().unwrap() as f32;
-        let tol = 2e-6 + max_pos * 2e-7;
-        assert!(
-            err < tol,
-            "rope case {case}: error {err} (tolerance {tol}) at {at}"
-        );
+        let (got_q, got_k) = got.expect("rope on the GPU");
+        for (what, got, want, row) in [("q", &got_q, &want_q, qrow), ("k", &got_k, &want_k, krow)]
+        {
+            let (err, at) = max_error(got, want);
+            let (t, h, d) = (at / row, at % row / head_dim, at % head_dim);
+            eprintln!(
+                "rope {what} case {case}: positions {pos}..{} heads {n_heads}/{n_kv} head_dim {head_dim} \
+                 theta {theta}: max rel error {err:.3e} at token {t} head {h} dim {d} (gpu {} cpu {})",
+                pos + tokens,
+                got[at],
+                want[at]
+            );
+            // The angles come from the same f64 table as the CPU's: only the
+            // final rotation's rounding (and FMA contraction) may differ.
+            assert!(err < 1e-6, "rope {what} case {case}: error {err} at {at}");
+        }
     }
 }
 
 #[test]
 fn elementwise_matches_cpu() {
     let ctx = context();
+    let step = StepUniform::new(&ctx);
     let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
-    // The last size needs a second row of workgroups.
-    for (n, seed) in [
-        (1, 1),
-        (257, 2),
-        (1000, 3),
-        (4096 * 3 + 5, 4),
-        (11008, 5),
-        (max_x * 256 + 77, 6),
+    // (tokens, bound tokens, width); the last needs a second row of workgroups.
+    for (tokens, bound, width, seed) in [
+        (1, 1, 1, 1),
+        (1, 3, 257, 2),
+        (4, 4, 1000, 3),
+        (3, 5, 4096 + 5, 4),
+        (1, 1, 11008, 5),
+        (1, 1, max_x * 256 + 77, 6),
     ] {
-        let a = values(n, seed, 12.0);
-        let b = values(n, seed + 50, 2.0);
+        let n = tokens * width;
+        let a = values(bound * width, seed, 12.0);
+        let b = values(bound * width, seed + 50, 2.0);
         for op in [ElementwiseOp::Add, ElementwiseOp::SwiGlu] {
-            let want: Vec<f32> = match op {
+            let mut want: Vec<f32> = match op {
                 ElementwiseOp::Add => a.iter().zip(&b).map(|(x, y)| x + y).collect(),
                 ElementwiseOp::SwiGlu => a.iter().zip(&b).map(|(x, y)| cpu::silu(*x) * y).collect(),
             };
+            // Rows past `tokens` are left alone.
+            want[n..].copy_from_slice(&a[n..]);
             let got = ctx.block_on(async {
                 let ab = ctx.storage_f32("a", &a).await?;
                 let bb = ctx.storage_f32("b", &b).await?;
-                let ob = ctx.storage_zeroed("out", (n * 4) as u64).await?;
-                let mut enc = ctx.encoder("elementwise");
-                kernels::elementwise(&ctx, &mut enc, op, &ab, &bb, &ob, n).await?;
-                ctx.submit(enc).await?;
-                ctx.read_back_f32(&ob, n).await
+                let k = Elementwise::new(&ctx, op, &step, &ab, &bb, bound, width).await?;
+                run_pass(&ctx, &step, StepParams::batch(0, tokens, 0), |p| {
+                    k.encode(p, tokens)
+                })
+                .await?;
+                ctx.read_back_f32(&ab, a.len()).await
             });
             let got = got.expect("elementwise on the GPU");
             let (err, at) = max_error(&got, &want);
             eprintln!(
-                "{op:?} n {n}: max rel error {err:.3e} at {at} (a {} b {} gpu {} cpu {})",
+                "{op:?} ({tokens} of {bound}, {width}): max rel error {err:.3e} at {at} \
+                 (a {} b {} gpu {} cpu {})",
                 a[at], b[at], got[at], want[at]
             );
             let tol = match op {
@@ -191,21 +233,13 @@ fn elementwise_matches_cpu() {
 #[test]
 fn shape_and_validation_errors_are_typed() {
     let ctx = context();
-    let r: Result<(), GpuError> = ctx.block_on(async {
+    let step = StepUniform::new(&ctx);
+    let r: Result<RmsNorm, GpuError> = ctx.block_on(async {
         let xb = ctx.storage_f32("x", &[1.0; 10]).await?;
         let wb = ctx.storage_f32("w", &[1.0; 5]).await?;
-        let mut enc = ctx.encoder("bad shapes");
+        let ob = ctx.storage_f32("out", &[1.0; 15]).await?;
         // x holds 10 values, the shape asks for 3 x 5.
-        kernels::rmsnorm(
-            &ctx,
-            &mut enc,
-            &xb,
-            &wb,
-            &xb,
-            NormShape { rows: 3, dim: 5 },
-            1e-5,
-        )
-        .await
+        RmsNorm::new(&ctx, &xb, &wb, &ob, 3, 5, 1e-5).await
     });
     assert!(
         matches!(
@@ -218,19 +252,28 @@ fn shape_and_validation_errors_are_typed() {
         "{r:?}"
     );
 
-    let r = ctx.block_on(async {
-        let mut enc = ctx.encoder("rope");
-        let xb = ctx.storage_f32("x", &[1.0; 6]).await?;
-        let pb = ctx.storage_u32("positions", &[0]).await?;
-        let shape = RopeShape {
-            tokens: 1,
-            heads: 2,
-            head_dim: 3,
-        };
-        kernels::rope(&ctx, &mut enc, &xb, &pb, shape, 1e4).await
-    });
+    let r = ctx.block_on(RopeTable::new(&ctx, 3, 1e4, 8));
     assert!(
         matches!(r, Err(GpuError::Shape { kernel: "rope", .. })),
+        "{r:?}"
+    );
+
+    // Encoding more rows than were bound is refused before anything runs.
+    let r = ctx.block_on(async {
+        let xb = ctx.storage_f32("x", &[1.0; 8]).await?;
+        let wb = ctx.storage_f32("w", &[1.0; 8]).await?;
+        let ob = ctx.storage_f32("out", &[1.0; 8]).await?;
+        let norm = RmsNorm::new(&ctx, &xb, &wb, &ob, 1, 8, 1e-5).await?;
+        run_pass(&ctx, &step, StepParams::batch(0, 2, 0), |p| norm.encode(p, 2)).await
+    });
+    assert!(
+        matches!(
+            r,
+            Err(GpuError::Shape {
+                kernel: "rmsnorm",
+                ..
+            })
+        ),
         "{r:?}"
     );
 
@@ -239,18 +282,8 @@ fn shape_and_validation_errors_are_typed() {
     let r = ctx.block_on(async {
         let xb = ctx.storage_f32("x", &[1.0; 8]).await?;
         let wb = ctx.storage_f32("w", &[1.0; 8]).await?;
-        let mut enc = ctx.encoder("aliased");
-        kernels::rmsnorm(
-            &ctx,
-            &mut enc,
-            &xb,
-            &wb,
-            &xb,
-            NormShape { rows: 1, dim: 8 },
-            1e-5,
-        )
-        .await?;
-        ctx.submit(enc).await.map(|_| ())
+        let norm = RmsNorm::new(&ctx, &xb, &wb, &xb, 1, 8, 1e-5).await?;
+        run_pass(&ctx, &step, StepParams::batch(0, 1, 0), |p| norm.encode(p, 1)).await
     });
     eprintln!("aliased bindings: {r:?}");
     assert!(matches!(r, Err(GpuError::Validation(_))), "{r:?}");
