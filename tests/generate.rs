@@ -32,7 +32,7 @@ fn opts(sampler: SamplerConfig, max_tokens: usize) -> GenerateOptions {
 }
 
 fn run(
-    s: &mut Session,
+    s: &mut Session<CpuDecoder>,
     tok: &Tokenizer,
     prompt: &[u32],
     o: &GenerateOptions,
@@ -116,7 +116,7 @@ fn seeded_sampling_is_reproducible_and_infill_stops_at_eot() {
     let tok = Tokenizer::from_metadata(&w.header.metadata).unwrap();
     let mut s = Session::new(CpuDecoder::new(&w, 512));
     let p = prompt::completion(&tok, "class Stack:").unwrap();
-    let sampled = |s: &mut Session, seed| {
+    let sampled = |s: &mut Session<CpuDecoder>, seed| {
         let cfg = SamplerConfig {
             temperature: 0.9,
             top_k: 40,

@@ -54,15 +54,78 @@ pub struct ContextOverflow {
     pub context: usize,
 }
 
+/// What a generation loop needs from a decoder (the CPU reference or the GPU
+/// engine): feed tokens, pick the next one, forget a suffix.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    /// Positions the KV cache can hold.
+    fn max_len(&self) -> usize;
+    /// Keeps the first `n` positions of the cache.
+    fn truncate(&mut self, n: usize);
+    /// Feeds `tokens` at the next positions; afterwards the distribution of the
+    /// token after the last one is ready for [`Backend::sample`].
+    async fn feed(&mut self, tokens: &[u32]) -> Result<(), Error>;
+    /// Picks the next token. `recent` holds the tokens so far (prompt and
+    /// generated); `step` is the sampler's draw index.
+    async fn sample(
+        &mut self,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+    ) -> Result<u32, Error>;
+    /// Feeds `token`, then samples the one after it (a backend may do both in
+    /// one device round trip).
+    async fn step_and_sample(
+        &mut self,
+        token: u32,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+    ) -> Result<u32, Error> {
+        self.feed(&[token]).await?;
+        self.sample(cfg, recent, step).await
+    }
+}
+
+impl Backend for CpuDecoder<'_> {
+    fn max_len(&self) -> usize {
+        CpuDecoder::max_len(self)
+    }
+
+    fn truncate(&mut self, n: usize) {
+        CpuDecoder::truncate(self, n)
+    }
+
+    async fn feed(&mut self, tokens: &[u32]) -> Result<(), Error> {
+        for &t in tokens {
+            self.step(t)?;
+        }
+        Ok(())
+    }
+
+    async fn sample(
+        &mut self,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+    ) -> Result<u32, Error> {
+        let logits = self.last_logits().ok_or_else(|| ContextOverflow {
+            prompt: 0,
+            context: CpuDecoder::max_len(self),
+        })?;
+        Ok(Sampler::new(cfg.clone())?.sample(logits, recent, step)?)
+    }
+}
+
 /// A decoder with the tokens its KV cache holds, so that a new prompt sharing
 /// a prefix with the last one only computes the new tail.
-pub struct Session<'w> {
-    pub decoder: CpuDecoder<'w>,
+pub struct Session<B: Backend> {
+    pub decoder: B,
     tokens: Vec<u32>,
 }
 
-impl<'w> Session<'w> {
-    pub fn new(decoder: CpuDecoder<'w>) -> Self {
+impl<B: Backend> Session<B> {
+    pub fn new(decoder: B) -> Self {
         Session {
             decoder,
             tokens: Vec::new(),
@@ -74,9 +137,9 @@ impl<'w> Session<'w> {
         &self.tokens
     }
 
-    /// Computes `prompt`, reusing the longest cached prefix; returns the logits
-    /// after its last token and how many tokens were computed.
-    pub fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize), Error> {
+    /// Computes `prompt`, reusing the longest cached prefix; returns how many
+    /// tokens were computed.
+    pub async fn prefill(&mut self, prompt: &[u32]) -> Result<usize, Error> {
         if prompt.is_empty() || prompt.len() > self.decoder.max_len() {
             return Err(ContextOverflow {
                 prompt: prompt.len(),
@@ -94,31 +157,28 @@ impl<'w> Session<'w> {
             .min(prompt.len() - 1);
         self.decoder.truncate(shared);
         self.tokens.truncate(shared);
-        let mut logits = Vec::new();
-        for &t in &prompt[shared..] {
-            logits = self.decoder.step(t)?.to_vec();
-            self.tokens.push(t);
+        let tail = &prompt[shared..];
+        let fed = self.decoder.feed(tail).await;
+        if fed.is_err() {
+            // What the cache holds is unknown: forget it.
+            self.decoder.truncate(0);
+            self.tokens.clear();
         }
-        Ok((logits, prompt.len() - shared))
-    }
-
-    /// Appends one token and returns the next logits.
-    pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
-        let logits = self.decoder.step(token)?;
-        self.tokens.push(token);
-        Ok(logits)
+        fed?;
+        self.tokens.extend_from_slice(tail);
+        Ok(tail.len())
     }
 
     /// Generates from `prompt`, calling `on_text` with each piece of new text.
-    pub fn generate(
+    pub async fn generate_async(
         &mut self,
         tok: &Tokenizer,
         prompt: &[u32],
         opts: &GenerateOptions,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<GenerateStats, Error> {
-        let mut sampler = Sampler::new(opts.sampler.clone())?;
-        let (mut logits, computed) = self.prefill(prompt)?;
+        opts.sampler.validate()?;
+        let computed = self.prefill(prompt).await?;
         let mut stream = if opts.continuation {
             StreamDecoder::continuation(tok)
         } else {
@@ -126,11 +186,30 @@ impl<'w> Session<'w> {
         };
         let mut stops = StopMatcher::new(&opts.stop);
         let mut generated = 0usize;
+        let mut pending: Option<u32> = None;
         let reason = loop {
             if generated >= opts.max_tokens {
                 break StopReason::MaxTokens;
             }
-            let token = sampler.sample(&logits, &self.tokens, generated as u32)?;
+            let step = generated as u32;
+            let token = match pending.take() {
+                None => {
+                    self.decoder
+                        .sample(&opts.sampler, &self.tokens, step)
+                        .await?
+                }
+                Some(last) => {
+                    let next = self
+                        .decoder
+                        .step_and_sample(last, &opts.sampler, &self.tokens, step)
+                        .await;
+                    if next.is_err() {
+                        self.decoder.truncate(0);
+                        self.tokens.clear();
+                    }
+                    next?
+                }
+            };
             generated += 1;
             if opts.stop_ids.contains(&token) {
                 break StopReason::StopToken;
@@ -142,8 +221,16 @@ impl<'w> Session<'w> {
             if self.tokens.len() >= self.decoder.max_len() {
                 break StopReason::Length;
             }
-            logits = self.step(token)?.to_vec();
+            // The token joins the cache with the next step; `recent` for its
+            // sampling already includes it.
+            self.tokens.push(token);
+            pending = Some(token);
         };
+        if let Some(t) = pending {
+            // Sampled and emitted but never fed: not in the cache.
+            debug_assert_eq!(self.tokens.last(), Some(&t));
+            self.tokens.pop();
+        }
         if reason != StopReason::StopString {
             let tail = stream.finish();
             if !stops.push(&tail, on_text) {
@@ -156,6 +243,18 @@ impl<'w> Session<'w> {
             generated_tokens: generated,
             stop_reason: reason,
         })
+    }
+
+    /// [`Session::generate_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn generate(
+        &mut self,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<GenerateStats, Error> {
+        pollster::block_on(self.generate_async(tok, prompt, opts, on_text))
     }
 }
 

@@ -39,6 +39,8 @@ pub struct CpuDecoder<'w> {
     h1: Vec<f32>,     // (ffn)
     h3: Vec<f32>,     // (ffn)
     logits: Vec<f32>, // (vocab)
+    /// Whether `logits` belong to the last position fed.
+    fresh: bool,
 }
 
 impl<'w> CpuDecoder<'w> {
@@ -64,6 +66,7 @@ impl<'w> CpuDecoder<'w> {
             h1: vec![0.0; c.ffn_dim],
             h3: vec![0.0; c.ffn_dim],
             logits: vec![0.0; c.vocab_size],
+            fresh: false,
         }
     }
 
@@ -93,6 +96,13 @@ impl<'w> CpuDecoder<'w> {
             self.cache.v[l].truncate(n * kv);
         }
         self.cache.len = n;
+        self.fresh = false;
+    }
+
+    /// The logits after the last token fed, unless the cache was truncated
+    /// since.
+    pub fn last_logits(&self) -> Option<&[f32]> {
+        self.fresh.then_some(&self.logits[..])
     }
 
     /// Feeds `token` at the next position and returns the logits that predict
@@ -165,6 +175,7 @@ impl<'w> CpuDecoder<'w> {
         // logits = Wout · rmsnorm(x) * output_norm                  (vocab)
         rmsnorm(&mut self.xb, &self.x, &self.w.output_norm, c.rms_eps);
         self.w.output().matvec(&self.xb, &mut self.logits);
+        self.fresh = true;
         Ok(&self.logits)
     }
 

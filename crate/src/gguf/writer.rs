@@ -108,6 +108,15 @@ impl GgufWriter {
     /// The header bytes (up to and including the padding before the data
     /// section) and each tensor's offset within the data section.
     pub fn header_bytes(&self) -> (Vec<u8>, Vec<u64>) {
+        let sizes: Vec<u64> = self.tensors.iter().map(|t| t.bytes.len() as u64).collect();
+        self.header_bytes_with_sizes(&sizes)
+    }
+
+    /// [`GgufWriter::header_bytes`] for tensors of `sizes[i]` bytes each, so a
+    /// file can be streamed tensor by tensor without holding the data (the
+    /// tensors' own `bytes` are ignored and may be empty).
+    pub fn header_bytes_with_sizes(&self, sizes: &[u64]) -> (Vec<u8>, Vec<u64>) {
+        assert_eq!(sizes.len(), self.tensors.len(), "one size per tensor");
         let align = self.align();
         let mut out = Vec::new();
         out.extend_from_slice(b"GGUF");
@@ -121,7 +130,7 @@ impl GgufWriter {
         }
         let mut offsets = Vec::with_capacity(self.tensors.len());
         let mut off = 0u64;
-        for t in &self.tensors {
+        for (t, &size) in self.tensors.iter().zip(sizes) {
             out.put_str(&t.name);
             out.put_u32(t.dims.len() as u32);
             for d in &t.dims {
@@ -130,7 +139,7 @@ impl GgufWriter {
             out.put_u32(t.ty.id());
             out.put_u64(off);
             offsets.push(off);
-            off = (off + t.bytes.len() as u64).div_ceil(align) * align;
+            off = (off + size).div_ceil(align) * align;
         }
         let padded = (out.len() as u64).div_ceil(align) * align;
         out.resize(padded as usize, 0);

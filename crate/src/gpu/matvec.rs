@@ -259,6 +259,14 @@ impl GpuMatrix {
         self.cols
     }
 
+    /// Bytes of GPU memory the matrix takes (its streams, all parts).
+    pub fn gpu_bytes(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|p| p.quants.size() + p.scales.size())
+            .sum()
+    }
+
     /// How many row parts the matrix was split into (1 unless it exceeds the
     /// binding limit).
     pub fn parts(&self) -> usize {

@@ -15,6 +15,7 @@ pub mod matvec;
 mod pipelines;
 pub mod repack;
 pub mod step;
+pub mod weights;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;

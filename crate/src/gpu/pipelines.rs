@@ -18,15 +18,18 @@ pub enum ShaderFamily {
     Elementwise,
     /// Quantized matrix-vector products (pipelines built by `gpu::matvec`).
     Matvec,
+    /// Memory-bandwidth probes for the benchmark.
+    Bandwidth,
 }
 
 impl ShaderFamily {
     /// Every family, one per file under `shaders/`.
-    pub const ALL: [ShaderFamily; 4] = [
+    pub const ALL: [ShaderFamily; 5] = [
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
         ShaderFamily::Matvec,
+        ShaderFamily::Bandwidth,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl ShaderFamily {
             ShaderFamily::Rope => "rope.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
             ShaderFamily::Matvec => "matvec.wgsl",
+            ShaderFamily::Bandwidth => "bandwidth.wgsl",
         }
     }
 
@@ -44,6 +48,7 @@ impl ShaderFamily {
             ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
+            ShaderFamily::Bandwidth => include_str!("../../../shaders/bandwidth.wgsl"),
         }
     }
 }
@@ -78,6 +83,8 @@ pub enum KernelKey {
     Rope,
     /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
     Elementwise(ElementwiseOp),
+    /// `shaders/bandwidth.wgsl`: `copy` (true) or `read` (false).
+    Bandwidth { copy: bool },
 }
 
 impl KernelKey {
@@ -86,6 +93,7 @@ impl KernelKey {
     pub fn all() -> Vec<KernelKey> {
         let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
+        keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
         keys
     }
 
@@ -94,17 +102,22 @@ impl KernelKey {
             KernelKey::RmsNorm => ShaderFamily::Norm,
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
+            KernelKey::Bandwidth { .. } => ShaderFamily::Bandwidth,
         }
     }
 
     pub fn entry_point(self) -> &'static str {
-        "main"
+        match self {
+            KernelKey::Bandwidth { copy: true } => "copy",
+            KernelKey::Bandwidth { copy: false } => "read",
+            _ => "main",
+        }
     }
 
     /// Values for the shader's `override` constants.
     pub fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            KernelKey::RmsNorm | KernelKey::Rope => Vec::new(),
+            KernelKey::RmsNorm | KernelKey::Rope | KernelKey::Bandwidth { .. } => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
         }
     }

@@ -2,6 +2,8 @@
 
 mod config;
 mod error;
+pub mod synthetic;
 
 pub use config::Config;
 pub use error::ModelError;
+pub use synthetic::{SyntheticModel, SyntheticQuant};

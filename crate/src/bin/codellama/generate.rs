@@ -26,14 +26,14 @@ fn load(m: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
     Ok(Loaded { weights, tok })
 }
 
-fn session<'w>(l: &'w Loaded, m: &ModelArgs) -> Session<'w> {
+fn session<'w>(l: &'w Loaded, m: &ModelArgs) -> Session<CpuDecoder<'w>> {
     let ctx = m.context.unwrap_or(l.weights.config.context_length);
     Session::new(CpuDecoder::new(&l.weights, ctx))
 }
 
 /// Runs one prompt, streaming text to stdout; returns the text.
 fn stream(
-    s: &mut Session,
+    s: &mut Session<CpuDecoder>,
     tok: &Tokenizer,
     tokens: &[u32],
     kind: PromptKind,
