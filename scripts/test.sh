@@ -25,4 +25,9 @@ step "fixture models and float64 numpy reference logits"
 $PY scripts/make_fixtures.py
 
 step "cargo test"
+# Vulkan's window-system probing wants a runtime dir; without one lavapipe
+# prints a harmless error line per device.
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
+    export XDG_RUNTIME_DIR="$(mktemp -d)"
+fi
 cargo test --workspace
