@@ -9,8 +9,19 @@ use codellama_webgpu::sampler::SamplerConfig;
 /// Where the forward pass runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
+    /// The GPU engine (wgpu: Vulkan, Metal, DX12; lavapipe without a GPU).
+    Gpu,
     /// The plain f32 CPU reference decoder.
     Cpu,
+}
+
+/// How the GPU's KV cache stores keys and values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KvCacheArg {
+    /// f16, two per 32-bit word.
+    F16,
+    /// 8-bit with a scale per position and head.
+    Q8,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -19,11 +30,17 @@ pub struct ModelArgs {
     #[arg(long, short = 'm')]
     pub model: PathBuf,
     /// Where the forward pass runs.
-    #[arg(long, value_enum, default_value = "cpu")]
+    #[arg(long, value_enum, default_value = "gpu")]
     pub backend: Backend,
     /// Largest number of positions (prompt + generated); default: the model's context.
     #[arg(long)]
     pub context: Option<usize>,
+    /// GPU: KV cache format.
+    #[arg(long, value_enum, default_value = "f16")]
+    pub kv_cache: KvCacheArg,
+    /// GPU: tokens per prefill batch.
+    #[arg(long, default_value_t = 128)]
+    pub prefill_chunk: usize,
 }
 
 #[derive(Args, Debug, Clone)]

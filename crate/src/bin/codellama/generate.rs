@@ -4,36 +4,117 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
 use codellama_webgpu::generate::{GenerateOptions, GenerateStats, Session};
+use codellama_webgpu::gguf;
+use codellama_webgpu::gpu::attention::KvFormat;
+use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
+use codellama_webgpu::gpu::weights::GpuWeights;
+use codellama_webgpu::gpu::{GpuContext, GpuOptions};
 use codellama_webgpu::prompt::{self, InfillMode, Message, PromptKind, Role};
 use codellama_webgpu::tokenizer::Tokenizer;
 
-use crate::args::{Backend, ModelArgs, SamplingArgs};
+use crate::args::{Backend, KvCacheArg, ModelArgs, SamplingArgs};
 use crate::inspect::read_chat_file;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
+/// A model loaded for one backend.
+enum Model {
+    Cpu(CpuWeights),
+    Gpu(Option<GpuDecoder>),
+}
+
 struct Loaded {
-    weights: CpuWeights,
+    model: Model,
     tok: Tokenizer,
 }
 
-fn load(m: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
-    let Backend::Cpu = m.backend;
-    let weights = CpuWeights::load(&m.model)?;
-    let tok = Tokenizer::from_metadata(&weights.header.metadata)?;
-    Ok(Loaded { weights, tok })
+/// A generation session on either backend.
+pub enum Engine<'w> {
+    Cpu(Session<CpuDecoder<'w>>),
+    Gpu(Session<GpuDecoder>),
 }
 
-fn session<'w>(l: &'w Loaded, m: &ModelArgs) -> Session<CpuDecoder<'w>> {
-    let ctx = m.context.unwrap_or(l.weights.config.context_length);
-    Session::new(CpuDecoder::new(&l.weights, ctx))
+impl Engine<'_> {
+    fn generate(
+        &mut self,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<GenerateStats, codellama_webgpu::Error> {
+        match self {
+            Engine::Cpu(s) => s.generate(tok, prompt, opts, on_text),
+            Engine::Gpu(s) => s.generate(tok, prompt, opts, on_text),
+        }
+    }
+}
+
+/// Opens the GPU and streams the model's weights into it, printing what was
+/// converted on the way.
+pub fn gpu_decoder(
+    m: &ModelArgs,
+    all_logits: bool,
+    max_len: Option<usize>,
+) -> Result<GpuDecoder, Box<dyn std::error::Error>> {
+    let ctx = Arc::new(GpuContext::new(&GpuOptions::default())?);
+    let weights = GpuWeights::load(&ctx, &m.model, |_| {})?;
+    for note in &weights.notes {
+        eprintln!("codellama: {note}");
+    }
+    let max_len = max_len
+        .or(m.context)
+        .unwrap_or(weights.config.context_length);
+    let kv_format = match m.kv_cache {
+        KvCacheArg::F16 => KvFormat::F16,
+        KvCacheArg::Q8 => KvFormat::Q8,
+    };
+    let opts = DecoderOptions {
+        max_len,
+        prefill_chunk: m.prefill_chunk,
+        kv_format,
+        all_logits,
+    };
+    Ok(ctx.block_on(GpuDecoder::new(Arc::clone(&ctx), weights, opts))?)
+}
+
+fn load(m: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
+    match m.backend {
+        Backend::Cpu => {
+            let weights = CpuWeights::load(&m.model)?;
+            let tok = Tokenizer::from_metadata(&weights.header.metadata)?;
+            Ok(Loaded {
+                model: Model::Cpu(weights),
+                tok,
+            })
+        }
+        Backend::Gpu => {
+            let header = gguf::read_header(&m.model)?;
+            let tok = Tokenizer::from_metadata(&header.metadata)?;
+            Ok(Loaded {
+                model: Model::Gpu(Some(gpu_decoder(m, false, None)?)),
+                tok,
+            })
+        }
+    }
+}
+
+fn session<'w>(model: &'w mut Model, m: &ModelArgs) -> Engine<'w> {
+    match model {
+        Model::Cpu(w) => {
+            let ctx = m.context.unwrap_or(w.config.context_length);
+            Engine::Cpu(Session::new(CpuDecoder::new(w, ctx)))
+        }
+        Model::Gpu(d) => Engine::Gpu(Session::new(d.take().expect("one session per load"))),
+    }
 }
 
 /// Runs one prompt, streaming text to stdout; returns the text.
 fn stream(
-    s: &mut Session<CpuDecoder>,
+    s: &mut Engine,
     tok: &Tokenizer,
     tokens: &[u32],
     kind: PromptKind,
@@ -70,9 +151,9 @@ fn stream(
 }
 
 pub fn complete(m: &ModelArgs, sampling: &SamplingArgs, text: &str) -> Res {
-    let l = load(m)?;
+    let mut l = load(m)?;
     let p = prompt::completion(&l.tok, text)?;
-    let mut s = session(&l, m);
+    let mut s = session(&mut l.model, m);
     // Meta's completion example: temperature 0.2, top-p 0.9.
     stream(&mut s, &l.tok, &p, PromptKind::Completion, sampling, 0.2)?;
     println!();
@@ -86,14 +167,14 @@ pub fn infill(
     suffix: &str,
     spm: bool,
 ) -> Res {
-    let l = load(m)?;
+    let mut l = load(m)?;
     let mode = if spm {
         InfillMode::SuffixPrefixMiddle
     } else {
         InfillMode::PrefixSuffixMiddle
     };
     let p = prompt::infill(&l.tok, prefix, suffix, mode)?;
-    let mut s = session(&l, m);
+    let mut s = session(&mut l.model, m);
     // Meta's infill example: temperature 0.
     stream(&mut s, &l.tok, &p, PromptKind::Infill, sampling, 0.0)?;
     println!();
@@ -125,15 +206,15 @@ pub fn chat(
     }
     let interactive = file.is_none() && dialog.last().is_none_or(|m| m.role != Role::User);
     if !interactive {
-        let l = load(m)?;
+        let mut l = load(m)?;
         let p = prompt::chat(&l.tok, &dialog)?;
-        let mut s = session(&l, m);
+        let mut s = session(&mut l.model, m);
         stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6)?;
         println!();
         return Ok(());
     }
-    let l = load(m)?;
-    let mut s = session(&l, m);
+    let mut l = load(m)?;
+    let mut s = session(&mut l.model, m);
     let stdin = std::io::stdin();
     eprintln!("(one user message per line; end with Ctrl-D)");
     for line in stdin.lock().lines() {

@@ -180,16 +180,14 @@ pub fn tokenize(a: &TokenizeArgs) -> Res {
 
 #[derive(Args, Debug)]
 pub struct LogitsArgs {
-    #[arg(long, short = 'm')]
-    model: PathBuf,
     /// Token ids, separated by spaces or commas.
     #[arg(long)]
     tokens: String,
     /// Output .npy file (float32, shape [tokens, vocab]).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: Backend,
+    #[command(flatten)]
+    gpu: crate::args::ModelArgs,
 }
 
 pub fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
@@ -207,19 +205,27 @@ pub fn logits(a: &LogitsArgs) -> Res {
     if ids.is_empty() {
         return Err("--tokens is empty".into());
     }
-    let Backend::Cpu = a.backend;
-    let weights = CpuWeights::load(&a.model)?;
-    let mut dec = CpuDecoder::new(&weights, ids.len());
-    if ids.len() > dec.max_len() {
+    let header = codellama_webgpu::gguf::read_header(&a.gpu.model)?;
+    let context = codellama_webgpu::model::Config::from_header(&header)?.context_length;
+    if ids.len() > context {
         return Err(format!(
-            "{} tokens do not fit in the model's context of {}",
+            "{} tokens do not fit in the model's context of {context}",
             ids.len(),
-            dec.max_len()
         )
         .into());
     }
-    let rows = dec.logits_for(&ids)?;
-    let vocab = weights.config.vocab_size;
+    let rows = match a.gpu.backend {
+        Backend::Cpu => {
+            let weights = CpuWeights::load(&a.gpu.model)?;
+            CpuDecoder::new(&weights, ids.len()).logits_for(&ids)?
+        }
+        Backend::Gpu => {
+            let mut dec = crate::generate::gpu_decoder(&a.gpu, true, Some(ids.len()))?;
+            let ctx = std::sync::Arc::clone(dec.context());
+            ctx.block_on(dec.feed_all_logits(&ids))?
+        }
+    };
+    let vocab = rows[0].len();
     let flat: Vec<f32> = rows.concat();
     let f = std::fs::File::create(&a.out)
         .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;

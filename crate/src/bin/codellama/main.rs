@@ -1,9 +1,14 @@
 //! `codellama`: the native command-line interface (info, tokenize, logits,
-//! complete, infill, chat).
+//! complete, infill, chat; bench, synth, load).
 
+mod alloc;
 mod args;
+mod bench;
 mod generate;
 mod inspect;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 use std::process::ExitCode;
 
@@ -73,6 +78,12 @@ enum Command {
         /// A single user message; without it and without --file, user turns are read from stdin.
         message: Option<String>,
     },
+    /// Prefill and decode speed of a 7B-shaped model with random weights, against the adapter's bandwidth.
+    Bench(bench::BenchArgs),
+    /// Writes a 7B-shaped GGUF file with random weights (for load measurements).
+    Synth(bench::SynthArgs),
+    /// Streams a model into GPU memory and reports the time and peak host memory.
+    Load(bench::LoadArgs),
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -99,6 +110,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             system,
             message,
         } => generate::chat(&model, &sampling, file.as_deref(), system, message),
+        Command::Bench(a) => bench::bench(&a),
+        Command::Synth(a) => bench::synth(&a),
+        Command::Load(a) => bench::load(&a),
     }
 }
 
