@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::attention::KvFormat;
 use super::context::GpuContext;
 use super::error::GpuError;
 
@@ -18,15 +19,18 @@ pub enum ShaderFamily {
     Elementwise,
     /// Quantized matrix-vector products (pipelines built by `gpu::matvec`).
     Matvec,
+    /// Attention over the chunked KV cache (`gpu::attention`).
+    Attention,
 }
 
 impl ShaderFamily {
     /// Every family, one per file under `shaders/`.
-    pub const ALL: [ShaderFamily; 4] = [
+    pub const ALL: [ShaderFamily; 5] = [
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
         ShaderFamily::Matvec,
+        ShaderFamily::Attention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +39,7 @@ impl ShaderFamily {
             ShaderFamily::Rope => "rope.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
             ShaderFamily::Matvec => "matvec.wgsl",
+            ShaderFamily::Attention => "attention.wgsl",
         }
     }
 
@@ -44,6 +49,7 @@ impl ShaderFamily {
             ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
+            ShaderFamily::Attention => include_str!("../../../shaders/attention.wgsl"),
         }
     }
 }
@@ -78,6 +84,13 @@ pub enum KernelKey {
     Rope,
     /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
     Elementwise(ElementwiseOp),
+    /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV chunk.
+    KvWrite(KvFormat),
+    /// `shaders/attention.wgsl` `attend`: one chunk's scores merged into the
+    /// running online-softmax state.
+    AttendChunk(KvFormat),
+    /// `shaders/attention.wgsl` `finalize`: `out = acc / l`.
+    AttendFinalize,
 }
 
 impl KernelKey {
@@ -86,6 +99,9 @@ impl KernelKey {
     pub fn all() -> Vec<KernelKey> {
         let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
+        keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
+        keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
+        keys.push(KernelKey::AttendFinalize);
         keys
     }
 
@@ -94,18 +110,29 @@ impl KernelKey {
             KernelKey::RmsNorm => ShaderFamily::Norm,
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
+            KernelKey::KvWrite(_) | KernelKey::AttendChunk(_) | KernelKey::AttendFinalize => {
+                ShaderFamily::Attention
+            }
         }
     }
 
     pub fn entry_point(self) -> &'static str {
-        "main"
+        match self {
+            KernelKey::KvWrite(_) => "kv_write",
+            KernelKey::AttendChunk(_) => "attend",
+            KernelKey::AttendFinalize => "finalize",
+            _ => "main",
+        }
     }
 
     /// Values for the shader's `override` constants.
     pub fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            KernelKey::RmsNorm | KernelKey::Rope => Vec::new(),
+            KernelKey::RmsNorm | KernelKey::Rope | KernelKey::AttendFinalize => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
+            KernelKey::KvWrite(f) | KernelKey::AttendChunk(f) => {
+                vec![("FORMAT", f64::from(f.code()))]
+            }
         }
     }
 
