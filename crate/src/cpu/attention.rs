@@ -32,6 +32,22 @@ pub fn attention(
     shape: AttentionShape,
     pos: usize,
 ) {
+    let tokens = q.len() / (shape.n_heads * shape.head_dim).max(1);
+    let mut att = vec![0.0f32; pos + tokens];
+    attention_with(out, q, k_cache, v_cache, shape, pos, &mut att);
+}
+
+/// [`attention`] with a caller's scratch for one head's scores
+/// (`>= pos + tokens` values): the CPU decoder's step uses it.
+pub(crate) fn attention_with(
+    out: &mut [f32],
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    shape: AttentionShape,
+    pos: usize,
+    att: &mut [f32],
+) {
     let AttentionShape {
         n_heads,
         n_kv_heads,
@@ -55,9 +71,9 @@ pub fn attention(
         "the cache must hold positions 0..{}",
         pos + tokens
     );
+    assert!(att.len() >= pos + tokens, "the score scratch is too short");
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut att = vec![0.0f32; pos + tokens];
     for t in 0..tokens {
         let len = pos + t + 1;
         for h in 0..n_heads {
