@@ -1,7 +1,7 @@
 //! The CPU reference decoder: a plain f32 llama forward pass, one token at a
 //! time over a growing KV cache. Every GPU kernel is checked against it.
 
-use super::matrix::dot;
+use super::attention::{attention_with, AttentionShape};
 use super::weights::CpuWeights;
 use crate::model::Config;
 
@@ -119,8 +119,12 @@ impl<'w> CpuDecoder<'w> {
                 vocab: c.vocab_size,
             });
         }
-        let (hd, kv_dim) = (c.head_dim(), c.kv_dim());
-        let group = c.n_heads / c.n_kv_heads;
+        let hd = c.head_dim();
+        let shape = AttentionShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+        };
 
         // x = embedding[token]                                    (dim)
         self.w.token_embd.row(token as usize, &mut self.x);
@@ -137,25 +141,15 @@ impl<'w> CpuDecoder<'w> {
             self.cache.v[l].extend_from_slice(&self.v);
 
             // Per head: softmax(q k^T / sqrt(hd)) v over positions 0..=pos.
-            let scale = 1.0 / (hd as f32).sqrt();
-            for h in 0..c.n_heads {
-                let kvh = h / group;
-                let qh = &self.q[h * hd..(h + 1) * hd];
-                let att = &mut self.att[..=pos];
-                for (t, a) in att.iter_mut().enumerate() {
-                    let kt = &self.cache.k[l][t * kv_dim + kvh * hd..][..hd];
-                    *a = dot(qh, kt) * scale;
-                }
-                softmax(att);
-                let out = &mut self.xb[h * hd..(h + 1) * hd];
-                out.fill(0.0);
-                for (t, &a) in att.iter().enumerate() {
-                    let vt = &self.cache.v[l][t * kv_dim + kvh * hd..][..hd];
-                    for (o, &vv) in out.iter_mut().zip(vt) {
-                        *o += a * vv;
-                    }
-                }
-            }
+            attention_with(
+                &mut self.xb,
+                &self.q,
+                &self.cache.k[l],
+                &self.cache.v[l],
+                shape,
+                pos,
+                &mut self.att,
+            );
             // x += Wo · attention                                     (dim)
             lw.wo.matvec(&self.xb, &mut self.proj);
             add(&mut self.x, &self.proj);

@@ -29,6 +29,9 @@ pub enum GpuError {
         kernel: &'static str,
         detail: String,
     },
+    /// The KV cache was asked to hold `len` positions, over its `max`.
+    #[error("the KV cache holds at most {max} positions, {len} asked for")]
+    ContextFull { len: usize, max: usize },
     #[error("cannot read a GPU buffer back: {0}")]
     ReadBack(String),
 }

@@ -5,8 +5,10 @@
 //! - buffer helpers: storage and uniform buffers from slices, read-back;
 //! - [`KernelKey`] and the pipeline cache: one compute pipeline per kernel
 //!   variant, variants through WGSL `override` constants;
-//! - [`kernels`]: thin shape-checked wrappers that record dispatches.
+//! - [`kernels`]: thin shape-checked wrappers that record dispatches;
+//! - [`attention`]: the chunked KV cache and causal attention over it.
 
+pub mod attention;
 mod buffers;
 mod context;
 mod error;
@@ -17,6 +19,7 @@ pub mod repack;
 pub mod step;
 pub mod weights;
 
+pub use attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat, KV_CHUNK};
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::attention::KvFormat;
 use super::context::GpuContext;
 use super::error::GpuError;
 
@@ -20,16 +21,19 @@ pub enum ShaderFamily {
     Matvec,
     /// Memory-bandwidth probes for the benchmark.
     Bandwidth,
+    /// Attention over the chunked KV cache (`gpu::attention`).
+    Attention,
 }
 
 impl ShaderFamily {
     /// Every family, one per file under `shaders/`.
-    pub const ALL: [ShaderFamily; 5] = [
+    pub const ALL: [ShaderFamily; 6] = [
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
         ShaderFamily::Matvec,
         ShaderFamily::Bandwidth,
+        ShaderFamily::Attention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +43,7 @@ impl ShaderFamily {
             ShaderFamily::Elementwise => "elementwise.wgsl",
             ShaderFamily::Matvec => "matvec.wgsl",
             ShaderFamily::Bandwidth => "bandwidth.wgsl",
+            ShaderFamily::Attention => "attention.wgsl",
         }
     }
 
@@ -49,6 +54,7 @@ impl ShaderFamily {
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
             ShaderFamily::Bandwidth => include_str!("../../../shaders/bandwidth.wgsl"),
+            ShaderFamily::Attention => include_str!("../../../shaders/attention.wgsl"),
         }
     }
 }
@@ -85,6 +91,13 @@ pub enum KernelKey {
     Elementwise(ElementwiseOp),
     /// `shaders/bandwidth.wgsl`: `copy` (true) or `read` (false).
     Bandwidth { copy: bool },
+    /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV chunk.
+    KvWrite(KvFormat),
+    /// `shaders/attention.wgsl` `attend`: one chunk's scores merged into the
+    /// running online-softmax state.
+    AttendChunk(KvFormat),
+    /// `shaders/attention.wgsl` `finalize`: `out = acc / l`.
+    AttendFinalize,
 }
 
 impl KernelKey {
@@ -94,6 +107,9 @@ impl KernelKey {
         let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
         keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
+        keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
+        keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
+        keys.push(KernelKey::AttendFinalize);
         keys
     }
 
@@ -103,6 +119,9 @@ impl KernelKey {
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
             KernelKey::Bandwidth { .. } => ShaderFamily::Bandwidth,
+            KernelKey::KvWrite(_) | KernelKey::AttendChunk(_) | KernelKey::AttendFinalize => {
+                ShaderFamily::Attention
+            }
         }
     }
 
@@ -110,6 +129,9 @@ impl KernelKey {
         match self {
             KernelKey::Bandwidth { copy: true } => "copy",
             KernelKey::Bandwidth { copy: false } => "read",
+            KernelKey::KvWrite(_) => "kv_write",
+            KernelKey::AttendChunk(_) => "attend",
+            KernelKey::AttendFinalize => "finalize",
             _ => "main",
         }
     }
@@ -117,8 +139,14 @@ impl KernelKey {
     /// Values for the shader's `override` constants.
     pub fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            KernelKey::RmsNorm | KernelKey::Rope | KernelKey::Bandwidth { .. } => Vec::new(),
+            KernelKey::RmsNorm
+            | KernelKey::Rope
+            | KernelKey::Bandwidth { .. }
+            | KernelKey::AttendFinalize => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
+            KernelKey::KvWrite(f) | KernelKey::AttendChunk(f) => {
+                vec![("FORMAT", f64::from(f.code()))]
+            }
         }
     }
 

@@ -1,0 +1,781 @@
+//! The chunked KV cache and causal grouped-query attention over it
+//! (`shaders/attention.wgsl`).
+//!
+//! # Cache layout
+//!
+//! The cache grows in chunks of [`KV_CHUNK`] = 256 positions. A chunk is ONE
+//! buffer holding the slice of every layer for its 256 positions (split into a
+//! few buffers, each a run of whole layers, only when one would exceed the
+//! device's `max_buffer_size`). Layer `l`'s slice starts at
+//! `l * slice_stride`, a multiple of 256 bytes (the storage-binding offset
+//! alignment), and is bound on its own as a buffer range, so the shader never
+//! sees the layer index. Within a slice, in u32 words (`a = n_kv_heads`,
+//! `bw` = words per block):
+//!
+//! | part | shape | F16 | Q8 |
+//! |---|---|---|---|
+//! | K quants | `(256, a, bw)` | `bw = head_dim / 2`, two halves per word (low first) | `bw = ceil(head_dim / 4)`, four i8 per word (low byte first) |
+//! | V quants | `(256, a, bw)` | same | same |
+//! | K scales | `(256, a)` f32 | — | `absmax / 127` of the block |
+//! | V scales | `(256, a)` f32 | — | same |
+//!
+//! Why one buffer per chunk rather than one per (layer, chunk): growing the
+//! context by 256 positions is one allocation (not `n_layers`), every layer
+//! grows together (they always hold the same positions), and the number of
+//! buffers stays `max_len / 256`; the per-layer view costs nothing since a
+//! bind group may bind any 256-aligned range. Chunks are never freed while
+//! the cache lives: [`KvAttention::truncate`] only moves the length.
+//!
+//! # Attention
+//!
+//! One layer, recorded by [`KvAttention::encode`] in one compute pass:
+//! `kv_write` once per chunk the batch's positions fall in (1 to 3 for a
+//! 512-token batch); `attend` once per chunk `0..=(kv_len - 1) / 256`, each
+//! computing the chunk's scores, its local softmax max `m_c`, sum `l_c` and
+//! accumulator `acc_c` per (token, head), merged into the running `(m, l,
+//! acc)` state with the stable online-softmax rule (`m = max(m, m_c)`, both
+//! sides rescaled by `exp(old - m)`), chunk 0 initialising it; then
+//! `finalize` writes `out = acc / l`. The causal mask is applied inside every
+//! chunk (`attend` covers positions up to `pos + t` only; tokens whose
+//! position does not reach a chunk are not dispatched for it). A decode step
+//! is therefore split across chunks: each `attend` dispatch covers 256
+//! positions for every head, one invocation per position, never one
+//! workgroup looping over the whole context.
+//!
+//! Each dispatch binds one chunk (WebGPU gives a stage 8 storage buffers, so
+//! a kernel cannot see an unbounded list of chunk buffers), and WebGPU orders
+//! dispatches that share a writable buffer; the chunks of one layer are thus
+//! processed one after the other, each dispatch `n_heads x tokens`
+//! workgroups wide.
+
+use super::context::GpuContext;
+use super::error::GpuError;
+use super::pipelines::KernelKey;
+use super::step::{StepParams, StepUniform};
+
+const K: &str = "attention";
+
+/// Positions per KV chunk (`CHUNK` in the shader).
+pub const KV_CHUNK: usize = 256;
+/// The largest supported head size (`MAX_HD` in the shader).
+pub const MAX_HEAD_DIM: usize = 256;
+/// Storage-binding offsets are multiples of this (WebGPU's
+/// `min_storage_buffer_offset_alignment` default and maximum).
+const ALIGN: u64 = 256;
+/// Workgroup sizes of `kv_write` and `finalize` (`WRITE_WG`, `FINAL_WG`).
+const FINAL_WG: usize = 256;
+
+/// How the KV cache stores keys and values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvFormat {
+    /// f16, two per u32 (`pack2x16float`, round to nearest even); no
+    /// `shader-f16` needed.
+    #[default]
+    F16,
+    /// Symmetric 8-bit per (position, KV head) block of `head_dim` values with
+    /// an f32 scale `absmax / 127` ([`crate::cpu::q8_quantize`]).
+    Q8,
+}
+
+impl KvFormat {
+    pub const ALL: [KvFormat; 2] = [KvFormat::F16, KvFormat::Q8];
+
+    /// The shader's `FORMAT` value.
+    pub fn code(self) -> u32 {
+        match self {
+            KvFormat::F16 => 0,
+            KvFormat::Q8 => 1,
+        }
+    }
+
+    /// u32 words of one block of quants (one position, one KV head).
+    pub fn block_words(self, head_dim: usize) -> usize {
+        match self {
+            KvFormat::F16 => head_dim.div_ceil(2),
+            KvFormat::Q8 => head_dim.div_ceil(4),
+        }
+    }
+
+    /// Bytes one block takes, quants and scale.
+    pub fn block_bytes(self, head_dim: usize) -> usize {
+        match self {
+            KvFormat::F16 => 4 * self.block_words(head_dim),
+            KvFormat::Q8 => 4 * self.block_words(head_dim) + 4,
+        }
+    }
+
+    /// Replaces `values` (blocks of `head_dim`) by what this format stores
+    /// for them: the CPU twin of `kv_write`.
+    pub fn round_trip(self, values: &mut [f32], head_dim: usize) {
+        match self {
+            KvFormat::F16 => crate::cpu::f16_round_trip(values),
+            KvFormat::Q8 => crate::cpu::q8_round_trip(values, head_dim),
+        }
+    }
+}
+
+/// Shapes and limits of a [`KvAttention`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionConfig {
+    pub n_layers: usize,
+    pub n_heads: usize,
+    /// Divides `n_heads` (grouped-query attention when smaller).
+    pub n_kv_heads: usize,
+    /// Even, at most [`MAX_HEAD_DIM`].
+    pub head_dim: usize,
+    /// The most positions the cache will hold (at most the model's context).
+    pub max_len: usize,
+    /// The most tokens per batch: the rows of the activation buffers.
+    pub max_tokens: usize,
+    pub format: KvFormat,
+}
+
+impl AttentionConfig {
+    /// Every shape constraint, as a shape error.
+    pub fn validate(&self) -> Result<(), GpuError> {
+        let c = self;
+        for (name, v) in [
+            ("n_layers", c.n_layers),
+            ("n_heads", c.n_heads),
+            ("n_kv_heads", c.n_kv_heads),
+            ("head_dim", c.head_dim),
+            ("max_len", c.max_len),
+            ("max_tokens", c.max_tokens),
+        ] {
+            if v == 0 {
+                return Err(GpuError::shape(K, format!("{name} is 0")));
+            }
+        }
+        if !c.n_heads.is_multiple_of(c.n_kv_heads) {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "n_kv_heads {} does not divide n_heads {}",
+                    c.n_kv_heads, c.n_heads
+                ),
+            ));
+        }
+        if !c.head_dim.is_multiple_of(2) || c.head_dim > MAX_HEAD_DIM {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "head_dim {} must be even and at most {MAX_HEAD_DIM}",
+                    c.head_dim
+                ),
+            ));
+        }
+        if c.max_tokens > u16::MAX as usize || c.n_heads > u16::MAX as usize {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "max_tokens {} and n_heads {} must be at most 65535 (workgroups per dimension)",
+                    c.max_tokens, c.n_heads
+                ),
+            ));
+        }
+        let state = c.state_bytes();
+        let max_len_ok = c
+            .max_len
+            .checked_add(KV_CHUNK)
+            .is_some_and(|n| n <= u32::MAX as usize);
+        if !max_len_ok || state > u64::from(u32::MAX) {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "max_len {} or max_tokens {} exceed u32 indexing",
+                    c.max_len, c.max_tokens
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Cache bytes per position: all layers, K and V, quants and scales.
+    pub fn bytes_per_token(&self) -> u64 {
+        (self.n_layers * 2 * self.n_kv_heads * self.format.block_bytes(self.head_dim)) as u64
+    }
+
+    /// Bytes of the running-softmax state: `(max_tokens, n_heads, 2 + head_dim)` f32.
+    pub fn state_bytes(&self) -> u64 {
+        (self.max_tokens * self.n_heads * (2 + self.head_dim) * 4) as u64
+    }
+
+    /// Where things are in one layer's slice of a chunk, in words.
+    fn slice(&self) -> SliceLayout {
+        let bw = self.format.block_words(self.head_dim);
+        let blocks = KV_CHUNK * self.n_kv_heads;
+        let quants = blocks * bw;
+        let (ks_base, vs_base, words) = match self.format {
+            KvFormat::F16 => (0, 0, 2 * quants),
+            KvFormat::Q8 => (2 * quants, 2 * quants + blocks, 2 * quants + 2 * blocks),
+        };
+        let bytes = 4 * words as u64;
+        SliceLayout {
+            block_words: bw as u32,
+            v_base: quants as u32,
+            ks_base: ks_base as u32,
+            vs_base: vs_base as u32,
+            bytes,
+            stride: bytes.div_ceil(ALIGN) * ALIGN,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SliceLayout {
+    block_words: u32,
+    v_base: u32,
+    ks_base: u32,
+    vs_base: u32,
+    /// Bytes of one layer's slice (bound).
+    bytes: u64,
+    /// Distance between layer slices, a multiple of [`ALIGN`].
+    stride: u64,
+}
+
+/// The decoder's activation buffers the attention reads and writes, each
+/// used from offset 0 and at least as large as the shapes say. `out` is only
+/// written by `finalize`, after every read of `q`, `k` and `v`, so it may be
+/// one of them.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionIo<'a> {
+    /// `(max_tokens, n_heads, head_dim)` f32, RoPE applied.
+    pub q: &'a wgpu::Buffer,
+    /// `(max_tokens, n_kv_heads, head_dim)` f32, RoPE applied.
+    pub k: &'a wgpu::Buffer,
+    /// `(max_tokens, n_kv_heads, head_dim)` f32.
+    pub v: &'a wgpu::Buffer,
+    /// `(max_tokens, n_heads * head_dim)` f32, written.
+    pub out: &'a wgpu::Buffer,
+    /// The forward pass's `Step` uniform (pos, tokens, kv_len).
+    pub step: &'a StepUniform,
+}
+
+/// The shader's `Params` uniform (one per chunk).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    chunk: u32,
+    block_words: u32,
+    v_base: u32,
+    ks_base: u32,
+    vs_base: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// One chunk: its buffers and, per layer, the bind groups of `kv_write` and
+/// `attend`.
+#[derive(Debug)]
+struct Chunk {
+    buffers: Vec<wgpu::Buffer>,
+    write: Vec<wgpu::BindGroup>,
+    attend: Vec<wgpu::BindGroup>,
+}
+
+/// The KV cache of one sequence and the attention of every layer over it,
+/// bound once to the decoder's buffers.
+#[derive(Debug)]
+pub struct KvAttention {
+    cfg: AttentionConfig,
+    slice: SliceLayout,
+    /// Layers per chunk buffer.
+    layers_per_buffer: usize,
+    write: wgpu::ComputePipeline,
+    attend: wgpu::ComputePipeline,
+    finalize: wgpu::ComputePipeline,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    out: wgpu::Buffer,
+    step: wgpu::Buffer,
+    state: wgpu::Buffer,
+    finalize_group: wgpu::BindGroup,
+    chunks: Vec<Chunk>,
+    len: usize,
+}
+
+impl KvAttention {
+    /// Checks the shapes, creates the pipelines, the running-softmax state
+    /// and the `finalize` bind group; no chunk is allocated yet
+    /// ([`KvAttention::reserve_async`]).
+    pub async fn new_async(
+        ctx: &GpuContext,
+        cfg: AttentionConfig,
+        io: AttentionIo<'_>,
+    ) -> Result<KvAttention, GpuError> {
+        cfg.validate()?;
+        let slice = cfg.slice();
+        ctx.check_binding_size("attention KV slice", slice.bytes)?;
+        let max_buffer = ctx.limits().max_buffer_size;
+        let layers_per_buffer = (max_buffer / slice.stride).min(cfg.n_layers as u64) as usize;
+        if layers_per_buffer == 0 {
+            return Err(GpuError::BufferTooLarge {
+                what: "one layer of a KV chunk".into(),
+                size: slice.stride,
+                limit_name: "max_buffer_size",
+                limit: max_buffer,
+            });
+        }
+        let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+        if !ALIGN.is_multiple_of(align.max(1)) {
+            return Err(GpuError::shape(
+                K,
+                format!("the device aligns storage offsets to {align} bytes, over {ALIGN}"),
+            ));
+        }
+
+        let t = cfg.max_tokens;
+        io_fits(ctx, "q", io.q, t * cfg.n_heads * cfg.head_dim)?;
+        io_fits(ctx, "k", io.k, t * cfg.n_kv_heads * cfg.head_dim)?;
+        io_fits(ctx, "v", io.v, t * cfg.n_kv_heads * cfg.head_dim)?;
+        let out_bytes = io_fits(ctx, "out", io.out, t * cfg.n_heads * cfg.head_dim)?;
+        ctx.check_binding_size("attention state", cfg.state_bytes())?;
+
+        let write = ctx.pipeline(KernelKey::KvWrite(cfg.format)).await?;
+        let attend = ctx.pipeline(KernelKey::AttendChunk(cfg.format)).await?;
+        let finalize = ctx.pipeline(KernelKey::AttendFinalize).await?;
+        let state = ctx
+            .storage_zeroed("attention state", cfg.state_bytes())
+            .await?;
+        let params = params_uniform(ctx, &cfg, &slice, 0);
+        let step = io.step.buffer().clone();
+        let finalize_group = ctx
+            .scoped(|| {
+                ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("attention finalize"),
+                    layout: &finalize.get_bind_group_layout(0),
+                    entries: &[
+                        whole(0, &step),
+                        whole(1, &params),
+                        whole(7, &state),
+                        range(8, io.out, 0, out_bytes),
+                    ],
+                })
+            })
+            .await?;
+        Ok(KvAttention {
+            cfg,
+            slice,
+            layers_per_buffer,
+            write,
+            attend,
+            finalize,
+            q: io.q.clone(),
+            k: io.k.clone(),
+            v: io.v.clone(),
+            out: io.out.clone(),
+            step,
+            state,
+            finalize_group,
+            chunks: Vec::new(),
+            len: 0,
+        })
+    }
+
+    /// Blocking [`KvAttention::new_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(
+        ctx: &GpuContext,
+        cfg: AttentionConfig,
+        io: AttentionIo<'_>,
+    ) -> Result<KvAttention, GpuError> {
+        ctx.block_on(Self::new_async(ctx, cfg, io))
+    }
+
+    /// Allocates chunks (their buffers, params and bind groups) until
+    /// positions `0..len` fit; `Err(ContextFull)` past `max_len`. The only
+    /// place buffers and bind groups are created after `new`.
+    pub async fn reserve_async(&mut self, ctx: &GpuContext, len: usize) -> Result<(), GpuError> {
+        if len > self.cfg.max_len {
+            return Err(GpuError::ContextFull {
+                len,
+                max: self.cfg.max_len,
+            });
+        }
+        while self.chunks.len() * KV_CHUNK < len {
+            let chunk = self.new_chunk(ctx, self.chunks.len()).await?;
+            self.chunks.push(chunk);
+        }
+        Ok(())
+    }
+
+    /// Blocking [`KvAttention::reserve_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn reserve(&mut self, ctx: &GpuContext, len: usize) -> Result<(), GpuError> {
+        ctx.block_on(self.reserve_async(ctx, len))
+    }
+
+    async fn new_chunk(&self, ctx: &GpuContext, index: usize) -> Result<Chunk, GpuError> {
+        let cfg = &self.cfg;
+        let n_buffers = cfg.n_layers.div_ceil(self.layers_per_buffer);
+        let mut buffers = Vec::with_capacity(n_buffers);
+        for b in 0..n_buffers {
+            let layers = self
+                .layers_per_buffer
+                .min(cfg.n_layers - b * self.layers_per_buffer);
+            let size = self.slice.stride * layers as u64;
+            let label = format!("kv chunk {index} part {b}");
+            buffers.push(ctx.storage_zeroed(&label, size).await?);
+        }
+        let params = params_uniform(ctx, cfg, &self.slice, index);
+        let t = cfg.max_tokens;
+        let q_bytes = 4 * (t * cfg.n_heads * cfg.head_dim) as u64;
+        let kv_bytes = 4 * (t * cfg.n_kv_heads * cfg.head_dim) as u64;
+        let write_layout = self.write.get_bind_group_layout(0);
+        let attend_layout = self.attend.get_bind_group_layout(0);
+        let (write, attend) = ctx
+            .scoped(|| {
+                let mut write = Vec::with_capacity(cfg.n_layers);
+                let mut attend = Vec::with_capacity(cfg.n_layers);
+                for layer in 0..cfg.n_layers {
+                    let buffer = &buffers[layer / self.layers_per_buffer];
+                    let offset = self.slice.stride * (layer % self.layers_per_buffer) as u64;
+                    write.push(ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("kv_write"),
+                        layout: &write_layout,
+                        entries: &[
+                            whole(0, &self.step),
+                            whole(1, &params),
+                            range(2, &self.k, 0, kv_bytes),
+                            range(3, &self.v, 0, kv_bytes),
+                            range(4, buffer, offset, self.slice.bytes),
+                        ],
+                    }));
+                    attend.push(ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("attend"),
+                        layout: &attend_layout,
+                        entries: &[
+                            whole(0, &self.step),
+                            whole(1, &params),
+                            range(5, &self.q, 0, q_bytes),
+                            range(6, buffer, offset, self.slice.bytes),
+                            whole(7, &self.state),
+                        ],
+                    }));
+                }
+                (write, attend)
+            })
+            .await?;
+        Ok(Chunk {
+            buffers,
+            write,
+            attend,
+        })
+    }
+
+    /// Records `kv_write`, `attend` and `finalize` of `layer` for the batch
+    /// `step` (one compute pass, dispatches only): k, v of the batch go to
+    /// positions `pos..kv_len`, `out` gets the batch's attention over
+    /// `0..kv_len`. The shaders read pos, tokens and kv_len from the `Step`
+    /// uniform, which must hold `step` at submit; `step` here sizes the
+    /// dispatches.
+    ///
+    /// Errors: `ContextFull` past `max_len`; a shape error when `kv_len`
+    /// exceeds the reserved chunks, the batch exceeds `max_tokens`, or `pos`
+    /// is past [`KvAttention::len`] (a gap).
+    pub fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        layer: usize,
+        step: &StepParams,
+    ) -> Result<(), GpuError> {
+        let (pos, tokens, kv_len) = self.check_step(layer, step)?;
+        let first_chunk = pos / KV_CHUNK;
+        let last_chunk = (kv_len - 1) / KV_CHUNK;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("attention"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.write);
+        for c in first_chunk..=last_chunk {
+            let from = first_token(c, pos);
+            let to = ((c + 1) * KV_CHUNK).min(kv_len) - pos;
+            pass.set_bind_group(0, &self.chunks[c].write[layer], &[]);
+            pass.dispatch_workgroups((to - from) as u32, self.cfg.n_kv_heads as u32, 1);
+        }
+        pass.set_pipeline(&self.attend);
+        for c in 0..=last_chunk {
+            let from = first_token(c, pos);
+            pass.set_bind_group(0, &self.chunks[c].attend[layer], &[]);
+            pass.dispatch_workgroups(self.cfg.n_heads as u32, (tokens - from) as u32, 1);
+        }
+        let values = tokens * self.cfg.n_heads * self.cfg.head_dim;
+        let groups = values.div_ceil(FINAL_WG);
+        let gx = groups.min(u16::MAX as usize);
+        let gy = groups.div_ceil(gx);
+        pass.set_pipeline(&self.finalize);
+        pass.set_bind_group(0, &self.finalize_group, &[]);
+        pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+        Ok(())
+    }
+
+    /// `(pos, tokens, kv_len)` of a valid step.
+    fn check_step(
+        &self,
+        layer: usize,
+        step: &StepParams,
+    ) -> Result<(usize, usize, usize), GpuError> {
+        let (pos, tokens, kv_len) = (
+            step.pos as usize,
+            step.tokens as usize,
+            step.kv_len as usize,
+        );
+        if layer >= self.cfg.n_layers {
+            return Err(GpuError::shape(
+                K,
+                format!("layer {layer} of {}", self.cfg.n_layers),
+            ));
+        }
+        if tokens == 0 || tokens > self.cfg.max_tokens {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "{tokens} tokens, the batch holds 1..={}",
+                    self.cfg.max_tokens
+                ),
+            ));
+        }
+        if kv_len != pos + tokens {
+            return Err(GpuError::shape(
+                K,
+                format!("kv_len {kv_len} is not pos {pos} + tokens {tokens}"),
+            ));
+        }
+        if kv_len > self.cfg.max_len {
+            return Err(GpuError::ContextFull {
+                len: kv_len,
+                max: self.cfg.max_len,
+            });
+        }
+        if kv_len > self.reserved() {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "positions 0..{kv_len} need {} chunks, {} reserved: call reserve first",
+                    kv_len.div_ceil(KV_CHUNK),
+                    self.chunks.len()
+                ),
+            ));
+        }
+        if pos > self.len {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "pos {pos} would leave a gap after the {} cached positions",
+                    self.len
+                ),
+            ));
+        }
+        Ok((pos, tokens, kv_len))
+    }
+
+    /// Uploads q, k, v (`(tokens, heads, head_dim)` f32 each) to the io
+    /// buffers, writes the `Step` uniform for a batch at `pos`, runs
+    /// [`KvAttention::encode`] for `layer`, submits and reads `out`
+    /// (`(tokens, n_heads * head_dim)`) back. Does not change `len`: call
+    /// [`KvAttention::advance`] once every layer has been written. Tests and
+    /// tools; the decoder records `encode` in its own pass.
+    pub async fn attention_host_async(
+        &self,
+        ctx: &GpuContext,
+        layer: usize,
+        pos: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<Vec<f32>, GpuError> {
+        let c = &self.cfg;
+        let q_row = c.n_heads * c.head_dim;
+        let kv_row = c.n_kv_heads * c.head_dim;
+        let tokens = k.len() / kv_row;
+        if tokens == 0
+            || k.len() != tokens * kv_row
+            || v.len() != k.len()
+            || q.len() != tokens * q_row
+        {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "q {} k {} v {} values are not (tokens, {}, {hd}), (tokens, {}, {hd}) x 2",
+                    q.len(),
+                    k.len(),
+                    v.len(),
+                    c.n_heads,
+                    c.n_kv_heads,
+                    hd = c.head_dim
+                ),
+            ));
+        }
+        let step = StepParams::batch(pos, tokens, 0);
+        self.check_step(layer, &step)?;
+        let queue = ctx.queue();
+        queue.write_buffer(&self.q, 0, bytemuck::cast_slice(q));
+        queue.write_buffer(&self.k, 0, bytemuck::cast_slice(k));
+        queue.write_buffer(&self.v, 0, bytemuck::cast_slice(v));
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let mut encoder = ctx.encoder("attention");
+        self.encode(&mut encoder, layer, &step)?;
+        ctx.submit(encoder).await?;
+        ctx.read_back_f32(&self.out, tokens * q_row).await
+    }
+
+    /// Blocking [`KvAttention::attention_host_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn attention_host(
+        &self,
+        ctx: &GpuContext,
+        layer: usize,
+        pos: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<Vec<f32>, GpuError> {
+        ctx.block_on(self.attention_host_async(ctx, layer, pos, q, k, v))
+    }
+
+    pub fn config(&self) -> &AttentionConfig {
+        &self.cfg
+    }
+
+    pub fn format(&self) -> KvFormat {
+        self.cfg.format
+    }
+
+    /// Positions held (written by every layer).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.cfg.max_len
+    }
+
+    /// Positions the allocated chunks hold (a multiple of 256, capped at
+    /// `max_len`).
+    pub fn reserved(&self) -> usize {
+        (self.chunks.len() * KV_CHUNK).min(self.cfg.max_len)
+    }
+
+    /// Sets the length (after a submit wrote positions up to `len`):
+    /// `ContextFull` past `max_len`, a shape error past the reserved chunks.
+    pub fn set_len(&mut self, len: usize) -> Result<(), GpuError> {
+        if len > self.cfg.max_len {
+            return Err(GpuError::ContextFull {
+                len,
+                max: self.cfg.max_len,
+            });
+        }
+        if len > self.reserved() {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "length {len} is past the {} reserved positions",
+                    self.reserved()
+                ),
+            ));
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// `set_len(len + n)`.
+    pub fn advance(&mut self, n: usize) -> Result<(), GpuError> {
+        self.set_len(self.len.saturating_add(n))
+    }
+
+    /// Keeps the first `n` positions (O(1); chunks stay allocated for reuse).
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+
+    /// Cache bytes per position (all layers, K and V, with scales).
+    pub fn bytes_per_token(&self) -> u64 {
+        self.cfg.bytes_per_token()
+    }
+
+    /// Bytes of the chunk buffers allocated so far (the state scratch,
+    /// [`AttentionConfig::state_bytes`], is apart).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.chunks
+            .iter()
+            .flat_map(|c| &c.buffers)
+            .map(|b| b.size())
+            .sum()
+    }
+
+    /// Chunks allocated.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// The first batch token whose position reaches chunk `c` (the shader's
+/// `first_token`).
+fn first_token(c: usize, pos: usize) -> usize {
+    (c * KV_CHUNK).max(pos) - pos
+}
+
+fn params_uniform(
+    ctx: &GpuContext,
+    cfg: &AttentionConfig,
+    slice: &SliceLayout,
+    chunk: usize,
+) -> wgpu::Buffer {
+    ctx.uniform(
+        &format!("attention params chunk {chunk}"),
+        &Params {
+            n_heads: cfg.n_heads as u32,
+            n_kv_heads: cfg.n_kv_heads as u32,
+            head_dim: cfg.head_dim as u32,
+            chunk: chunk as u32,
+            block_words: slice.block_words,
+            v_base: slice.v_base,
+            ks_base: slice.ks_base,
+            vs_base: slice.vs_base,
+            scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+            _pad: [0; 3],
+        },
+    )
+}
+
+/// The bytes `n` f32 take, checked against `buffer` and the binding limit.
+fn io_fits(ctx: &GpuContext, name: &str, buffer: &wgpu::Buffer, n: usize) -> Result<u64, GpuError> {
+    let bytes = 4 * n as u64;
+    if buffer.size() < bytes {
+        return Err(GpuError::shape(
+            K,
+            format!(
+                "{name} needs {n} f32 ({bytes} bytes), its buffer has {} bytes",
+                buffer.size()
+            ),
+        ));
+    }
+    ctx.check_binding_size(&format!("attention {name}"), bytes)?;
+    Ok(bytes)
+}
+
+fn whole(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}
+
+fn range(binding: u32, buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size: wgpu::BufferSize::new(size),
+        }),
+    }
+}
