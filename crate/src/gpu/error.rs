@@ -31,6 +31,9 @@ pub enum GpuError {
     },
     #[error("cannot read a GPU buffer back: {0}")]
     ReadBack(String),
+    /// The GPU sampler's verdict (e.g. no finite logits) or a bad setting.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampler::SamplerError),
 }
 
 impl GpuError {

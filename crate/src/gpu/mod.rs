@@ -5,7 +5,8 @@
 //! - buffer helpers: storage and uniform buffers from slices, read-back;
 //! - [`KernelKey`] and the pipeline cache: one compute pipeline per kernel
 //!   variant, variants through WGSL `override` constants;
-//! - [`kernels`]: thin shape-checked wrappers that record dispatches.
+//! - [`kernels`]: thin shape-checked wrappers that record dispatches;
+//! - [`sample`]: token sampling on the GPU, the same token as the CPU sampler.
 
 mod buffers;
 mod context;
@@ -14,9 +15,11 @@ pub mod kernels;
 pub mod matvec;
 mod pipelines;
 pub mod repack;
+pub mod sample;
 pub mod step;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};
+pub use sample::GpuSampler;
 pub use step::{StepParams, StepUniform};

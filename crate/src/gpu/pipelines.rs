@@ -18,15 +18,18 @@ pub enum ShaderFamily {
     Elementwise,
     /// Quantized matrix-vector products (pipelines built by `gpu::matvec`).
     Matvec,
+    /// Token sampling (`gpu::sample`).
+    Sample,
 }
 
 impl ShaderFamily {
     /// Every family, one per file under `shaders/`.
-    pub const ALL: [ShaderFamily; 4] = [
+    pub const ALL: [ShaderFamily; 5] = [
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
         ShaderFamily::Matvec,
+        ShaderFamily::Sample,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl ShaderFamily {
             ShaderFamily::Rope => "rope.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
             ShaderFamily::Matvec => "matvec.wgsl",
+            ShaderFamily::Sample => "sample.wgsl",
         }
     }
 
@@ -44,6 +48,7 @@ impl ShaderFamily {
             ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
+            ShaderFamily::Sample => include_str!("../../../shaders/sample.wgsl"),
         }
     }
 }
@@ -78,6 +83,8 @@ pub enum KernelKey {
     Rope,
     /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
     Elementwise(ElementwiseOp),
+    /// `shaders/sample.wgsl`: token sampling, one workgroup.
+    Sample,
 }
 
 impl KernelKey {
@@ -86,6 +93,7 @@ impl KernelKey {
     pub fn all() -> Vec<KernelKey> {
         let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
+        keys.push(KernelKey::Sample);
         keys
     }
 
@@ -94,6 +102,7 @@ impl KernelKey {
             KernelKey::RmsNorm => ShaderFamily::Norm,
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
+            KernelKey::Sample => ShaderFamily::Sample,
         }
     }
 
@@ -104,7 +113,7 @@ impl KernelKey {
     /// Values for the shader's `override` constants.
     pub fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            KernelKey::RmsNorm | KernelKey::Rope => Vec::new(),
+            KernelKey::RmsNorm | KernelKey::Rope | KernelKey::Sample => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
         }
     }
