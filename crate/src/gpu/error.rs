@@ -34,6 +34,9 @@ pub enum GpuError {
     ContextFull { len: usize, max: usize },
     #[error("cannot read a GPU buffer back: {0}")]
     ReadBack(String),
+    /// The GPU sampler's verdict (e.g. no finite logits) or a bad setting.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampler::SamplerError),
 }
 
 impl GpuError {

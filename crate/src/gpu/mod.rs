@@ -7,6 +7,7 @@
 //!   variant, variants through WGSL `override` constants;
 //! - [`kernels`]: thin shape-checked wrappers that record dispatches;
 //! - [`attention`]: the chunked KV cache and causal attention over it.
+//! - [`sample`]: token sampling on the GPU, the same token as the CPU sampler.
 
 pub mod attention;
 mod buffers;
@@ -16,6 +17,7 @@ pub mod kernels;
 pub mod matvec;
 mod pipelines;
 pub mod repack;
+pub mod sample;
 pub mod step;
 pub mod weights;
 
@@ -23,4 +25,5 @@ pub use attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat, KV_CHUN
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};
+pub use sample::GpuSampler;
 pub use step::{StepParams, StepUniform};

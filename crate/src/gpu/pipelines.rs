@@ -23,17 +23,20 @@ pub enum ShaderFamily {
     Bandwidth,
     /// Attention over the chunked KV cache (`gpu::attention`).
     Attention,
+    /// Token sampling (`gpu::sample`).
+    Sample,
 }
 
 impl ShaderFamily {
     /// Every family, one per file under `shaders/`.
-    pub const ALL: [ShaderFamily; 6] = [
+    pub const ALL: [ShaderFamily; 7] = [
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
         ShaderFamily::Matvec,
         ShaderFamily::Bandwidth,
         ShaderFamily::Attention,
+        ShaderFamily::Sample,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl ShaderFamily {
             ShaderFamily::Matvec => "matvec.wgsl",
             ShaderFamily::Bandwidth => "bandwidth.wgsl",
             ShaderFamily::Attention => "attention.wgsl",
+            ShaderFamily::Sample => "sample.wgsl",
         }
     }
 
@@ -55,6 +59,7 @@ impl ShaderFamily {
             ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
             ShaderFamily::Bandwidth => include_str!("../../../shaders/bandwidth.wgsl"),
             ShaderFamily::Attention => include_str!("../../../shaders/attention.wgsl"),
+            ShaderFamily::Sample => include_str!("../../../shaders/sample.wgsl"),
         }
     }
 }
@@ -98,6 +103,8 @@ pub enum KernelKey {
     AttendChunk(KvFormat),
     /// `shaders/attention.wgsl` `finalize`: `out = acc / l`.
     AttendFinalize,
+    /// `shaders/sample.wgsl`: token sampling, one workgroup.
+    Sample,
 }
 
 impl KernelKey {
@@ -110,6 +117,7 @@ impl KernelKey {
         keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
         keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
         keys.push(KernelKey::AttendFinalize);
+        keys.push(KernelKey::Sample);
         keys
     }
 
@@ -122,6 +130,7 @@ impl KernelKey {
             KernelKey::KvWrite(_) | KernelKey::AttendChunk(_) | KernelKey::AttendFinalize => {
                 ShaderFamily::Attention
             }
+            KernelKey::Sample => ShaderFamily::Sample,
         }
     }
 
@@ -142,7 +151,8 @@ impl KernelKey {
             KernelKey::RmsNorm
             | KernelKey::Rope
             | KernelKey::Bandwidth { .. }
-            | KernelKey::AttendFinalize => Vec::new(),
+            | KernelKey::AttendFinalize
+            | KernelKey::Sample => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
             KernelKey::KvWrite(f) | KernelKey::AttendChunk(f) => {
                 vec![("FORMAT", f64::from(f.code()))]

@@ -1,0 +1,395 @@
+//! Token sampling on the GPU (`shaders/sample.wgsl`): the logits stay on the
+//! GPU and a decode step reads back 4 bytes, the chosen token id.
+//!
+//! # Same token as the CPU
+//!
+//! For the same logits, settings, recent tokens and step, [`GpuSampler`]
+//! picks exactly the token [`Sampler::sample`](crate::sampler::Sampler::sample)
+//! picks. Both implement the exact sampler described in [`crate::sampler`]:
+//!
+//! - decisions are made on integers: monotonic u32 keys of the canonical
+//!   logit bits (subnormals and `-0` read as `+0`, so flushing subnormals
+//!   changes nothing) order the tokens, ties by id;
+//! - the softmax weight of a token is an integer, `2^31 exp(-q/65536)` from a
+//!   table ([`crate::sampler::exp_table`], computed on the host with
+//!   `libm::exp` and uploaded here once), where `q` comes from two f32
+//!   operations that WGSL guarantees to be correctly rounded (a difference of
+//!   exact halves and a product with the host's `2/T`), so the GPU computes
+//!   the same `q` as the CPU bit for bit; WGSL's `exp` is never used, and no
+//!   operation can be changed by an FMA contraction or produce inf/NaN;
+//! - every sum is a 64-bit integer (pairs of u32 atomics with an explicit
+//!   carry on the GPU, u64 on the CPU): exact, so the order of the additions
+//!   is irrelevant;
+//! - top-k, top-p and the draw keep or pick a prefix of the order (key
+//!   descending, id ascending) defined by an integer threshold; the CPU sorts
+//!   and scans, the GPU finds the element ending the prefix with a radix select
+//!   over the 64-bit `(key, !id)`: per byte, most significant first, a
+//!   histogram of the counts (top-k) or weights (top-p, draw) of the elements
+//!   that match the bytes chosen so far; the bin where the running sum from the
+//!   top reaches the threshold gives the next byte. Same integers, same
+//!   element. It stops early once the chosen bin holds a single element.
+//!
+//! # One workgroup
+//!
+//! The kernel is one dispatch of one 256-invocation workgroup: keys and the
+//! penalty (distinct recent ids, deduplicated on the host), the largest key
+//! (greedy ends here), the top-k select over the whole vocabulary (up to 8
+//! passes), the weights and a compaction of the candidates with a positive
+//! weight (tokens below `exp(-22)` of the top one drop out), the top-p select
+//! and the draw over the candidates only. Scratch: `4 * vocab` u32.
+//!
+//! # Use
+//!
+//! [`GpuSampler::new`] binds the logits buffer once; [`GpuSampler::configure`]
+//! writes the settings, [`GpuSampler::prepare`] the step and recent tokens
+//! (both with `queue.write_buffer`, before the submit);
+//! [`GpuSampler::encode`] records the dispatch into the forward pass's
+//! encoder; [`GpuSampler::read_token`] (or a copy of
+//! [`GpuSampler::token_buffer`]) gives the token.
+
+use super::{GpuContext, GpuError, KernelKey};
+use crate::sampler::{
+    exp_table, penalized_ids, SampleTrace, SamplerConfig, SamplerError, SamplingConstants,
+    EXP_TABLE_LEN,
+};
+
+const K: &str = "sample";
+
+/// The value the kernel writes when the logits are unusable.
+pub const NO_TOKEN: u32 = u32::MAX;
+
+/// Recent-token slots allocated at least (grown by `configure` if the window
+/// is larger).
+const MIN_RECENT: usize = 64;
+
+/// The shader's `Params` uniform (the settings).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    vocab: u32,
+    greedy: u32,
+    top_k: u32,
+    top_p_q: u32,
+    floor_w: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    penalize: u32,
+    pen_pos: f32,
+    pen_neg: f32,
+    inv2t: f32,
+    hcut: f32,
+}
+
+/// The shader's `StepData` uniform (per submit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct StepData {
+    step: u32,
+    n_recent: u32,
+    _pad: [u32; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<Params>() == 48);
+
+impl Params {
+    fn new(vocab: u32, cfg: &SamplerConfig, c: &SamplingConstants) -> Params {
+        Params {
+            vocab,
+            greedy: u32::from(c.greedy),
+            top_k: if c.top_k < vocab { c.top_k } else { 0 },
+            top_p_q: c.top_p_q,
+            floor_w: c.floor_w,
+            seed_lo: cfg.seed as u32,
+            seed_hi: (cfg.seed >> 32) as u32,
+            penalize: u32::from(c.penalize),
+            pen_pos: c.pen_pos,
+            pen_neg: c.pen_neg,
+            inv2t: c.inv2t,
+            hcut: c.hcut,
+        }
+    }
+}
+
+/// Samples one token from a `(vocab)` f32 logits buffer, bound once.
+#[derive(Debug)]
+pub struct GpuSampler {
+    vocab: usize,
+    config: SamplerConfig,
+    constants: SamplingConstants,
+    logits: wgpu::Buffer,
+    params: wgpu::Buffer,
+    step: wgpu::Buffer,
+    recent: wgpu::Buffer,
+    recent_capacity: usize,
+    table: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    token: wgpu::Buffer,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+}
+
+impl GpuSampler {
+    /// A sampler over the first `vocab` f32 values of `logits` (a storage
+    /// buffer of at least `4 * vocab` bytes), configured with
+    /// [`SamplerConfig::default`].
+    pub async fn new(
+        ctx: &GpuContext,
+        logits: &wgpu::Buffer,
+        vocab: usize,
+    ) -> Result<GpuSampler, GpuError> {
+        if vocab == 0 || vocab >= NO_TOKEN as usize {
+            return Err(GpuError::shape(
+                K,
+                format!("vocab {vocab} is not in 1..2^32-1"),
+            ));
+        }
+        let logit_bytes = vocab as u64 * 4;
+        if logits.size() < logit_bytes {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "logits: {} bytes, vocab {vocab} needs {logit_bytes}",
+                    logits.size()
+                ),
+            ));
+        }
+        if !logits.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(GpuError::shape(K, "logits: not a storage buffer"));
+        }
+        let scratch_bytes = logit_bytes * 4;
+        ctx.check_binding_size("sample scratch", scratch_bytes)?;
+        ctx.check_binding_size("sample logits", logit_bytes)?;
+        let config = SamplerConfig::default();
+        let constants = config.constants();
+        let pipeline = ctx.pipeline(KernelKey::Sample).await?;
+        let params = ctx.uniform(
+            "sample params",
+            &Params::new(vocab as u32, &config, &constants),
+        );
+        let step = ctx.uniform("sample step", &StepData::default());
+        let recent_capacity = MIN_RECENT.max(config.repetition_window);
+        let recent = ctx
+            .storage_zeroed("sample recent", recent_capacity as u64 * 4)
+            .await?;
+        let table = ctx.storage_u32("sample exp table", exp_table()).await?;
+        let scratch = ctx.storage_zeroed("sample scratch", scratch_bytes).await?;
+        let token = ctx.storage_zeroed("sample token", 32).await?;
+        let bind_group = bind(
+            ctx,
+            &pipeline,
+            logits,
+            logit_bytes,
+            &params,
+            &step,
+            &recent,
+            &table,
+            &scratch,
+            &token,
+        )
+        .await?;
+        Ok(GpuSampler {
+            vocab,
+            config,
+            constants,
+            logits: logits.clone(),
+            params,
+            step,
+            recent,
+            recent_capacity,
+            table,
+            scratch,
+            token,
+            pipeline,
+            bind_group,
+        })
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.config
+    }
+
+    /// Validates and writes the settings (effective at the next submit).
+    /// Grows the recent-token buffer (and rebinds) when the window needs it.
+    pub async fn configure(
+        &mut self,
+        ctx: &GpuContext,
+        config: &SamplerConfig,
+    ) -> Result<(), GpuError> {
+        config.validate()?;
+        let constants = config.constants();
+        // Ids past the vocabulary are dropped, so at most `vocab` slots.
+        let needed = config.repetition_window.min(self.vocab);
+        if constants.penalize && needed > self.recent_capacity {
+            let capacity = needed;
+            let recent = ctx
+                .storage_zeroed("sample recent", capacity as u64 * 4)
+                .await?;
+            let logit_bytes = self.vocab as u64 * 4;
+            self.bind_group = bind(
+                ctx,
+                &self.pipeline,
+                &self.logits,
+                logit_bytes,
+                &self.params,
+                &self.step,
+                &recent,
+                &self.table,
+                &self.scratch,
+                &self.token,
+            )
+            .await?;
+            self.recent = recent;
+            self.recent_capacity = capacity;
+        }
+        let params = Params::new(self.vocab as u32, config, &constants);
+        ctx.queue()
+            .write_buffer(&self.params, 0, bytemuck::bytes_of(&params));
+        self.config = config.clone();
+        self.constants = constants;
+        Ok(())
+    }
+
+    /// Writes the step (the RNG draw index) and the distinct ids among the
+    /// last `repetition_window` of `recent` (the prompt and the tokens so
+    /// far), effective at the next submit.
+    pub fn prepare(&self, ctx: &GpuContext, step: u32, recent: &[u32]) -> Result<(), GpuError> {
+        let ids = if self.constants.penalize {
+            let mut ids = penalized_ids(recent, self.config.repetition_window);
+            ids.retain(|&id| (id as usize) < self.vocab);
+            ids
+        } else {
+            Vec::new()
+        };
+        if ids.len() > self.recent_capacity {
+            return Err(GpuError::Internal(format!(
+                "sample: {} recent ids for {} slots",
+                ids.len(),
+                self.recent_capacity
+            )));
+        }
+        if !ids.is_empty() {
+            ctx.queue()
+                .write_buffer(&self.recent, 0, bytemuck::cast_slice(&ids));
+        }
+        let data = StepData {
+            step,
+            n_recent: ids.len() as u32,
+            _pad: [0; 2],
+        };
+        ctx.queue()
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&data));
+        Ok(())
+    }
+
+    /// Records the sampling dispatch (one workgroup).
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sample"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+
+    /// The u32 result at offset 0: the token id, or [`NO_TOKEN`] when the
+    /// logits hold NaN or +inf or are all -inf (`STORAGE | COPY_SRC |
+    /// COPY_DST`, 32 bytes: the trace follows the token).
+    pub fn token_buffer(&self) -> &wgpu::Buffer {
+        &self.token
+    }
+
+    /// Reads the token back (4 bytes); [`SamplerError::NoFiniteLogits`] for
+    /// [`NO_TOKEN`].
+    pub async fn read_token(&self, ctx: &GpuContext) -> Result<u32, GpuError> {
+        let t = ctx.read_back_u32(&self.token, 1).await?[0];
+        token_result(t)
+    }
+
+    /// The token and the integers the kernel decided on (for tests: they
+    /// equal [`crate::sampler::Sampler::sample_traced`]'s).
+    pub async fn read_trace(&self, ctx: &GpuContext) -> Result<SampleTrace, GpuError> {
+        let v = ctx.read_back_u32(&self.token, 6).await?;
+        Ok(SampleTrace {
+            token: token_result(v[0])?,
+            candidates: v[1],
+            total: u64::from(v[2]) | (u64::from(v[3]) << 32),
+            drawn_total: u64::from(v[4]) | (u64::from(v[5]) << 32),
+        })
+    }
+}
+
+/// The token a read-back value stands for.
+pub fn token_result(t: u32) -> Result<u32, GpuError> {
+    if t == NO_TOKEN {
+        Err(SamplerError::NoFiniteLogits.into())
+    } else {
+        Ok(t)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bind(
+    ctx: &GpuContext,
+    pipeline: &wgpu::ComputePipeline,
+    logits: &wgpu::Buffer,
+    logit_bytes: u64,
+    params: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    recent: &wgpu::Buffer,
+    table: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
+    token: &wgpu::Buffer,
+) -> Result<wgpu::BindGroup, GpuError> {
+    debug_assert_eq!(table.size(), EXP_TABLE_LEN as u64 * 4);
+    fn entry(binding: u32, buffer: &wgpu::Buffer, size: Option<u64>) -> wgpu::BindGroupEntry<'_> {
+        wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: 0,
+                size: size.and_then(wgpu::BufferSize::new),
+            }),
+        }
+    }
+    let entries = [
+        entry(0, params, None),
+        entry(1, step, None),
+        entry(2, logits, Some(logit_bytes)),
+        entry(3, recent, None),
+        entry(4, table, None),
+        entry(5, scratch, None),
+        entry(6, token, None),
+    ];
+    ctx.scoped(|| {
+        ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("sample bindings"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    })
+    .await
+}
+
+/// Samples from host `logits` on the GPU (uploads them, samples once, reads
+/// the token back): for tests and one-off use.
+pub async fn sample_host(
+    ctx: &GpuContext,
+    logits: &[f32],
+    config: &SamplerConfig,
+    recent: &[u32],
+    step: u32,
+) -> Result<u32, GpuError> {
+    let buffer = ctx.storage_f32("sample logits", logits).await?;
+    let mut sampler = GpuSampler::new(ctx, &buffer, logits.len()).await?;
+    sampler.configure(ctx, config).await?;
+    sampler.prepare(ctx, step, recent)?;
+    let mut encoder = ctx.encoder("sample");
+    sampler.encode(&mut encoder);
+    ctx.submit(encoder).await?;
+    sampler.read_token(ctx).await
+}
