@@ -5,18 +5,22 @@
 //! - buffer helpers: storage and uniform buffers from slices, read-back;
 //! - [`KernelKey`] and the pipeline cache: one compute pipeline per kernel
 //!   variant, variants through WGSL `override` constants;
-//! - [`kernels`]: thin shape-checked wrappers that record dispatches.
+//! - [`kernels`]: thin shape-checked wrappers that record dispatches;
+//! - [`qmatmul`]: quantized weight matrices and their matvec, matmul and
+//!   embedding kernels, bound once.
 
 mod buffers;
 mod context;
 mod error;
 pub mod kernels;
-pub mod matvec;
 mod pipelines;
+pub mod qmatmul;
 pub mod repack;
 pub mod step;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};
+/// The former name of [`qmatmul`].
+pub use qmatmul as matvec;
 pub use step::{StepParams, StepUniform};

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use super::context::GpuContext;
 use super::error::GpuError;
+use super::qmatmul::{qmatmul_constants, QEntry, QFormat};
 
 /// A WGSL kernel family: one file under `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -16,8 +17,8 @@ pub enum ShaderFamily {
     Norm,
     Rope,
     Elementwise,
-    /// Quantized matrix-vector products (pipelines built by `gpu::matvec`).
-    Matvec,
+    /// Quantized matrix products and embedding lookup (`gpu::qmatmul`).
+    QMatmul,
 }
 
 impl ShaderFamily {
@@ -26,7 +27,7 @@ impl ShaderFamily {
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
-        ShaderFamily::Matvec,
+        ShaderFamily::QMatmul,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,7 +35,7 @@ impl ShaderFamily {
             ShaderFamily::Norm => "norm.wgsl",
             ShaderFamily::Rope => "rope.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
-            ShaderFamily::Matvec => "matvec.wgsl",
+            ShaderFamily::QMatmul => "qmatmul.wgsl",
         }
     }
 
@@ -43,7 +44,7 @@ impl ShaderFamily {
             ShaderFamily::Norm => include_str!("../../../shaders/norm.wgsl"),
             ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
+            ShaderFamily::QMatmul => include_str!("../../../shaders/qmatmul.wgsl"),
         }
     }
 }
@@ -78,6 +79,13 @@ pub enum KernelKey {
     Rope,
     /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
     Elementwise(ElementwiseOp),
+    /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
+    /// adding to its output when `accumulate` (never for [`QEntry::Embed`]).
+    QMatmul {
+        entry: QEntry,
+        format: QFormat,
+        accumulate: bool,
+    },
 }
 
 impl KernelKey {
@@ -86,6 +94,20 @@ impl KernelKey {
     pub fn all() -> Vec<KernelKey> {
         let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
+        for entry in QEntry::ALL {
+            for format in QFormat::ALL {
+                for accumulate in [false, true] {
+                    if accumulate && !entry.accumulates() {
+                        continue;
+                    }
+                    keys.push(KernelKey::QMatmul {
+                        entry,
+                        format,
+                        accumulate,
+                    });
+                }
+            }
+        }
         keys
     }
 
@@ -94,11 +116,15 @@ impl KernelKey {
             KernelKey::RmsNorm => ShaderFamily::Norm,
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
+            KernelKey::QMatmul { .. } => ShaderFamily::QMatmul,
         }
     }
 
     pub fn entry_point(self) -> &'static str {
-        "main"
+        match self {
+            KernelKey::QMatmul { entry, .. } => entry.name(),
+            _ => "main",
+        }
     }
 
     /// Values for the shader's `override` constants.
@@ -106,6 +132,9 @@ impl KernelKey {
         match self {
             KernelKey::RmsNorm | KernelKey::Rope => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
+            KernelKey::QMatmul {
+                format, accumulate, ..
+            } => qmatmul_constants(format, accumulate),
         }
     }
 
