@@ -1,13 +1,13 @@
-//! `shaders/matvec.wgsl` through `gpu::matvec::GpuMatrix` against the CPU
+//! The `matvec` entry of `shaders/qmatmul.wgsl` through `gpu::qmatmul::GpuMatrix` against the CPU
 //! reference `cpu::QMatrix::matvec`, per format, on odd shapes. Needs a GPU
 //! adapter (lavapipe in CI): without one every GPU test fails and says so.
 //! The naga test at the end needs none.
 
 use codellama_webgpu::cpu::QMatrix;
 use codellama_webgpu::gguf::TensorInfo;
-use codellama_webgpu::gpu::matvec::{GpuMatrix, MatvecFormat};
-use codellama_webgpu::gpu::ShaderFamily;
+use codellama_webgpu::gpu::qmatmul::GpuMatrix;
 use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
+use codellama_webgpu::gpu::{KernelKey, ShaderFamily};
 use codellama_webgpu::GgmlType;
 
 /// xorshift64*: reproducible random data without a dependency.
@@ -226,17 +226,27 @@ fn bad_shapes_are_errors() {
     // y too small for the rows.
     let x = ctx.block_on(ctx.storage_f32("x", &[0.0; 64])).unwrap();
     let y = ctx.block_on(ctx.storage_zeroed("y", 8)).unwrap();
-    let mut enc = ctx.encoder("bad");
-    let e = m.encode(&ctx, &mut enc, &x, &y).unwrap_err();
+    let e = ctx
+        .block_on(m.bind_matvec(&ctx, &x, &y, false))
+        .unwrap_err();
+    assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+    // x too small for the columns; x and y one buffer.
+    let y = ctx.block_on(ctx.storage_zeroed("y", 12)).unwrap();
+    let e = ctx
+        .block_on(m.bind_matvec(&ctx, &y, &y, false))
+        .unwrap_err();
+    assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+    let e = ctx.block_on(m.bind_matvec(&ctx, &x, &x, true)).unwrap_err();
     assert!(matches!(e, GpuError::Shape { .. }), "{e}");
 }
 
-/// Every `FORMAT` variant validates with naga and compiles to SPIR-V, with
-/// the constants the engine passes (no GPU needed).
+/// Every `qmatmul.wgsl` variant validates with naga and compiles to SPIR-V,
+/// with the constants the engine passes, each override given a value (no GPU
+/// needed; `tests/shaders_naga.rs` checks the same for every family).
 #[test]
 fn every_format_variant_validates() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    let source = ShaderFamily::Matvec.source();
+    let source = ShaderFamily::QMatmul.source();
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
     // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32, which wgpu grants
@@ -245,35 +255,40 @@ fn every_format_variant_validates() {
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
-    for format in MatvecFormat::ALL {
+    let keys: Vec<KernelKey> = KernelKey::all()
+        .into_iter()
+        .filter(|k| k.family() == ShaderFamily::QMatmul)
+        .collect();
+    assert_eq!(keys.len(), 6 * 2 + 6 * 2 + 6, "{keys:?}");
+    for key in keys {
         let mut constants = naga::back::PipelineConstants::default();
-        for (name, value) in format.constants() {
+        for (name, value) in key.constants() {
             constants.insert(name.to_string(), value);
         }
         for (_, o) in module.overrides.iter() {
             let name = o.name.as_deref().unwrap_or("?");
             assert!(
                 constants.contains_key(name),
-                "{format:?}: override {name} left at its default"
+                "{key:?}: override {name} left at its default"
             );
         }
         let (m, i) = naga::back::pipeline_constants::process_overrides(
             &module,
             &info,
-            Some((naga::ShaderStage::Compute, "main")),
+            Some((naga::ShaderStage::Compute, key.entry_point())),
             &constants,
         )
-        .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        .unwrap_or_else(|e| panic!("{key:?}: {e}"));
         let spv = naga::back::spv::write_vec(
             &m,
             &i,
             &naga::back::spv::Options::default(),
             Some(&naga::back::spv::PipelineOptions {
                 shader_stage: naga::ShaderStage::Compute,
-                entry_point: "main".to_string(),
+                entry_point: key.entry_point().to_string(),
             }),
         )
-        .unwrap_or_else(|e| panic!("{format:?}: SPIR-V: {e}"));
-        eprintln!("{format:?}: ok ({} SPIR-V words)", spv.len());
+        .unwrap_or_else(|e| panic!("{key:?}: SPIR-V: {e}"));
+        eprintln!("{key:?}: ok ({} SPIR-V words)", spv.len());
     }
 }

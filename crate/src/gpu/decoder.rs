@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat};
 use super::kernels::{Elementwise, RmsNorm, Rope, RopeShape, RopeTable};
-use super::matvec::{EmbedBinding, GpuMatrix, MatmulBinding, MatvecBinding};
+use super::qmatmul::{EmbedBinding, GpuMatrix, MatmulBinding, MatvecBinding};
 use super::sample::GpuSampler;
 use super::step::{StepParams, StepUniform};
 use super::weights::GpuWeights;
@@ -89,7 +89,8 @@ impl Proj {
 
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) -> Result<(), GpuError> {
         if tokens == 1 {
-            self.one.encode(pass)
+            self.one.encode(pass);
+            Ok(())
         } else {
             self.many.encode(pass, tokens)
         }
@@ -233,7 +234,7 @@ impl GpuDecoder {
             )),
             None => None,
         };
-        let mut attention = KvAttention::new(
+        let mut attention = KvAttention::new_async(
             g,
             AttentionConfig {
                 n_layers: c.n_layers,
@@ -253,7 +254,7 @@ impl GpuDecoder {
             },
         )
         .await?;
-        attention.reserve(g, t.min(opts.max_len)).await?;
+        attention.reserve_async(g, t.min(opts.max_len)).await?;
         let sampler = GpuSampler::new(g, &act.logits, c.vocab_size).await?;
         Ok(GpuDecoder {
             ctx: Arc::clone(&ctx),
@@ -327,7 +328,7 @@ impl GpuDecoder {
         for chunk in tokens.chunks(self.opts.prefill_chunk) {
             let encoder = self.encode_batch(chunk).await?;
             self.ctx.submit(encoder).await?;
-            self.attention.advance(chunk.len());
+            self.attention.advance(chunk.len())?;
         }
         Ok(())
     }
@@ -341,7 +342,7 @@ impl GpuDecoder {
         for chunk in tokens.chunks(self.opts.prefill_chunk) {
             let encoder = self.encode_batch(chunk).await?;
             self.ctx.submit(encoder).await?;
-            self.attention.advance(chunk.len());
+            self.attention.advance(chunk.len())?;
             let all = self.act.logits_all.as_ref().ok_or_else(|| {
                 GpuError::shape("decoder", "feed_all_logits needs DecoderOptions::all_logits")
             })?;
@@ -368,8 +369,8 @@ impl GpuDecoder {
         recent: &[u32],
         step: u32,
     ) -> Result<u32, Error> {
-        self.configure_sampler(cfg)?;
-        self.sampler.prepare(&self.ctx, step, recent);
+        self.configure_sampler(cfg).await?;
+        self.sampler.prepare(&self.ctx, step, recent)?;
         let mut encoder = self.ctx.encoder("sample");
         self.sampler.encode(&mut encoder);
         self.ctx.submit(encoder).await?;
@@ -385,12 +386,12 @@ impl GpuDecoder {
         recent: &[u32],
         step: u32,
     ) -> Result<u32, Error> {
-        self.configure_sampler(cfg)?;
+        self.configure_sampler(cfg).await?;
         let mut encoder = self.encode_batch(&[token]).await?;
-        self.sampler.prepare(&self.ctx, step, recent);
+        self.sampler.prepare(&self.ctx, step, recent)?;
         self.sampler.encode(&mut encoder);
         self.ctx.submit(encoder).await?;
-        self.attention.advance(1);
+        self.attention.advance(1)?;
         Ok(self.sampler.read_token(&self.ctx).await?)
     }
 
@@ -405,10 +406,9 @@ impl GpuDecoder {
         Ok(())
     }
 
-    fn configure_sampler(&mut self, cfg: &SamplerConfig) -> Result<(), Error> {
+    async fn configure_sampler(&mut self, cfg: &SamplerConfig) -> Result<(), Error> {
         if self.sampler_config.as_ref() != Some(cfg) {
-            cfg.validate()?;
-            self.sampler.configure(&self.ctx, cfg);
+            self.sampler.configure(&self.ctx, cfg).await?;
             self.sampler_config = Some(cfg.clone());
         }
         Ok(())
@@ -441,7 +441,7 @@ impl GpuDecoder {
             }
             .into());
         }
-        self.attention.reserve(&self.ctx, pos + n).await?;
+        self.attention.reserve_async(&self.ctx, pos + n).await?;
         let step = StepParams::batch(pos, n, 0);
         self.step.write(&self.ctx, &step);
         self.ctx
@@ -489,7 +489,7 @@ impl GpuDecoder {
         {
             let mut pass = begin(&mut encoder, "logits");
             self.final_norm_last.encode(&mut pass, 1)?;
-            self.output_last.encode(&mut pass)?;
+            self.output_last.encode(&mut pass);
             if let Some((norm, out)) = &self.final_norm_all {
                 // every row's logits                            (n, vocab)
                 norm.encode(&mut pass, n)?;

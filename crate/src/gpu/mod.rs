@@ -8,14 +8,19 @@
 //! - [`kernels`]: thin shape-checked wrappers that record dispatches;
 //! - [`attention`]: the chunked KV cache and causal attention over it.
 //! - [`sample`]: token sampling on the GPU, the same token as the CPU sampler.
+//! - [`qmatmul`]: quantized weight matrices and their matvec, matmul and
+//!   embedding kernels, bound once.
 
 pub mod attention;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 mod buffers;
 mod context;
+pub mod decoder;
 mod error;
 pub mod kernels;
-pub mod matvec;
 mod pipelines;
+pub mod qmatmul;
 pub mod repack;
 pub mod sample;
 pub mod step;
@@ -26,4 +31,6 @@ pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};
 pub use sample::GpuSampler;
+/// The former name of [`qmatmul`].
+pub use qmatmul as matvec;
 pub use step::{StepParams, StepUniform};

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use super::attention::KvFormat;
 use super::context::GpuContext;
 use super::error::GpuError;
+use super::qmatmul::{qmatmul_constants, QEntry, QFormat};
 
 /// A WGSL kernel family: one file under `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,8 +18,8 @@ pub enum ShaderFamily {
     Norm,
     Rope,
     Elementwise,
-    /// Quantized matrix-vector products (pipelines built by `gpu::matvec`).
-    Matvec,
+    /// Quantized matrix products and embedding lookup (`gpu::qmatmul`).
+    QMatmul,
     /// Memory-bandwidth probes for the benchmark.
     Bandwidth,
     /// Attention over the chunked KV cache (`gpu::attention`).
@@ -33,7 +34,7 @@ impl ShaderFamily {
         ShaderFamily::Norm,
         ShaderFamily::Rope,
         ShaderFamily::Elementwise,
-        ShaderFamily::Matvec,
+        ShaderFamily::QMatmul,
         ShaderFamily::Bandwidth,
         ShaderFamily::Attention,
         ShaderFamily::Sample,
@@ -44,7 +45,7 @@ impl ShaderFamily {
             ShaderFamily::Norm => "norm.wgsl",
             ShaderFamily::Rope => "rope.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
-            ShaderFamily::Matvec => "matvec.wgsl",
+            ShaderFamily::QMatmul => "qmatmul.wgsl",
             ShaderFamily::Bandwidth => "bandwidth.wgsl",
             ShaderFamily::Attention => "attention.wgsl",
             ShaderFamily::Sample => "sample.wgsl",
@@ -56,7 +57,7 @@ impl ShaderFamily {
             ShaderFamily::Norm => include_str!("../../../shaders/norm.wgsl"),
             ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            ShaderFamily::Matvec => include_str!("../../../shaders/matvec.wgsl"),
+            ShaderFamily::QMatmul => include_str!("../../../shaders/qmatmul.wgsl"),
             ShaderFamily::Bandwidth => include_str!("../../../shaders/bandwidth.wgsl"),
             ShaderFamily::Attention => include_str!("../../../shaders/attention.wgsl"),
             ShaderFamily::Sample => include_str!("../../../shaders/sample.wgsl"),
@@ -105,6 +106,13 @@ pub enum KernelKey {
     AttendFinalize,
     /// `shaders/sample.wgsl`: token sampling, one workgroup.
     Sample,
+    /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
+    /// adding to its output when `accumulate` (never for [`QEntry::Embed`]).
+    QMatmul {
+        entry: QEntry,
+        format: QFormat,
+        accumulate: bool,
+    },
 }
 
 impl KernelKey {
@@ -118,6 +126,20 @@ impl KernelKey {
         keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
         keys.push(KernelKey::AttendFinalize);
         keys.push(KernelKey::Sample);
+        for entry in QEntry::ALL {
+            for format in QFormat::ALL {
+                for accumulate in [false, true] {
+                    if accumulate && !entry.accumulates() {
+                        continue;
+                    }
+                    keys.push(KernelKey::QMatmul {
+                        entry,
+                        format,
+                        accumulate,
+                    });
+                }
+            }
+        }
         keys
     }
 
@@ -131,6 +153,7 @@ impl KernelKey {
                 ShaderFamily::Attention
             }
             KernelKey::Sample => ShaderFamily::Sample,
+            KernelKey::QMatmul { .. } => ShaderFamily::QMatmul,
         }
     }
 
@@ -141,6 +164,7 @@ impl KernelKey {
             KernelKey::KvWrite(_) => "kv_write",
             KernelKey::AttendChunk(_) => "attend",
             KernelKey::AttendFinalize => "finalize",
+            KernelKey::QMatmul { entry, .. } => entry.name(),
             _ => "main",
         }
     }
@@ -157,6 +181,9 @@ impl KernelKey {
             KernelKey::KvWrite(f) | KernelKey::AttendChunk(f) => {
                 vec![("FORMAT", f64::from(f.code()))]
             }
+            KernelKey::QMatmul {
+                format, accumulate, ..
+            } => qmatmul_constants(format, accumulate),
         }
     }
 

@@ -3,7 +3,7 @@
 //! WGSL storage buffers are read a `u32` word at a time, and Q4_0 (18 bytes),
 //! Q8_0 (34) and Q6_K (210) blocks straddle words. Every matrix is therefore
 //! uploaded as at most two word streams, `quants` and `scales`, bound by
-//! `shaders/matvec.wgsl` at bindings 3 and 4. A matrix has `rows` rows (the
+//! `shaders/qmatmul.wgsl` at bindings 3 and 4. A matrix has `rows` rows (the
 //! output dimension) of `cols` elements (GGUF dims `[cols, rows]`); for block
 //! formats `nb = cols / block_elems` blocks per row and block `b` of row `r`
 //! has the global index `g = r * nb + b`. Words are little-endian throughout,
@@ -52,9 +52,9 @@ pub struct Repacked {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    /// Binding 3 of `matvec.wgsl`: values or quants.
+    /// Binding 3 of `qmatmul.wgsl`: values or quants.
     pub quants: Vec<u32>,
-    /// Binding 4 of `matvec.wgsl`: per-block scales; empty for F32 and F16.
+    /// Binding 4 of `qmatmul.wgsl`: per-block scales; empty for F32 and F16.
     pub scales: Vec<u32>,
 }
 
@@ -197,7 +197,7 @@ impl Repacked {
     }
 
     /// Dequantizes row `r` into `out[..cols]` from the repacked streams,
-    /// reading them word by word as `shaders/matvec.wgsl` does.
+    /// reading them word by word as `shaders/qmatmul.wgsl` does.
     ///
     /// # Panics
     /// If `r >= rows` or `out` is shorter than `cols`.

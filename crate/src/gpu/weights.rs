@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::matvec::GpuMatrix;
+use super::qmatmul::GpuMatrix;
 use super::repack::supported;
 use super::{GpuContext, GpuError};
 use crate::error::Error;
