@@ -162,8 +162,7 @@ fn rope_matches_cpu() {
             ))
         });
         let (got_q, got_k) = got.expect("rope on the GPU");
-        for (what, got, want, row) in [("q", &got_q, &want_q, qrow), ("k", &got_k, &want_k, krow)]
-        {
+        for (what, got, want, row) in [("q", &got_q, &want_q, qrow), ("k", &got_k, &want_k, krow)] {
             let (err, at) = max_error(got, want);
             let (t, h, d) = (at / row, at % row / head_dim, at % head_dim);
             eprintln!(
@@ -264,7 +263,10 @@ fn shape_and_validation_errors_are_typed() {
         let wb = ctx.storage_f32("w", &[1.0; 8]).await?;
         let ob = ctx.storage_f32("out", &[1.0; 8]).await?;
         let norm = RmsNorm::new(&ctx, &xb, &wb, &ob, 1, 8, 1e-5).await?;
-        run_pass(&ctx, &step, StepParams::batch(0, 2, 0), |p| norm.encode(p, 2)).await
+        run_pass(&ctx, &step, StepParams::batch(0, 2, 0), |p| {
+            norm.encode(p, 2)
+        })
+        .await
     });
     assert!(
         matches!(
@@ -283,7 +285,10 @@ fn shape_and_validation_errors_are_typed() {
         let xb = ctx.storage_f32("x", &[1.0; 8]).await?;
         let wb = ctx.storage_f32("w", &[1.0; 8]).await?;
         let norm = RmsNorm::new(&ctx, &xb, &wb, &xb, 1, 8, 1e-5).await?;
-        run_pass(&ctx, &step, StepParams::batch(0, 1, 0), |p| norm.encode(p, 1)).await
+        run_pass(&ctx, &step, StepParams::batch(0, 1, 0), |p| {
+            norm.encode(p, 1)
+        })
+        .await
     });
     eprintln!("aliased bindings: {r:?}");
     assert!(matches!(r, Err(GpuError::Validation(_))), "{r:?}");

@@ -67,7 +67,9 @@ fn synthetic_files_stream_into_gpu_buffers_intact() {
             }
         );
         // Every matrix of two layers, and the output, through a matvec.
-        let x: Vec<f32> = (0..768).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let x: Vec<f32> = (0..768)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
         for l in [0, 8] {
             let (c, g) = (&cpu.layers[l], &gpu.layers[l]);
             for (name, cm, gm) in [
@@ -76,7 +78,14 @@ fn synthetic_files_stream_into_gpu_buffers_intact() {
                 ("w2", &c.w2, &g.w2),
                 ("w3", &c.w3, &g.w3),
             ] {
-                check(&ctx, &format!("{} blk.{l}.{name}", quant.name()), cm, gm, &x, 1e-4);
+                check(
+                    &ctx,
+                    &format!("{} blk.{l}.{name}", quant.name()),
+                    cm,
+                    gm,
+                    &x,
+                    1e-4,
+                );
             }
         }
         check(&ctx, "output", cpu.output(), gpu.output(), &x, 1e-4);
@@ -115,9 +124,20 @@ fn formats_without_a_kernel_are_widened_to_f16_with_a_note() {
     let gpu = GpuWeights::load(&ctx, &path, |_| {}).expect("upload");
     eprintln!("{} notes, first: {:?}", gpu.notes.len(), gpu.notes.first());
     assert!(!gpu.notes.is_empty());
-    assert!(gpu.notes.iter().all(|n| n.contains("F16")), "{:?}", gpu.notes);
+    assert!(
+        gpu.notes.iter().all(|n| n.contains("F16")),
+        "{:?}",
+        gpu.notes
+    );
     let cpu = CpuWeights::load(&path).unwrap();
     let x: Vec<f32> = (0..1024).map(|i| (i as f32 * 0.37).sin()).collect();
     // Widening to F16 rounds each weight to 11 significant bits.
-    check(&ctx, "q4_1 blk.0.wq", &cpu.layers[0].wq, &gpu.layers[0].wq, &x, 2e-3);
+    check(
+        &ctx,
+        "q4_1 blk.0.wq",
+        &cpu.layers[0].wq,
+        &gpu.layers[0].wq,
+        &x,
+        2e-3,
+    );
 }

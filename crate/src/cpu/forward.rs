@@ -14,6 +14,19 @@ pub enum DecodeError {
     TokenOutOfRange { token: u32, vocab: usize },
 }
 
+/// How the reference rounds the keys and values it caches: not at all (f32,
+/// the default), or as the GPU's KV cache stores them, so that a comparison
+/// with the GPU isolates the arithmetic from the storage format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvRounding {
+    #[default]
+    F32,
+    /// f16 round trip (the GPU's default cache).
+    F16,
+    /// 8-bit per (position, head) block with an absmax scale (the GPU's `Q8`).
+    Q8,
+}
+
 /// Keys and values of every layer for positions `0..len`.
 #[derive(Clone, Debug, Default)]
 struct KvCache {
@@ -41,6 +54,7 @@ pub struct CpuDecoder<'w> {
     logits: Vec<f32>, // (vocab)
     /// Whether `logits` belong to the last position fed.
     fresh: bool,
+    kv_rounding: KvRounding,
 }
 
 impl<'w> CpuDecoder<'w> {
@@ -67,7 +81,14 @@ impl<'w> CpuDecoder<'w> {
             h3: vec![0.0; c.ffn_dim],
             logits: vec![0.0; c.vocab_size],
             fresh: false,
+            kv_rounding: KvRounding::F32,
         }
+    }
+
+    /// Rounds cached keys and values as `r` says (see [`KvRounding`]).
+    pub fn with_kv_rounding(mut self, r: KvRounding) -> Self {
+        self.kv_rounding = r;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -137,6 +158,17 @@ impl<'w> CpuDecoder<'w> {
             lw.wv.matvec(&self.xb, &mut self.v); // v (n_kv_heads, hd)
             rope(&mut self.q, hd, pos, c.rope_theta);
             rope(&mut self.k, hd, pos, c.rope_theta);
+            match self.kv_rounding {
+                KvRounding::F32 => {}
+                KvRounding::F16 => {
+                    super::attention::f16_round_trip(&mut self.k);
+                    super::attention::f16_round_trip(&mut self.v);
+                }
+                KvRounding::Q8 => {
+                    super::attention::q8_round_trip(&mut self.k, hd);
+                    super::attention::q8_round_trip(&mut self.v, hd);
+                }
+            }
             self.cache.k[l].extend_from_slice(&self.k);
             self.cache.v[l].extend_from_slice(&self.v);
 

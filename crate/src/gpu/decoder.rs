@@ -47,18 +47,18 @@ impl Default for DecoderOptions {
 
 /// Activations, allocated once for `T = prefill_chunk` tokens.
 struct Activations {
-    ids: wgpu::Buffer,        // (T) u32 token ids
-    x: wgpu::Buffer,          // (T, dim) residual stream
-    xb: wgpu::Buffer,         // (T, dim) normed input
-    q: wgpu::Buffer,          // (T, n_heads, head_dim)
-    k: wgpu::Buffer,          // (T, n_kv_heads, head_dim)
-    v: wgpu::Buffer,          // (T, n_kv_heads, head_dim)
-    att: wgpu::Buffer,        // (T, dim) attention output
-    h1: wgpu::Buffer,         // (T, ffn) gate, then silu(gate) * up
-    h3: wgpu::Buffer,         // (T, ffn) up
-    x_last: wgpu::Buffer,     // (dim) the batch's last row of x
-    xn_last: wgpu::Buffer,    // (dim) its final norm
-    logits: wgpu::Buffer,     // (vocab) logits after the batch's last token
+    ids: wgpu::Buffer,                // (T) u32 token ids
+    x: wgpu::Buffer,                  // (T, dim) residual stream
+    xb: wgpu::Buffer,                 // (T, dim) normed input
+    q: wgpu::Buffer,                  // (T, n_heads, head_dim)
+    k: wgpu::Buffer,                  // (T, n_kv_heads, head_dim)
+    v: wgpu::Buffer,                  // (T, n_kv_heads, head_dim)
+    att: wgpu::Buffer,                // (T, dim) attention output
+    h1: wgpu::Buffer,                 // (T, ffn) gate, then silu(gate) * up
+    h3: wgpu::Buffer,                 // (T, ffn) up
+    x_last: wgpu::Buffer,             // (dim) the batch's last row of x
+    xn_last: wgpu::Buffer,            // (dim) its final norm
+    logits: wgpu::Buffer,             // (vocab) logits after the batch's last token
     logits_all: Option<wgpu::Buffer>, // (T, vocab)
 }
 
@@ -198,14 +198,12 @@ impl GpuDecoder {
         for lw in &w.layers {
             let a = &act;
             layers.push(LayerKernels {
-                attn_norm: RmsNorm::new(g, &a.x, &lw.attn_norm, &a.xb, t, c.dim, c.rms_eps)
-                    .await?,
+                attn_norm: RmsNorm::new(g, &a.x, &lw.attn_norm, &a.xb, t, c.dim, c.rms_eps).await?,
                 wq: Proj::new(g, &step, &lw.wq, &a.xb, &a.q, t, false).await?,
                 wk: Proj::new(g, &step, &lw.wk, &a.xb, &a.k, t, false).await?,
                 wv: Proj::new(g, &step, &lw.wv, &a.xb, &a.v, t, false).await?,
                 wo: Proj::new(g, &step, &lw.wo, &a.att, &a.x, t, true).await?,
-                ffn_norm: RmsNorm::new(g, &a.x, &lw.ffn_norm, &a.xb, t, c.dim, c.rms_eps)
-                    .await?,
+                ffn_norm: RmsNorm::new(g, &a.x, &lw.ffn_norm, &a.xb, t, c.dim, c.rms_eps).await?,
                 w1: Proj::new(g, &step, &lw.w1, &a.xb, &a.h1, t, false).await?,
                 w3: Proj::new(g, &step, &lw.w3, &a.xb, &a.h3, t, false).await?,
                 w2: Proj::new(g, &step, &lw.w2, &a.h1, &a.x, t, true).await?,
@@ -344,7 +342,10 @@ impl GpuDecoder {
             self.ctx.submit(encoder).await?;
             self.attention.advance(chunk.len())?;
             let all = self.act.logits_all.as_ref().ok_or_else(|| {
-                GpuError::shape("decoder", "feed_all_logits needs DecoderOptions::all_logits")
+                GpuError::shape(
+                    "decoder",
+                    "feed_all_logits needs DecoderOptions::all_logits",
+                )
             })?;
             let flat = self.ctx.read_back_f32(all, chunk.len() * vocab).await?;
             out.extend(flat.chunks_exact(vocab).map(<[f32]>::to_vec));

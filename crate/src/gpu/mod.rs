@@ -30,7 +30,7 @@ pub use attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat, KV_CHUN
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};
-pub use sample::GpuSampler;
 /// The former name of [`qmatmul`].
 pub use qmatmul as matvec;
+pub use sample::GpuSampler;
 pub use step::{StepParams, StepUniform};

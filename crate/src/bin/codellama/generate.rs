@@ -21,7 +21,8 @@ use crate::inspect::read_chat_file;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
-/// A model loaded for one backend.
+/// A model loaded for one backend (one per process: size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Model {
     Cpu(CpuWeights),
     Gpu(Option<GpuDecoder>),
@@ -33,6 +34,7 @@ struct Loaded {
 }
 
 /// A generation session on either backend.
+#[allow(clippy::large_enum_variant)]
 pub enum Engine<'w> {
     Cpu(Session<CpuDecoder<'w>>),
     Gpu(Session<GpuDecoder>),
