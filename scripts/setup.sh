@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine that has
 # only Rust (rustup), Python 3 and Node: Rust components and the wasm target,
-# lavapipe (Vulkan on the CPU) for the GPU tests, and a Python venv (.venv)
-# with the fixture/reference tools. Idempotent.
+# lavapipe (Vulkan on the CPU) for the GPU tests, Chromium + chromedriver and
+# wasm-bindgen-cli for the browser tests, and a Python venv (.venv) with the
+# fixture/reference tools. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,21 @@ apt_install() {
 # where no GPU is present.
 if ! compgen -G '/usr/share/vulkan/icd.d/lvp_icd*.json' >/dev/null; then
   apt_install mesa-vulkan-drivers libvulkan1
+fi
+
+# Headless Chromium (WebGPU on SwiftShader) and its WebDriver: the browser the
+# wasm32 tests run in (Debian's packages; never a downloaded browser).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt_install chromium chromium-driver
+fi
+
+# wasm-bindgen-test-runner, the cargo runner of the wasm32 target
+# (.cargo/config.toml): its version must equal the `wasm-bindgen` crate's in
+# Cargo.lock.
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ -n "$wb_version" ] && ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wb_version"; then
+  log "cargo install wasm-bindgen-cli --version $wb_version"
+  cargo install wasm-bindgen-cli --version "$wb_version"
 fi
 
 PY=${PYTHON:-python3}

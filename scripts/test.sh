@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, lints, the wasm build, the Python-side
-# fixture checks, and all Rust tests (unit, integration, CLI).
+# fixture checks, all Rust tests (unit, integration, CLI), and the browser
+# tests (the portable GPU cases compiled to wasm32, in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
@@ -31,3 +32,11 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
     export XDG_RUNTIME_DIR="$(mktemp -d)"
 fi
 cargo test --workspace
+
+step "browser tests (headless Chromium, WebGPU on SwiftShader)"
+# tests/gpu_portable.rs compiled to wasm32 and run by wasm-bindgen-test-runner
+# (.cargo/config.toml) in the Chromium that chromedriver starts with the flags
+# of crate/webdriver.json; --nocapture prints each case's errors and timings.
+export CHROMEDRIVER=/usr/bin/chromedriver
+cargo test -p codellama-webgpu --no-default-features --target wasm32-unknown-unknown \
+    --test gpu_portable -- --nocapture

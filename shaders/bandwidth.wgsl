@@ -1,8 +1,8 @@
 // Memory-bandwidth probes for `codellama bench`: what the adapter can stream,
 // the ceiling a decode step (which reads every weight once) is measured
 // against.
-//   copy: dst[i] = src[i] over n vec4<u32> (bytes moved = 2 * 16 * n)
-//   read: each invocation XORs a grid-strided run of src and writes one word
+//   stream_copy: dst[i] = src[i] over n vec4<u32> (bytes moved = 2 * 16 * n)
+//   stream_read: each invocation XORs a grid-strided run of src and writes one word
 //         (bytes moved ~ 16 * n), the access pattern of a matrix-vector
 //         product's weight stream.
 // Dispatch: (min(groups, max_x), ceil(groups / max_x), 1), groups = ceil(n / WG)
@@ -22,7 +22,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<u32>>;   // (n) vec4<u32> for copy; one per invocation for read
 
 @compute @workgroup_size(WG)
-fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn stream_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i < p.n) {
         dst[i] = src[i];
@@ -30,7 +30,7 @@ fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 @compute @workgroup_size(WG)
-fn read(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn stream_read(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let threads = nwg.x * nwg.y * WG;
     let t = gid.x + gid.y * nwg.x * WG;
     var acc = vec4<u32>(0u);

@@ -159,8 +159,8 @@ impl KernelKey {
 
     pub fn entry_point(self) -> &'static str {
         match self {
-            KernelKey::Bandwidth { copy: true } => "copy",
-            KernelKey::Bandwidth { copy: false } => "read",
+            KernelKey::Bandwidth { copy: true } => "stream_copy",
+            KernelKey::Bandwidth { copy: false } => "stream_read",
             KernelKey::KvWrite(_) => "kv_write",
             KernelKey::AttendChunk(_) => "attend",
             KernelKey::AttendFinalize => "finalize",

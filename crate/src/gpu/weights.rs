@@ -134,6 +134,7 @@ pub struct LoadProgress<'a> {
     pub tensor: &'a str,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn h_end(info: &TensorInfo) -> u64 {
     info.offset + info.n_bytes
 }

@@ -1,0 +1,590 @@
+//! GPU checks written once for every platform (see `tests/gpu_portable.rs`):
+//! each is an `async fn(&GpuContext) -> Result<(), String>` that never blocks,
+//! never reads the clock or the environment directly, and reports through
+//! `log!` / `ensure!`. Ported from `tests/gpu_kernels.rs` (RMSNorm, RoPE,
+//! SwiGLU/add, typed errors) and `tests/gpu_sample.rs` (GPU sampler vs CPU
+//! sampler), with the same shapes, inputs and tolerances.
+
+use codellama_webgpu::cpu;
+use codellama_webgpu::gpu::kernels::{Elementwise, RmsNorm, Rope, RopeShape, RopeTable};
+use codellama_webgpu::gpu::{
+    ElementwiseOp, GpuContext, GpuError, GpuSampler, StepParams, StepUniform,
+};
+use codellama_webgpu::sampler::{Sampler, SamplerConfig};
+
+use super::platform::{adapter_details, now_ms};
+
+type CaseResult = Result<(), String>;
+
+/// `e` as the case's error, prefixed with what was being done.
+fn at<T>(what: &str, r: Result<T, GpuError>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+/// Deterministic values in `[-scale, scale)` (those of `tests/gpu_kernels.rs`).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Max of `|got - want| / (1 + |want|)` and its index.
+fn max_error(got: &[f32], want: &[f32]) -> Result<(f32, usize), String> {
+    ensure!(
+        got.len() == want.len(),
+        "{} values, want {}",
+        got.len(),
+        want.len()
+    );
+    let mut worst = (0.0f32, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        ensure!(g.is_finite(), "value {i} is {g}, want {w}");
+        let e = (g - w).abs() / (1.0 + w.abs());
+        if e > worst.0 {
+            worst = (e, i);
+        }
+    }
+    Ok(worst)
+}
+
+/// Runs `record` in one compute pass and submits it, after writing `step`.
+async fn run_pass(
+    ctx: &GpuContext,
+    step: &StepUniform,
+    params: StepParams,
+    record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
+) -> Result<(), GpuError> {
+    step.write(ctx, &params);
+    let mut enc = ctx.encoder("test");
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        record(&mut pass)?;
+    }
+    ctx.submit(enc).await?;
+    Ok(())
+}
+
+/// The adapter is the platform's (WebGPU in the browser) and a buffer makes
+/// the round trip.
+pub async fn adapter_is_usable(ctx: &GpuContext) -> CaseResult {
+    let backend = ctx.adapter_info().backend;
+    if cfg!(target_arch = "wasm32") {
+        ensure!(
+            backend == wgpu::Backend::BrowserWebGpu,
+            "backend {backend:?} in the browser, want BrowserWebGpu"
+        );
+    }
+    log!("adapter {}", adapter_details(ctx).await);
+    let limits = ctx.limits();
+    log!(
+        "limits: max_buffer_size {} max_storage_buffer_binding_size {} \
+         max_compute_workgroup_storage_size {} max_compute_invocations_per_workgroup {} \
+         max_storage_buffers_per_shader_stage {} max_compute_workgroups_per_dimension {}",
+        limits.max_buffer_size,
+        limits.max_storage_buffer_binding_size,
+        limits.max_compute_workgroup_storage_size,
+        limits.max_compute_invocations_per_workgroup,
+        limits.max_storage_buffers_per_shader_stage,
+        limits.max_compute_workgroups_per_dimension
+    );
+    let data: Vec<u32> = (0..1000u32)
+        .map(|i| i.wrapping_mul(2_654_435_761))
+        .collect();
+    let b = at("upload", ctx.storage_u32("round trip", &data).await)?;
+    let back = at("read back", ctx.read_back_u32(&b, data.len()).await)?;
+    ensure!(back == data, "read back differs from what was uploaded");
+    Ok(())
+}
+
+pub async fn rmsnorm_matches_cpu(ctx: &GpuContext) -> CaseResult {
+    let step = StepUniform::new(ctx);
+    for (rows, bound_rows, dim, seed) in [
+        (1, 1, 257, 1),
+        (3, 3, 1000, 2),
+        (2, 7, 4096, 3),
+        (5, 5, 1, 4),
+        (1, 4, 11008, 5),
+    ] {
+        let x = values(bound_rows * dim, seed, 3.0);
+        let w = values(dim, seed + 100, 1.5);
+        let eps = 1e-5;
+        let mut want = vec![0.0; rows * dim];
+        for (o, xr) in want.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+            cpu::rmsnorm(o, xr, &w, eps);
+        }
+        let got = async {
+            let xb = ctx.storage_f32("x", &x).await?;
+            let wb = ctx.storage_f32("w", &w).await?;
+            let ob = ctx
+                .storage_zeroed("out", (bound_rows * dim * 4) as u64)
+                .await?;
+            let norm = RmsNorm::new(ctx, &xb, &wb, &ob, bound_rows, dim, eps).await?;
+            run_pass(ctx, &step, StepParams::batch(0, rows, 0), |p| {
+                norm.encode(p, rows)
+            })
+            .await?;
+            ctx.read_back_f32(&ob, rows * dim).await
+        }
+        .await;
+        let got = at("rmsnorm on the GPU", got)?;
+        let (err, at) = max_error(&got, &want)?;
+        log!(
+            "rmsnorm ({rows}, {dim}): max rel error {err:.3e} at row {} col {} (gpu {} cpu {})",
+            at / dim,
+            at % dim,
+            got[at],
+            want[at]
+        );
+        ensure!(err < 1e-5, "rmsnorm ({rows}, {dim}) error {err} at {at}");
+    }
+    Ok(())
+}
+
+pub async fn rope_matches_cpu(ctx: &GpuContext) -> CaseResult {
+    let step = StepUniform::new(ctx);
+    // (first position, tokens, n_heads, n_kv_heads, head_dim, theta, table length)
+    let cases = [
+        (0, 3, 4, 4, 128, 1_000_000.0f32, 16),
+        (5, 17, 3, 1, 64, 1_000_000.0, 600),
+        (250, 9, 32, 8, 128, 10_000.0, 2048),
+        (16_370, 14, 5, 5, 128, 1_000_000.0, 16_384),
+        (131_060, 11, 2, 1, 128, 1_000_000.0, 131_072),
+        (0, 1, 1, 1, 2, 10_000.0, 1),
+    ];
+    for (case, &(pos, tokens, n_heads, n_kv, head_dim, theta, max_len)) in cases.iter().enumerate()
+    {
+        let (qrow, krow) = (n_heads * head_dim, n_kv * head_dim);
+        let q = values(tokens * qrow, 10 + case as u64, 1.0);
+        let k = values(tokens * krow, 20 + case as u64, 1.0);
+        let (mut want_q, mut want_k) = (q.clone(), k.clone());
+        for t in 0..tokens {
+            cpu::rope(&mut want_q[t * qrow..][..qrow], head_dim, pos + t, theta);
+            cpu::rope(&mut want_k[t * krow..][..krow], head_dim, pos + t, theta);
+        }
+        let got = async {
+            let qb = ctx.storage_f32("q", &q).await?;
+            let kb = ctx.storage_f32("k", &k).await?;
+            let table = RopeTable::new(ctx, head_dim, theta, max_len).await?;
+            let shape = RopeShape {
+                max_tokens: tokens,
+                n_heads,
+                n_kv_heads: n_kv,
+                head_dim,
+            };
+            let rope = Rope::new(ctx, &step, &table, &qb, &kb, shape).await?;
+            run_pass(ctx, &step, StepParams::batch(pos, tokens, 0), |p| {
+                rope.encode(p, tokens)
+            })
+            .await?;
+            Ok::<_, GpuError>((
+                ctx.read_back_f32(&qb, q.len()).await?,
+                ctx.read_back_f32(&kb, k.len()).await?,
+            ))
+        }
+        .await;
+        let (got_q, got_k) = at("rope on the GPU", got)?;
+        for (what, got, want, row) in [("q", &got_q, &want_q, qrow), ("k", &got_k, &want_k, krow)] {
+            let (err, at) = max_error(got, want)?;
+            let (t, h, d) = (at / row, at % row / head_dim, at % head_dim);
+            log!(
+                "rope {what} case {case}: positions {pos}..{} heads {n_heads}/{n_kv} head_dim {head_dim} \
+                 theta {theta}: max rel error {err:.3e} at token {t} head {h} dim {d} (gpu {} cpu {})",
+                pos + tokens,
+                got[at],
+                want[at]
+            );
+            // The angles come from the same f64 table as the CPU's: only the
+            // final rotation's rounding (and FMA contraction) may differ.
+            ensure!(err < 1e-6, "rope {what} case {case}: error {err} at {at}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn elementwise_matches_cpu(ctx: &GpuContext) -> CaseResult {
+    let step = StepUniform::new(ctx);
+    let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    // (tokens, bound tokens, width); the last needs a second row of workgroups.
+    for (tokens, bound, width, seed) in [
+        (1, 1, 1, 1),
+        (1, 3, 257, 2),
+        (4, 4, 1000, 3),
+        (3, 5, 4096 + 5, 4),
+        (1, 1, 11008, 5),
+        (1, 1, max_x * 256 + 77, 6),
+    ] {
+        let n = tokens * width;
+        let a = values(bound * width, seed, 12.0);
+        let b = values(bound * width, seed + 50, 2.0);
+        for op in [ElementwiseOp::Add, ElementwiseOp::SwiGlu] {
+            let mut want: Vec<f32> = match op {
+                ElementwiseOp::Add => a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+                ElementwiseOp::SwiGlu => a.iter().zip(&b).map(|(x, y)| cpu::silu(*x) * y).collect(),
+            };
+            // Rows past `tokens` are left alone.
+            want[n..].copy_from_slice(&a[n..]);
+            let got = async {
+                let ab = ctx.storage_f32("a", &a).await?;
+                let bb = ctx.storage_f32("b", &b).await?;
+                let k = Elementwise::new(ctx, op, &step, &ab, &bb, bound, width).await?;
+                run_pass(ctx, &step, StepParams::batch(0, tokens, 0), |p| {
+                    k.encode(p, tokens)
+                })
+                .await?;
+                ctx.read_back_f32(&ab, a.len()).await
+            }
+            .await;
+            let got = at("elementwise on the GPU", got)?;
+            let (err, at) = max_error(&got, &want)?;
+            log!(
+                "{op:?} ({tokens} of {bound}, {width}): max rel error {err:.3e} at {at} \
+                 (a {} b {} gpu {} cpu {})",
+                a[at],
+                b[at],
+                got[at],
+                want[at]
+            );
+            let tol = match op {
+                ElementwiseOp::Add => 0.0,
+                ElementwiseOp::SwiGlu => 2e-6,
+            };
+            ensure!(err <= tol, "{op:?} n {n}: error {err} at {at}");
+        }
+    }
+    Ok(())
+}
+
+/// Shape errors, wgpu validation errors caught by the error scopes (async in
+/// the browser), and a usable context afterwards.
+pub async fn errors_are_typed(ctx: &GpuContext) -> CaseResult {
+    let step = StepUniform::new(ctx);
+    let r: Result<RmsNorm, GpuError> = async {
+        let xb = ctx.storage_f32("x", &[1.0; 10]).await?;
+        let wb = ctx.storage_f32("w", &[1.0; 5]).await?;
+        let ob = ctx.storage_f32("out", &[1.0; 15]).await?;
+        // x holds 10 values, the shape asks for 3 x 5.
+        RmsNorm::new(ctx, &xb, &wb, &ob, 3, 5, 1e-5).await
+    }
+    .await;
+    ensure!(
+        matches!(
+            r,
+            Err(GpuError::Shape {
+                kernel: "rmsnorm",
+                ..
+            })
+        ),
+        "short x: {r:?}"
+    );
+
+    // The same buffer as read-only input and read-write output of one
+    // dispatch is a usage conflict: wgpu's validation error comes back typed.
+    let r = async {
+        let xb = ctx.storage_f32("x", &[1.0; 8]).await?;
+        let wb = ctx.storage_f32("w", &[1.0; 8]).await?;
+        let norm = RmsNorm::new(ctx, &xb, &wb, &xb, 1, 8, 1e-5).await?;
+        run_pass(ctx, &step, StepParams::batch(0, 1, 0), |p| {
+            norm.encode(p, 1)
+        })
+        .await
+    }
+    .await;
+    log!("aliased bindings: {r:?}");
+    ensure!(
+        matches!(r, Err(GpuError::Validation(_))),
+        "aliased bindings: {r:?}"
+    );
+
+    let too_big = ctx.limits().max_buffer_size + 4;
+    let r = ctx.storage_zeroed("huge", too_big).await;
+    ensure!(
+        matches!(r, Err(GpuError::BufferTooLarge { .. })),
+        "oversized buffer: {r:?}"
+    );
+
+    // The context is still usable after a caught error.
+    let v = async {
+        let b = ctx.storage_u32("ok", &[7, 8, 9]).await?;
+        ctx.read_back_u32(&b, 3).await
+    }
+    .await;
+    ensure!(
+        matches!(&v, Ok(v) if v == &[7, 8, 9]),
+        "read back after an error: {v:?}"
+    );
+    Ok(())
+}
+
+/// xorshift64* (that of `tests/gpu_sample.rs`).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn normal(&mut self) -> f32 {
+        let s: f32 = (0..4).map(|_| self.unit()).sum();
+        (s - 2.0) * 1.732
+    }
+}
+
+/// Random logits: normal at several scales, exact ties, -inf entries,
+/// subnormals and signed zeros, huge values.
+fn logits(rng: &mut Rng, vocab: usize) -> (Vec<f32>, &'static str) {
+    let scale = [0.1f32, 1.0, 3.0, 8.0, 20.0][rng.below(5)];
+    let mut l: Vec<f32> = (0..vocab).map(|_| rng.normal() * scale).collect();
+    let name = match rng.below(8) {
+        0..=2 => "normal",
+        3 => {
+            let levels = 1 + rng.below(4);
+            for x in l.iter_mut() {
+                *x = (rng.below(levels) as f32) * scale;
+            }
+            "ties"
+        }
+        4 => {
+            for x in l.iter_mut() {
+                if rng.below(3) == 0 {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+            let keep = rng.below(vocab);
+            l[keep] = rng.normal() * scale;
+            "neg-inf"
+        }
+        5 => {
+            let top = rng.below(vocab);
+            l[top] += 15.0 * scale;
+            "peaked"
+        }
+        6 => {
+            for x in l.iter_mut() {
+                *x = match rng.below(4) {
+                    0 => f32::from_bits(rng.below(0x0080_0000) as u32 + 1),
+                    1 => -0.0,
+                    2 => 0.0,
+                    _ => f32::MIN_POSITIVE * rng.normal(),
+                };
+            }
+            "tiny"
+        }
+        _ => {
+            for x in l.iter_mut() {
+                if rng.below(4) == 0 {
+                    *x = rng.normal() * 1e30;
+                }
+            }
+            "huge"
+        }
+    };
+    (l, name)
+}
+
+/// Every combination of the settings (576), as in `tests/gpu_sample.rs`.
+fn configs(vocab: usize) -> Vec<SamplerConfig> {
+    let mut out = Vec::new();
+    for temperature in [0.0f32, 0.2, 0.7, 1.5] {
+        for top_k in [0usize, 1, 40, vocab + 5] {
+            for top_p in [1.0f32, 0.95, 0.5, 1e-6] {
+                for min_p in [0.0f32, 0.05, 0.9] {
+                    for (repetition_penalty, repetition_window) in
+                        [(1.0f32, 64), (1.3, 0), (1.3, 64)]
+                    {
+                        out.push(SamplerConfig {
+                            temperature,
+                            top_k,
+                            top_p,
+                            min_p,
+                            repetition_penalty,
+                            repetition_window,
+                            seed: 0,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Recent tokens: repeats from a small pool, sometimes ids past the vocab.
+fn recent(rng: &mut Rng, vocab: usize) -> Vec<u32> {
+    let n = rng.below(100);
+    let pool: Vec<u32> = (0..1 + rng.below(20))
+        .map(|_| {
+            if rng.below(10) == 0 {
+                (vocab + rng.below(10)) as u32
+            } else {
+                rng.below(vocab) as u32
+            }
+        })
+        .collect();
+    (0..n).map(|_| pool[rng.below(pool.len())]).collect()
+}
+
+/// Every `every`-th setting combination for `vocab` on random logits, seeds,
+/// steps and recent tokens: the GPU's token, candidate count and integer
+/// weight totals must equal the CPU sampler's. Returns (cases, distinct
+/// tokens).
+async fn compare(
+    ctx: &GpuContext,
+    vocab: usize,
+    every: usize,
+    seed: u64,
+) -> Result<(usize, usize), String> {
+    let mut rng = Rng::new(seed);
+    let buffer = at(
+        "logits buffer",
+        ctx.storage_zeroed("logits", vocab as u64 * 4).await,
+    )?;
+    let mut gpu = at(
+        "GpuSampler::new",
+        GpuSampler::new(ctx, &buffer, vocab).await,
+    )?;
+    let mut cases = 0;
+    let mut tokens = std::collections::BTreeSet::new();
+    let start = now_ms();
+    for (ci, mut cfg) in configs(vocab).into_iter().enumerate().step_by(every) {
+        let (l, kind) = logits(&mut rng, vocab);
+        let rec = recent(&mut rng, vocab);
+        cfg.seed = rng.next() >> rng.below(64);
+        let step = if rng.below(2) == 0 {
+            rng.below(1000) as u32
+        } else {
+            rng.next() as u32
+        };
+        let want = Sampler::new(cfg.clone())
+            .and_then(|mut s| s.sample_traced(&l, &rec, step))
+            .map_err(|e| format!("CPU sampler, config {ci}: {e}"))?;
+        ctx.queue()
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(&l));
+        let got = async {
+            gpu.configure(ctx, &cfg).await?;
+            gpu.prepare(ctx, step, &rec)?;
+            let mut enc = ctx.encoder("sample");
+            gpu.encode(&mut enc);
+            ctx.submit(enc).await?;
+            gpu.read_trace(ctx).await
+        }
+        .await;
+        let got = at(&format!("vocab {vocab} config {ci}"), got)?;
+        ensure!(
+            got == want,
+            "vocab {vocab} config {ci} {cfg:?} kind {kind} step {step} recent {rec:?}: \
+             GPU {got:?} CPU {want:?}"
+        );
+        tokens.insert(got.token);
+        cases += 1;
+    }
+    log!(
+        "sampler vocab {vocab}: {cases} cases, GPU == CPU (token, candidates, totals) in all; \
+         {} distinct tokens; {:.0} ms",
+        tokens.len(),
+        now_ms() - start
+    );
+    Ok((cases, tokens.len()))
+}
+
+/// The GPU sampler picks the CPU sampler's token (and decides on the same
+/// integers) over a few hundred random cases covering every setting.
+pub async fn sampler_matches_cpu(ctx: &GpuContext) -> CaseResult {
+    let mut total = 0;
+    // (vocab, every n-th of the 576 setting combinations, seed)
+    for (vocab, every, seed) in [(7usize, 3usize, 2u64), (1000, 3, 5), (32016, 12, 6)] {
+        let (cases, distinct) = compare(ctx, vocab, every, seed).await?;
+        ensure!(
+            distinct > 1 && distinct <= vocab,
+            "vocab {vocab}: {distinct} distinct tokens"
+        );
+        total += cases;
+    }
+    log!("sampler: {total} cases in all");
+    Ok(())
+}
+
+/// FNV-1a over the tokens' little-endian bytes.
+fn fnv1a(tokens: &[u32]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in tokens.iter().flat_map(|t| t.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Token sequence of [`same_seed_same_tokens`] (computed natively by the CPU
+/// sampler): the browser's GPU and CPU samplers must both reproduce it.
+const SEED_1234_TOKENS_FNV: u64 = 0x44e8_8c57_3b8d_2600;
+
+/// A generation-like loop (penalising the tokens so far, step = index) over
+/// fixed logits: the GPU's tokens equal the CPU sampler's at every step and
+/// the whole sequence equals the one the native CPU sampler produces.
+pub async fn same_seed_same_tokens(ctx: &GpuContext) -> CaseResult {
+    let vocab = 32016;
+    let mut rng = Rng::new(77);
+    let l: Vec<f32> = (0..vocab).map(|_| rng.normal() * 3.0).collect();
+    let cfg = SamplerConfig {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.02,
+        repetition_penalty: 1.1,
+        repetition_window: 64,
+        seed: 1234,
+    };
+    let buffer = at("logits", ctx.storage_f32("logits", &l).await)?;
+    let mut gpu = at(
+        "GpuSampler::new",
+        GpuSampler::new(ctx, &buffer, vocab).await,
+    )?;
+    at("configure", gpu.configure(ctx, &cfg).await)?;
+    let mut cpu = Sampler::new(cfg).map_err(|e| e.to_string())?;
+    let mut tokens: Vec<u32> = Vec::new();
+    for step in 0..200u32 {
+        let want = cpu
+            .sample(&l, &tokens, step)
+            .map_err(|e| format!("CPU sampler step {step}: {e}"))?;
+        let got = async {
+            gpu.prepare(ctx, step, &tokens)?;
+            let mut enc = ctx.encoder("sample");
+            gpu.encode(&mut enc);
+            ctx.submit(enc).await?;
+            gpu.read_token(ctx).await
+        }
+        .await;
+        let got = at(&format!("step {step}"), got)?;
+        ensure!(got == want, "step {step}: GPU {got} CPU {want}");
+        tokens.push(got);
+    }
+    let h = fnv1a(&tokens);
+    log!(
+        "seed 1234: 200 tokens, GPU == CPU at every step; first {:?}; fnv1a {h:#018x}",
+        &tokens[..12]
+    );
+    ensure!(
+        h == SEED_1234_TOKENS_FNV,
+        "token sequence fnv1a {h:#018x}, the native CPU sampler's is {SEED_1234_TOKENS_FNV:#018x}"
+    );
+    Ok(())
+}
