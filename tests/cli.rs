@@ -306,3 +306,71 @@ fn errors_are_one_clear_line() {
     assert!(ok(&["info", no_fim]).contains("infill          not supported"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bench_prints_one_json_object_with_the_documented_keys() {
+    // A 1-layer 7B-shaped model, a few tokens: a smoke test of the command,
+    // not a measurement (speed is never asserted).
+    let out = ok(&[
+        "bench",
+        "--layers",
+        "1",
+        "--prompt-tokens",
+        "3",
+        "--decode-tokens",
+        "2",
+        "--prefill-chunk",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    for key in [
+        "adapter",
+        "copy_gbps",
+        "prefill_tok_s",
+        "decode_tok_s",
+        "decode_bytes_per_token",
+        "decode_efficiency",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing from {out}");
+    }
+    assert!(v["copy_gbps"].as_f64().unwrap() > 0.0);
+    assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
+    // Every layer's matrices plus the output projection: about 221 MB.
+    let bytes = v["decode_bytes_per_token"].as_u64().unwrap();
+    assert!((200_000_000..260_000_000).contains(&bytes), "{bytes}");
+}
+
+#[test]
+fn gpu_and_cpu_logits_agree_through_the_cli() {
+    let m = model("tiny-gqa-q8_0.gguf");
+    let dir = std::env::temp_dir();
+    let mut rows = Vec::new();
+    for backend in ["gpu", "cpu"] {
+        let out = dir.join(format!(
+            "codellama-logits-{backend}-{}.npy",
+            std::process::id()
+        ));
+        ok(&[
+            "logits",
+            "-m",
+            m.to_str().unwrap(),
+            "--tokens",
+            "1 822 3349 29871 13",
+            "--out",
+            out.to_str().unwrap(),
+            "--backend",
+            backend,
+        ]);
+        let (shape, data) = npy::read_f32(std::fs::File::open(&out).unwrap()).unwrap();
+        std::fs::remove_file(&out).ok();
+        assert_eq!(shape, vec![5, 32016]);
+        rows.push(data);
+    }
+    let diff = rows[0]
+        .iter()
+        .zip(&rows[1])
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("GPU vs CPU logits through the CLI: max |diff| {diff:.2e}");
+    assert!(diff < 2e-2, "{diff}");
+}
