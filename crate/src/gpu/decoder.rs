@@ -419,7 +419,7 @@ impl GpuDecoder {
     /// pass. Does not advance the cache length (the caller does, after the
     /// submit).
     async fn encode_batch(&mut self, tokens: &[u32]) -> Result<wgpu::CommandEncoder, Error> {
-        let c = self.weights.config.clone();
+        let (vocab, dim) = (self.weights.config.vocab_size, self.weights.config.dim);
         let n = tokens.len();
         let pos = self.attention.len();
         if n == 0 || n > self.opts.prefill_chunk {
@@ -435,12 +435,8 @@ impl GpuDecoder {
             }
             .into());
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(DecodeError::TokenOutOfRange {
-                token: bad,
-                vocab: c.vocab_size,
-            }
-            .into());
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(DecodeError::TokenOutOfRange { token: bad, vocab }.into());
         }
         self.attention.reserve_async(&self.ctx, pos + n).await?;
         let step = StepParams::batch(pos, n, 0);
@@ -485,7 +481,7 @@ impl GpuDecoder {
             }
         }
         // logits = Wout · rmsnorm(x[n-1]) * output_norm            (vocab)
-        let row = (c.dim * 4) as u64;
+        let row = (dim * 4) as u64;
         encoder.copy_buffer_to_buffer(&self.act.x, (n as u64 - 1) * row, &self.act.x_last, 0, row);
         {
             let mut pass = begin(&mut encoder, "logits");

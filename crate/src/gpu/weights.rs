@@ -74,7 +74,7 @@ impl GpuWeights {
     ) -> Result<GpuWeights, Error> {
         let mut loader = WeightLoader::new(&model.header())?;
         for (i, info) in model.tensor_infos().iter().enumerate() {
-            let bytes = model.tensor_bytes(i);
+            let bytes = model.tensor_bytes(i, info);
             loader.add(ctx, info, &bytes).await?;
         }
         loader.finish()

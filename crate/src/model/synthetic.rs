@@ -179,9 +179,9 @@ impl SyntheticModel {
         self.tensor_infos().iter().map(|t| t.n_bytes).sum()
     }
 
-    /// The bytes of tensor `index`: random blocks, small scales.
-    pub fn tensor_bytes(&self, index: usize) -> Vec<u8> {
-        let info = &self.tensor_infos()[index];
+    /// The bytes of tensor `index` (described by `info`, entry `index` of
+    /// [`SyntheticModel::tensor_infos`]): random blocks, small scales.
+    pub fn tensor_bytes(&self, index: usize, info: &TensorInfo) -> Vec<u8> {
         random_tensor(info, self.seed ^ (index as u64).wrapping_mul(0x9E37_79B9))
     }
 
@@ -192,8 +192,7 @@ impl SyntheticModel {
         mut f: impl FnMut(&TensorInfo, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         for (i, info) in self.tensor_infos().iter().enumerate() {
-            let bytes = random_tensor(info, self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9));
-            f(info, &bytes)?;
+            f(info, &self.tensor_bytes(i, info))?;
         }
         Ok(())
     }
@@ -207,14 +206,12 @@ impl SyntheticModel {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
         out.write_all(&header)?;
         let mut written = 0u64;
-        self.for_each_tensor(|info, bytes| -> std::io::Result<()> {
-            let i = infos.iter().position(|t| t.name == info.name).unwrap_or(0);
-            let pad = offsets[i] - written;
-            out.write_all(&vec![0u8; pad as usize])?;
-            out.write_all(bytes)?;
-            written = offsets[i] + bytes.len() as u64;
-            Ok(())
-        })?;
+        for (i, (info, &offset)) in infos.iter().zip(&offsets).enumerate() {
+            let bytes = self.tensor_bytes(i, info);
+            out.write_all(&vec![0u8; (offset - written) as usize])?;
+            out.write_all(&bytes)?;
+            written = offset + bytes.len() as u64;
+        }
         out.flush()?;
         Ok(header.len() as u64 + written)
     }
