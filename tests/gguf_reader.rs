@@ -1,9 +1,10 @@
-//! The streaming GGUF reader: round trips, arbitrary chunking, and a corpus of
-//! malformed and hostile files, each with its specific typed error.
+//! The streaming GGUF reader: round trips, arbitrary chunking (whole tensors
+//! and piece mode), and a corpus of malformed and hostile files, each with its
+//! specific typed error.
 
 use codellama_webgpu::gguf::{
-    read_bytes, string_array, Event, GgufError, GgufReader, GgufWriter, PutLe, ReaderOptions,
-    Value, ValueType,
+    read_bytes, string_array, Event, GgufError, GgufReader, GgufWriter, Header, PutLe,
+    ReaderOptions, Value, ValueType,
 };
 use codellama_webgpu::GgmlType;
 
@@ -59,6 +60,7 @@ fn feed_chunked(bytes: &[u8], sizes: &[usize], opts: ReaderOptions) -> Result<Fe
             match ev {
                 Event::Header(_) => headers += 1,
                 Event::Tensor(t) => out.push((t.info.name.clone(), t.bytes.to_vec())),
+                Event::TensorPiece(p) => panic!("a piece in whole mode: {p:?}"),
             }
             Ok::<(), GgufError>(())
         })?;
@@ -121,6 +123,186 @@ fn any_chunking_gives_the_same_result_with_bounded_buffering() {
             );
         }
     }
+}
+
+/// `every_value_kind` plus tensors of a few KiB, so chunks split them.
+fn larger_tensors() -> GgufWriter {
+    let mut w = every_value_kind();
+    let v: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.0).collect();
+    w.tensor_f32("d", &[250, 4], &v);
+    let q: Vec<u8> = (0..34 * 40u32).map(|i| (i * 13 + 5) as u8).collect();
+    w.tensor("e", &[32, 40], GgmlType::Q8_0, q);
+    w.tensor_f32("f", &[1], &[42.0]);
+    w
+}
+
+/// What piece mode handed out: the header, each tensor reassembled from its
+/// pieces (in order), the number of pieces, and the most bytes buffered.
+struct Pieces {
+    header: Header,
+    tensors: Vec<(String, Vec<u8>)>,
+    n_pieces: usize,
+    max_cap: usize,
+}
+
+/// Feeds `bytes` in piece mode in chunks of the given sizes (cycled),
+/// checking every piece against the module's invariants on the way.
+fn feed_pieces(bytes: &[u8], sizes: &[usize], total: Option<u64>) -> Result<Pieces, GgufError> {
+    let mut r = GgufReader::new(ReaderOptions {
+        total_len: total,
+        pieces: true,
+        ..Default::default()
+    });
+    let mut header = None;
+    let mut tensors: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut n_pieces = 0;
+    let mut max_cap = 0;
+    let (mut pos, mut i) = (0, 0);
+    while pos < bytes.len() {
+        let n = sizes[i % sizes.len()].min(bytes.len() - pos);
+        let chunk = &bytes[pos..pos + n];
+        i += 1;
+        r.feed(chunk, |ev| {
+            match ev {
+                Event::Header(h) => {
+                    assert!(header.is_none(), "two headers");
+                    header = Some(h.clone());
+                }
+                Event::Tensor(t) => panic!("a whole tensor in piece mode: {}", t.info.name),
+                Event::TensorPiece(p) => {
+                    let h = header.as_ref().expect("pieces after the header");
+                    assert!(!p.bytes.is_empty(), "an empty piece");
+                    // A slice of the chunk, not a copy.
+                    let range = chunk.as_ptr_range();
+                    assert!(range.contains(&p.bytes.as_ptr()));
+                    assert_eq!(p.info, &h.tensors[p.index]);
+                    if p.is_first() {
+                        if let Some((name, data)) = tensors.last() {
+                            let prev = &h.tensors[tensors.len() - 1];
+                            assert_eq!(name, &prev.name);
+                            assert_eq!(data.len() as u64, prev.n_bytes, "{name} incomplete");
+                        }
+                        assert_eq!(p.index, tensors.len(), "tensors in order");
+                        tensors.push((p.info.name.clone(), Vec::new()));
+                    }
+                    assert_eq!(p.index + 1, tensors.len(), "pieces of one tensor together");
+                    let data = &mut tensors.last_mut().unwrap().1;
+                    assert_eq!(p.offset, data.len() as u64, "contiguous pieces");
+                    data.extend_from_slice(p.bytes);
+                    assert!(data.len() as u64 <= p.info.n_bytes);
+                    assert_eq!(p.is_last(), data.len() as u64 == p.info.n_bytes);
+                    n_pieces += 1;
+                }
+            }
+            Ok::<(), GgufError>(())
+        })?;
+        max_cap = max_cap.max(r.buffered_capacity());
+        pos += n;
+    }
+    let end = r.finish()?.clone();
+    let header = header.expect("a header");
+    assert_eq!(end, header);
+    Ok(Pieces {
+        header,
+        tensors,
+        n_pieces,
+        max_cap,
+    })
+}
+
+/// xorshift64*: reproducible random chunk sizes.
+fn random_sizes(seed: u64, n: usize, max: u64) -> Vec<usize> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            1 + (x.wrapping_mul(0x2545_f491_4f6c_dd1d) % max) as usize
+        })
+        .collect()
+}
+
+#[test]
+fn piece_mode_reassembles_every_tensor_for_any_chunking() {
+    let w = larger_tensors();
+    let bytes = w.to_bytes();
+    let whole = read_bytes(&bytes).unwrap();
+    assert_eq!(whole.data.len(), 6);
+    let mut chunkings: Vec<Vec<usize>> = vec![
+        vec![1],
+        vec![2],
+        vec![3, 5, 7],
+        vec![17],
+        vec![4096],
+        vec![1, 1000, 2],
+        vec![bytes.len()],
+    ];
+    for seed in 1..=8 {
+        chunkings.push(random_sizes(seed, 64, 1 << seed));
+        chunkings.push(random_sizes(seed * 7919, 64, 3000));
+    }
+    for sizes in &chunkings {
+        for total in [None, Some(bytes.len() as u64)] {
+            let got = feed_pieces(&bytes, sizes, total).unwrap();
+            assert_eq!(got.header, whole.header, "chunks {sizes:?}: header");
+            assert_eq!(got.tensors.len(), whole.data.len());
+            for ((name, data), (info, expect)) in got
+                .tensors
+                .iter()
+                .zip(whole.header.tensors.iter().zip(&whole.data))
+            {
+                assert_eq!(name, &info.name);
+                assert!(data == expect, "chunks {sizes:?}: tensor {name} differs");
+            }
+            // Only header items are ever buffered.
+            assert!(got.max_cap <= 256, "chunks {sizes:?}: {}", got.max_cap);
+            if sizes == &[bytes.len()] {
+                assert_eq!(got.n_pieces, 6, "one piece per tensor from one chunk");
+            }
+            if sizes == &[1] {
+                let data: usize = whole.data.iter().map(Vec::len).sum();
+                assert_eq!(got.n_pieces, data, "one piece per byte");
+            }
+        }
+    }
+}
+
+#[test]
+fn piece_mode_reports_truncation_and_consumer_errors() {
+    let bytes = larger_tensors().to_bytes();
+    let data_offset = read_bytes(&bytes).unwrap().header.data_offset as usize;
+    let last_end = read_bytes(&bytes).unwrap().header.min_file_len() as usize;
+    for cut in (0..bytes.len())
+        .step_by(7)
+        .chain([last_end - 1, data_offset])
+    {
+        let part = &bytes[..cut];
+        for sizes in [&[1usize][..], &[3], &[1000]] {
+            match feed_pieces(part, sizes, None) {
+                Err(GgufError::Truncated { offset, .. }) => assert_eq!(offset, cut as u64),
+                Err(e) => panic!("cut at {cut}: {e}"),
+                Ok(_) => panic!("cut at {cut} accepted"),
+            }
+        }
+        assert!(feed_pieces(part, &[64], Some(cut as u64)).is_err());
+    }
+    // The whole file, and trailing bytes after the last tensor, are fine.
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0; 40]);
+    assert_eq!(feed_pieces(&padded, &[5], None).unwrap().tensors.len(), 6);
+
+    // An error from the consumer stops the reader.
+    let mut r = GgufReader::new(ReaderOptions {
+        pieces: true,
+        ..Default::default()
+    });
+    let res = r.feed(&bytes, |ev| match ev {
+        Event::TensorPiece(p) if p.index == 3 => Err(GgufError::ConsumerFailed),
+        _ => Ok(()),
+    });
+    assert_eq!(res, Err(GgufError::ConsumerFailed));
+    assert!(matches!(r.finish(), Err(GgufError::Poisoned(_))));
 }
 
 #[test]

@@ -48,6 +48,8 @@ impl CpuWeights {
                         wanted.insert(t.info.name.clone(), QMatrix::new(t.info, t.bytes.to_vec())?);
                     }
                 }
+                // `read_path` hands tensors out whole.
+                Event::TensorPiece(_) => {}
             }
             Ok(())
         })

@@ -24,13 +24,20 @@ pub enum ReadFileError<E = GgufError> {
 /// The chunk size used for native files.
 const CHUNK: usize = 4 << 20;
 
+/// How [`stream_file`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Until the header is complete.
+    HeaderOnly,
+    /// Every tensor, whole.
+    Whole,
+    /// Every tensor, in pieces.
+    Pieces,
+}
+
 /// Feeds a native file to a reader in chunks until the end (or, with
-/// `header_only`, until the header is complete), then returns the header.
-fn stream_file<E, F>(
-    path: &Path,
-    header_only: bool,
-    mut on_event: F,
-) -> Result<Header, ReadFileError<E>>
+/// `Mode::HeaderOnly`, until the header is complete), then returns the header.
+fn stream_file<E, F>(path: &Path, mode: Mode, mut on_event: F) -> Result<Header, ReadFileError<E>>
 where
     E: From<GgufError>,
     F: FnMut(Event<'_>) -> Result<(), E>,
@@ -46,8 +53,10 @@ where
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let total = file.metadata().map_err(io)?.len();
+    let header_only = mode == Mode::HeaderOnly;
     let mut reader = GgufReader::new(ReaderOptions {
         total_len: Some(total),
+        pieces: mode == Mode::Pieces,
         ..Default::default()
     });
     let mut buf = vec![0u8; if header_only { 1 << 20 } else { CHUNK }];
@@ -67,19 +76,30 @@ where
 }
 
 /// Streams a native file through a [`GgufReader`], calling `on_event` for the
-/// header and each tensor. Memory use stays around one tensor.
+/// header and each whole tensor. Memory use stays around one tensor.
 pub fn read_path<E, F>(path: &Path, on_event: F) -> Result<Header, ReadFileError<E>>
 where
     E: From<GgufError>,
     F: FnMut(Event<'_>) -> Result<(), E>,
 {
-    stream_file(path, false, on_event)
+    stream_file(path, Mode::Whole, on_event)
+}
+
+/// Streams a native file through a [`GgufReader`] in piece mode, calling
+/// `on_event` for the header and each [`Event::TensorPiece`]. Memory use stays
+/// around one read chunk (4 MiB), whatever the tensor sizes.
+pub fn read_path_pieces<E, F>(path: &Path, on_event: F) -> Result<Header, ReadFileError<E>>
+where
+    E: From<GgufError>,
+    F: FnMut(Event<'_>) -> Result<(), E>,
+{
+    stream_file(path, Mode::Pieces, on_event)
 }
 
 /// Reads only the header of a native file (stops reading once it is complete;
 /// tensors completed in the last chunk read are skipped).
 pub fn read_header(path: &Path) -> Result<Header, ReadFileError> {
-    stream_file(path, true, |_| Ok(()))
+    stream_file(path, Mode::HeaderOnly, |_| Ok(()))
 }
 
 /// A whole GGUF file in memory: the header and every tensor's bytes.

@@ -109,6 +109,8 @@ impl GpuWeights {
                         });
                     }
                 }
+                // `read_path` hands tensors out whole.
+                Event::TensorPiece(_) => {}
             }
             Ok(())
         })

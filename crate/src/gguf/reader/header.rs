@@ -1,118 +1,20 @@
-//! A push-style GGUF reader.
-//!
-//! The reader is fed the file as byte chunks of any size (one byte to many MiB,
-//! as a browser `ReadableStream` or `File` slices deliver them) and reports, in
-//! file order, the parsed header (metadata and tensor infos) and then each
-//! tensor's bytes. It keeps at most one partial header item or one tensor in
-//! memory; a tensor that lies wholly inside a fed chunk is handed out without a
-//! copy. Every malformed input gives a [`GgufError`]; nothing allocates more
-//! than the input could justify.
+//! The header half of [`GgufReader`]: magic, version, metadata key/value
+//! pairs and tensor infos, parsed one fixed-size item at a time, with every
+//! declared count and length checked before anything is allocated for it.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use super::error::GgufError;
-use super::value::{Metadata, Value, ValueType};
+use super::{Event, GgufReader, Header, Phase, Stop, TensorInfo, MAX_DIMS};
 use crate::ggml_type::GgmlType;
+use crate::gguf::error::GgufError;
+use crate::gguf::value::{Value, ValueType};
 
 const MAGIC: [u8; 4] = *b"GGUF";
-/// The default `general.alignment`.
-pub const DEFAULT_ALIGNMENT: u64 = 32;
-/// ggml's `GGML_MAX_DIMS`.
-const MAX_DIMS: u32 = 4;
-
-/// Limits that bound what a hostile file can make the reader allocate.
-#[derive(Clone, Debug)]
-pub struct ReaderOptions {
-    /// Total file size when known (a `File`, a `Content-Length`): counts, lengths
-    /// and tensor extents are then checked against it up front.
-    pub total_len: Option<u64>,
-    /// The most bytes metadata and tensor infos together may take.
-    pub max_header_bytes: u64,
-    /// The longest single string.
-    pub max_string_bytes: u64,
-    /// The deepest nesting of arrays.
-    pub max_array_depth: usize,
-}
-
-impl Default for ReaderOptions {
-    fn default() -> Self {
-        ReaderOptions {
-            total_len: None,
-            max_header_bytes: 256 << 20,
-            max_string_bytes: 64 << 20,
-            max_array_depth: 8,
-        }
-    }
-}
-
-/// One tensor's description from the header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TensorInfo {
-    pub name: String,
-    /// Dimensions, innermost first: a `[out, in]` matrix is `[in, out]` here.
-    pub dims: Vec<u64>,
-    pub ty: GgmlType,
-    /// Offset of the tensor's bytes from the start of the data section.
-    pub offset: u64,
-    /// Bytes the tensor takes.
-    pub n_bytes: u64,
-}
-
-impl TensorInfo {
-    pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
-    }
-}
-
-/// Everything before the tensor data.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Header {
-    pub version: u32,
-    pub metadata: Metadata,
-    pub tensors: Vec<TensorInfo>,
-    pub alignment: u64,
-    /// Absolute file offset of the data section.
-    pub data_offset: u64,
-}
-
-impl Header {
-    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensors.iter().find(|t| t.name == name)
-    }
-
-    /// Absolute end of the last tensor: the least size a complete file has.
-    pub fn min_file_len(&self) -> u64 {
-        self.data_offset
-            + self
-                .tensors
-                .iter()
-                .map(|t| t.offset + t.n_bytes)
-                .max()
-                .unwrap_or(0)
-    }
-}
-
-/// A tensor's bytes, handed to the consumer once complete.
-#[derive(Debug)]
-pub struct TensorData<'a> {
-    pub index: usize,
-    pub info: &'a TensorInfo,
-    pub bytes: &'a [u8],
-}
-
-/// What the reader reports, in file order.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// The header is complete; comes once, before any tensor.
-    Header(&'a Header),
-    /// One complete tensor.
-    Tensor(TensorData<'a>),
-}
 
 /// The next item the header parser waits for.
 #[derive(Clone, Debug)]
-enum Want {
+pub(super) enum Want {
     Magic,
     Version,
     TensorCount,
@@ -131,7 +33,7 @@ enum Want {
     InfoOffset,
 }
 
-struct ArrayFrame {
+pub(super) struct ArrayFrame {
     elem: ValueType,
     remaining: u64,
     items: Vec<Value>,
@@ -139,47 +41,10 @@ struct ArrayFrame {
 
 /// Partly parsed tensor info.
 #[derive(Default)]
-struct InfoDraft {
+pub(super) struct InfoDraft {
     name: String,
     dims: Vec<u64>,
     ty: Option<GgmlType>,
-}
-
-enum Phase {
-    Header(Want),
-    /// Header done; waiting for tensor `next` (or the end).
-    Data {
-        next: usize,
-    },
-    Failed(GgufError),
-}
-
-/// The push-style reader. See the module docs.
-pub struct GgufReader {
-    opts: ReaderOptions,
-    phase: Phase,
-    /// Absolute offset of the next byte not yet consumed (`pending` not counted).
-    pos: u64,
-    /// Bytes of an incomplete header item or tensor.
-    pending: Vec<u8>,
-    // Header under construction.
-    version: u32,
-    tensor_count: u64,
-    kv_count: u64,
-    metadata: Metadata,
-    key: String,
-    stack: Vec<ArrayFrame>,
-    infos: Vec<TensorInfo>,
-    names: HashSet<String>,
-    draft: InfoDraft,
-    alignment: u64,
-    header: Option<Header>,
-}
-
-impl Default for GgufReader {
-    fn default() -> Self {
-        Self::new(ReaderOptions::default())
-    }
 }
 
 fn le_u32(b: &[u8]) -> u32 {
@@ -208,125 +73,38 @@ fn scalar(ty: ValueType, b: &[u8]) -> Value {
 }
 
 impl GgufReader {
-    pub fn new(opts: ReaderOptions) -> Self {
-        GgufReader {
-            opts,
-            phase: Phase::Header(Want::Magic),
-            pos: 0,
-            pending: Vec::new(),
-            version: 0,
-            tensor_count: 0,
-            kv_count: 0,
-            metadata: Metadata::new(),
-            key: String::new(),
-            stack: Vec::new(),
-            infos: Vec::new(),
-            names: HashSet::new(),
-            draft: InfoDraft::default(),
-            alignment: DEFAULT_ALIGNMENT,
-            header: None,
-        }
-    }
-
-    /// The header, once it has been read.
-    pub fn header(&self) -> Option<&Header> {
-        self.header.as_ref()
-    }
-
-    /// True once every tensor has been handed out.
-    pub fn is_done(&self) -> bool {
-        match (&self.phase, &self.header) {
-            (Phase::Data { next }, Some(h)) => *next == h.tensors.len(),
-            _ => false,
-        }
-    }
-
-    /// Capacity of the internal buffer holding an incomplete item or tensor:
-    /// bounded by the largest header item or tensor, whatever the chunking.
-    pub fn buffered_capacity(&self) -> usize {
-        self.pending.capacity()
-    }
-
-    /// Bytes consumed so far (including any partial item held).
-    pub fn bytes_read(&self) -> u64 {
-        self.pos + self.pending.len() as u64
-    }
-
-    /// Feeds the next chunk. `on_event` is called for the header and for each
-    /// tensor completed by this chunk; an error from it stops the reader.
-    pub fn feed<E, F>(&mut self, chunk: &[u8], mut on_event: F) -> Result<(), E>
-    where
-        E: From<GgufError>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
-    {
-        if let Phase::Failed(e) = &self.phase {
-            return Err(GgufError::Poisoned(Box::new(e.clone())).into());
-        }
-        let mut input = chunk;
-        match self.run(&mut input, &mut on_event) {
-            Ok(()) => Ok(()),
-            Err(Stop::Gguf(e)) => {
-                self.phase = Phase::Failed(e.clone());
-                Err(e.into())
+    /// Reads the next header item from `input`. `Ok(false)` when `input` ran
+    /// out first (what there was is kept in `pending`).
+    pub(super) fn header_step<E>(
+        &mut self,
+        w: Want,
+        input: &mut &[u8],
+        on_event: &mut dyn FnMut(Event<'_>) -> Result<(), E>,
+    ) -> Result<bool, Stop<E>> {
+        let n = self.want_size(&w);
+        let Some(unit) = self.take(input, n) else {
+            if self.bytes_read() > self.opts.max_header_bytes {
+                return Err(Stop::Gguf(GgufError::HeaderTooLarge {
+                    limit: self.opts.max_header_bytes,
+                }));
             }
-            Err(Stop::Sink(e)) => {
-                self.phase = Phase::Failed(GgufError::ConsumerFailed);
-                Err(e)
-            }
+            return Ok(false);
+        };
+        let next = self.header_item(w, &unit).map_err(Stop::Gguf)?;
+        if let Some(next) = next {
+            self.phase = Phase::Header(next);
+        } else {
+            self.complete_header().map_err(Stop::Gguf)?;
+            let header = self.header.as_ref().expect("just completed");
+            on_event(Event::Header(header)).map_err(Stop::Sink)?;
+            self.phase = Phase::Data { next: 0, done: 0 };
         }
-    }
-
-    /// Declares the end of input: an error unless the header and every tensor were read.
-    pub fn finish(&mut self) -> Result<&Header, GgufError> {
-        if let Phase::Failed(e) = &self.phase {
-            return Err(GgufError::Poisoned(Box::new(e.clone())));
+        if self.pos > self.opts.max_header_bytes && self.header.is_none() {
+            return Err(Stop::Gguf(GgufError::HeaderTooLarge {
+                limit: self.opts.max_header_bytes,
+            }));
         }
-        if !self.is_done() {
-            let e = GgufError::Truncated {
-                offset: self.bytes_read(),
-                context: self.context(),
-            };
-            self.phase = Phase::Failed(e.clone());
-            return Err(e);
-        }
-        Ok(self.header.as_ref().expect("done implies header"))
-    }
-
-    /// Describes what the reader is waiting for, for error messages.
-    fn context(&self) -> String {
-        match &self.phase {
-            Phase::Header(w) => match w {
-                Want::Magic | Want::Version | Want::TensorCount | Want::KvCount => {
-                    "the file header".into()
-                }
-                Want::KeyLen | Want::Key(_) => {
-                    format!(
-                        "metadata key {} of {}",
-                        self.metadata.len() + 1,
-                        self.kv_count
-                    )
-                }
-                Want::ValueTypeTag | Want::Value(_) | Want::StrBytes(_) => {
-                    format!("the value of metadata key {:?}", self.key)
-                }
-                _ => format!(
-                    "tensor info {} of {}",
-                    self.infos.len() + 1,
-                    self.tensor_count
-                ),
-            },
-            Phase::Data { next } => match self.header.as_ref().and_then(|h| h.tensors.get(*next)) {
-                Some(t) => format!("the data of tensor {:?}", t.name),
-                None => "the end of the file".into(),
-            },
-            Phase::Failed(_) => "nothing (the reader failed)".into(),
-        }
-    }
-
-    fn remaining_in_file(&self) -> Option<u64> {
-        self.opts
-            .total_len
-            .map(|t| t.saturating_sub(self.bytes_read()))
+        Ok(true)
     }
 
     /// Takes exactly `n` bytes of one item, from `pending` and `input`. `None`
@@ -369,101 +147,6 @@ impl GgufReader {
                 t => t.scalar_size().unwrap() as u64,
             },
             Want::InfoDims(n) => 8 * *n as u64,
-        }
-    }
-
-    fn run<E>(
-        &mut self,
-        input: &mut &[u8],
-        on_event: &mut dyn FnMut(Event<'_>) -> Result<(), E>,
-    ) -> Result<(), Stop<E>> {
-        loop {
-            match &self.phase {
-                Phase::Header(w) => {
-                    let w = w.clone();
-                    let n = self.want_size(&w);
-                    let Some(unit) = self.take(input, n) else {
-                        if self.bytes_read() > self.opts.max_header_bytes {
-                            return Err(Stop::Gguf(GgufError::HeaderTooLarge {
-                                limit: self.opts.max_header_bytes,
-                            }));
-                        }
-                        return Ok(());
-                    };
-                    let next = self.header_item(w, &unit).map_err(Stop::Gguf)?;
-                    if let Some(next) = next {
-                        self.phase = Phase::Header(next);
-                    } else {
-                        self.complete_header().map_err(Stop::Gguf)?;
-                        let header = self.header.as_ref().unwrap();
-                        on_event(Event::Header(header)).map_err(Stop::Sink)?;
-                        self.phase = Phase::Data { next: 0 };
-                    }
-                    if self.pos > self.opts.max_header_bytes && self.header.is_none() {
-                        return Err(Stop::Gguf(GgufError::HeaderTooLarge {
-                            limit: self.opts.max_header_bytes,
-                        }));
-                    }
-                }
-                Phase::Data { next } => {
-                    let next = *next;
-                    let header = self.header.as_ref().unwrap();
-                    let Some(info) = header.tensors.get(next) else {
-                        // Trailing padding after the last tensor is ignored.
-                        self.pos += input.len() as u64;
-                        *input = &[];
-                        return Ok(());
-                    };
-                    let start = header.data_offset + info.offset;
-                    let n_bytes = info.n_bytes;
-                    // Skip the padding before this tensor without buffering it.
-                    if self.pending.is_empty() && self.pos < start {
-                        let skip = (start - self.pos).min(input.len() as u64);
-                        *input = &input[skip as usize..];
-                        self.pos += skip;
-                        if self.pos < start {
-                            return Ok(());
-                        }
-                    }
-                    if self.pending.is_empty() && (input.len() as u64) >= n_bytes {
-                        let (bytes, rest) = input.split_at(n_bytes as usize);
-                        *input = rest;
-                        self.pos += n_bytes;
-                        let header = self.header.as_ref().unwrap();
-                        let ev = TensorData {
-                            index: next,
-                            info: &header.tensors[next],
-                            bytes,
-                        };
-                        on_event(Event::Tensor(ev)).map_err(Stop::Sink)?;
-                    } else {
-                        let need = n_bytes - self.pending.len() as u64;
-                        let part = need.min(input.len() as u64) as usize;
-                        if self.pending.capacity() < n_bytes as usize {
-                            // Grow with the data that has arrived, never ahead of it.
-                            let want = (self.pending.len() + part).max(self.pending.capacity() * 2);
-                            self.pending
-                                .reserve_exact(want.min(n_bytes as usize) - self.pending.len());
-                        }
-                        self.pending.extend_from_slice(&input[..part]);
-                        *input = &input[part..];
-                        if (self.pending.len() as u64) < n_bytes {
-                            return Ok(());
-                        }
-                        self.pos += n_bytes;
-                        let bytes = std::mem::take(&mut self.pending);
-                        let header = self.header.as_ref().unwrap();
-                        let ev = TensorData {
-                            index: next,
-                            info: &header.tensors[next],
-                            bytes: &bytes,
-                        };
-                        on_event(Event::Tensor(ev)).map_err(Stop::Sink)?;
-                    }
-                    self.phase = Phase::Data { next: next + 1 };
-                }
-                Phase::Failed(_) => unreachable!("checked in feed"),
-            }
         }
     }
 
@@ -758,9 +441,4 @@ impl GgufReader {
         });
         Ok(())
     }
-}
-
-enum Stop<E> {
-    Gguf(GgufError),
-    Sink(E),
 }
