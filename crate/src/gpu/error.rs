@@ -34,6 +34,21 @@ pub enum GpuError {
     ContextFull { len: usize, max: usize },
     #[error("cannot read a GPU buffer back: {0}")]
     ReadBack(String),
+    /// A streaming upload was given more or fewer bytes than its tensor holds
+    /// (`got` counts every byte given, the extra ones included).
+    #[error("{tensor}: the tensor takes {expected} bytes, {got} were given")]
+    UploadLength {
+        tensor: String,
+        expected: u64,
+        got: u64,
+    },
+    /// A piece of a tensor did not start where the bytes given so far end.
+    #[error("{tensor}: a piece at byte {offset}, but {expected} bytes were given so far (pieces must come in order, without gaps)")]
+    UploadOrder {
+        tensor: String,
+        expected: u64,
+        offset: u64,
+    },
     /// The GPU sampler's verdict (e.g. no finite logits) or a bad setting.
     #[error(transparent)]
     Sampler(#[from] crate::sampler::SamplerError),

@@ -10,6 +10,8 @@
 //! - [`sample`]: token sampling on the GPU, the same token as the CPU sampler.
 //! - [`qmatmul`]: quantized weight matrices and their matvec, matmul and
 //!   embedding kernels, bound once.
+//! - [`upload`]: streaming a matrix into its GPU buffers row group by row
+//!   group as its bytes arrive; [`weights`]: a whole model's tensors.
 
 pub mod attention;
 #[cfg(not(target_arch = "wasm32"))]
@@ -24,6 +26,7 @@ pub mod qmatmul;
 pub mod repack;
 pub mod sample;
 pub mod step;
+pub mod upload;
 pub mod weights;
 
 pub use attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat, KV_CHUNK};

@@ -17,11 +17,13 @@
 //! A matrix whose streams exceed the device's storage-binding (or buffer) limit
 //! is split by rows into parts, each repacked and bound on its own and
 //! dispatched into its slice of `y`; nothing is rejected for size while a
-//! single row fits.
+//! single row fits. Matrices are uploaded by [`super::upload::MatrixUpload`],
+//! streaming row groups into the parts' buffers as their bytes arrive.
 
 use super::pipelines::KernelKey;
-use super::repack::{repack, supported};
+use super::repack::Repacked;
 use super::step::{StepParams, StepUniform};
+use super::upload::{MatrixUpload, UploadOptions};
 use super::{GpuContext, GpuError};
 use crate::ggml_type::GgmlType;
 use crate::gguf::TensorInfo;
@@ -93,7 +95,7 @@ impl QFormat {
 
     /// Bytes per row of the `quants` and `scales` streams, before the whole
     /// stream is rounded up to words (see [`super::repack`]).
-    fn row_bytes(self, cols: u64) -> (u64, u64) {
+    pub(super) fn row_bytes(self, cols: u64) -> (u64, u64) {
         let nb = cols / self.ggml_type().block_elems() as u64;
         match self {
             QFormat::F32 => (4 * cols, 0),
@@ -149,20 +151,23 @@ pub(crate) fn qmatmul_constants(format: QFormat, accumulate: bool) -> Vec<(&'sta
 /// The shader's `Params` uniform, one per part.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    row_base: u32,
-    total_rows: u32,
+pub(super) struct Params {
+    pub rows: u32,
+    pub cols: u32,
+    pub row_base: u32,
+    pub total_rows: u32,
 }
 
 /// Rows `row_base..row_base + rows` of a matrix, in their own buffers.
 #[derive(Debug)]
-struct Part {
-    rows: usize,
-    quants: wgpu::Buffer,
-    scales: wgpu::Buffer,
-    params: wgpu::Buffer,
+pub(super) struct Part {
+    pub rows: usize,
+    /// Binding 3: the part's `quants` stream, rounded up to words (at least one).
+    pub quants: wgpu::Buffer,
+    /// Binding 4: the part's `scales` stream (a one-word placeholder for F32, F16).
+    pub scales: wgpu::Buffer,
+    /// Binding 0: [`Params`].
+    pub params: wgpu::Buffer,
 }
 
 /// A `(rows, cols)` weight matrix on the GPU (GGUF dims `[cols, rows]`),
@@ -273,6 +278,23 @@ fn first(buffer: &wgpu::Buffer, bytes: u64) -> wgpu::BindingResource<'_> {
 }
 
 impl GpuMatrix {
+    /// A matrix from buffers filled by [`MatrixUpload`].
+    pub(super) fn from_parts(
+        name: String,
+        format: QFormat,
+        rows: usize,
+        cols: usize,
+        parts: Vec<Part>,
+    ) -> GpuMatrix {
+        GpuMatrix {
+            name,
+            format,
+            rows,
+            cols,
+            parts,
+        }
+    }
+
     /// Repacks and uploads a tensor's bytes (`info.n_bytes` of them, as in the
     /// file); 1-D tensors become a single row. Splits it by rows where a stream
     /// exceeds the device's storage-binding or buffer limit.
@@ -281,11 +303,7 @@ impl GpuMatrix {
         info: &TensorInfo,
         bytes: &[u8],
     ) -> Result<GpuMatrix, GpuError> {
-        let limits = ctx.limits();
-        let limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        Self::upload_with_part_limit_async(ctx, info, bytes, limit).await
+        Self::upload_with(ctx, info, bytes, UploadOptions::default()).await
     }
 
     /// [`GpuMatrix::upload_async`] with parts of at most `part_bytes` bytes per
@@ -297,16 +315,21 @@ impl GpuMatrix {
         bytes: &[u8],
         part_bytes: u64,
     ) -> Result<GpuMatrix, GpuError> {
-        let limits = ctx.limits();
-        let part_bytes = part_bytes
-            .min(limits.max_storage_buffer_binding_size)
-            .min(limits.max_buffer_size);
-        let format = QFormat::of(info.ty)
-            .filter(|f| supported(f.ggml_type()))
-            .ok_or_else(|| {
-                GpuError::shape(K, format!("{}: no GPU kernel for {:?}", info.name, info.ty))
-            })?;
-        let (rows, cols) = matrix_shape(info)?;
+        let opts = UploadOptions {
+            part_bytes: Some(part_bytes),
+            ..Default::default()
+        };
+        Self::upload_with(ctx, info, bytes, opts).await
+    }
+
+    /// The one-shot upload: a [`MatrixUpload`] given all the bytes at once
+    /// (it still repacks and writes them a batch of rows at a time).
+    async fn upload_with(
+        ctx: &GpuContext,
+        info: &TensorInfo,
+        bytes: &[u8],
+        opts: UploadOptions,
+    ) -> Result<GpuMatrix, GpuError> {
         if bytes.len() as u64 != info.n_bytes {
             return Err(GpuError::shape(
                 K,
@@ -318,62 +341,9 @@ impl GpuMatrix {
                 ),
             ));
         }
-        let (q_row, s_row) = format.row_bytes(cols as u64);
-        // Rounding a stream up to words adds at most 2 bytes.
-        let fit = |per_row: u64| {
-            part_bytes
-                .saturating_sub(4)
-                .checked_div(per_row)
-                .unwrap_or(u64::MAX)
-        };
-        let part_rows = fit(q_row).min(fit(s_row)).min(rows as u64) as usize;
-        if part_rows == 0 {
-            return Err(GpuError::shape(
-                K,
-                format!(
-                    "{}: one row takes {q_row} + {s_row} bytes, over the {part_bytes}-byte binding limit",
-                    info.name
-                ),
-            ));
-        }
-        let row_bytes = bytes.len() / rows;
-        let mut parts = Vec::with_capacity(rows.div_ceil(part_rows));
-        for row_base in (0..rows).step_by(part_rows) {
-            let n = part_rows.min(rows - row_base);
-            let chunk = &bytes[row_base * row_bytes..(row_base + n) * row_bytes];
-            let packed = repack(info.ty, n, cols, chunk)
-                .map_err(|e| GpuError::shape(K, format!("{}: {e}", info.name)))?;
-            let label = format!("{} rows {row_base}..{}", info.name, row_base + n);
-            let quants = ctx
-                .storage_u32(&format!("{label} quants"), &packed.quants)
-                .await?;
-            // F32 and F16 bind a one-word placeholder.
-            let scales = ctx
-                .storage_u32(&format!("{label} scales"), &packed.scales)
-                .await?;
-            let params = ctx.uniform(
-                &format!("{label} params"),
-                &Params {
-                    rows: n as u32,
-                    cols: cols as u32,
-                    row_base: row_base as u32,
-                    total_rows: rows as u32,
-                },
-            );
-            parts.push(Part {
-                rows: n,
-                quants,
-                scales,
-                params,
-            });
-        }
-        Ok(GpuMatrix {
-            name: info.name.clone(),
-            format,
-            rows,
-            cols,
-            parts,
-        })
+        let mut upload = MatrixUpload::begin_with(ctx, info, opts).await?;
+        upload.push(ctx, bytes)?;
+        upload.finish(ctx)
     }
 
     /// Blocking [`GpuMatrix::upload_async`] (native only).
@@ -416,6 +386,34 @@ impl GpuMatrix {
             .iter()
             .map(|p| p.quants.size() + p.scales.size())
             .sum()
+    }
+
+    /// Reads the word streams back, one [`Repacked`] per part (rows of part
+    /// `i` follow those of part `i - 1`), each stream exactly as long as
+    /// [`super::repack::repack`] makes it (tests, tools).
+    pub async fn read_back_streams_async(
+        &self,
+        ctx: &GpuContext,
+    ) -> Result<Vec<Repacked>, GpuError> {
+        let (q_row, s_row) = self.format.row_bytes(self.cols as u64);
+        let mut out = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            let words = |row_bytes: u64| (part.rows as u64 * row_bytes).div_ceil(4) as usize;
+            out.push(Repacked {
+                ty: self.format.ggml_type(),
+                rows: part.rows,
+                cols: self.cols,
+                quants: ctx.read_back_u32(&part.quants, words(q_row)).await?,
+                scales: ctx.read_back_u32(&part.scales, words(s_row)).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Blocking [`GpuMatrix::read_back_streams_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_back_streams(&self, ctx: &GpuContext) -> Result<Vec<Repacked>, GpuError> {
+        ctx.block_on(self.read_back_streams_async(ctx))
     }
 
     /// The pipeline key of `entry` for this matrix's format.
@@ -842,7 +840,7 @@ impl GpuMatrix {
 }
 
 /// `(rows, cols)` of a tensor: `cols = dims[0]`, rows the product of the rest.
-fn matrix_shape(info: &TensorInfo) -> Result<(usize, usize), GpuError> {
+pub(super) fn matrix_shape(info: &TensorInfo) -> Result<(usize, usize), GpuError> {
     let cols = info.dims.first().copied().unwrap_or(0);
     let n = info.n_elements();
     if cols == 0 || n == 0 {

@@ -102,6 +102,30 @@ pub fn repack(
     cols: usize,
     bytes: &[u8],
 ) -> Result<Repacked, RepackError> {
+    let mut quants = Vec::new();
+    let mut scales = Vec::new();
+    repack_into(ty, rows, cols, bytes, &mut quants, &mut scales)?;
+    Ok(Repacked {
+        ty,
+        rows,
+        cols,
+        quants,
+        scales,
+    })
+}
+
+/// [`repack`] into the caller's vectors, appending to what they hold (the
+/// streaming upload reuses them for each row group). Repacking rows
+/// `r0..r1` this way gives words `r0 * row_words..` of the whole matrix's
+/// streams exactly when both streams of rows `0..r0` are whole words.
+pub fn repack_into(
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    bytes: &[u8],
+    quants: &mut Vec<u32>,
+    scales: &mut Vec<u32>,
+) -> Result<(), RepackError> {
     if !supported(ty) {
         return Err(RepackError::Unsupported(ty));
     }
@@ -128,18 +152,16 @@ pub fn repack(
             actual: bytes.len(),
         });
     }
-    let mut quants = Vec::new();
-    let mut scales = Vec::new();
     match ty {
         GgmlType::F32 => quants.extend(words(bytes)),
-        GgmlType::F16 => pack_halves(bytes.chunks_exact(2).map(|b| [b[0], b[1]]), &mut quants),
+        GgmlType::F16 => pack_halves(bytes.chunks_exact(2).map(|b| [b[0], b[1]]), quants),
         GgmlType::Q8_0 => {
             let blocks: &[BlockQ8_0] = bytemuck::cast_slice(bytes);
             quants.reserve(blocks.len() * 8);
             for b in blocks {
                 quants.extend(words(bytemuck::cast_slice(&b.qs)));
             }
-            pack_halves(blocks.iter().map(|b| b.d), &mut scales);
+            pack_halves(blocks.iter().map(|b| b.d), scales);
         }
         GgmlType::Q4_0 => {
             let blocks: &[BlockQ4_0] = bytemuck::cast_slice(bytes);
@@ -147,7 +169,7 @@ pub fn repack(
             for b in blocks {
                 quants.extend(words(&b.qs));
             }
-            pack_halves(blocks.iter().map(|b| b.d), &mut scales);
+            pack_halves(blocks.iter().map(|b| b.d), scales);
         }
         GgmlType::Q4K => {
             let blocks: &[BlockQ4K] = bytemuck::cast_slice(bytes);
@@ -165,17 +187,11 @@ pub fn repack(
             for b in blocks {
                 quants.extend(words(&bytemuck::bytes_of(b)[..208]));
             }
-            pack_halves(blocks.iter().map(|b| b.d), &mut scales);
+            pack_halves(blocks.iter().map(|b| b.d), scales);
         }
         _ => unreachable!("checked by supported()"),
     }
-    Ok(Repacked {
-        ty,
-        rows,
-        cols,
-        quants,
-        scales,
-    })
+    Ok(())
 }
 
 /// Byte `i` of a word stream.

@@ -1,19 +1,22 @@
-//! A model's weights on the GPU, uploaded tensor by tensor as the GGUF reader
-//! hands them out: each tensor is repacked into the kernels' word streams and
-//! copied into its own buffers, then its host bytes are dropped, so host memory
-//! stays around one tensor whatever the model's size.
+//! A model's weights on the GPU, uploaded as the GGUF reader hands them out.
+//! [`WeightLoader::add_piece`] takes a tensor's bytes in pieces (the reader's
+//! piece mode: slices of each chunk read) and streams each matrix into its GPU
+//! buffers row group by row group ([`MatrixUpload`]), so host memory stays
+//! around one read chunk plus one row group, whatever the tensor sizes;
+//! [`WeightLoader::add`] is the same with the whole tensor as one piece. Only
+//! 1-D tensors (norm weights, a few KiB) are collected whole.
 //!
 //! Formats with a GPU kernel (F32, F16, Q8_0, Q4_0, Q4_K, Q6_K) are uploaded
-//! as they are; the other ggml formats are dequantized to F16 at load time and
-//! each such tensor leaves a note in [`GpuWeights::notes`].
+//! as they are; the other ggml formats are dequantized to F16 at load time
+//! (row group by row group too) and each such tensor leaves a note in
+//! [`GpuWeights::notes`].
 
 use std::collections::HashMap;
 
 use super::qmatmul::GpuMatrix;
-use super::repack::supported;
+use super::upload::{MatrixUpload, UploadOptions};
 use super::{GpuContext, GpuError};
 use crate::error::Error;
-use crate::ggml_type::GgmlType;
 use crate::gguf::{Header, TensorInfo};
 use crate::model::{Config, ModelError, SyntheticModel};
 use crate::quant;
@@ -80,8 +83,9 @@ impl GpuWeights {
         loader.finish()
     }
 
-    /// Streams a GGUF file from disk into GPU buffers, calling `on_progress`
-    /// after each tensor.
+    /// Streams a GGUF file from disk into GPU buffers (the reader's piece
+    /// mode: host memory stays around one 4 MiB read chunk), calling
+    /// `on_progress` after each tensor.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(
         ctx: &GpuContext,
@@ -96,21 +100,23 @@ impl GpuWeights {
                 source,
             })?;
         let mut loader: Option<WeightLoader> = None;
-        gguf::read_path(path, |ev| -> Result<(), Error> {
+        gguf::read_path_pieces(path, |ev| -> Result<(), Error> {
             match ev {
                 Event::Header(h) => loader = Some(WeightLoader::new(h)?),
-                Event::Tensor(t) => {
+                Event::TensorPiece(p) => {
                     if let Some(l) = loader.as_mut() {
-                        ctx.block_on(l.add(ctx, t.info, t.bytes))?;
-                        on_progress(&LoadProgress {
-                            bytes_done: h_end(t.info),
-                            bytes_total: total,
-                            tensor: &t.info.name,
-                        });
+                        ctx.block_on(l.add_piece(ctx, p.info, p.offset, p.bytes))?;
+                        if p.is_last() {
+                            on_progress(&LoadProgress {
+                                bytes_done: h_end(p.info),
+                                bytes_total: total,
+                                tensor: &p.info.name,
+                            });
+                        }
                     }
                 }
-                // `read_path` hands tensors out whole.
-                Event::TensorPiece(_) => {}
+                // Piece mode hands out no whole tensors.
+                Event::Tensor(_) => {}
             }
             Ok(())
         })
@@ -147,10 +153,24 @@ enum Uploaded {
     Vector(wgpu::Buffer),
 }
 
+/// The tensor whose pieces are arriving.
+struct InFlight {
+    info: TensorInfo,
+    received: u64,
+    sink: Sink,
+}
+
+enum Sink {
+    Matrix(Box<MatrixUpload>),
+    /// A 1-D tensor's bytes (a norm weight: small), uploaded once complete.
+    Vector(Vec<u8>),
+}
+
 /// Collects uploaded tensors until every one the model needs is there.
 pub struct WeightLoader {
     config: Config,
     tensors: HashMap<String, Uploaded>,
+    current: Option<InFlight>,
     gpu_bytes: u64,
     notes: Vec<String>,
 }
@@ -162,6 +182,7 @@ impl WeightLoader {
         Ok(WeightLoader {
             config,
             tensors: HashMap::new(),
+            current: None,
             gpu_bytes: 0,
             notes: Vec::new(),
         })
@@ -171,52 +192,143 @@ impl WeightLoader {
         &self.config
     }
 
-    /// Uploads one tensor (ignored unless the model reads it).
+    /// Uploads one whole tensor (ignored unless the model reads it): one
+    /// piece of [`WeightLoader::add_piece`].
     pub async fn add(
         &mut self,
         ctx: &GpuContext,
         info: &TensorInfo,
         bytes: &[u8],
     ) -> Result<(), Error> {
+        if is_model_tensor(&info.name) && bytes.len() as u64 != info.n_bytes {
+            return Err(GpuError::UploadLength {
+                tensor: info.name.clone(),
+                expected: info.n_bytes,
+                got: bytes.len() as u64,
+            }
+            .into());
+        }
+        self.add_piece(ctx, info, 0, bytes).await
+    }
+
+    /// Takes the bytes `offset..offset + bytes.len()` of tensor `info`
+    /// (ignored unless the model reads it) and uploads the row groups they
+    /// complete; the tensor is done when its last byte arrives. Pieces of a
+    /// tensor must come in order without gaps (the first at offset 0), and a
+    /// tensor must be complete before the next begins: else an
+    /// [`GpuError::UploadOrder`] or [`GpuError::UploadLength`].
+    pub async fn add_piece(
+        &mut self,
+        ctx: &GpuContext,
+        info: &TensorInfo,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
         if !is_model_tensor(&info.name) {
             return Ok(());
         }
-        let uploaded = if info.dims.len() == 1 {
-            let values = quant::dequantize_to_vec(info.ty, bytes, info.n_elements() as usize)?;
-            let buffer = ctx.storage_f32(&info.name, &values).await?;
-            self.gpu_bytes += buffer.size();
-            Uploaded::Vector(buffer)
-        } else if supported(info.ty) {
-            let m = GpuMatrix::upload_async(ctx, info, bytes).await?;
-            self.gpu_bytes += m.gpu_bytes();
-            Uploaded::Matrix(m)
+        let continues = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.info.name == info.name);
+        if !continues {
+            if let Some(c) = self.current.take() {
+                return Err(GpuError::UploadLength {
+                    tensor: c.info.name,
+                    expected: c.info.n_bytes,
+                    got: c.received,
+                }
+                .into());
+            }
+            if offset != 0 {
+                return Err(order_error(info, 0, offset));
+            }
+            self.current = Some(self.begin(ctx, info).await?);
+        }
+        let c = self.current.as_mut().expect("begun above");
+        if offset != c.received {
+            return Err(order_error(info, c.received, offset));
+        }
+        let got = c.received + bytes.len() as u64;
+        match &mut c.sink {
+            Sink::Matrix(m) => m.push(ctx, bytes)?,
+            Sink::Vector(v) if got <= c.info.n_bytes => v.extend_from_slice(bytes),
+            Sink::Vector(_) => {
+                return Err(GpuError::UploadLength {
+                    tensor: c.info.name.clone(),
+                    expected: c.info.n_bytes,
+                    got,
+                }
+                .into())
+            }
+        }
+        c.received = got;
+        if c.received == c.info.n_bytes {
+            let c = self.current.take().expect("in flight");
+            self.complete(ctx, c).await?;
+        }
+        Ok(())
+    }
+
+    /// The name of the tensor whose pieces are arriving, if any.
+    pub fn in_flight(&self) -> Option<&str> {
+        self.current.as_ref().map(|c| c.info.name.as_str())
+    }
+
+    async fn begin(&mut self, ctx: &GpuContext, info: &TensorInfo) -> Result<InFlight, Error> {
+        let sink = if info.dims.len() == 1 {
+            // Never trust a size for an allocation: grow with the data.
+            Sink::Vector(Vec::with_capacity(info.n_bytes.min(1 << 20) as usize))
         } else {
-            // No kernel reads this format: widen to F16 once, here.
-            let n = info.n_elements() as usize;
-            let values = quant::dequantize_to_vec(info.ty, bytes, n)?;
-            let halves: Vec<u8> = values
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect();
-            let f16_info = TensorInfo {
-                ty: GgmlType::F16,
-                n_bytes: halves.len() as u64,
-                ..info.clone()
+            let opts = UploadOptions {
+                widen: true,
+                ..Default::default()
             };
-            self.notes.push(format!(
-                "{}: {:?} has no GPU kernel; dequantized to F16 at load time",
-                info.name, info.ty
-            ));
-            let m = GpuMatrix::upload_async(ctx, &f16_info, &halves).await?;
-            self.gpu_bytes += m.gpu_bytes();
-            Uploaded::Matrix(m)
+            let m = MatrixUpload::begin_with(ctx, info, opts).await?;
+            if m.is_widened() {
+                self.notes.push(format!(
+                    "{}: {:?} has no GPU kernel; dequantized to F16 at load time",
+                    info.name, info.ty
+                ));
+            }
+            Sink::Matrix(Box::new(m))
         };
-        self.tensors.insert(info.name.clone(), uploaded);
+        Ok(InFlight {
+            info: info.clone(),
+            received: 0,
+            sink,
+        })
+    }
+
+    async fn complete(&mut self, ctx: &GpuContext, c: InFlight) -> Result<(), Error> {
+        let uploaded = match c.sink {
+            Sink::Matrix(m) => {
+                let m = m.finish(ctx)?;
+                self.gpu_bytes += m.gpu_bytes();
+                Uploaded::Matrix(m)
+            }
+            Sink::Vector(bytes) => {
+                let n = c.info.n_elements() as usize;
+                let values = quant::dequantize_to_vec(c.info.ty, &bytes, n)?;
+                let buffer = ctx.storage_f32(&c.info.name, &values).await?;
+                self.gpu_bytes += buffer.size();
+                Uploaded::Vector(buffer)
+            }
+        };
+        self.tensors.insert(c.info.name, uploaded);
         Ok(())
     }
 
     /// The weights, once every tensor has been added.
     pub fn finish(mut self) -> Result<GpuWeights, Error> {
+        if let Some(c) = self.current.take() {
+            return Err(GpuError::UploadLength {
+                tensor: c.info.name,
+                expected: c.info.n_bytes,
+                got: c.received,
+            }
+            .into());
+        }
         let c = self.config.clone();
         let mut layers = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
@@ -271,6 +383,15 @@ impl WeightLoader {
             }
         }
     }
+}
+
+fn order_error(info: &TensorInfo, expected: u64, offset: u64) -> Error {
+    GpuError::UploadOrder {
+        tensor: info.name.clone(),
+        expected,
+        offset,
+    }
+    .into()
 }
 
 fn is_model_tensor(name: &str) -> bool {
