@@ -8,12 +8,14 @@
 
 import init, { WasmEngine } from './wasm/codellama_webgpu.js';
 import { WebGpuUnavailableError, toCodeLlamaError } from './errors.js';
+import { packageFileUrl } from './package-url.js';
 
 let ready: Promise<void> | null = null;
 
 /** Instantiates the wasm module (idempotent; a failed attempt can be retried). */
 export function initWasm(wasmUrl?: string | URL): Promise<void> {
-  ready ??= init(wasmUrl === undefined ? undefined : { module_or_path: wasmUrl }).then(
+  const url = wasmUrl ?? packageFileUrl('wasm/codellama_webgpu_bg.wasm');
+  ready ??= init(url === undefined ? undefined : { module_or_path: url }).then(
     () => undefined,
     (e: unknown) => {
       ready = null;

@@ -6,6 +6,7 @@
 import { AbortError, InternalError, InvalidRequestError, abortErrorFor, deserializeError, throwIfAborted } from './errors.js';
 import { chatRequest, completeRequest, createGeneration, failedGeneration, infillRequest, type RawGenerationStats } from './generation.js';
 import { isUrlSource, resolveUrl } from './sources.js';
+import { packageFileUrl } from './package-url.js';
 import type {
   AdapterInfo,
   ChatMessage,
@@ -43,7 +44,7 @@ interface Pending {
  * (rejects with `WebGpuUnavailableError` where WebGPU is missing in workers).
  */
 export async function createWorkerEngine(opts: WorkerEngineOptions = {}): Promise<WorkerEngine> {
-  const worker = opts.worker ?? new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const worker = opts.worker ?? defaultWorker();
   const engine = new WorkerEngine(worker);
   try {
     const init: RequestBody = { type: 'init' };
@@ -54,6 +55,12 @@ export async function createWorkerEngine(opts: WorkerEngineOptions = {}): Promis
     throw e;
   }
   return engine;
+}
+
+function defaultWorker(): Worker {
+  const devUrl = packageFileUrl('worker.js');
+  if (devUrl !== undefined) return new Worker(devUrl, { type: 'module' });
+  return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 }
 
 /** The Worker-hosted {@link CodeLlamaEngine}. Create it with {@link createWorkerEngine}. */
