@@ -28,6 +28,7 @@ fn opts(sampler: SamplerConfig, max_tokens: usize) -> GenerateOptions {
         stop: vec![],
         stop_ids: vec![2],
         continuation: true,
+        cancel: None,
     }
 }
 
