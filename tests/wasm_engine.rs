@@ -249,7 +249,8 @@ async fn loads_reports_and_frees() {
     .await
     .unwrap_or_else(|v| panic!("generate: {}", describe(&v)));
     console_log!("q8 cache: {pieces:?} {stats}");
-    assert_eq!(stats["generatedTokens"].as_u64().unwrap() <= 5, true);
+    let n = stats["generatedTokens"].as_u64().unwrap();
+    assert!((1..=5).contains(&n), "{stats}");
 
     e.unload();
     assert_eq!(e.gpu_buffers(), (0, 0), "unload destroys every buffer");

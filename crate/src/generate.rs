@@ -56,7 +56,8 @@ impl GenerateOptions {
 /// What [`Session::generate_events`] reports as it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GenerateEvent<'a> {
-    /// The prompt is in the cache; `computed` of its tokens were computed.
+    /// The prompt is in the cache (computed, not only queued); `computed` of
+    /// its tokens were computed.
     Prefilled { computed: usize },
     /// A token was sampled (its text, if any, follows as [`GenerateEvent::Text`]
     /// unless held back by a stop string prefix or an incomplete character).
@@ -94,6 +95,12 @@ pub trait Backend {
     /// Feeds `tokens` at the next positions; afterwards the distribution of the
     /// token after the last one is ready for [`Backend::sample`].
     async fn feed(&mut self, tokens: &[u32]) -> Result<(), Error>;
+    /// Waits until the tokens fed so far are computed (a GPU backend queues
+    /// work and returns); for timings only.
+    async fn sync(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Picks the next token. `recent` holds the tokens so far (prompt and
     /// generated); `step` is the sampler's draw index.
     async fn sample(
@@ -231,6 +238,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<GenerateStats, Error> {
         opts.sampler.validate()?;
         let computed = self.prefill(prompt).await?;
+        self.decoder.sync().await?;
         on_event(GenerateEvent::Prefilled { computed });
         let mut stream = if opts.continuation {
             StreamDecoder::continuation(tok)

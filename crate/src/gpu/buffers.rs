@@ -182,6 +182,21 @@ impl GpuContext {
         Ok(bytes)
     }
 
+    /// Waits until the GPU has finished the work submitted so far (for
+    /// timings: a submit returns before the GPU runs it).
+    pub async fn wait_idle(&self) -> Result<(), GpuError> {
+        let slot = MapSlot::default();
+        let done = slot.clone();
+        self.queue
+            .on_submitted_work_done(move || done.complete(Ok(())));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        slot.await.map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        self.check()
+    }
+
     /// The first `len` f32 values of `buffer`.
     pub async fn read_back_f32(
         &self,

@@ -121,9 +121,13 @@ impl WasmEngine {
             max_buffer_size: ctx.limits().max_buffer_size,
             max_storage_binding_size: ctx.limits().max_storage_buffer_binding_size,
         };
+        // GpuDecoder takes an Arc; on the browser's single thread the
+        // WebGPU handles are neither Send nor Sync, which is fine.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let ctx = Arc::new(ctx);
         Ok(WasmEngine {
             inner: Rc::new(Inner {
-                ctx: Arc::new(ctx),
+                ctx,
                 adapter,
                 cancel: Arc::new(AtomicBool::new(false)),
                 state: RefCell::new(State {
