@@ -34,9 +34,11 @@ fi
 cargo test --workspace
 
 step "browser tests (headless Chromium, WebGPU on SwiftShader)"
-# tests/gpu_portable.rs compiled to wasm32 and run by wasm-bindgen-test-runner
-# (.cargo/config.toml) in the Chromium that chromedriver starts with the flags
-# of crate/webdriver.json; --nocapture prints each case's errors and timings.
+# tests/gpu_portable.rs (the portable GPU cases) and tests/wasm_engine.rs
+# (WasmEngine driven as JavaScript drives it) compiled to wasm32 and run by
+# wasm-bindgen-test-runner (.cargo/config.toml) in the Chromium that
+# chromedriver starts with the flags of crate/webdriver.json; --nocapture
+# prints each case's errors and timings.
 export CHROMEDRIVER=/usr/bin/chromedriver
 cargo test -p codellama-webgpu --no-default-features --target wasm32-unknown-unknown \
-    --test gpu_portable -- --nocapture
+    --test gpu_portable --test wasm_engine -- --nocapture

@@ -28,6 +28,7 @@ fn opts(sampler: SamplerConfig, max_tokens: usize) -> GenerateOptions {
         stop: vec![],
         stop_ids: vec![2],
         continuation: true,
+        cancel: None,
     }
 }
 
@@ -97,6 +98,38 @@ fn stop_reasons_stop_strings_and_prefix_reuse() {
     let (t, st) = run(&mut s, &tok, &p, &o);
     assert_eq!(st.stop_reason, StopReason::StopString, "stop {stop:?}");
     assert_eq!(t, before);
+
+    // Cancelled from the text callback after the first piece: generation
+    // stops before the next token, with the text so far emitted.
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut o = opts(SamplerConfig::greedy(), 16);
+    o.cancel = Some(flag.clone());
+    let mut out = String::new();
+    let st = s
+        .generate(&tok, &p, &o, &mut |t| {
+            out.push_str(t);
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+        .unwrap();
+    assert_eq!(st.stop_reason, StopReason::Aborted);
+    assert!(st.generated_tokens < 16, "{st:?}");
+    assert!(
+        !out.is_empty() && text.starts_with(&out),
+        "{out:?} vs {text:?}"
+    );
+    // Raised before the start: no token at all.
+    let (t, st) = run(&mut s, &tok, &p, &o);
+    assert_eq!(
+        (t.as_str(), st.generated_tokens, st.stop_reason),
+        ("", 0, StopReason::Aborted)
+    );
+    assert_eq!(
+        serde_json::to_string(&st.stop_reason).unwrap(),
+        "\"aborted\""
+    );
+    // The cache stays consistent: the same prompt still reproduces the text.
+    let (again, _) = run(&mut s, &tok, &p, &opts(SamplerConfig::greedy(), 16));
+    assert_eq!(again, text);
 
     // The context limit.
     let mut small = Session::new(CpuDecoder::new(&w, p.len() + 3));

@@ -1,5 +1,6 @@
 //! One test body, two platforms (the idea of wgpu's `#[gpu_test]`): each case
 //! in `common/gpu_cases.rs` is an `async fn(&GpuContext) -> Result<(), String>`
+//! (or `&Arc<GpuContext>` for a case that builds a decoder)
 //! written once; [`gpu_tests!`] wraps it
 //!
 //! - natively in a `#[test]` on the default adapter (lavapipe here and in CI):
@@ -123,7 +124,7 @@ macro_rules! gpu_tests {
         #[cfg(not(target_arch = "wasm32"))]
         #[test]
         fn $name() {
-            let ctx = pollster::block_on(platform::context());
+            let ctx = std::sync::Arc::new(pollster::block_on(platform::context()));
             let start = platform::now_ms();
             let r = ctx.block_on(cases::$name(&ctx));
             log!("{}: {:.0} ms", stringify!($name), platform::now_ms() - start);
@@ -135,7 +136,7 @@ macro_rules! gpu_tests {
         #[cfg(target_arch = "wasm32")]
         #[wasm_bindgen_test::wasm_bindgen_test]
         async fn $name() {
-            let ctx = platform::context().await;
+            let ctx = std::sync::Arc::new(platform::context().await);
             let start = platform::now_ms();
             let r = cases::$name(&ctx).await;
             log!("{}: {:.0} ms", stringify!($name), platform::now_ms() - start);
@@ -154,4 +155,5 @@ gpu_tests!(
     errors_are_typed,
     sampler_matches_cpu,
     same_seed_same_tokens,
+    decoder_matches_cpu,
 );

@@ -1,6 +1,10 @@
 //! The generation loop: prompt in, streamed text out, stopping at the mode's
 //! stop tokens, at user stop strings (also when one spans tokens; the stop
-//! string itself is never emitted), at `max_tokens`, or at the context limit.
+//! string itself is never emitted), at `max_tokens`, at the context limit, or
+//! when the caller's cancel flag is raised.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::cpu::CpuDecoder;
 use crate::error::Error;
@@ -19,6 +23,8 @@ pub enum StopReason {
     MaxTokens,
     /// The context is full.
     Length,
+    /// The caller's cancel flag was raised ([`GenerateOptions::cancel`]).
+    Aborted,
 }
 
 /// What a generation request asks for.
@@ -34,6 +40,30 @@ pub struct GenerateOptions {
     /// space kept) or starts afresh (a chat reply: the first piece's space
     /// prefix dropped, as Meta's decoding does).
     pub continuation: bool,
+    /// Checked before each token: once raised, generation stops with
+    /// [`StopReason::Aborted`] (the text so far stays emitted).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl GenerateOptions {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// What [`Session::generate_events`] reports as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenerateEvent<'a> {
+    /// The prompt is in the cache (computed, not only queued); `computed` of
+    /// its tokens were computed.
+    Prefilled { computed: usize },
+    /// A token was sampled (its text, if any, follows as [`GenerateEvent::Text`]
+    /// unless held back by a stop string prefix or an incomplete character).
+    Token(u32),
+    /// New text.
+    Text(&'a str),
 }
 
 /// Counts for one request.
@@ -65,6 +95,12 @@ pub trait Backend {
     /// Feeds `tokens` at the next positions; afterwards the distribution of the
     /// token after the last one is ready for [`Backend::sample`].
     async fn feed(&mut self, tokens: &[u32]) -> Result<(), Error>;
+    /// Waits until the tokens fed so far are computed (a GPU backend queues
+    /// work and returns); for timings only.
+    async fn sync(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Picks the next token. `recent` holds the tokens so far (prompt and
     /// generated); `step` is the sampler's draw index.
     async fn sample(
@@ -137,6 +173,12 @@ impl<B: Backend> Session<B> {
         &self.tokens
     }
 
+    /// Forgets the cache: the next prompt is computed from scratch.
+    pub fn reset(&mut self) {
+        self.decoder.truncate(0);
+        self.tokens.clear();
+    }
+
     /// Computes `prompt`, reusing the longest cached prefix; returns how many
     /// tokens were computed.
     pub async fn prefill(&mut self, prompt: &[u32]) -> Result<usize, Error> {
@@ -177,8 +219,27 @@ impl<B: Backend> Session<B> {
         opts: &GenerateOptions,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<GenerateStats, Error> {
+        self.generate_events(tok, prompt, opts, &mut |ev| {
+            if let GenerateEvent::Text(t) = ev {
+                on_text(t)
+            }
+        })
+        .await
+    }
+
+    /// [`Session::generate_async`], reporting also when the prompt is in the
+    /// cache and each sampled token (for timings).
+    pub async fn generate_events(
+        &mut self,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_event: &mut dyn FnMut(GenerateEvent<'_>),
+    ) -> Result<GenerateStats, Error> {
         opts.sampler.validate()?;
         let computed = self.prefill(prompt).await?;
+        self.decoder.sync().await?;
+        on_event(GenerateEvent::Prefilled { computed });
         let mut stream = if opts.continuation {
             StreamDecoder::continuation(tok)
         } else {
@@ -188,6 +249,9 @@ impl<B: Backend> Session<B> {
         let mut generated = 0usize;
         let mut pending: Option<u32> = None;
         let reason = loop {
+            if opts.cancelled() {
+                break StopReason::Aborted;
+            }
             if generated >= opts.max_tokens {
                 break StopReason::MaxTokens;
             }
@@ -211,11 +275,12 @@ impl<B: Backend> Session<B> {
                 }
             };
             generated += 1;
+            on_event(GenerateEvent::Token(token));
             if opts.stop_ids.contains(&token) {
                 break StopReason::StopToken;
             }
             let text = stream.push(token)?;
-            if stops.push(&text, on_text) {
+            if stops.push(&text, &mut |t| on_event(GenerateEvent::Text(t))) {
                 break StopReason::StopString;
             }
             if self.tokens.len() >= self.decoder.max_len() {
@@ -233,8 +298,9 @@ impl<B: Backend> Session<B> {
         }
         if reason != StopReason::StopString {
             let tail = stream.finish();
-            if !stops.push(&tail, on_text) {
-                stops.flush(on_text);
+            let mut on_text = |t: &str| on_event(GenerateEvent::Text(t));
+            if !stops.push(&tail, &mut on_text) {
+                stops.flush(&mut on_text);
             }
         }
         Ok(GenerateStats {

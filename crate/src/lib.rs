@@ -8,7 +8,8 @@
 //! - [`prompt`]: Meta's completion, infill and instruct-chat formats;
 //! - [`cpu`]: the plain f32 reference decoder every GPU kernel is checked against;
 //! - [`gpu`]: the GPU engine (wgpu natively, WebGPU in the browser): device, pipelines, kernels;
-//! - [`sampler`] and [`generate`]: token selection and the generation loop.
+//! - [`sampler`] and [`generate`]: token selection and the generation loop;
+//! - `wasm` (wasm32 only): `WasmEngine`, the JSON API the browser package wraps.
 
 pub mod cpu;
 pub mod error;
@@ -22,6 +23,8 @@ pub mod prompt;
 pub mod quant;
 pub mod sampler;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::Error;
 pub use ggml_type::GgmlType;

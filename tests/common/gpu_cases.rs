@@ -5,10 +5,15 @@
 //! SwiGLU/add, typed errors) and `tests/gpu_sample.rs` (GPU sampler vs CPU
 //! sampler), with the same shapes, inputs and tolerances.
 
-use codellama_webgpu::cpu;
+use std::sync::Arc;
+
+use codellama_webgpu::cpu::{self, CpuDecoder, CpuWeights};
+use codellama_webgpu::gguf::{self, Event, GgufReader, TensorInfo};
+use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::kernels::{Elementwise, RmsNorm, Rope, RopeShape, RopeTable};
+use codellama_webgpu::gpu::weights::{GpuWeights, WeightLoader};
 use codellama_webgpu::gpu::{
-    ElementwiseOp, GpuContext, GpuError, GpuSampler, StepParams, StepUniform,
+    ElementwiseOp, GpuContext, GpuError, GpuSampler, KvFormat, StepParams, StepUniform,
 };
 use codellama_webgpu::sampler::{Sampler, SamplerConfig};
 
@@ -586,5 +591,212 @@ pub async fn same_seed_same_tokens(ctx: &GpuContext) -> CaseResult {
         h == SEED_1234_TOKENS_FNV,
         "token sequence fnv1a {h:#018x}, the native CPU sampler's is {SEED_1234_TOKENS_FNV:#018x}"
     );
+    Ok(())
+}
+
+/// A committed llama.cpp-quantized fixture (Q4_0 matrices, F32 norms, a
+/// 512-piece vocabulary): dim 256, 2 layers, 4 heads / 2 KV heads, ffn 256.
+const FIXTURE: &[u8] = include_bytes!("../fixtures/models/tiny-cov-v512-q4_0.gguf");
+
+/// Streams `file` through the reader in odd-sized chunks and uploads each
+/// tensor it completes (the browser engine's path: feed, then upload).
+async fn upload_in_chunks(ctx: &GpuContext, file: &[u8]) -> Result<GpuWeights, String> {
+    let mut reader = GgufReader::default();
+    let mut loader: Option<WeightLoader> = None;
+    let sizes = [4093usize, 777, 65_537, 3, 100_003];
+    let (mut at, mut chunks, mut tensors) = (0usize, 0usize, 0usize);
+    while at < file.len() {
+        let end = (at + sizes[chunks % sizes.len()]).min(file.len());
+        let mut done: Vec<(TensorInfo, Vec<u8>)> = Vec::new();
+        reader
+            .feed(
+                &file[at..end],
+                |ev| -> Result<(), codellama_webgpu::Error> {
+                    match ev {
+                        Event::Header(h) => loader = Some(WeightLoader::new(h)?),
+                        Event::Tensor(t) => done.push((t.info.clone(), t.bytes.to_vec())),
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| format!("feeding bytes {at}..{end}: {e}"))?;
+        for (info, bytes) in done {
+            let l = loader.as_mut().ok_or("a tensor before the header")?;
+            l.add(ctx, &info, &bytes)
+                .await
+                .map_err(|e| format!("uploading {}: {e}", info.name))?;
+            tensors += 1;
+        }
+        at = end;
+        chunks += 1;
+    }
+    reader.finish().map_err(|e| format!("end of file: {e}"))?;
+    log!(
+        "uploaded {tensors} tensors from {} bytes in {chunks} chunks",
+        file.len()
+    );
+    loader
+        .ok_or("no header")?
+        .finish()
+        .map_err(|e| e.to_string())
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn top2_gap(v: &[f32]) -> f32 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| b.total_cmp(a));
+    s[0] - s.get(1).copied().unwrap_or(f32::NEG_INFINITY)
+}
+
+/// Worst cosine, max |diff| and where, argmax checks: over rows of logits.
+#[derive(Default)]
+struct LogitCheck {
+    worst_cos: (f64, usize),
+    max_diff: (f32, usize, usize),
+    argmax_checked: usize,
+}
+
+impl LogitCheck {
+    fn new() -> LogitCheck {
+        LogitCheck {
+            worst_cos: (1.0, 0),
+            ..Default::default()
+        }
+    }
+
+    /// Row `pos`: cosine >= 0.9999, equal argmax where the reference's top-2
+    /// gap exceeds 1e-2.
+    fn row(&mut self, what: &str, pos: usize, gpu: &[f32], cpu: &[f32]) -> CaseResult {
+        ensure!(
+            gpu.len() == cpu.len(),
+            "{what} {pos}: {} logits, want {}",
+            gpu.len(),
+            cpu.len()
+        );
+        ensure!(
+            gpu.iter().all(|v| v.is_finite()),
+            "{what} {pos}: non-finite GPU logits"
+        );
+        let cos = cosine(gpu, cpu);
+        if cos < self.worst_cos.0 {
+            self.worst_cos = (cos, pos);
+        }
+        for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+            let d = (g - c).abs();
+            if d > self.max_diff.0 {
+                self.max_diff = (d, pos, i);
+            }
+        }
+        ensure!(cos >= 0.9999, "{what} {pos}: cosine {cos} below 0.9999");
+        let gap = top2_gap(cpu);
+        if gap > 1e-2 {
+            self.argmax_checked += 1;
+            ensure!(
+                argmax(gpu) == argmax(cpu),
+                "{what} {pos}: GPU argmax {} CPU argmax {} (CPU top-2 gap {gap})",
+                argmax(gpu),
+                argmax(cpu)
+            );
+        }
+        Ok(())
+    }
+
+    fn log(&self, what: &str) {
+        let (d, pos, i) = self.max_diff;
+        log!(
+            "{what}: worst cosine {:.7} at position {}, max |diff| {d:.3e} at position {pos} \
+             logit {i}, argmax identical at {} positions with gap > 1e-2",
+            self.worst_cos.0,
+            self.worst_cos.1,
+            self.argmax_checked
+        );
+    }
+}
+
+/// End to end on a committed fixture: the file streamed in odd-sized chunks
+/// through the reader and the weight loader, then the GPU decoder against
+/// the CPU reference: every position of a 40-token prompt (prefill in
+/// batches of 16, the last one short), then greedy decode steps one token at
+/// a time.
+pub async fn decoder_matches_cpu(ctx: &Arc<GpuContext>) -> CaseResult {
+    let weights = upload_in_chunks(ctx, FIXTURE).await?;
+    let file = gguf::read_bytes(FIXTURE).map_err(|e| e.to_string())?;
+    let w = CpuWeights::from_file(&file).map_err(|e| e.to_string())?;
+    let c = w.config.clone();
+    let vocab = c.vocab_size as u64;
+    let tokens: Vec<u32> = std::iter::once(1)
+        .chain((1..40u64).map(|i| (3 + (i * 7919 + i * i) % (vocab - 3)) as u32))
+        .collect();
+    let mut gpu = GpuDecoder::new(
+        Arc::clone(ctx),
+        weights,
+        DecoderOptions {
+            max_len: 64,
+            prefill_chunk: 16,
+            kv_format: KvFormat::F16,
+            all_logits: true,
+        },
+    )
+    .await
+    .map_err(|e| format!("GpuDecoder::new: {e}"))?;
+    let got = gpu
+        .feed_all_logits(&tokens)
+        .await
+        .map_err(|e| format!("GPU prefill: {e}"))?;
+    let mut cpu = CpuDecoder::new(&w, 64);
+    let want = cpu
+        .logits_for(&tokens)
+        .map_err(|e| format!("CPU reference: {e}"))?;
+    let mut check = LogitCheck::new();
+    for (pos, (g, c)) in got.iter().zip(&want).enumerate() {
+        check.row("prefill position", pos, g, c)?;
+    }
+    check.log(&format!(
+        "decoder prefill ({} tokens, {:?} weights, vocab {})",
+        tokens.len(),
+        w.token_embd.ty,
+        c.vocab_size
+    ));
+
+    // Decode: feed the reference's greedy token to both, one at a time.
+    let mut check = LogitCheck::new();
+    let mut next = argmax(want.last().ok_or("no logits")?) as u32;
+    let mut generated = Vec::new();
+    for step in 0..6 {
+        gpu.feed(&[next])
+            .await
+            .map_err(|e| format!("GPU decode step {step}: {e}"))?;
+        let g = gpu
+            .logits()
+            .await
+            .map_err(|e| format!("GPU logits step {step}: {e}"))?;
+        let c = cpu
+            .step(next)
+            .map_err(|e| format!("CPU step {step}: {e}"))?
+            .to_vec();
+        check.row("decode step", step, &g, &c)?;
+        generated.push(next);
+        next = argmax(&c) as u32;
+    }
+    check.log(&format!("decoder greedy steps {generated:?}"));
     Ok(())
 }

@@ -77,6 +77,7 @@ impl GpuContext {
             }
         })
         .await
+        .inspect(|b| self.record_buffer(b))
     }
 
     /// A storage buffer holding `data` as f32.
@@ -105,17 +106,21 @@ impl GpuContext {
             })
         })
         .await
+        .inspect(|b| self.record_buffer(b))
     }
 
     /// A uniform buffer holding `value` (a `#[repr(C)]` struct laid out as its
     /// WGSL counterpart, size a multiple of 16 bytes).
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device
+        let buffer = self
+            .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: bytemuck::bytes_of(value),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+            });
+        self.record_buffer(&buffer);
+        buffer
     }
 
     /// Copies `len` bytes of `buffer` from `offset` into a staging buffer and
@@ -172,7 +177,24 @@ impl GpuContext {
             view.to_vec()
         };
         staging.unmap();
+        // Freed now (in the browser dropping the handle frees nothing).
+        staging.destroy();
         Ok(bytes)
+    }
+
+    /// Waits until the GPU has finished the work submitted so far (for
+    /// timings: a submit returns before the GPU runs it).
+    pub async fn wait_idle(&self) -> Result<(), GpuError> {
+        let slot = MapSlot::default();
+        let done = slot.clone();
+        self.queue
+            .on_submitted_work_done(move || done.complete(Ok(())));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        slot.await.map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        self.check()
     }
 
     /// The first `len` f32 values of `buffer`.

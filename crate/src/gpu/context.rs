@@ -34,6 +34,9 @@ pub struct GpuContext {
     features: GpuFeatures,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Buffers created by the helpers since recording began; `None`: not
+    /// recording (see [`GpuContext::record_buffers`]).
+    recorded: Mutex<Option<Vec<wgpu::Buffer>>>,
     pub(crate) pipelines: PipelineCache,
 }
 
@@ -107,6 +110,7 @@ impl GpuContext {
             features,
             lost,
             uncaptured,
+            recorded: Mutex::new(None),
             pipelines: PipelineCache::default(),
         })
     }
@@ -188,6 +192,58 @@ impl GpuContext {
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
         self.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// Starts (or stops) recording every buffer the helpers create (storage,
+    /// uniform; not the short-lived read-back staging buffers, which are
+    /// destroyed after use), so that [`GpuContext::destroy_recorded_buffers`]
+    /// can free them all at once. The browser engine records while a model is
+    /// loaded: WebGPU frees a buffer's memory on `destroy()`, not when wgpu's
+    /// handle is dropped (dropping is a no-op on the WebGPU backend; natively
+    /// wgpu-core frees on drop, so nothing records by default).
+    pub fn record_buffers(&self, on: bool) {
+        if let Ok(mut r) = self.recorded.lock() {
+            match (on, r.is_some()) {
+                (true, false) => *r = Some(Vec::new()),
+                (false, _) => *r = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Adds `buffer` to the recorded ones (for buffers created without the
+    /// helpers); nothing unless recording.
+    pub fn record_buffer(&self, buffer: &wgpu::Buffer) {
+        if let Ok(mut r) = self.recorded.lock() {
+            if let Some(list) = r.as_mut() {
+                list.push(buffer.clone());
+            }
+        }
+    }
+
+    /// Buffers recorded and not destroyed yet: (count, bytes).
+    pub fn recorded_buffers(&self) -> (usize, u64) {
+        match self.recorded.lock() {
+            Ok(r) => r.as_ref().map_or((0, 0), |l| {
+                (l.len(), l.iter().map(wgpu::Buffer::size).sum())
+            }),
+            Err(_) => (0, 0),
+        }
+    }
+
+    /// Destroys every recorded buffer (recording goes on, with an empty
+    /// list); returns (count, bytes) destroyed. Whatever still holds them must
+    /// not be used again.
+    pub fn destroy_recorded_buffers(&self) -> (usize, u64) {
+        let taken = match self.recorded.lock() {
+            Ok(mut r) => r.as_mut().map(std::mem::take).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let bytes = taken.iter().map(wgpu::Buffer::size).sum();
+        for b in &taken {
+            b.destroy();
+        }
+        (taken.len(), bytes)
     }
 
     /// Blocks on a future (native only): the blocking form of every async

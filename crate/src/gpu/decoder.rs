@@ -517,6 +517,10 @@ impl crate::generate::Backend for GpuDecoder {
         GpuDecoder::feed(self, tokens).await
     }
 
+    async fn sync(&mut self) -> Result<(), Error> {
+        Ok(self.ctx.wait_idle().await?)
+    }
+
     async fn sample(
         &mut self,
         cfg: &SamplerConfig,

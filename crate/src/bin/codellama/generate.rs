@@ -129,6 +129,7 @@ fn stream(
         stop: sampling.stop.clone(),
         stop_ids: prompt::stop_ids(tok, kind)?,
         continuation: kind != PromptKind::Chat,
+        cancel: None,
     };
     let start = Instant::now();
     let mut out = std::io::stdout().lock();

@@ -1,0 +1,20 @@
+//! The browser engine (wasm32 only): [`WasmEngine`], the JSON-in/JSON-out
+//! API the TypeScript package (`web/`) wraps. The contract (names, JSON
+//! shapes, error names) is `/work/notes/web-design.md`.
+//!
+//! - [`engine`]: the `#[wasm_bindgen]` type, its state and busy handling;
+//! - [`load`]: streaming a GGUF file onto the GPU chunk by chunk;
+//! - [`generate`]: a request to prompt tokens, options and timings;
+//! - [`json`]: the JSON shapes;
+//! - [`errors`]: error names and the one conversion into a JS `Error`;
+//! - [`platform`]: clock, panic hook, adapter description.
+
+pub mod engine;
+pub mod errors;
+pub mod generate;
+pub mod json;
+pub mod load;
+pub mod platform;
+
+pub use engine::WasmEngine;
+pub use errors::{ErrorName, WasmError};

@@ -1,0 +1,393 @@
+/**
+ * The in-page engine: {@link CodeLlamaEngine} over the raw wasm `WasmEngine`.
+ *
+ * Requests run one at a time in call order. Read-only calls (`tokenize`, `detokenize`, `info`,
+ * `adapterInfo`, `memoryUsage`) answer at once unless a `load`/`unload`/`resetCache` is pending,
+ * in which case they wait for it.
+ */
+
+import {
+  AbortError,
+  EngineBusyError,
+  InvalidModelError,
+  InvalidRequestError,
+  NotLoadedError,
+  abortErrorFor,
+  throwIfAborted,
+  toCodeLlamaError,
+} from './errors.js';
+import {
+  chatRequest,
+  completeRequest,
+  createGeneration,
+  failedGeneration,
+  infillRequest,
+  type RawGenerationStats,
+} from './generation.js';
+import { openLoadSource } from './load-source.js';
+import { TaskQueue } from './queue.js';
+import { createWasmEngine, type WasmEngine } from './wasm-loader.js';
+import type {
+  AdapterInfo,
+  ChatMessage,
+  CodeLlamaEngine,
+  EngineOptions,
+  GenerateOptions,
+  Generation,
+  GenerationResult,
+  InfillInput,
+  LoadOptions,
+  LoadProgress,
+  MemoryUsage,
+  ModelInfo,
+  ModelSource,
+  TokenizeOptions,
+  WasmGenerateRequest,
+} from './types.js';
+
+type WasmModelInfo = Omit<ModelInfo, 'fromCache' | 'loadMs'>;
+type WasmProgress = Omit<LoadProgress, 'fromCache' | 'bytesPerSecond'>;
+
+const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
+
+/** Creates an in-page engine (instantiates the wasm and a WebGPU device). */
+export async function createEngine(opts: EngineOptions = {}): Promise<Engine> {
+  return Engine.create(opts);
+}
+
+/** The in-page {@link CodeLlamaEngine}. Create it with {@link createEngine}. */
+export class Engine implements CodeLlamaEngine {
+  #raw: WasmEngine | null;
+  #queue = new TaskQueue();
+  #loadPending = false;
+  #mutationsPending = 0;
+  #info: ModelInfo | null = null;
+  #lifetime = new AbortController();
+
+  private constructor(raw: WasmEngine) {
+    this.#raw = raw;
+  }
+
+  /** Same as {@link createEngine}. */
+  static async create(opts: EngineOptions = {}): Promise<Engine> {
+    return new Engine(await createWasmEngine(opts.wasmUrl));
+  }
+
+  #engine(): WasmEngine {
+    if (this.#raw === null) throw new InvalidRequestError('the engine was disposed');
+    return this.#raw;
+  }
+
+  /** Runs a state-changing task in the queue; read-only calls wait for it. */
+  async #mutation<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    this.#engine();
+    this.#mutationsPending++;
+    try {
+      return await this.#queue.run(task, signal);
+    } finally {
+      this.#mutationsPending--;
+    }
+  }
+
+  /** Runs a read-only synchronous call, after pending mutations. */
+  async #read<T>(fn: (raw: WasmEngine) => T): Promise<T> {
+    const raw = this.#engine();
+    if (this.#mutationsPending > 0) return this.#queue.run(async () => fn(this.#engine()));
+    try {
+      return fn(raw);
+    } catch (e) {
+      throw toCodeLlamaError(e);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Loading
+  // ------------------------------------------------------------------------------------------
+
+  async load(source: ModelSource, opts: LoadOptions = {}): Promise<ModelInfo> {
+    this.#engine();
+    if (this.#loadPending) throw new EngineBusyError('a model is already being loaded; await it or abort it first');
+    throwIfAborted(opts.signal);
+    if (opts.kvCache !== undefined && opts.kvCache !== 'f16' && opts.kvCache !== 'q8') {
+      throw new InvalidRequestError(`kvCache must be "f16" or "q8", got ${JSON.stringify(opts.kvCache)}`);
+    }
+    if (opts.contextLength !== undefined && !(Number.isInteger(opts.contextLength) && opts.contextLength > 0)) {
+      throw new InvalidRequestError(`contextLength must be a positive integer, got ${String(opts.contextLength)}`);
+    }
+    this.#loadPending = true;
+    try {
+      return await this.#mutation(() => this.#runLoad(source, opts), opts.signal);
+    } finally {
+      this.#loadPending = false;
+    }
+  }
+
+  async #runLoad(source: ModelSource, opts: LoadOptions): Promise<ModelInfo> {
+    const signal = anySignal([opts.signal, this.#lifetime.signal]);
+    const raw = this.#engine();
+    const t0 = now();
+    throwIfAborted(signal);
+    const src = await openLoadSource(source, { signal, cache: opts.cache ?? true }).catch((e: unknown) => {
+      throw signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
+    });
+    const beginOpts: Record<string, unknown> = {};
+    if (src.totalBytes !== null) beginOpts['totalBytes'] = src.totalBytes;
+    if (opts.contextLength !== undefined) beginOpts['contextLength'] = opts.contextLength;
+    if (opts.kvCache !== undefined) beginOpts['kvCache'] = opts.kvCache;
+
+    this.#info = null;
+    let begun = false;
+    let last: LoadProgress = {
+      bytesDone: 0,
+      bytesTotal: src.totalBytes,
+      tensor: null,
+      tensorsDone: 0,
+      tensorsTotal: null,
+      fromCache: src.fromCache,
+      bytesPerSecond: 0,
+    };
+    const report = (p: LoadProgress) => {
+      last = p;
+      if (opts.onProgress === undefined) return;
+      try {
+        opts.onProgress(p);
+      } catch (e) {
+        console.error('codellama-webgpu: onProgress threw', e);
+      }
+    };
+    try {
+      raw.beginLoad(JSON.stringify(beginOpts));
+      begun = true;
+      report(last);
+      let fed = 0;
+      for await (const chunk of src.chunks) {
+        throwIfAborted(signal);
+        const p = JSON.parse(await raw.push(chunk)) as WasmProgress;
+        fed += chunk.byteLength;
+        throwIfAborted(signal);
+        const secs = (now() - t0) / 1000;
+        report({
+          bytesDone: p.bytesDone ?? fed,
+          bytesTotal: p.bytesTotal ?? src.totalBytes,
+          tensor: p.tensor ?? null,
+          tensorsDone: p.tensorsDone ?? 0,
+          tensorsTotal: p.tensorsTotal ?? null,
+          fromCache: src.fromCache,
+          bytesPerSecond: secs > 0 ? fed / secs : 0,
+        });
+      }
+      throwIfAborted(signal);
+      const wasmInfo = JSON.parse(await raw.finishLoad()) as WasmModelInfo;
+      begun = false;
+      const loadMs = now() - t0;
+      const info: ModelInfo = { ...wasmInfo, fromCache: src.fromCache, loadMs };
+      await src.commit();
+      this.#info = info;
+      report({
+        ...last,
+        bytesDone: wasmInfo.fileBytes ?? last.bytesDone,
+        bytesTotal: wasmInfo.fileBytes ?? last.bytesTotal,
+        tensorsDone: last.tensorsTotal ?? last.tensorsDone,
+        bytesPerSecond: loadMs > 0 ? ((wasmInfo.fileBytes ?? last.bytesDone) * 1000) / loadMs : 0,
+      });
+      return info;
+    } catch (e) {
+      if (begun) {
+        try {
+          raw.abortLoad();
+        } catch {
+          /* already dropped */
+        }
+      }
+      const err = signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
+      await src.discard({ badCache: src.fromCache && err instanceof InvalidModelError });
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Generation
+  // ------------------------------------------------------------------------------------------
+
+  complete(prompt: string, opts?: GenerateOptions): Generation {
+    return this.#generate(() => completeRequest(prompt, opts), opts);
+  }
+
+  infill(input: InfillInput, opts?: GenerateOptions): Generation {
+    return this.#generate(() => infillRequest(input, opts), opts);
+  }
+
+  chat(messages: ChatMessage[], opts?: GenerateOptions): Generation {
+    return this.#generate(() => chatRequest(messages, opts), opts);
+  }
+
+  completeText(prompt: string, opts?: GenerateOptions): Promise<GenerationResult> {
+    return this.complete(prompt, opts).result();
+  }
+
+  infillText(input: InfillInput, opts?: GenerateOptions): Promise<GenerationResult> {
+    return this.infill(input, opts).result();
+  }
+
+  chatText(messages: ChatMessage[], opts?: GenerateOptions): Promise<GenerationResult> {
+    return this.chat(messages, opts).result();
+  }
+
+  /** Runs a raw wasm request (used by the Worker host). */
+  generateRaw(request: WasmGenerateRequest, signal?: AbortSignal): Generation {
+    return this.#generate(() => request, signal === undefined ? undefined : { signal });
+  }
+
+  #generate(build: () => WasmGenerateRequest, opts?: GenerateOptions): Generation {
+    let request: WasmGenerateRequest;
+    try {
+      this.#engine();
+      request = build();
+    } catch (e) {
+      return failedGeneration(e);
+    }
+    const json = JSON.stringify(request);
+    return createGeneration(async (sink) => {
+      const signal = anySignal([sink.signal, this.#lifetime.signal]);
+      return this.#queue.run(async () => {
+        throwIfAborted(signal);
+        const raw = this.#engine();
+        if (this.#info === null) throw new NotLoadedError('no model is loaded; call load() first');
+        const onAbort = () => {
+          try {
+            raw.cancel();
+          } catch {
+            /* not running */
+          }
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          const statsJson = await raw.generate(json, (piece: string) => sink.push(piece));
+          const stats = JSON.parse(statsJson) as RawGenerationStats;
+          if (stats.stopReason === 'aborted' && !signal.aborted) {
+            throw new AbortError('The generation was aborted');
+          }
+          return stats;
+        } catch (e) {
+          throw signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
+        } finally {
+          signal.removeEventListener('abort', onAbort);
+          this.#refreshKv();
+        }
+      }, signal);
+    }, opts?.signal);
+  }
+
+  /** Keeps `info().kvBytes` current after generations (the KV cache grows with use). */
+  #refreshKv(): void {
+    if (this.#info === null || this.#raw === null) return;
+    try {
+      const w = JSON.parse(this.#raw.infoJson()) as WasmModelInfo;
+      this.#info = { ...this.#info, kvBytes: w.kvBytes };
+    } catch {
+      /* keep the old figure */
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Tokenizer, info, lifetime
+  // ------------------------------------------------------------------------------------------
+
+  tokenize(text: string, opts: TokenizeOptions = {}): Promise<Uint32Array> {
+    if (typeof text !== 'string') return Promise.reject(new InvalidRequestError('tokenize needs a string'));
+    return this.#read((raw) => {
+      if (this.#info === null) throw new NotLoadedError('no model is loaded; call load() first');
+      return raw.tokenize(text, opts.addBos ?? true);
+    });
+  }
+
+  detokenize(ids: Uint32Array | readonly number[]): Promise<string> {
+    let arr: Uint32Array;
+    try {
+      arr = toIds(ids);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#read((raw) => {
+      if (this.#info === null) throw new NotLoadedError('no model is loaded; call load() first');
+      return raw.detokenize(arr);
+    });
+  }
+
+  info(): Promise<ModelInfo | null> {
+    if (this.#raw === null) return Promise.resolve(null);
+    return this.#read(() => {
+      this.#refreshKv();
+      return this.#info === null ? null : { ...this.#info };
+    });
+  }
+
+  adapterInfo(): Promise<AdapterInfo> {
+    return this.#read((raw) => JSON.parse(raw.adapterJson()) as AdapterInfo);
+  }
+
+  memoryUsage(): Promise<MemoryUsage> {
+    return this.#read((raw) => {
+      this.#refreshKv();
+      return {
+        wasmBytes: raw.wasmMemoryBytes(),
+        gpuBytes: this.#info?.gpuBytes ?? 0,
+        kvBytes: this.#info?.kvBytes ?? 0,
+      };
+    });
+  }
+
+  resetCache(): Promise<void> {
+    return this.#mutation(async () => {
+      this.#engine().resetCache();
+    });
+  }
+
+  unload(): Promise<void> {
+    return this.#mutation(async () => {
+      this.#engine().unload();
+      this.#info = null;
+    });
+  }
+
+  /** Cancels queued and running work, frees GPU memory and the wasm object. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.#raw === null) return;
+    const raw = this.#raw;
+    this.#raw = null;
+    this.#info = null;
+    this.#lifetime.abort(new AbortError('the engine was disposed'));
+    await this.#queue.run(async () => {
+      try {
+        raw.unload();
+      } catch {
+        /* nothing loaded */
+      }
+      raw.free();
+    });
+  }
+}
+
+function toIds(ids: Uint32Array | readonly number[]): Uint32Array {
+  if (ids instanceof Uint32Array) return ids;
+  if (!Array.isArray(ids) || ids.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff)) {
+    throw new InvalidRequestError('detokenize needs a Uint32Array or an array of non-negative integers');
+  }
+  return Uint32Array.from(ids);
+}
+
+/** An AbortSignal aborted when any of `signals` is (AbortSignal.any where available). */
+export function anySignal(signals: ReadonlyArray<AbortSignal | undefined>): AbortSignal {
+  const list = signals.filter((s): s is AbortSignal => s !== undefined);
+  const any = (AbortSignal as { any?: (s: AbortSignal[]) => AbortSignal }).any;
+  if (typeof any === 'function') return any.call(AbortSignal, list);
+  const ctl = new AbortController();
+  for (const s of list) {
+    if (s.aborted) {
+      ctl.abort(s.reason);
+      break;
+    }
+    s.addEventListener('abort', () => ctl.abort(s.reason), { once: true });
+  }
+  return ctl.signal;
+}

@@ -1,0 +1,247 @@
+/**
+ * The {@link Generation} object shared by the in-page and the Worker engine: an async queue of
+ * text pieces fed by a producer, plus the stats promise and cancellation plumbing.
+ */
+
+import { AbortError, InvalidRequestError, abortErrorFor, toCodeLlamaError } from './errors.js';
+import type {
+  ChatMessage,
+  Generation,
+  GenerationResult,
+  GenerationStats,
+  GenerateOptions,
+  StopReason,
+  WasmGenerateRequest,
+} from './types.js';
+
+/** What a producer gets to feed a {@link Generation}. */
+export interface GenerationSink {
+  /** Appends a text piece. Ignored after the generation settled. */
+  push(text: string): void;
+  /** Aborted when the generation is cancelled (signal, `cancel()`, early `return()` of the iterator). */
+  readonly signal: AbortSignal;
+}
+
+/** Raw stats as reported by the wasm layer (stopReason may be `"aborted"`). */
+export type RawGenerationStats = Omit<GenerationStats, 'stopReason'> & { stopReason: StopReason | 'aborted' };
+
+const STOP_REASONS: readonly string[] = ['stop_token', 'stop_string', 'max_tokens', 'length'];
+
+/** Validates raw stats: `"aborted"` becomes an {@link AbortError}. */
+export function finishStats(raw: RawGenerationStats, signal?: AbortSignal): GenerationStats {
+  if (raw.stopReason === 'aborted') throw abortErrorFor(signal);
+  if (!STOP_REASONS.includes(raw.stopReason)) {
+    throw new InvalidRequestError(`unknown stop reason ${JSON.stringify(raw.stopReason)}`);
+  }
+  return raw as GenerationStats;
+}
+
+/**
+ * Creates a {@link Generation}. `produce` runs at once; it pushes text into the sink and resolves
+ * with the raw stats (or rejects). `opts.signal` and `cancel()` abort `sink.signal`.
+ */
+export function createGeneration(
+  produce: (sink: GenerationSink) => Promise<RawGenerationStats>,
+  signal?: AbortSignal,
+): Generation {
+  return new GenerationImpl(produce, signal);
+}
+
+class GenerationImpl implements Generation {
+  readonly stats: Promise<GenerationStats>;
+  #pieces: string[] = [];
+  #text = '';
+  #settled = false;
+  #outcome: { ok: true; stats: GenerationStats } | { ok: false; error: Error } | null = null;
+  #wake: (() => void) | null = null;
+  #iterated = false;
+  #controller = new AbortController();
+  #external: AbortSignal | undefined;
+
+  constructor(produce: (sink: GenerationSink) => Promise<RawGenerationStats>, signal?: AbortSignal) {
+    this.#external = signal;
+    const onAbort = () => this.#abort(abortErrorFor(signal));
+    if (signal?.aborted) this.#abort(abortErrorFor(signal));
+    else signal?.addEventListener('abort', onAbort, { once: true });
+
+    const sink: GenerationSink = {
+      push: (text) => {
+        if (this.#settled || text.length === 0) return;
+        this.#pieces.push(text);
+        this.#text += text;
+        this.#notify();
+      },
+      signal: this.#controller.signal,
+    };
+
+    let started: Promise<RawGenerationStats>;
+    try {
+      started = this.#controller.signal.aborted
+        ? Promise.reject(this.#controller.signal.reason)
+        : produce(sink);
+    } catch (e) {
+      started = Promise.reject(e);
+    }
+    this.stats = started.then(
+      (raw) => {
+        if (this.#controller.signal.aborted && raw.stopReason === 'aborted') throw this.#abortReason();
+        return finishStats(raw, this.#external);
+      },
+      (e: unknown) => {
+        if (this.#controller.signal.aborted) throw this.#abortReason();
+        throw toCodeLlamaError(e);
+      },
+    );
+    // Handled here (no unhandled-rejection noise); callers awaiting `stats` still see the rejection.
+    this.stats.then(
+      (stats) => this.#settle({ ok: true, stats }),
+      (error: Error) => this.#settle({ ok: false, error }),
+    ).finally(() => signal?.removeEventListener('abort', onAbort));
+  }
+
+  #abortReason(): AbortError {
+    const r: unknown = this.#controller.signal.reason;
+    return r instanceof AbortError ? r : new AbortError('The generation was aborted');
+  }
+
+  #abort(reason: AbortError): void {
+    if (!this.#settled && !this.#controller.signal.aborted) this.#controller.abort(reason);
+  }
+
+  #settle(outcome: { ok: true; stats: GenerationStats } | { ok: false; error: Error }): void {
+    this.#settled = true;
+    this.#outcome = outcome;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+
+  cancel(): void {
+    this.#abort(new AbortError('The generation was cancelled'));
+  }
+
+  async result(): Promise<GenerationResult> {
+    const stats = await this.stats;
+    return { text: this.#text, stats };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<string, GenerationStats, undefined> {
+    if (this.#iterated) throw new InvalidRequestError('a Generation can be iterated only once');
+    this.#iterated = true;
+    let finished = false;
+    const next = async (): Promise<IteratorResult<string, GenerationStats>> => {
+      for (;;) {
+        const piece = this.#pieces.shift();
+        if (piece !== undefined) return { done: false, value: piece };
+        const outcome = this.#outcome;
+        if (outcome !== null) {
+          if (finished) return { done: true, value: undefined as unknown as GenerationStats };
+          finished = true;
+          if (outcome.ok) return { done: true, value: outcome.stats };
+          throw outcome.error;
+        }
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+      }
+    };
+    const ret = async (): Promise<IteratorResult<string, GenerationStats>> => {
+      finished = true;
+      this.#pieces.length = 0;
+      if (!this.#settled) {
+        this.cancel();
+        await this.stats.catch(() => {});
+      }
+      const o = this.#outcome;
+      return { done: true, value: (o?.ok ? o.stats : undefined) as GenerationStats };
+    };
+    return { next, return: ret };
+  }
+}
+
+/** Builds the raw wasm request from a kind-specific part and {@link GenerateOptions}. */
+export function buildRequest(
+  base:
+    | { kind: 'complete'; prompt: string }
+    | { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean }
+    | { kind: 'chat'; messages: ChatMessage[] },
+  opts: GenerateOptions = {},
+): WasmGenerateRequest {
+  const req: Record<string, unknown> = { ...base };
+  const num = (k: keyof GenerateOptions, integer: boolean) => {
+    const v = opts[k];
+    if (v === undefined || v === null) return;
+    if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+      throw new InvalidRequestError(`${k} must be a finite ${integer ? 'integer' : 'number'}, got ${String(v)}`);
+    }
+    req[k] = v;
+  };
+  num('maxTokens', true);
+  num('seed', true);
+  num('temperature', false);
+  num('topK', true);
+  num('topP', false);
+  num('minP', false);
+  num('repetitionPenalty', false);
+  num('repetitionWindow', true);
+  if (opts.stop !== undefined && opts.stop !== null) {
+    const stop = typeof opts.stop === 'string' ? [opts.stop] : opts.stop;
+    if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) {
+      throw new InvalidRequestError('stop must be a string or an array of strings');
+    }
+    const nonEmpty = stop.filter((s) => s.length > 0);
+    if (nonEmpty.length > 0) req['stop'] = nonEmpty;
+  }
+  return req as WasmGenerateRequest;
+}
+
+/** Validates the inputs of `complete` / `infill` / `chat` and builds the request. */
+export function completeRequest(prompt: string, opts?: GenerateOptions): WasmGenerateRequest {
+  if (typeof prompt !== 'string') throw new InvalidRequestError('prompt must be a string');
+  return buildRequest({ kind: 'complete', prompt }, opts);
+}
+
+export function infillRequest(
+  input: { prefix: string; suffix: string; suffixFirst?: boolean },
+  opts?: GenerateOptions,
+): WasmGenerateRequest {
+  if (input === null || typeof input !== 'object' || typeof input.prefix !== 'string' || typeof input.suffix !== 'string') {
+    throw new InvalidRequestError('infill needs { prefix: string, suffix: string }');
+  }
+  const base: { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean } = {
+    kind: 'infill',
+    prefix: input.prefix,
+    suffix: input.suffix,
+  };
+  if (input.suffixFirst !== undefined) base.suffixFirst = Boolean(input.suffixFirst);
+  return buildRequest(base, opts);
+}
+
+export function chatRequest(
+  messages: ReadonlyArray<{ role: string; content: string }>,
+  opts?: GenerateOptions,
+): WasmGenerateRequest {
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw new InvalidRequestError('chat needs a non-empty array of messages');
+  }
+  const clean = messages.map((m, i) => {
+    if (m === null || typeof m !== 'object' || typeof m.content !== 'string') {
+      throw new InvalidRequestError(`messages[${i}] must be { role, content: string }`);
+    }
+    if (m.role !== 'system' && m.role !== 'user' && m.role !== 'assistant') {
+      throw new InvalidRequestError(`messages[${i}].role must be "system", "user" or "assistant"`);
+    }
+    return { role: m.role, content: m.content };
+  });
+  return buildRequest({ kind: 'chat', messages: clean }, opts);
+}
+
+/**
+ * A {@link Generation} that fails at once with `error` (for argument errors, so `complete()` etc.
+ * never throw synchronously).
+ */
+export function failedGeneration(error: unknown): Generation {
+  return createGeneration(() => Promise.reject(toCodeLlamaError(error)));
+}

@@ -1,0 +1,308 @@
+/**
+ * OpenAI-shaped adapters over a {@link CodeLlamaEngine}, so code written for an OpenAI-compatible
+ * server works unchanged:
+ *
+ * ```ts
+ * const openai = createOpenAI(engine);
+ * const r = await openai.completions.create({ prompt: 'def add(a, b):', max_tokens: 32 });
+ * r.choices[0].text;
+ * const stream = await openai.chat.completions.create({ messages, stream: true });
+ * for await (const chunk of stream) out += chunk.choices[0]?.delta?.content ?? '';
+ * ```
+ *
+ * `completions.create` with `suffix` runs fill-in-the-middle (prompt = text before the cursor).
+ */
+
+import { InvalidRequestError } from './errors.js';
+import type { ChatMessage, CodeLlamaEngine, GenerateOptions, Generation, GenerationStats } from './types.js';
+
+/** Sampling parameters shared by both endpoints (OpenAI names, plus llama.cpp-server extras). */
+export interface OpenAISamplingParams {
+  /** Ignored (the loaded model answers); echoed in responses. */
+  model?: string;
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  /** Only 1 is supported. */
+  n?: number | null;
+  /** Extras (llama.cpp server names). */
+  top_k?: number;
+  min_p?: number;
+  repeat_penalty?: number;
+  repeat_last_n?: number;
+  /** `{ include_usage: true }` adds a last chunk with `usage` and no choices. */
+  stream_options?: { include_usage?: boolean } | null;
+}
+
+export interface CompletionCreateParams extends OpenAISamplingParams {
+  /** The text before the cursor (or the whole prompt). A one-element array is accepted. */
+  prompt: string | string[];
+  /** Text after the cursor: turns the request into fill-in-the-middle. */
+  suffix?: string | null;
+  stream?: boolean | null;
+}
+
+export interface ChatCompletionMessageParam {
+  role: 'system' | 'user' | 'assistant' | 'developer';
+  content: string | Array<{ type: 'text'; text: string }> | null;
+  name?: string;
+}
+
+export interface ChatCompletionCreateParams extends OpenAISamplingParams {
+  messages: ChatCompletionMessageParam[];
+  max_completion_tokens?: number | null;
+  stream?: boolean | null;
+}
+
+/** Second argument of `create`, as in the OpenAI SDK. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: Array<{ index: number; text: string; logprobs: null; finish_reason: FinishReason | null }>;
+  usage?: CompletionUsage;
+  /** Non-OpenAI: the engine's figures. */
+  stats?: GenerationStats;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string; refusal: null };
+    logprobs: null;
+    finish_reason: FinishReason;
+  }>;
+  usage: CompletionUsage;
+  stats?: GenerationStats;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    delta: { role?: 'assistant'; content?: string };
+    logprobs: null;
+    finish_reason: FinishReason | null;
+  }>;
+  usage?: CompletionUsage | null;
+}
+
+/** A stream of chunks; `controller.abort()` (or leaving the loop) stops the generation. */
+export interface ChunkStream<T> extends AsyncIterable<T> {
+  controller: AbortController;
+}
+
+/** The adapter returned by {@link createOpenAI}. */
+export interface OpenAICompat {
+  completions: {
+    create(params: CompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<ChunkStream<Completion>>;
+    create(params: CompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<Completion>;
+    create(params: CompletionCreateParams, options?: RequestOptions): Promise<Completion | ChunkStream<Completion>>;
+  };
+  chat: {
+    completions: {
+      create(params: ChatCompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<ChunkStream<ChatCompletionChunk>>;
+      create(params: ChatCompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<ChatCompletion>;
+      create(params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletion | ChunkStream<ChatCompletionChunk>>;
+    };
+  };
+}
+
+/** Maps an engine stop reason to OpenAI's `finish_reason`. */
+export function finishReason(stats: GenerationStats): FinishReason {
+  return stats.stopReason === 'max_tokens' || stats.stopReason === 'length' ? 'length' : 'stop';
+}
+
+function usage(stats: GenerationStats): CompletionUsage {
+  return {
+    prompt_tokens: stats.promptTokens,
+    completion_tokens: stats.generatedTokens,
+    total_tokens: stats.promptTokens + stats.generatedTokens,
+  };
+}
+
+function randomId(prefix: string): string {
+  const c = (globalThis as { crypto?: Crypto }).crypto;
+  const raw = typeof c?.randomUUID === 'function' ? c.randomUUID().replace(/-/g, '') : Math.random().toString(36).slice(2);
+  return `${prefix}-${raw.slice(0, 24)}`;
+}
+
+function samplingOptions(p: OpenAISamplingParams, maxTokens: number | null | undefined, signal?: AbortSignal): GenerateOptions {
+  if (p.n !== undefined && p.n !== null && p.n !== 1) throw new InvalidRequestError('only n = 1 is supported');
+  const o: GenerateOptions = {};
+  if (maxTokens !== undefined && maxTokens !== null) o.maxTokens = maxTokens;
+  if (p.temperature !== undefined && p.temperature !== null) o.temperature = p.temperature;
+  if (p.top_p !== undefined && p.top_p !== null) o.topP = p.top_p;
+  if (p.stop !== undefined && p.stop !== null) o.stop = p.stop;
+  if (p.seed !== undefined && p.seed !== null) o.seed = p.seed;
+  if (p.top_k !== undefined) o.topK = p.top_k;
+  if (p.min_p !== undefined) o.minP = p.min_p;
+  if (p.repeat_penalty !== undefined) o.repetitionPenalty = p.repeat_penalty;
+  if (p.repeat_last_n !== undefined) o.repetitionWindow = p.repeat_last_n;
+  if (signal !== undefined) o.signal = signal;
+  return o;
+}
+
+function chatMessages(messages: ChatCompletionMessageParam[]): ChatMessage[] {
+  if (!Array.isArray(messages)) throw new InvalidRequestError('messages must be an array');
+  return messages.map((m, i) => {
+    let content: string;
+    if (typeof m.content === 'string') content = m.content;
+    else if (m.content === null || m.content === undefined) content = '';
+    else if (Array.isArray(m.content)) {
+      content = m.content
+        .map((part) => {
+          if (part?.type !== 'text') throw new InvalidRequestError(`messages[${i}]: only text content parts are supported`);
+          return part.text;
+        })
+        .join('');
+    } else throw new InvalidRequestError(`messages[${i}].content must be a string`);
+    const role = m.role === 'developer' ? 'system' : m.role;
+    return { role, content } as ChatMessage;
+  });
+}
+
+/** Combines a request signal with the stream's own controller. */
+function streamSignal(options?: RequestOptions): AbortController {
+  const controller = new AbortController();
+  const s = options?.signal;
+  if (s?.aborted) controller.abort(s.reason);
+  else s?.addEventListener('abort', () => controller.abort(s.reason), { once: true });
+  return controller;
+}
+
+function makeStream<T>(
+  controller: AbortController,
+  gen: Generation,
+  chunks: (gen: Generation) => AsyncGenerator<T>,
+): ChunkStream<T> {
+  return { controller, [Symbol.asyncIterator]: () => chunks(gen) };
+}
+
+/** OpenAI-shaped `completions` and `chat.completions` over `engine`. */
+export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string } = {}): OpenAICompat {
+  const modelName = async (requested?: string): Promise<string> => {
+    if (requested) return requested;
+    if (defaults.model) return defaults.model;
+    const info = await engine.info().catch(() => null);
+    return info?.name || 'codellama';
+  };
+
+  async function createCompletion(params: CompletionCreateParams, options?: RequestOptions): Promise<Completion | ChunkStream<Completion>> {
+    if (params === null || typeof params !== 'object') throw new InvalidRequestError('params must be an object');
+    let prompt = params.prompt;
+    if (Array.isArray(prompt)) {
+      if (prompt.length !== 1) throw new InvalidRequestError('only a single prompt is supported');
+      prompt = prompt[0] as string;
+    }
+    if (typeof prompt !== 'string') throw new InvalidRequestError('prompt must be a string');
+    const model = await modelName(params.model);
+    const id = randomId('cmpl');
+    const created = Math.floor(Date.now() / 1000);
+    const controller = params.stream ? streamSignal(options) : null;
+    const opts = samplingOptions(params, params.max_tokens, controller?.signal ?? options?.signal);
+    const suffix = params.suffix;
+    const gen =
+      suffix !== undefined && suffix !== null
+        ? engine.infill({ prefix: prompt, suffix }, opts)
+        : engine.complete(prompt, opts);
+    const base = { id, object: 'text_completion' as const, created, model };
+
+    if (controller === null) {
+      const { text, stats } = await gen.result();
+      return { ...base, choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason(stats) }], usage: usage(stats), stats };
+    }
+    const includeUsage = params.stream_options?.include_usage === true;
+    return makeStream(controller, gen, async function* (g) {
+      const it = g[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) {
+            const stats = r.value;
+            yield { ...base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: finishReason(stats) }] };
+            if (includeUsage) yield { ...base, choices: [], usage: usage(stats) };
+            return;
+          }
+          yield { ...base, choices: [{ index: 0, text: r.value, logprobs: null, finish_reason: null }] };
+        }
+      } finally {
+        await it.return?.();
+      }
+    });
+  }
+
+  async function createChat(
+    params: ChatCompletionCreateParams,
+    options?: RequestOptions,
+  ): Promise<ChatCompletion | ChunkStream<ChatCompletionChunk>> {
+    if (params === null || typeof params !== 'object') throw new InvalidRequestError('params must be an object');
+    const messages = chatMessages(params.messages);
+    const model = await modelName(params.model);
+    const id = randomId('chatcmpl');
+    const created = Math.floor(Date.now() / 1000);
+    const controller = params.stream ? streamSignal(options) : null;
+    const opts = samplingOptions(params, params.max_completion_tokens ?? params.max_tokens, controller?.signal ?? options?.signal);
+    const gen = engine.chat(messages, opts);
+
+    if (controller === null) {
+      const { text, stats } = await gen.result();
+      return {
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason(stats) }],
+        usage: usage(stats),
+        stats,
+      };
+    }
+    const base = { id, object: 'chat.completion.chunk' as const, created, model };
+    const includeUsage = params.stream_options?.include_usage === true;
+    return makeStream(controller, gen, async function* (g) {
+      const it = g[Symbol.asyncIterator]();
+      try {
+        yield { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] };
+        for (;;) {
+          const r = await it.next();
+          if (r.done) {
+            const stats = r.value;
+            yield { ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(stats) }] };
+            if (includeUsage) yield { ...base, choices: [], usage: usage(stats) };
+            return;
+          }
+          yield { ...base, choices: [{ index: 0, delta: { content: r.value }, logprobs: null, finish_reason: null }] };
+        }
+      } finally {
+        await it.return?.();
+      }
+    });
+  }
+
+  return {
+    completions: { create: createCompletion as OpenAICompat['completions']['create'] },
+    chat: { completions: { create: createChat as OpenAICompat['chat']['completions']['create'] } },
+  };
+}

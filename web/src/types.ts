@@ -1,0 +1,380 @@
+/**
+ * Public types of `codellama-webgpu`.
+ *
+ * One interface, {@link CodeLlamaEngine}, is implemented twice: in the page by `createEngine()`
+ * and hosted in a Web Worker by `createWorkerEngine()`. Everything is async so the two are
+ * interchangeable.
+ *
+ * @packageDocumentation
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Where the GGUF weights come from.
+ *
+ * - `string` / `URL`: fetched with a streaming `fetch` (relative strings resolve against the
+ *   page or worker location). A dropped connection is resumed with an HTTP `Range` request.
+ *   With `cache: true` (the default) the file is also kept in the Origin Private File System
+ *   and the next `load` of the same URL reads it from there without any network request.
+ * - `Blob` / `File`: read in slices (≤ 8 MiB), never whole.
+ * - `ReadableStream<Uint8Array>`: consumed as it arrives (re-chunked to ≤ 8 MiB).
+ * - `ArrayBuffer` / typed array / `DataView`: fed in ≤ 8 MiB slices. In a Worker engine an
+ *   `ArrayBuffer` is *transferred* (it is detached in the caller afterwards).
+ */
+export type ModelSource =
+  | string
+  | URL
+  | Blob
+  | ReadableStream<Uint8Array>
+  | ArrayBuffer
+  | ArrayBufferView;
+
+/** KV cache element type: `'f16'` (2 bytes per value) or `'q8'` (8-bit blocks, ~half the memory). */
+export type KvCacheType = 'f16' | 'q8';
+
+/** Options of {@link CodeLlamaEngine.load}. */
+export interface LoadOptions {
+  /** Called after every chunk is consumed (and once at the end). Never called after `load` settles. */
+  onProgress?: (progress: LoadProgress) => void;
+  /** Aborting rejects `load` with `AbortError`; the partial model's GPU memory is freed. */
+  signal?: AbortSignal;
+  /** KV cache capacity in tokens. Default: the model's trained context, capped by the engine. */
+  contextLength?: number;
+  /** KV cache type. Default `'f16'`. */
+  kvCache?: KvCacheType;
+  /**
+   * Persist URL sources in the Origin Private File System and reuse them on later loads
+   * (even offline). Only applies to `string` / `URL` sources. Default `true`; silently
+   * disabled where OPFS is unavailable.
+   */
+  cache?: boolean;
+}
+
+/** Progress of a running {@link CodeLlamaEngine.load}. */
+export interface LoadProgress {
+  /** Bytes of the GGUF file consumed so far. */
+  bytesDone: number;
+  /** File size, when known (Content-Length, Blob size, buffer length, or OPFS entry). */
+  bytesTotal: number | null;
+  /** Name of the tensor uploaded last (e.g. `"blk.3.ffn_up.weight"`), `null` before the first. */
+  tensor: string | null;
+  /** Tensors fully uploaded to the GPU. */
+  tensorsDone: number;
+  /** Tensor count, once the GGUF header has been read. */
+  tensorsTotal: number | null;
+  /** `true` when the bytes come from the OPFS cache rather than the network. */
+  fromCache: boolean;
+  /** Average throughput since the load began, in bytes per second. */
+  bytesPerSecond: number;
+}
+
+/** The WebGPU adapter the engine runs on. */
+export interface AdapterInfo {
+  name: string;
+  backend: string;
+  deviceType: string;
+  /** `shader-f16` available. */
+  f16: boolean;
+  /** Subgroup operations available. */
+  subgroups: boolean;
+  maxBufferSize: number;
+  maxStorageBindingSize: number;
+}
+
+/** What is loaded: hyperparameters, quantization and memory. */
+export interface ModelInfo {
+  /** GGUF `general.architecture` (`"llama"`). */
+  architecture: string;
+  /** GGUF `general.name` (may be empty). */
+  name: string;
+  vocabSize: number;
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  ffnDim: number;
+  headDim: number;
+  ropeTheta: number;
+  /** Context the model was trained with (GGUF `llama.context_length`). */
+  trainedContext: number;
+  /** KV cache capacity in tokens of this load. */
+  contextLength: number;
+  kvCache: KvCacheType;
+  /** Tensor count per GGUF type name, e.g. `{ "Q4_K": 193, "Q6_K": 33, "F32": 65 }`. */
+  tensorTypes: Record<string, number>;
+  /** Size of the GGUF file in bytes. */
+  fileBytes: number;
+  /** GPU memory held by the weights, in bytes. */
+  gpuBytes: number;
+  /** KV cache bytes per token of context (all layers). */
+  kvBytesPerToken: number;
+  /** KV cache bytes allocated now (grows with the context in use). */
+  kvBytes: number;
+  /** Load-time remarks (e.g. tensors widened to F16). */
+  notes: string[];
+  adapter: AdapterInfo;
+  /** Added by the JS layer: whether the bytes came from the OPFS cache. */
+  fromCache: boolean;
+  /** Added by the JS layer: wall time of the load in milliseconds. */
+  loadMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation
+// ---------------------------------------------------------------------------------------------
+
+/** Sampler settings and limits shared by `complete`, `infill` and `chat`. */
+export interface GenerateOptions {
+  /** Maximum new tokens. Default 256. */
+  maxTokens?: number;
+  /** Stop strings; generation ends before the first occurrence, which is not returned. */
+  stop?: string | string[];
+  /** RNG seed: same seed, same prompt, same settings → same tokens. */
+  seed?: number;
+  /** 0 = greedy. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0 = off). */
+  topK?: number;
+  /** Nucleus sampling mass (1 = off). */
+  topP?: number;
+  /** Drop tokens below `minP` × the top probability (0 = off). */
+  minP?: number;
+  /** Penalty for recently seen tokens (1 = off). */
+  repetitionPenalty?: number;
+  /** How many recent tokens the penalty looks at. */
+  repetitionWindow?: number;
+  /** Aborting ends the generation: the iterator throws / the promises reject with `AbortError`. */
+  signal?: AbortSignal;
+}
+
+/** Why a generation ended. `'length'` = the context is full. */
+export type StopReason = 'stop_token' | 'stop_string' | 'max_tokens' | 'length';
+
+/** Figures of one finished generation. */
+export interface GenerationStats {
+  /** Tokens in the prompt (after templating). */
+  promptTokens: number;
+  /** Prompt tokens actually computed; the rest were reused from the KV cache (shared prefix). */
+  promptTokensComputed: number;
+  generatedTokens: number;
+  stopReason: StopReason;
+  /** From the start of the request (after queueing) to the first generated token. */
+  timeToFirstTokenMs: number;
+  prefillMs: number;
+  decodeMs: number;
+  /** Decode speed: generated tokens per second. */
+  tokensPerSecond: number;
+}
+
+/** Text and figures of a finished generation. */
+export interface GenerationResult {
+  text: string;
+  stats: GenerationStats;
+}
+
+/**
+ * A running generation. It starts at once (queued behind earlier requests) whether or not it
+ * is iterated; text that arrives before iteration is buffered.
+ *
+ * ```ts
+ * const gen = engine.complete('def fib(n):', { maxTokens: 64 });
+ * for await (const piece of gen) out.textContent += piece;
+ * console.log(await gen.stats);
+ * ```
+ *
+ * - Iterate it (once) for text chunks; the iterator's return value is the {@link GenerationStats}.
+ * - Leaving a `for await` early (break/throw) cancels the generation.
+ * - On abort (signal or {@link Generation.cancel}) the iterator yields what was produced, then
+ *   throws `AbortError`; `stats` and `result()` reject with `AbortError`.
+ */
+export interface Generation extends AsyncIterable<string> {
+  [Symbol.asyncIterator](): AsyncIterator<string, GenerationStats, undefined>;
+  /** Resolves when the generation ends. */
+  readonly stats: Promise<GenerationStats>;
+  /** The whole text and the stats (works whether or not the generation is iterated). */
+  result(): Promise<GenerationResult>;
+  /** Stops the generation (same effect as aborting its signal). */
+  cancel(): void;
+}
+
+/** Fill-in-the-middle input: the text before and after the cursor. */
+export interface InfillInput {
+  prefix: string;
+  suffix: string;
+  /**
+   * Suffix-prefix-middle order (`<PRE><SUF>suffix<MID>prefix`): the text before the cursor comes
+   * last, so typing at the cursor keeps the KV cache prefix and recomputes only a few tokens.
+   * Default `false` (prefix-suffix-middle, Code Llama's trained default).
+   */
+  suffixFirst?: boolean;
+}
+
+export type ChatRole = 'system' | 'user' | 'assistant';
+
+/** One chat turn (Code Llama Instruct `[INST]` template, applied by the engine). */
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+}
+
+/** Options of {@link CodeLlamaEngine.tokenize}. */
+export interface TokenizeOptions {
+  /** Prepend BOS (id 1). Default `true`. */
+  addBos?: boolean;
+}
+
+/** Memory figures for diagnostics. */
+export interface MemoryUsage {
+  /** Current size of the wasm linear memory, in bytes. */
+  wasmBytes: number;
+  /** GPU bytes held by the weights (0 when nothing is loaded). */
+  gpuBytes: number;
+  /** GPU bytes held by the KV cache now. */
+  kvBytes: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A Code Llama engine on WebGPU. Requests run one at a time in call order (FIFO); a `load`
+ * while another `load` is running rejects with `EngineBusyError`.
+ *
+ * All methods reject with subclasses of `CodeLlamaError` (see `errors.ts`) whose `name` is stable.
+ */
+export interface CodeLlamaEngine {
+  /** Streams a GGUF model to the GPU, replacing any loaded model. */
+  load(source: ModelSource, opts?: LoadOptions): Promise<ModelInfo>;
+
+  /** Plain completion of `prompt` (BOS is added). */
+  complete(prompt: string, opts?: GenerateOptions): Generation;
+  /** Fill-in-the-middle between `prefix` and `suffix`. */
+  infill(input: InfillInput, opts?: GenerateOptions): Generation;
+  /** Instruct chat; the reply to the last user message. */
+  chat(messages: ChatMessage[], opts?: GenerateOptions): Generation;
+
+  /** Non-streaming `complete`. */
+  completeText(prompt: string, opts?: GenerateOptions): Promise<GenerationResult>;
+  /** Non-streaming `infill`. */
+  infillText(input: InfillInput, opts?: GenerateOptions): Promise<GenerationResult>;
+  /** Non-streaming `chat`. */
+  chatText(messages: ChatMessage[], opts?: GenerateOptions): Promise<GenerationResult>;
+
+  /** Token ids of `text` with the loaded model's tokenizer. */
+  tokenize(text: string, opts?: TokenizeOptions): Promise<Uint32Array>;
+  /** Text of token ids. */
+  detokenize(ids: Uint32Array | readonly number[]): Promise<string>;
+
+  /** The loaded model, or `null`. */
+  info(): Promise<ModelInfo | null>;
+  /** The WebGPU adapter in use. */
+  adapterInfo(): Promise<AdapterInfo>;
+  /** wasm / GPU memory in use. */
+  memoryUsage(): Promise<MemoryUsage>;
+  /** Forgets the KV cache (the next prompt is computed from scratch). */
+  resetCache(): Promise<void>;
+  /** Frees the model and KV cache GPU memory. The engine stays usable for another `load`. */
+  unload(): Promise<void>;
+  /** Frees everything (and terminates the Worker of a Worker engine). The engine is unusable afterwards. */
+  dispose(): Promise<void>;
+}
+
+/** Options of `createEngine()`. */
+export interface EngineOptions {
+  /**
+   * Where the `.wasm` file is. Default: `new URL('./wasm/codellama_webgpu_bg.wasm', import.meta.url)`,
+   * which bundlers (Vite, webpack, …) resolve with no configuration.
+   */
+  wasmUrl?: string | URL;
+}
+
+/** Options of `createWorkerEngine()`. */
+export interface WorkerEngineOptions extends EngineOptions {
+  /**
+   * A Worker running `codellama-webgpu/worker`. Default:
+   * `new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })`.
+   */
+  worker?: Worker;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker protocol (page ⇄ worker). Internal but typed and exported for custom hosts.
+// ---------------------------------------------------------------------------------------------
+
+/** The raw request the wasm `generate` takes (camelCase JSON). */
+export type WasmGenerateRequest = (
+  | { kind: 'complete'; prompt: string }
+  | { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean }
+  | { kind: 'chat'; messages: ChatMessage[] }
+) & {
+  maxTokens?: number;
+  stop?: string[];
+  seed?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  repetitionWindow?: number;
+};
+
+/** A source as it crosses `postMessage`. */
+export type WorkerSource =
+  | { kind: 'url'; url: string }
+  | { kind: 'blob'; blob: Blob }
+  | { kind: 'stream'; stream: ReadableStream<Uint8Array> }
+  | { kind: 'buffer'; buffer: ArrayBuffer; byteOffset: number; byteLength: number };
+
+/** An error as it crosses `postMessage`. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  stack?: string;
+}
+
+/** Page → worker. Every request carries an `id`; `abort` names the request to abort. */
+export type WorkerRequest =
+  | { type: 'init'; id: number; wasmUrl?: string }
+  | {
+      type: 'load';
+      id: number;
+      source: WorkerSource;
+      opts: { contextLength?: number; kvCache?: KvCacheType; cache?: boolean };
+    }
+  | { type: 'generate'; id: number; request: WasmGenerateRequest }
+  | { type: 'abort'; id: number; target: number }
+  | { type: 'tokenize'; id: number; text: string; addBos: boolean }
+  | { type: 'detokenize'; id: number; ids: Uint32Array }
+  | { type: 'info'; id: number }
+  | { type: 'adapterInfo'; id: number }
+  | { type: 'memoryUsage'; id: number }
+  | { type: 'resetCache'; id: number }
+  | { type: 'unload'; id: number }
+  | { type: 'dispose'; id: number };
+
+/** What each request type resolves to. */
+export interface WorkerResultMap {
+  init: AdapterInfo;
+  load: ModelInfo;
+  generate: GenerationStats;
+  abort: void;
+  tokenize: Uint32Array;
+  detokenize: string;
+  info: ModelInfo | null;
+  adapterInfo: AdapterInfo;
+  memoryUsage: MemoryUsage;
+  resetCache: void;
+  unload: void;
+  dispose: void;
+}
+
+/** Worker → page. */
+export type WorkerResponse =
+  | { type: 'progress'; id: number; progress: LoadProgress }
+  | { type: 'text'; id: number; text: string }
+  | { type: 'result'; id: number; value: WorkerResultMap[keyof WorkerResultMap] }
+  | { type: 'error'; id: number; error: SerializedError };

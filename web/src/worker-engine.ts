@@ -1,0 +1,321 @@
+/**
+ * {@link CodeLlamaEngine} hosted in a Web Worker: every call becomes a typed message to the
+ * worker (`worker.ts`), so loading and generation never block the page.
+ */
+
+import { AbortError, InternalError, InvalidRequestError, abortErrorFor, deserializeError, throwIfAborted } from './errors.js';
+import { chatRequest, completeRequest, createGeneration, failedGeneration, infillRequest, type RawGenerationStats } from './generation.js';
+import { isUrlSource, resolveUrl } from './sources.js';
+import { packageFileUrl } from './package-url.js';
+import type {
+  AdapterInfo,
+  ChatMessage,
+  CodeLlamaEngine,
+  GenerateOptions,
+  Generation,
+  GenerationResult,
+  InfillInput,
+  LoadOptions,
+  LoadProgress,
+  MemoryUsage,
+  ModelInfo,
+  ModelSource,
+  TokenizeOptions,
+  WasmGenerateRequest,
+  WorkerEngineOptions,
+  WorkerRequest,
+  WorkerResponse,
+  WorkerResultMap,
+  WorkerSource,
+} from './types.js';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+type RequestBody = DistributiveOmit<WorkerRequest, 'id'>;
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  onProgress?: (p: LoadProgress) => void;
+  onText?: (text: string) => void;
+}
+
+/**
+ * Starts a worker hosting the engine and waits until its wasm and WebGPU device are ready
+ * (rejects with `WebGpuUnavailableError` where WebGPU is missing in workers).
+ */
+export async function createWorkerEngine(opts: WorkerEngineOptions = {}): Promise<WorkerEngine> {
+  const worker = opts.worker ?? defaultWorker();
+  const engine = new WorkerEngine(worker);
+  try {
+    const init: RequestBody = { type: 'init' };
+    if (opts.wasmUrl !== undefined) init.wasmUrl = resolveUrl(opts.wasmUrl);
+    await engine.call<'init'>(init);
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
+  return engine;
+}
+
+function defaultWorker(): Worker {
+  const devUrl = packageFileUrl('worker.js');
+  if (devUrl !== undefined) return new Worker(devUrl, { type: 'module' });
+  return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+}
+
+/** The Worker-hosted {@link CodeLlamaEngine}. Create it with {@link createWorkerEngine}. */
+export class WorkerEngine implements CodeLlamaEngine {
+  #worker: Worker | null;
+  #nextId = 1;
+  #pending = new Map<number, Pending>();
+
+  /** Wraps a worker that runs `codellama-webgpu/worker` (prefer {@link createWorkerEngine}). */
+  constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.addEventListener('message', (ev: MessageEvent<WorkerResponse>) => this.#onMessage(ev.data));
+    worker.addEventListener('error', (ev: ErrorEvent) => {
+      ev.preventDefault?.();
+      this.#failAll(new InternalError(`the engine worker failed: ${ev.message || 'script error (could not load the worker module?)'}`));
+    });
+    worker.addEventListener('messageerror', () => {
+      this.#failAll(new InternalError('a message from the engine worker could not be deserialised'));
+    });
+  }
+
+  /** The underlying Worker (terminated by {@link dispose}). */
+  get worker(): Worker | null {
+    return this.#worker;
+  }
+
+  #onMessage(msg: WorkerResponse): void {
+    const p = this.#pending.get(msg.id);
+    if (p === undefined) return;
+    switch (msg.type) {
+      case 'progress':
+        try {
+          p.onProgress?.(msg.progress);
+        } catch (e) {
+          console.error('codellama-webgpu: onProgress threw', e);
+        }
+        return;
+      case 'text':
+        p.onText?.(msg.text);
+        return;
+      case 'result':
+        this.#pending.delete(msg.id);
+        p.resolve(msg.value);
+        return;
+      case 'error':
+        this.#pending.delete(msg.id);
+        p.reject(deserializeError(msg.error));
+        return;
+    }
+  }
+
+  #failAll(err: Error): void {
+    const all = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of all) p.reject(err);
+  }
+
+  #post(msg: WorkerRequest, transfer: Transferable[] = []): void {
+    if (this.#worker === null) throw new InvalidRequestError('the engine was disposed');
+    try {
+      this.#worker.postMessage(msg, transfer);
+    } catch (e) {
+      const name = (e as { name?: string })?.name;
+      if (name === 'DataCloneError') {
+        throw new InvalidRequestError(
+          `this value cannot be sent to the engine worker (${(e as Error).message}); pass a URL, Blob or ArrayBuffer`,
+        );
+      }
+      throw e;
+    }
+  }
+
+  /** Sends one request and resolves with its result. @internal */
+  call<K extends keyof WorkerResultMap>(
+    body: RequestBody & { type: K },
+    hooks: Omit<Pending, 'resolve' | 'reject'> & { signal?: AbortSignal; transfer?: Transferable[] } = {},
+  ): Promise<WorkerResultMap[K]> {
+    const id = this.#nextId++;
+    return new Promise<WorkerResultMap[K]>((resolve, reject) => {
+      const { signal, transfer, ...rest } = hooks;
+      const onAbort = () => {
+        try {
+          this.#post({ type: 'abort', id: this.#nextId++, target: id });
+        } catch {
+          /* disposed */
+        }
+      };
+      const cleanup = () => signal?.removeEventListener('abort', onAbort);
+      this.#pending.set(id, {
+        ...rest,
+        resolve: (v) => {
+          cleanup();
+          resolve(v as WorkerResultMap[K]);
+        },
+        reject: (e) => {
+          cleanup();
+          reject(e);
+        },
+      });
+      try {
+        this.#post({ ...body, id } as WorkerRequest, transfer ?? []);
+      } catch (e) {
+        this.#pending.delete(id);
+        reject(e instanceof Error ? e : new InternalError(String(e)));
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  async load(source: ModelSource, opts: LoadOptions = {}): Promise<ModelInfo> {
+    throwIfAborted(opts.signal);
+    const { source: s, transfer } = toWorkerSource(source);
+    const o: { contextLength?: number; kvCache?: 'f16' | 'q8'; cache?: boolean } = {};
+    if (opts.contextLength !== undefined) o.contextLength = opts.contextLength;
+    if (opts.kvCache !== undefined) o.kvCache = opts.kvCache;
+    if (opts.cache !== undefined) o.cache = opts.cache;
+    const hooks: Parameters<WorkerEngine['call']>[1] = { transfer };
+    if (opts.signal !== undefined) hooks.signal = opts.signal;
+    if (opts.onProgress !== undefined) hooks.onProgress = opts.onProgress;
+    try {
+      return await this.call<'load'>({ type: 'load', source: s, opts: o }, hooks);
+    } catch (e) {
+      if (e instanceof AbortError && opts.signal?.aborted) throw abortErrorFor(opts.signal);
+      throw e;
+    }
+  }
+
+  complete(prompt: string, opts?: GenerateOptions): Generation {
+    return this.#generate(() => completeRequest(prompt, opts), opts);
+  }
+
+  infill(input: InfillInput, opts?: GenerateOptions): Generation {
+    return this.#generate(() => infillRequest(input, opts), opts);
+  }
+
+  chat(messages: ChatMessage[], opts?: GenerateOptions): Generation {
+    return this.#generate(() => chatRequest(messages, opts), opts);
+  }
+
+  completeText(prompt: string, opts?: GenerateOptions): Promise<GenerationResult> {
+    return this.complete(prompt, opts).result();
+  }
+
+  infillText(input: InfillInput, opts?: GenerateOptions): Promise<GenerationResult> {
+    return this.infill(input, opts).result();
+  }
+
+  chatText(messages: ChatMessage[], opts?: GenerateOptions): Promise<GenerationResult> {
+    return this.chat(messages, opts).result();
+  }
+
+  #generate(build: () => WasmGenerateRequest, opts?: GenerateOptions): Generation {
+    let request: WasmGenerateRequest;
+    try {
+      if (this.#worker === null) throw new InvalidRequestError('the engine was disposed');
+      request = build();
+    } catch (e) {
+      return failedGeneration(e);
+    }
+    return createGeneration(
+      (sink) =>
+        this.call<'generate'>(
+          { type: 'generate', request },
+          { signal: sink.signal, onText: (t) => sink.push(t) },
+        ) as Promise<RawGenerationStats>,
+      opts?.signal,
+    );
+  }
+
+  tokenize(text: string, opts: TokenizeOptions = {}): Promise<Uint32Array> {
+    if (typeof text !== 'string') return Promise.reject(new InvalidRequestError('tokenize needs a string'));
+    return this.#safe(() => this.call<'tokenize'>({ type: 'tokenize', text, addBos: opts.addBos ?? true }));
+  }
+
+  detokenize(ids: Uint32Array | readonly number[]): Promise<string> {
+    return this.#safe(() => {
+      let arr: Uint32Array;
+      if (ids instanceof Uint32Array) arr = ids;
+      else if (Array.isArray(ids) && ids.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) arr = Uint32Array.from(ids);
+      else throw new InvalidRequestError('detokenize needs a Uint32Array or an array of non-negative integers');
+      return this.call<'detokenize'>({ type: 'detokenize', ids: arr });
+    });
+  }
+
+  info(): Promise<ModelInfo | null> {
+    if (this.#worker === null) return Promise.resolve(null);
+    return this.#safe(() => this.call<'info'>({ type: 'info' }));
+  }
+
+  adapterInfo(): Promise<AdapterInfo> {
+    return this.#safe(() => this.call<'adapterInfo'>({ type: 'adapterInfo' }));
+  }
+
+  memoryUsage(): Promise<MemoryUsage> {
+    return this.#safe(() => this.call<'memoryUsage'>({ type: 'memoryUsage' }));
+  }
+
+  resetCache(): Promise<void> {
+    return this.#safe(() => this.call<'resetCache'>({ type: 'resetCache' }));
+  }
+
+  unload(): Promise<void> {
+    return this.#safe(() => this.call<'unload'>({ type: 'unload' }));
+  }
+
+  /** Disposes the worker's engine and terminates the worker. Idempotent. */
+  async dispose(): Promise<void> {
+    const worker = this.#worker;
+    if (worker === null) return;
+    try {
+      await Promise.race([
+        this.call<'dispose'>({ type: 'dispose' }),
+        new Promise((resolve) => setTimeout(resolve, 5000)),
+      ]);
+    } catch {
+      /* terminate anyway */
+    }
+    this.#worker = null;
+    worker.terminate();
+    this.#failAll(new InvalidRequestError('the engine was disposed'));
+  }
+
+  async #safe<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+}
+
+/** Converts a source for `postMessage` (ArrayBuffers and streams are transferred). */
+function toWorkerSource(source: ModelSource): { source: WorkerSource; transfer: Transferable[] } {
+  if (isUrlSource(source)) return { source: { kind: 'url', url: resolveUrl(source) }, transfer: [] };
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return { source: { kind: 'blob', blob: source }, transfer: [] };
+  if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) {
+    return { source: { kind: 'stream', stream: source }, transfer: [source as unknown as Transferable] };
+  }
+  if (source instanceof ArrayBuffer) {
+    return { source: { kind: 'buffer', buffer: source, byteOffset: 0, byteLength: source.byteLength }, transfer: [source] };
+  }
+  if (ArrayBuffer.isView(source)) {
+    const buf = source.buffer;
+    if (buf instanceof ArrayBuffer) {
+      return {
+        source: { kind: 'buffer', buffer: buf, byteOffset: source.byteOffset, byteLength: source.byteLength },
+        transfer: [buf],
+      };
+    }
+    // SharedArrayBuffer: shared, not transferred.
+    return {
+      source: { kind: 'buffer', buffer: buf as unknown as ArrayBuffer, byteOffset: source.byteOffset, byteLength: source.byteLength },
+      transfer: [],
+    };
+  }
+  throw new InvalidRequestError(
+    'unsupported model source: expected a URL string, URL, Blob/File, ReadableStream, ArrayBuffer or typed array',
+  );
+}
