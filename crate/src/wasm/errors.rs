@@ -136,6 +136,8 @@ fn gpu_name(e: &GpuError) -> ErrorName {
         | GpuError::Internal(_)
         | GpuError::Shape { .. }
         | GpuError::ReadBack(_) => ErrorName::Internal,
+        // The file's bytes disagree with its own tensor table.
+        GpuError::UploadLength { .. } | GpuError::UploadOrder { .. } => ErrorName::InvalidModel,
     }
 }
 

@@ -3,11 +3,13 @@
 //! what it completed, `finishLoad` checks the end of the file and builds the
 //! decoder and its session.
 //!
-//! The reader reports through a synchronous callback, but uploads are async
-//! (error scopes resolve on the browser's event loop), so a chunk is fed
-//! first, with the callback only noting what came out, and the uploads run
-//! after it. Bytes that lie in the chunk are noted as a range of it (no copy);
-//! only a tensor the reader assembled from several chunks is copied out.
+//! The reader runs in piece mode: tensor bytes come out as slices of the chunk
+//! fed, never assembled into a tensor-sized buffer, and the weight loader
+//! uploads whole row groups as they complete, so wasm memory holds about one
+//! chunk whatever the model's size. The reader reports through a synchronous
+//! callback, but uploads are async (error scopes resolve on the browser's
+//! event loop), so a chunk is fed first, with the callback only noting which
+//! range of the chunk belongs to which tensor, and the uploads run after it.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -53,36 +55,24 @@ impl HeaderFacts {
     }
 }
 
-/// Bytes the reader handed out during one feed.
-enum Bytes {
-    /// This range of the chunk fed.
-    InChunk(Range<usize>),
-    /// Assembled by the reader from several chunks (its buffer is gone after
-    /// the callback).
-    Owned(Vec<u8>),
-}
-
-impl Bytes {
-    fn locate(bytes: &[u8], chunk: &[u8]) -> Bytes {
-        let start = (bytes.as_ptr() as usize).wrapping_sub(chunk.as_ptr() as usize);
-        match start.checked_add(bytes.len()) {
-            Some(end) if start <= chunk.len() && end <= chunk.len() => Bytes::InChunk(start..end),
-            _ => Bytes::Owned(bytes.to_vec()),
-        }
-    }
-
-    fn get<'a>(&'a self, chunk: &'a [u8]) -> &'a [u8] {
-        match self {
-            Bytes::InChunk(r) => &chunk[r.clone()],
-            Bytes::Owned(v) => v,
-        }
+/// Where a piece's bytes lie in the chunk fed (piece mode hands out slices
+/// of the chunk; anything else would be a reader bug, reported, not trusted).
+fn locate(bytes: &[u8], chunk: &[u8]) -> Result<Range<usize>, Error> {
+    let start = (bytes.as_ptr() as usize).wrapping_sub(chunk.as_ptr() as usize);
+    match start.checked_add(bytes.len()) {
+        Some(end) if start <= chunk.len() && end <= chunk.len() => Ok(start..end),
+        _ => Err(Error::Gpu(crate::gpu::GpuError::Internal(
+            "a tensor piece outside the chunk fed".into(),
+        ))),
     }
 }
 
-/// A tensor to upload once the feed returns.
+/// A tensor piece to upload once the feed returns.
 struct Queued {
     info: TensorInfo,
-    bytes: Bytes,
+    offset: u64,
+    range: Range<usize>,
+    last: bool,
 }
 
 /// A load between `beginLoad` and `finishLoad`.
@@ -108,6 +98,7 @@ impl Loading {
         }
         let reader = GgufReader::new(ReaderOptions {
             total_len: opts.total_bytes,
+            pieces: true,
             ..Default::default()
         });
         Ok(Loading {
@@ -151,9 +142,18 @@ impl Loading {
                         *tok = Some(Tokenizer::from_metadata(&h.metadata)?);
                         *facts = Some(HeaderFacts::new(h));
                     }
+                    Event::TensorPiece(p) => queue.push(Queued {
+                        info: p.info.clone(),
+                        offset: p.offset,
+                        range: locate(p.bytes, chunk)?,
+                        last: p.is_last(),
+                    }),
+                    // Whole tensors only come outside piece mode.
                     Event::Tensor(t) => queue.push(Queued {
                         info: t.info.clone(),
-                        bytes: Bytes::locate(t.bytes, chunk),
+                        offset: 0,
+                        range: locate(t.bytes, chunk)?,
+                        last: true,
                     }),
                 }
                 Ok(())
@@ -164,9 +164,13 @@ impl Loading {
                 break;
             }
             let loader = self.loader.as_mut().expect("tensors come after the header");
-            loader.add(ctx, &q.info, q.bytes.get(chunk)).await?;
-            self.tensors_done += 1;
-            self.last_tensor = Some(q.info.name);
+            loader
+                .add_piece(ctx, &q.info, q.offset, &chunk[q.range])
+                .await?;
+            if q.last {
+                self.tensors_done += 1;
+                self.last_tensor = Some(q.info.name);
+            }
         }
         Ok(self.progress())
     }
