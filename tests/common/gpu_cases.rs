@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use codellama_webgpu::cpu::{self, CpuDecoder, CpuWeights};
-use codellama_webgpu::gguf::{self, Event, GgufReader, TensorInfo};
+use codellama_webgpu::gguf::{self, Event, GgufReader, ReaderOptions, TensorInfo};
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::kernels::{Elementwise, RmsNorm, Rope, RopeShape, RopeTable};
 use codellama_webgpu::gpu::weights::{GpuWeights, WeightLoader};
@@ -598,34 +598,40 @@ pub async fn same_seed_same_tokens(ctx: &GpuContext) -> CaseResult {
 /// 512-piece vocabulary): dim 256, 2 layers, 4 heads / 2 KV heads, ffn 256.
 const FIXTURE: &[u8] = include_bytes!("../fixtures/models/tiny-cov-v512-q4_0.gguf");
 
-/// Streams `file` through the reader in odd-sized chunks and uploads each
-/// tensor it completes (the browser engine's path: feed, then upload).
+/// Streams `file` through the reader in odd-sized chunks, in piece mode, and
+/// uploads each piece (the browser engine's path: feed, then upload).
 async fn upload_in_chunks(ctx: &GpuContext, file: &[u8]) -> Result<GpuWeights, String> {
-    let mut reader = GgufReader::default();
+    let mut reader = GgufReader::new(ReaderOptions {
+        pieces: true,
+        ..Default::default()
+    });
     let mut loader: Option<WeightLoader> = None;
     let sizes = [4093usize, 777, 65_537, 3, 100_003];
     let (mut at, mut chunks, mut tensors) = (0usize, 0usize, 0usize);
     while at < file.len() {
         let end = (at + sizes[chunks % sizes.len()]).min(file.len());
-        let mut done: Vec<(TensorInfo, Vec<u8>)> = Vec::new();
+        let mut done: Vec<(TensorInfo, u64, Vec<u8>, bool)> = Vec::new();
         reader
             .feed(
                 &file[at..end],
                 |ev| -> Result<(), codellama_webgpu::Error> {
                     match ev {
                         Event::Header(h) => loader = Some(WeightLoader::new(h)?),
-                        Event::Tensor(t) => done.push((t.info.clone(), t.bytes.to_vec())),
+                        Event::TensorPiece(p) => {
+                            done.push((p.info.clone(), p.offset, p.bytes.to_vec(), p.is_last()))
+                        }
+                        Event::Tensor(t) => done.push((t.info.clone(), 0, t.bytes.to_vec(), true)),
                     }
                     Ok(())
                 },
             )
             .map_err(|e| format!("feeding bytes {at}..{end}: {e}"))?;
-        for (info, bytes) in done {
+        for (info, offset, bytes, last) in done {
             let l = loader.as_mut().ok_or("a tensor before the header")?;
-            l.add(ctx, &info, &bytes)
+            l.add_piece(ctx, &info, offset, &bytes)
                 .await
                 .map_err(|e| format!("uploading {}: {e}", info.name))?;
-            tensors += 1;
+            tensors += usize::from(last);
         }
         at = end;
         chunks += 1;
