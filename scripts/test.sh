@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, lints, the wasm build, the Python-side
 # fixture checks, all Rust tests (unit, integration, CLI), and the browser
-# tests (the portable GPU cases compiled to wasm32, in headless Chromium).
+# tests (the portable GPU cases compiled to wasm32, and the npm package, in
+# headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
@@ -42,3 +43,13 @@ step "browser tests (headless Chromium, WebGPU on SwiftShader)"
 export CHROMEDRIVER=/usr/bin/chromedriver
 cargo test -p codellama-webgpu --no-default-features --target wasm32-unknown-unknown \
     --test gpu_portable --test wasm_engine -- --nocapture
+
+step "npm package tests (headless Chromium via playwright-core)"
+# scripts/test-web.sh builds the package (scripts/build-web.sh: wasm-release
+# build, wasm-bindgen, wasm-opt, tsc) and runs tests/web/run.mjs: streaming,
+# OpenAI adapters, abort, Worker host, OPFS reload offline, Range resume,
+# every error name, prefix reuse, wasm memory while loading a >= 1 GiB
+# synthetic model, and the npm-pack tarball in a plain Vite app. The
+# synthetic model is written by the CLI `cargo test` built above.
+export CODELLAMA_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/codellama"
+bash scripts/test-web.sh

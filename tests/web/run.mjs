@@ -1,0 +1,956 @@
+// JS-level tests of the `codellama-webgpu` package in headless Chromium (WebGPU on SwiftShader).
+//
+//   node tests/web/run.mjs                 # everything
+//   node tests/web/run.mjs streaming abort # only these (names or prefixes)
+//   CODELLAMA_WEB_SKIP=memory,vite node tests/web/run.mjs
+//
+// Needs web/dist (bash scripts/build-web.sh) and, for the memory test, the `codellama` CLI
+// (CODELLAMA_BIN, else target/release/codellama) to write the synthetic model.
+// Screenshots and results.json go to tests/web/out/. Exit status 1 when a test fails.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+
+import { Browser, inPage } from './harness.mjs';
+import { startServer } from './server.mjs';
+import { codeFile, oomModelHeader, writeGarbage, writeOtherArchitecture, writeTruncated } from './gguf.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '../..');
+const WEB = join(ROOT, 'web');
+const DIST = join(WEB, 'dist');
+const MODELS = join(ROOT, 'tests/fixtures/models');
+const OUT = join(HERE, 'out');
+const GEN = join(OUT, 'gen');
+const SHOTS = join(OUT, 'screenshots');
+
+// Most tests use the smallest fixture (512-token vocab): on SwiftShader a token of the 32016-vocab
+// model costs ~7 s, one of this model ~1.3 s. The 32016-vocab model (infill tokens) is used
+// where the vocabulary matters (prefix reuse) and for a byte-exact check of a resumed download.
+const TINY = 'tiny-cov-v512-q4_0.gguf';
+const TINY_URL = `/models/${TINY}`;
+const TINY_BYTES = statSync(join(MODELS, TINY)).size;
+const TINY_INFO = { hyper: ['llama', 512, 256, 2, 4, 2, 256, 64], tensorTypes: { F32: 5, Q4_0: 15, Q6_K: 1 } };
+const GQA = 'tiny-gqa-q4_k_m.gguf';
+const GQA_URL = `/models/${GQA}`;
+const GQA_BYTES = statSync(join(MODELS, GQA)).size;
+const COV = TINY;
+const SYNTH_LAYERS = Number(process.env.CODELLAMA_WEB_SYNTH_LAYERS ?? 8); // 8 layers: 1.09 GB ≥ 1 GiB
+const SYNTH = `synth-7b-l${SYNTH_LAYERS}-q4_0.gguf`;
+const MEMORY_LIMIT = 64 * 1024 * 1024;
+
+const PROMPT = 'def fibonacci(n):\n    ';
+const GREEDY = { maxTokens: 8, temperature: 0 };
+
+// ---------------------------------------------------------------------------------------------
+// Tiny test framework
+// ---------------------------------------------------------------------------------------------
+
+class Failure extends Error {}
+
+function check(cond, msg) {
+  if (!cond) throw new Failure(msg);
+}
+function eq(a, b, msg) {
+  if (JSON.stringify(a) !== JSON.stringify(b)) throw new Failure(`${msg}: ${JSON.stringify(a)} !== ${JSON.stringify(b)}`);
+}
+
+const mb = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+const ms = (n) => `${Number(n).toFixed(0)} ms`;
+
+const tests = [];
+function test(name, fn, { timeoutMs = 600_000, about = '' } = {}) {
+  tests.push({ name, fn, timeoutMs, about });
+}
+
+let server;
+let reference = null; // greedy text of PROMPT / GREEDY on the tiny model, from a fresh in-page engine
+
+/** Per-test context: a browser (fresh profile), logging, figures. */
+function makeContext(name) {
+  const browsers = [];
+  const figures = {};
+  const lines = [];
+  const t = {
+    name,
+    figures,
+    log(...a) {
+      const s = a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ');
+      lines.push(s);
+      console.log(`  [${name}] ${s}`);
+    },
+    figure(k, v) {
+      figures[k] = v;
+      t.log(`${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    },
+    async browser() {
+      const b = await Browser.launch({ outDir: SHOTS, name });
+      browsers.push(b);
+      return b;
+    },
+    async page(b, opts = {}) {
+      const browser = b ?? (browsers[0] ?? (await t.browser()));
+      const title = encodeURIComponent(opts.title ?? name);
+      const page = await browser.open(`${server.url}/index.html?title=${title}`, opts);
+      // Shared constants as page globals.
+      if (!opts.hideWebGpu) await page.evaluate((c) => Object.assign(window, c), { MODEL: TINY_URL, PROMPT, GREEDY });
+      return page;
+    },
+    async shot(page, label) {
+      for (const b of browsers) if (b.context.pages().includes(page)) return b.screenshot(page, label);
+      return null;
+    },
+    browsers,
+    lines,
+  };
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared steps
+// ---------------------------------------------------------------------------------------------
+
+/** Greedy text of PROMPT on the tiny model from a fresh in-page engine (computed once). */
+async function getReference(t) {
+  if (reference !== null) return reference;
+  const b = await t.browser();
+  const page = await t.page(b, { title: 'reference' });
+  const r = await inPage(page, async ({ model, prompt, opts }) => {
+    const { engine } = await T.engine({ model });
+    const res = await engine.completeText(prompt, opts);
+    await engine.dispose();
+    return res.text;
+  }, { model: TINY_URL, prompt: PROMPT, opts: GREEDY });
+  reference = r;
+  t.log(`reference greedy text: ${JSON.stringify(reference)}`);
+  return reference;
+}
+
+function findCodellamaBin() {
+  const cands = [process.env.CODELLAMA_BIN, join(ROOT, 'target/release/codellama'), join(ROOT, 'target/debug/codellama')].filter(Boolean);
+  return cands.find((p) => existsSync(p)) ?? null;
+}
+
+function generateFixtures() {
+  mkdirSync(GEN, { recursive: true });
+  const made = [];
+  const mk = (file, fn) => {
+    const p = join(GEN, file);
+    fn(p);
+    made.push(file);
+  };
+  mk('garbage.gguf', (p) => writeGarbage(p));
+  mk('truncated.gguf', (p) => writeTruncated(join(MODELS, COV), p, 0.55));
+  mk('gpt2-arch.gguf', (p) => writeOtherArchitecture(join(MODELS, COV), p, 'gpt2'));
+  // The same bytes as the tiny model under other names (so hooks on one path leave others alone).
+  mk('tiny-slow.gguf', (p) => copyFileSync(join(MODELS, COV), p));
+  mk('tiny-drop.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
+  mk('gqa-drop.gguf', (p) => copyFileSync(join(MODELS, GQA), p));
+  return made;
+}
+
+function ensureSynthModel(t) {
+  const p = join(GEN, SYNTH);
+  if (existsSync(p) && statSync(p).size >= 1 << 30) return p;
+  const bin = findCodellamaBin();
+  check(bin, 'the codellama CLI is needed to write the synthetic model: run scripts/test-web.sh (it builds it) or set CODELLAMA_BIN');
+  const t0 = Date.now();
+  execFileSync(bin, ['synth', p, '--layers', String(SYNTH_LAYERS), '--quant', 'q4_0'], { stdio: 'inherit' });
+  t.log(`wrote ${SYNTH} (${statSync(p).size} bytes) in ${Date.now() - t0} ms with ${bin}`);
+  return p;
+}
+
+function statsProblems(s, maxTokens) {
+  const p = [];
+  const int = (k, lo) => {
+    if (!Number.isInteger(s?.[k]) || s[k] < lo) p.push(`${k}=${s?.[k]}`);
+  };
+  const num = (k) => {
+    if (typeof s?.[k] !== 'number' || !Number.isFinite(s[k]) || s[k] < 0) p.push(`${k}=${s?.[k]}`);
+  };
+  int('promptTokens', 1);
+  int('promptTokensComputed', 0);
+  int('generatedTokens', 0);
+  num('timeToFirstTokenMs');
+  num('prefillMs');
+  num('decodeMs');
+  num('tokensPerSecond');
+  if (!['stop_token', 'stop_string', 'max_tokens', 'length'].includes(s?.stopReason)) p.push(`stopReason=${s?.stopReason}`);
+  if (s && s.promptTokensComputed > s.promptTokens) p.push('promptTokensComputed > promptTokens');
+  if (s && maxTokens && s.generatedTokens > maxTokens) p.push(`generatedTokens ${s.generatedTokens} > maxTokens ${maxTokens}`);
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Streaming
+// ---------------------------------------------------------------------------------------------
+
+test('streaming', async (t) => {
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, prompt, opts }) => {
+    const { engine, info, progress } = await T.engine({ model });
+    T.show('model', `${info.name}: ${info.nLayers} layers, dim ${info.dim}, vocab ${info.vocabSize}, ${JSON.stringify(info.tensorTypes)}`);
+    const live = T.show('complete() streaming', '');
+    const gen = engine.complete(prompt, opts);
+    let statsAt = null;
+    const t0 = performance.now();
+    gen.stats.then(() => (statsAt = performance.now() - t0), () => {});
+    const d = await T.drain(gen, { onChunk: (c) => (live.textContent += c) });
+    const res = await gen.result();
+    const stats = await gen.stats;
+    const again = await engine.completeText(prompt, opts);
+    const seeded = [];
+    for (const seed of [42, 42, 7]) seeded.push((await engine.completeText(prompt, { maxTokens: opts.maxTokens, temperature: 0.9, seed })).text);
+    const fresh = await T.engine({ model });
+    const freshText = (await fresh.engine.completeText(prompt, opts)).text;
+    await fresh.engine.dispose();
+    // Stop string: cut at the first occurrence of a piece of the greedy text.
+    const full = res.text;
+    const stop = full.slice(Math.floor(full.length / 2), Math.floor(full.length / 2) + 3);
+    const stopped = stop.length === 3 ? await engine.completeText(prompt, { ...opts, stop: [stop] }) : null;
+    const ids = await engine.tokenize(prompt);
+    const idsNoBos = await engine.tokenize(prompt, { addBos: false });
+    const detok = await engine.detokenize(idsNoBos);
+    // This vocabulary has no infill tokens: a typed error (infill itself: the prefix-reuse test).
+    const infill = await T.capture(() => engine.infillText({ prefix: 'def add(a, b):\n    return ', suffix: '\n' }, { maxTokens: 4 }));
+    const chat = await engine.chatText([{ role: 'system', content: 'Answer briefly.' }, { role: 'user', content: 'Write a Python hello world.' }], { maxTokens: 4, temperature: 0 });
+    const mem = await engine.memoryUsage();
+    const infoNow = await engine.info();
+    T.show('result', { text: res.text, stats, chunks: d.chunks.length, stop, stopped: stopped?.text, seeded });
+    return { info, progress, d, res, stats, statsAt, again: again.text, seeded, freshText, stop, stopped, ids: [...ids], idsNoBos: [...idsNoBos], detok, infill, chat, mem, infoNow };
+  }, { model: TINY_URL, prompt: PROMPT, opts: GREEDY });
+  await t.shot(page, 'stream');
+
+  const { d, res, stats } = r;
+  t.figure('chunks', d.chunks.length);
+  t.figure('chunk arrival ms', d.chunks.map((c) => Math.round(c.ms)));
+  t.figure('stats', stats);
+  check(!d.error, `iteration failed: ${JSON.stringify(d.error)}`);
+  check(d.chunks.length >= 3, `only ${d.chunks.length} chunks`);
+  const distinct = new Set(d.chunks.map((c) => Math.round(c.ms))).size;
+  check(distinct >= 3, `chunks arrived at ${distinct} distinct times (not streamed)`);
+  check(r.statsAt === null || d.chunks[0].ms < r.statsAt, `first chunk at ${d.chunks[0].ms} ms, stats at ${r.statsAt} ms`);
+  eq(d.chunks.map((c) => c.text).join(''), res.text, 'chunks concatenated vs result().text');
+  eq(d.returned, stats, "iterator's return value vs gen.stats");
+  eq(res.stats, stats, 'result().stats vs gen.stats');
+  const probs = statsProblems(stats, GREEDY.maxTokens);
+  check(probs.length === 0, `bad stats: ${probs.join(', ')}`);
+  check(stats.generatedTokens === GREEDY.maxTokens || stats.stopReason === 'stop_token', `generated ${stats.generatedTokens} tokens, stopReason ${stats.stopReason}`);
+  eq(r.again, res.text, 'greedy completeText (same engine, second run) vs streamed text');
+  eq(r.freshText, res.text, 'greedy completeText (fresh engine) vs streamed text');
+  eq(r.seeded[0], r.seeded[1], 'temperature 0.9, seed 42 twice');
+  t.figure('seed 42 vs seed 7 differ', r.seeded[0] !== r.seeded[2]);
+  if (r.stopped) {
+    t.figure('stop string', { stop: r.stop, text: r.stopped.text, stopReason: r.stopped.stats.stopReason });
+    eq(r.stopped.text, res.text.slice(0, res.text.indexOf(r.stop)), `text with stop ${JSON.stringify(r.stop)}`);
+    eq(r.stopped.stats.stopReason, 'stop_string', 'stopReason with a stop string');
+  }
+  eq(r.ids[0], 1, 'tokenize adds BOS (id 1) by default');
+  eq(r.ids.slice(1), r.idsNoBos, 'tokenize with / without BOS');
+  check(r.detok.includes('fibonacci'), `detokenize gave ${JSON.stringify(r.detok)}`);
+  // info and progress
+  const i = r.info;
+  eq([i.architecture, i.vocabSize, i.dim, i.nLayers, i.nHeads, i.nKvHeads, i.ffnDim, i.headDim], TINY_INFO.hyper, 'info hyperparameters');
+  eq(i.fileBytes, TINY_BYTES, 'info.fileBytes');
+  eq(i.tensorTypes, TINY_INFO.tensorTypes, 'info.tensorTypes');
+  check(i.gpuBytes > 0 && i.fromCache === false && i.loadMs > 0, `info gpuBytes ${i.gpuBytes} fromCache ${i.fromCache} loadMs ${i.loadMs}`);
+  check(r.progress.length >= 1, 'no progress events');
+  const last = r.progress[r.progress.length - 1];
+  eq([last.bytesDone, last.bytesTotal], [TINY_BYTES, TINY_BYTES], 'last progress bytes');
+  t.figure('progress events', r.progress.length);
+  t.figure('infill without infill tokens', r.infill.error ?? r.infill.value);
+  eq(r.infill.error?.name, 'InvalidRequestError', 'infill on a vocabulary without infill tokens');
+  t.figure('chat', { text: r.chat.text, promptTokens: r.chat.stats.promptTokens });
+  check(statsProblems(r.chat.stats, 4).length === 0, `chat stats ${statsProblems(r.chat.stats, 8)}`);
+  t.figure('memoryUsage', r.mem);
+  check(r.mem.wasmBytes > 0 && r.mem.gpuBytes === i.gpuBytes, `memoryUsage ${JSON.stringify(r.mem)}`);
+  reference ??= res.text;
+  eq(res.text, reference, 'streamed greedy text vs reference');
+});
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI-shaped adapter (small)
+// ---------------------------------------------------------------------------------------------
+
+test('openai', async (t) => {
+  const ref = await getReference(t);
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, prompt, n }) => {
+    const { engine } = await T.engine({ model });
+    const openai = CL.createOpenAI(engine);
+    const plain = await openai.completions.create({ prompt, max_tokens: n, temperature: 0 });
+    const stream = await openai.completions.create({ prompt, max_tokens: n, temperature: 0, stream: true });
+    let streamed = '';
+    let chunks = 0;
+    for await (const c of stream) {
+      streamed += c.choices[0]?.text ?? '';
+      chunks++;
+    }
+    const chatStream = await openai.chat.completions.create({ messages: [{ role: 'user', content: 'Say hi' }], max_tokens: 6, temperature: 0, stream: true });
+    let chatText = '';
+    for await (const c of chatStream) chatText += c.choices[0]?.delta?.content ?? '';
+    const chat = await openai.chat.completions.create({ messages: [{ role: 'user', content: 'Say hi' }], max_tokens: 6, temperature: 0 });
+    T.show('openai', { plain: plain.choices[0].text, streamed, chatText });
+    return { plain, streamed, chunks, chatText, chat };
+  }, { model: TINY_URL, prompt: PROMPT, n: GREEDY.maxTokens });
+  await t.shot(page, 'openai');
+  eq(r.plain.choices[0].text, ref, 'completions.create text vs greedy reference');
+  eq(r.streamed, ref, 'completions.create stream text vs greedy reference');
+  check(r.chunks >= 3, `${r.chunks} stream chunks`);
+  eq(r.chatText, r.chat.choices[0].message.content, 'chat stream vs non-stream');
+  check(r.plain.usage?.completion_tokens === GREEDY.maxTokens, `usage ${JSON.stringify(r.plain.usage)}`);
+  t.figure('finish_reason', r.plain.choices[0].finish_reason);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 2. Abort mid-generation
+// ---------------------------------------------------------------------------------------------
+
+test('abort', async (t) => {
+  const ref = await getReference(t);
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, prompt, opts }) => {
+    const { engine } = await T.engine({ model });
+    const out = {};
+    // AbortSignal after 3 chunks.
+    const ac = new AbortController();
+    const gen = engine.complete(prompt, { maxTokens: 200, temperature: 0, signal: ac.signal });
+    const d = await T.drain(gen, { onChunk: (_c, n) => n === 3 && ac.abort() });
+    out.signal = { chunks: d.chunks.length, error: d.error, stats: await T.capture(() => gen.stats), result: await T.capture(() => gen.result()) };
+    out.afterSignal = (await engine.completeText(prompt, opts)).text;
+    // Generation.cancel() after 2 chunks.
+    const gen2 = engine.complete('class Stack:\n', { maxTokens: 200, temperature: 0 });
+    const d2 = await T.drain(gen2, { onChunk: (_c, n) => n === 2 && gen2.cancel() });
+    out.cancel = { chunks: d2.chunks.length, error: d2.error };
+    // Leaving a for-await early cancels.
+    const gen3 = engine.complete('import os\n', { maxTokens: 200, temperature: 0 });
+    let n3 = 0;
+    for await (const _ of gen3) if (++n3 === 2) break;
+    out.breakStats = await T.capture(() => gen3.stats);
+    // Abort while queued behind another request: never runs, the first is unaffected.
+    const first = engine.completeText(prompt, opts);
+    const ac2 = new AbortController();
+    const queued = engine.completeText('x = ', { maxTokens: 50, signal: ac2.signal });
+    ac2.abort();
+    out.queued = await T.capture(() => queued);
+    out.first = (await first).text;
+    // An already aborted signal.
+    out.preAborted = await T.capture(() => engine.completeText(prompt, { ...opts, signal: AbortSignal.abort() }));
+    out.after = (await engine.completeText(prompt, opts)).text;
+    await engine.resetCache();
+    out.afterReset = (await engine.completeText(prompt, opts)).text;
+    T.show('abort', out);
+    return out;
+  }, { model: TINY_URL, prompt: PROMPT, opts: GREEDY });
+  await t.shot(page, 'abort');
+  t.figure('aborted after', `${r.signal.chunks} chunks (signal), ${r.cancel.chunks} chunks (cancel)`);
+  eq(r.signal.error?.name, 'AbortError', 'iterator error after abort');
+  check(r.signal.error?.isCodeLlamaError && r.signal.error?.isOwnClass, 'AbortError is a CodeLlamaError / AbortError instance');
+  check(r.signal.chunks >= 3 && r.signal.chunks < 50, `${r.signal.chunks} chunks before the abort took effect`);
+  eq(r.signal.stats.error?.name, 'AbortError', 'gen.stats after abort');
+  eq(r.signal.result.error?.name, 'AbortError', 'gen.result() after abort');
+  eq(r.afterSignal, ref, 'next greedy request after the abort vs fresh reference');
+  eq(r.cancel.error?.name, 'AbortError', 'iterator error after cancel()');
+  check(r.cancel.chunks >= 2 && r.cancel.chunks < 50, `${r.cancel.chunks} chunks before cancel() took effect`);
+  eq(r.breakStats.error?.name, 'AbortError', 'gen.stats after break');
+  eq(r.queued.error?.name, 'AbortError', 'queued request aborted');
+  eq(r.first, ref, 'request ahead of the aborted one');
+  eq(r.preAborted.error?.name, 'AbortError', 'already-aborted signal');
+  eq(r.after, ref, 'greedy request after all the aborts');
+  eq(r.afterReset, ref, 'greedy request after resetCache()');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 3. Worker host
+// ---------------------------------------------------------------------------------------------
+
+test('worker', async (t) => {
+  const ref = await getReference(t);
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, gqa, prompt, opts }) => {
+    const out = {};
+    const t0 = performance.now();
+    const w = await CL.createWorkerEngine();
+    out.createMs = performance.now() - t0;
+    out.adapter = await w.adapterInfo();
+    // Progress: the 13 MB model (several chunks); then the small one for the generations.
+    const progress = [];
+    const lt0 = performance.now();
+    out.gqaInfo = await w.load(gqa, { cache: false, onProgress: (p) => progress.push({ ...p, at: performance.now() - lt0 }) });
+    out.loadedAt = performance.now() - lt0;
+    out.progress = progress;
+    out.info = await w.load(model, { cache: false });
+    const live = T.show('worker: complete() streaming', '');
+    const gen = w.complete(prompt, opts);
+    const d = await T.drain(gen, { onChunk: (c) => (live.textContent += c) });
+    out.d = d;
+    out.res = await gen.result();
+    // Main-thread responsiveness while generating, worker vs in-page.
+    const long = { maxTokens: 40, temperature: 0 };
+    out.workerGap = (await T.maxTickGap(w.completeText('def quicksort(xs):\n', long))).maxGapMs;
+    const p = await T.engine({ model });
+    out.pageText = (await p.engine.completeText(prompt, opts)).text;
+    out.pageGap = (await T.maxTickGap(p.engine.completeText('def quicksort(xs):\n', long))).maxGapMs;
+    await p.engine.dispose();
+    // Errors keep their classes across postMessage.
+    out.badReq = await T.capture(() => w.completeText(prompt, { topP: 2 }));
+    // Abort in the worker.
+    const ac = new AbortController();
+    const g2 = w.complete(prompt, { maxTokens: 200, temperature: 0, signal: ac.signal });
+    out.abort = await T.drain(g2, { onChunk: (_c, n) => n === 3 && ac.abort() });
+    out.afterAbort = (await w.completeText(prompt, opts)).text;
+    out.tokens = [...(await w.tokenize(prompt))];
+    out.detok = await w.detokenize(out.tokens.slice(1));
+    out.mem = await w.memoryUsage();
+    await w.unload();
+    out.afterUnload = { info: await w.info(), mem: await w.memoryUsage(), gen: await T.capture(() => w.completeText(prompt, opts)) };
+    await w.dispose();
+    out.afterDispose = { info: await T.capture(() => w.info()), gen: await T.capture(() => w.completeText(prompt, opts)), load: await T.capture(() => w.load(model)) };
+    T.show('worker', { text: out.res.text, workerGapMs: out.workerGap, pageGapMs: out.pageGap, progress: progress.length });
+    return out;
+  }, { model: TINY_URL, gqa: GQA_URL, prompt: PROMPT, opts: GREEDY });
+  await t.shot(page, 'worker');
+  t.figure('createWorkerEngine ms', Math.round(r.createMs));
+  t.figure('load progress events', r.progress.map((p) => `${p.bytesDone}/${p.bytesTotal} ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor} @${Math.round(p.at)}ms`));
+  t.figure('max main-thread gap while generating 40 tokens', `worker ${ms(r.workerGap)}, in-page ${ms(r.pageGap)}`);
+  check(r.progress.length >= 2, `${r.progress.length} progress events`);
+  const during = r.progress.filter((p) => p.bytesDone > 0 && p.bytesDone < GQA_BYTES);
+  check(during.length >= 2, `${during.length} progress events strictly between 0 and ${GQA_BYTES} bytes`);
+  check(r.progress.every((p, i) => i === 0 || p.bytesDone >= r.progress[i - 1].bytesDone), 'bytesDone not monotonic');
+  check(r.progress.some((p) => typeof p.tensor === 'string' && p.tensor.length > 0), 'no tensor name in progress');
+  eq(r.progress[r.progress.length - 1].bytesDone, GQA_BYTES, 'last progress bytesDone');
+  eq(r.gqaInfo.fileBytes, GQA_BYTES, 'worker info.fileBytes (13 MB model)');
+  eq(r.info.fileBytes, TINY_BYTES, 'worker info.fileBytes');
+  check(!r.d.error && r.d.chunks.length >= 3, `worker streaming: ${r.d.chunks.length} chunks ${JSON.stringify(r.d.error ?? '')}`);
+  eq(r.d.chunks.map((c) => c.text).join(''), r.res.text, 'worker chunks vs result().text');
+  eq(r.res.text, r.pageText, 'worker greedy text vs in-page greedy text');
+  eq(r.res.text, ref, 'worker greedy text vs reference');
+  eq(r.badReq.error?.name, 'InvalidRequestError', 'topP 2 through the worker');
+  check(r.badReq.error?.isOwnClass && r.badReq.error?.isCodeLlamaError, 'worker error keeps its class');
+  eq(r.abort.error?.name, 'AbortError', 'abort in the worker');
+  eq(r.afterAbort, ref, 'worker greedy text after an abort');
+  check(r.detok.includes('fibonacci'), `worker detokenize ${r.detok}`);
+  eq(r.afterUnload.info, null, 'worker info() after unload');
+  eq(r.afterUnload.gen.error?.name, 'NotLoadedError', 'worker generation after unload');
+  eq(r.afterUnload.mem.gpuBytes, 0, 'worker gpuBytes after unload');
+  t.figure('after dispose', { info: r.afterDispose.info.value ?? r.afterDispose.info.error, gen: r.afterDispose.gen.error?.name, load: r.afterDispose.load.error?.name });
+  check(!r.afterDispose.gen.ok && !r.afterDispose.load.ok, 'worker engine usable after dispose()');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 4. OPFS cache, reloaded with the network blocked
+// ---------------------------------------------------------------------------------------------
+
+test('opfs', async (t) => {
+  const ref = await getReference(t);
+  const b = await t.browser();
+  const url = `/models/${TINY}?opfs-test`;
+  const path = `/models/${TINY}`;
+  server.clearLog();
+  const p1 = await t.page(b, { title: 'opfs: first load (network)' });
+  const first = await inPage(p1, async ({ url, prompt, opts }) => {
+    const available = await CL.isCacheAvailable();
+    const engine = await CL.createEngine();
+    const progress = [];
+    const info = await engine.load(url, { cache: true, onProgress: (p) => progress.push(p) });
+    const text = (await engine.completeText(prompt, opts)).text;
+    await engine.dispose();
+    const cached = await CL.listCachedModels();
+    T.show('first load', { fromCache: info.fromCache, loadMs: info.loadMs, cached });
+    return { available, info, text, cached, progressFromCache: progress.map((p) => p.fromCache) };
+  }, { url, prompt: PROMPT, opts: GREEDY });
+  await t.shot(p1, 'first-load');
+  const firstReqs = server.requests(path).length;
+  t.figure('first load', { fromCache: first.info.fromCache, loadMs: Math.round(first.info.loadMs), serverRequests: firstReqs, cached: first.cached });
+  check(first.available, 'isCacheAvailable() is false');
+  eq(first.info.fromCache, false, 'first load fromCache');
+  check(firstReqs >= 1, 'the first load made no request');
+  eq(first.text, ref, 'first load greedy text');
+  check(first.cached.length >= 1, 'listCachedModels() is empty after a cached load');
+
+  // A fresh tab whose engine is created (wasm fetched) while online; then block the network two
+  // ways: the server destroys every connection, and Chromium aborts every *.gguf request.
+  const p2 = await t.page(b, { title: 'opfs: second load (network blocked)' });
+  await inPage(p2, async () => {
+    T.engines.fresh = await CL.createEngine();
+  });
+  server.setOffline(true);
+  await b.blockRequests('**/*.gguf*');
+  server.clearLog();
+  let second;
+  try {
+    second = await inPage(p2, async ({ url, prompt, opts }) => {
+      const engine = T.engines.fresh;
+      const progress = [];
+      const info = await engine.load(url, { cache: true, onProgress: (p) => progress.push(p) });
+      const text = (await engine.completeText(prompt, opts)).text;
+      // Proof that the network is really blocked: the same URL without the cache fails.
+      const uncached = await T.capture(() => engine.load(url, { cache: false }));
+      await engine.dispose();
+      T.show('second load (network blocked)', { fromCache: info.fromCache, loadMs: info.loadMs, uncached: uncached.error });
+      return { info, text, uncached, progressFromCache: progress.map((p) => p.fromCache) };
+    }, { url, prompt: PROMPT, opts: GREEDY });
+  } finally {
+    server.setOffline(false);
+  }
+  await t.shot(p2, 'offline-load');
+  const secondReqs = server.requests((e) => e.path === path && e.status !== -1).length;
+  const refused = server.requests((e) => e.path === path).length;
+  t.figure('second load', { fromCache: second.info.fromCache, loadMs: Math.round(second.info.loadMs), requestsReachingServer: secondReqs, connectionsRefused: refused, chromiumBlocked: b.routeHits.length });
+  eq(second.info.fromCache, true, 'offline load fromCache');
+  check(second.progressFromCache.length > 0 && second.progressFromCache.every(Boolean), 'progress events of the offline load not all fromCache');
+  eq(second.text, ref, 'offline (OPFS) load greedy text');
+  eq(second.uncached.error?.name, 'NetworkError', 'load with cache: false while offline');
+  await b.unblockRequests('**/*.gguf*');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 5. Range resume after a dropped connection
+// ---------------------------------------------------------------------------------------------
+
+test('range-resume', async (t) => {
+  const ref = await getReference(t);
+  const path = '/gen/tiny-drop.gguf';
+  const dropAt = Math.floor(TINY_BYTES * 0.4);
+  // Paced (16 KiB every 5 ms) so the loader keeps up with the network: Chromium discards the
+  // bytes still queued in a response stream when its connection fails, and the loader resumes
+  // from what it consumed, so at full speed a small file resumes from 0.
+  server.clearLog();
+  server.dropOnce(path, dropAt);
+  server.slow(path, { bytesPerTick: 16 * 1024, tickMs: 5 });
+  const b = await t.browser();
+  const page = await t.page(b);
+  const r = await inPage(page, async ({ url, prompt, opts }) => {
+    const engine = await CL.createEngine();
+    const progress = [];
+    const info = await engine.load(url, { cache: false, onProgress: (p) => progress.push(p) });
+    const text = (await engine.completeText(prompt, opts)).text;
+    await engine.dispose();
+    T.show('range resume', { fileBytes: info.fileBytes, text });
+    return { info, text, progress };
+  }, { url: path, prompt: PROMPT, opts: GREEDY });
+  await t.shot(page, 'resume');
+  const reqs = server.requests(path);
+  t.figure('server log', reqs.map((e) => `${e.method} ${e.status} range=${e.range ?? '-'} if-range=${e.ifRange ?? '-'} sent=${e.bytes}${e.dropped ? ' DROPPED' : ''}`));
+  eq(r.info.fileBytes, TINY_BYTES, 'fileBytes after resume');
+  eq(r.text, ref, 'greedy text after a resumed load');
+  check(reqs.length >= 2, `${reqs.length} requests`);
+  check(reqs[0].dropped && reqs[0].bytes === dropAt, 'the first request was not dropped at 40%');
+  const ranged = reqs.filter((e) => e.range);
+  check(ranged.length >= 1, 'no Range request after the drop');
+  const m = /bytes=(\d+)-/.exec(ranged[0].range);
+  check(m && Number(m[1]) > 0 && Number(m[1]) <= dropAt, `Range ${ranged[0].range} (dropped at ${dropAt})`);
+  eq(ranged[0].status, 206, 'status of the Range request');
+  check(r.progress.every((p, i) => i === 0 || p.bytesDone >= r.progress[i - 1].bytesDone), 'bytesDone went backwards');
+
+  // The 13 MB model with the OPFS cache on, dropped at 40% again: the copy the cache holds
+  // (codellama-webgpu/<sha256(url)>.gguf, see web/src/opfs.ts) must equal the file byte for byte.
+  const gqaPath = '/gen/gqa-drop.gguf';
+  const gqaDrop = Math.floor(GQA_BYTES * 0.4);
+  server.clearLog();
+  server.dropOnce(gqaPath, gqaDrop);
+  server.slow(gqaPath, { bytesPerTick: 256 * 1024, tickMs: 5 });
+  const r2 = await inPage(page, async ({ url }) => {
+    const engine = await CL.createEngine();
+    const info = await engine.load(url, { cache: true });
+    await engine.dispose();
+    const abs = new URL(url, location.href).href;
+    const key = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(abs))), (x) => x.toString(16).padStart(2, '0')).join('');
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('codellama-webgpu');
+    const file = await (await dir.getFileHandle(`${key}.gguf`)).getFile();
+    const sha = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer())), (x) => x.toString(16).padStart(2, '0')).join('');
+    const cached = await CL.listCachedModels();
+    return { info, sha, size: file.size, cached };
+  }, { url: gqaPath });
+  const reqs2 = server.requests(gqaPath);
+  t.figure('server log (13 MB model, cache on)', reqs2.map((e) => `${e.method} ${e.status} range=${e.range ?? '-'} sent=${e.bytes}${e.dropped ? ' DROPPED' : ''}`));
+  const want = createHash('sha256').update(readFileSync(join(MODELS, GQA))).digest('hex');
+  t.figure('OPFS copy after the resumed download', { size: r2.size, sha256: r2.sha.slice(0, 16), file: want.slice(0, 16) });
+  check(reqs2.length >= 2 && reqs2[0].dropped && reqs2.some((e) => e.range && e.status === 206), 'no drop + 206 Range request for the 13 MB model');
+  const m2 = /bytes=(\d+)-/.exec(reqs2.find((e) => e.range)?.range ?? '');
+  check(m2 && Number(m2[1]) > 0 && Number(m2[1]) <= gqaDrop, `13 MB model: Range ${m2?.[0]} (dropped at ${gqaDrop})`);
+  eq(r2.info.fileBytes, GQA_BYTES, '13 MB model fileBytes after resume');
+  eq(r2.sha, want, 'SHA-256 of the OPFS copy vs the file');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6. Every error name
+// ---------------------------------------------------------------------------------------------
+
+test('errors', async (t) => {
+  const ref = await getReference(t);
+  const b = await t.browser();
+  const page = await t.page(b, { captureDevices: true });
+  const results = [];
+  const record = (label, expected, cap, extra = '') => {
+    const e = cap.error;
+    const ok = !cap.ok && e?.name === expected && e.isError && e.isCodeLlamaError && e.isOwnClass && typeof e.message === 'string' && e.message.length > 0;
+    results.push({ label, expected, got: cap.ok ? 'resolved' : e?.name, ok, message: cap.ok ? JSON.stringify(cap.value)?.slice(0, 120) : e?.message, extra });
+  };
+  const run = (fn, arg, timeoutMs) => inPage(page, fn, arg, timeoutMs);
+
+  // NotLoadedError
+  record('generate before any load', 'NotLoadedError', await run(async () => {
+    T.engines.e = await CL.createEngine();
+    return T.capture(() => T.engines.e.completeText('x', { maxTokens: 2 }));
+  }));
+  record('tokenize before any load', 'NotLoadedError', await run(() => T.capture(() => T.engines.e.tokenize('x'))));
+  // InvalidModelError
+  record('garbage file (URL)', 'InvalidModelError', await run(() => T.capture(() => T.engines.e.load('/gen/garbage.gguf', { cache: false }))));
+  record('garbage bytes (ArrayBuffer)', 'InvalidModelError', await run(async () => {
+    const buf = await (await fetch('/gen/garbage.gguf')).arrayBuffer();
+    return T.capture(() => T.engines.e.load(buf));
+  }));
+  record('truncated file (55%)', 'InvalidModelError', await run(() => T.capture(() => T.engines.e.load('/gen/truncated.gguf', { cache: false }))));
+  // UnsupportedModelError
+  record('architecture gpt2', 'UnsupportedModelError', await run(() => T.capture(() => T.engines.e.load('/gen/gpt2-arch.gguf', { cache: false }))));
+  // NetworkError
+  record('404', 'NetworkError', await run(() => T.capture(() => T.engines.e.load('/models/no-such-model.gguf', { cache: false }))));
+  server.fail('/gen/refused.gguf', 503);
+  record('server answers 503', 'NetworkError', await run(() => T.capture(() => T.engines.e.load('/gen/refused.gguf', { cache: false }))));
+  await b.blockRequests('**/unreachable.gguf');
+  const t0 = Date.now();
+  record('connection refused (retries)', 'NetworkError', await run(() => T.capture(() => T.engines.e.load('/gen/unreachable.gguf', { cache: false }))), '', 120_000);
+  results[results.length - 1].extra = `after ${Date.now() - t0} ms of retries`;
+  // InvalidRequestError (JS-side and wasm-side checks)
+  record('contextLength 0', 'InvalidRequestError', await run(() => T.capture(() => T.engines.e.load(MODEL, { cache: false, contextLength: 0 }))));
+  const loaded = await run(async () => T.capture(async () => (await T.engines.e.load(MODEL, { cache: false, contextLength: 64 })).contextLength));
+  check(loaded.ok, `loading the tiny model after the failed loads: ${JSON.stringify(loaded.error)}`);
+  eq(loaded.value, 64, 'contextLength 64');
+  record('topP: 2', 'InvalidRequestError', await run(() => T.capture(() => T.engines.e.completeText('x', { topP: 2 }))));
+  // ContextOverflowError
+  record('prompt of ~200 tokens, contextLength 64', 'ContextOverflowError', await run(() => T.capture(() => T.engines.e.completeText('word '.repeat(200), { maxTokens: 4 }))));
+  const after = await run(async ({ prompt, opts }) => T.capture(async () => (await T.engines.e.completeText(prompt, opts)).text), { prompt: PROMPT, opts: GREEDY });
+  eq(after.value, ref, 'generation after the failed requests');
+  // AbortError: generation
+  record('generation aborted', 'AbortError', await run(async ({ prompt }) => {
+    const ac = new AbortController();
+    const g = T.engines.e.complete(prompt, { maxTokens: 100, signal: ac.signal });
+    const d = await T.drain(g, { onChunk: (_c, n) => n === 2 && ac.abort() });
+    return d.error ? { ok: false, error: d.error } : { ok: true, value: d.chunks.length };
+  }, { prompt: PROMPT }));
+  // EngineBusyError and AbortError (load): a slow load, a second load while it runs, then abort.
+  server.slow('/gen/tiny-slow.gguf', { bytesPerTick: 16 * 1024, tickMs: 20 });
+  const busy = await run(async () => {
+    const e = T.engines.e;
+    const ac = new AbortController();
+    let firstProgress;
+    const progressed = new Promise((r) => (firstProgress = r));
+    const slow = e.load('/gen/tiny-slow.gguf', { cache: false, signal: ac.signal, onProgress: firstProgress });
+    const second = await T.capture(() => e.load(MODEL, { cache: false }));
+    await Promise.race([progressed, new Promise((r) => setTimeout(r, 20000))]);
+    ac.abort();
+    const aborted = await T.capture(() => slow);
+    const info = await e.info();
+    const mem = await e.memoryUsage();
+    return { second, aborted, info, mem };
+  }, undefined, 120_000);
+  server.slow('/gen/tiny-slow.gguf', null);
+  record('load while a load runs', 'EngineBusyError', busy.second);
+  record('load aborted', 'AbortError', busy.aborted, `after abort: info ${JSON.stringify(busy.info)}, gpuBytes ${busy.mem?.gpuBytes}`);
+  check(busy.info === null && busy.mem.gpuBytes === 0, `after an aborted load: info ${JSON.stringify(busy.info)}, memory ${JSON.stringify(busy.mem)}`);
+  // NotLoadedError after unload
+  record('generate after unload', 'NotLoadedError', await run(async () => {
+    await T.engines.e.load(MODEL, { cache: false });
+    await T.engines.e.unload();
+    return T.capture(() => T.engines.e.completeText('x', { maxTokens: 2 }));
+  }));
+  // GpuOutOfMemoryError: a matrix part of 2^30 − 4 bytes (see gguf.mjs oomModelHeader).
+  const o0 = Date.now();
+  server.clearLog();
+  // Its own tab: the wasm memory (per realm, never shrinking) may grow while the tensor streams.
+  const oomPage = await t.page(b, { title: 'errors: GpuOutOfMemoryError' });
+  const oom = await inPage(oomPage, async () => {
+    const e = await CL.createEngine();
+    const m0 = await e.memoryUsage();
+    const progress = [];
+    const cap = await T.capture(() => e.load('/virtual/oom.gguf', { cache: false, onProgress: (p) => progress.push(p) }));
+    const mem = await e.memoryUsage();
+    const info = await e.info();
+    const reload = await T.capture(async () => (await e.load(MODEL, { cache: false })).name);
+    const text = await T.capture(async () => (await e.completeText(PROMPT, GREEDY)).text);
+    T.show('GpuOutOfMemoryError', { cap, wasmBefore: m0.wasmBytes, wasmAfter: mem.wasmBytes, lastProgress: progress[progress.length - 1], reload, text });
+    return { cap, m0, mem, info, reload, text, last: progress[progress.length - 1] ?? null };
+  }, undefined, 400_000);
+  await t.shot(oomPage, 'oom');
+  const oomSent = server.requests('/virtual/oom.gguf').reduce((a, e) => a + e.bytes, 0);
+  record('1 GiB − 4 B buffer on SwiftShader', 'GpuOutOfMemoryError', oom.cap, `${Date.now() - o0} ms, ${mb(oomSent)} streamed, wasm ${mb(oom.m0.wasmBytes)} → ${mb(oom.mem.wasmBytes)}, last progress ${JSON.stringify(oom.last)}`);
+  check(oom.info === null && oom.mem.gpuBytes === 0, `after GpuOutOfMemoryError: info ${JSON.stringify(oom.info)}, memory ${JSON.stringify(oom.mem)}`);
+  check(oom.reload.ok && oom.text.value === ref, `engine after GpuOutOfMemoryError: ${JSON.stringify(oom.reload)} ${JSON.stringify(oom.text)}`);
+  // DeviceLostError: destroy the engine's GPUDevice (captured by the harness) and call it.
+  const lost = await run(async ({ prompt }) => {
+    const e = await CL.createEngine();
+    await e.load(MODEL, { cache: false });
+    const devices = window.__gpuDevices ?? [];
+    if (devices.length === 0) return { skipped: 'no device captured' };
+    devices[devices.length - 1].destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const gen = await T.capture(() => e.completeText(prompt, { maxTokens: 4 }));
+    const load = await T.capture(() => e.load(MODEL, { cache: false }));
+    const fresh = await T.capture(async () => {
+      const e2 = await CL.createEngine();
+      await e2.load(MODEL, { cache: false });
+      return (await e2.completeText(prompt, GREEDY)).text;
+    });
+    return { gen, load, fresh, devices: devices.length };
+  }, { prompt: PROMPT }, 120_000);
+  if (lost.skipped) {
+    results.push({ label: 'device destroyed', expected: 'DeviceLostError', got: 'skipped', ok: false, message: lost.skipped });
+  } else {
+    record('generate after device.destroy()', 'DeviceLostError', lost.gen);
+    record('load after device.destroy()', 'DeviceLostError', lost.load);
+    check(lost.fresh.ok && lost.fresh.value === ref, `a new engine after device loss: ${JSON.stringify(lost.fresh)}`);
+  }
+  // WebGpuUnavailableError: a page where navigator.gpu is missing.
+  const noGpu = await t.page(b, { hideWebGpu: true, title: 'errors: no WebGPU' });
+  const wu = await inPage(noGpu, async () => ({ has: CL.hasWebGpu(), page: await T.capture(() => CL.createEngine()), worker: await T.capture(() => CL.createWorkerEngine()) }));
+  record('navigator.gpu missing', 'WebGpuUnavailableError', wu.page);
+  t.figure('createWorkerEngine with navigator.gpu hidden in the page only', wu.worker.ok ? 'works (the worker has its own navigator.gpu)' : wu.worker.error);
+
+  const names = new Set(results.filter((r) => r.ok).map((r) => r.expected));
+  await inPage(page, (rs) => T.show('errors', rs.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.expected.padEnd(22)} ${r.label}: ${r.got}: ${r.message}`).join('\n'), rs.every((r) => r.ok) ? 'pass' : 'fail'), results);
+  await t.shot(page, 'errors');
+  console.log('');
+  console.table(results.map((r) => ({ ok: r.ok ? 'ok' : 'FAIL', expected: r.expected, case: r.label, got: r.got, message: String(r.message ?? '').slice(0, 90), extra: r.extra })));
+  t.figure('error names triggered', [...names].sort());
+  const bad = results.filter((r) => !r.ok);
+  check(bad.length === 0, `${bad.length} error cases failed: ${bad.map((r) => `${r.label} → ${r.got} (${r.message})`).join('; ')}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 7. Prefix reuse: SPM infill on a ~2,000-token file, then one more character at the cursor
+// ---------------------------------------------------------------------------------------------
+
+test('prefix-reuse', async (t) => {
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, makeFile }) => {
+    const { engine, info } = await T.engine({ model, load: { contextLength: 4096 } });
+    const codeFile = new Function('lines', makeFile);
+    // About 2,000 tokens.
+    let lines = 300;
+    let file = codeFile(lines);
+    let n = (await engine.tokenize(file)).length;
+    lines = Math.round((lines * 2000) / n);
+    file = codeFile(lines);
+    n = (await engine.tokenize(file)).length;
+    // The cursor: inside a line in the middle of the file, after "    total = ".
+    const mid = file.indexOf('    total = ', Math.floor(file.length / 2)) + '    total = '.length;
+    const prefix = file.slice(0, mid);
+    const suffix = file.slice(mid);
+    const opts = { maxTokens: 8, temperature: 0 };
+    const runs = [];
+    const go = async (label, input) => {
+      const t0 = performance.now();
+      const r = await engine.infillText(input, opts);
+      runs.push({ label, wallMs: performance.now() - t0, ...r.stats, text: r.text });
+    };
+    await go('SPM: first request', { prefix, suffix, suffixFirst: true });
+    await go('SPM: +1 char at the cursor', { prefix: prefix + 'm', suffix, suffixFirst: true });
+    await go('SPM: +1 more char', { prefix: prefix + 'ma', suffix, suffixFirst: true });
+    await go('SPM: same request again', { prefix: prefix + 'ma', suffix, suffixFirst: true });
+    await engine.resetCache();
+    await go('SPM: after resetCache()', { prefix: prefix + 'ma', suffix, suffixFirst: true });
+    await go('PSM: first request', { prefix, suffix, suffixFirst: false });
+    await go('PSM: +1 char at the cursor', { prefix: prefix + 'm', suffix, suffixFirst: false });
+    T.show('prefix reuse', runs.map((r) => `${r.label}: prompt ${r.promptTokens}, computed ${r.promptTokensComputed}, TTFT ${r.timeToFirstTokenMs.toFixed(0)} ms, prefill ${r.prefillMs.toFixed(0)} ms`).join('\n'));
+    return { fileTokens: n, fileChars: file.length, contextLength: info.contextLength, runs };
+  }, { model: GQA_URL, makeFile: `return (${codeFile.toString()})(lines);` }, 600_000);
+  await t.shot(page, 'prefix-reuse');
+  t.figure('file', `${r.fileTokens} tokens, ${r.fileChars} chars, contextLength ${r.contextLength}`);
+  console.table(r.runs.map((x) => ({ run: x.label, promptTokens: x.promptTokens, computed: x.promptTokensComputed, ttftMs: Math.round(x.timeToFirstTokenMs), prefillMs: Math.round(x.prefillMs), wallMs: Math.round(x.wallMs), stop: x.stopReason })));
+  const [first, edit, edit2, same, reset, psm, psmEdit] = r.runs;
+  t.figure('SPM first', `${first.promptTokensComputed}/${first.promptTokens} computed, TTFT ${ms(first.timeToFirstTokenMs)}`);
+  t.figure('SPM +1 char', `${edit.promptTokensComputed}/${edit.promptTokens} computed, TTFT ${ms(edit.timeToFirstTokenMs)}`);
+  t.figure('PSM +1 char', `${psmEdit.promptTokensComputed}/${psmEdit.promptTokens} computed, TTFT ${ms(psmEdit.timeToFirstTokenMs)}`);
+  eq(r.contextLength, 4096, 'contextLength');
+  check(first.promptTokens >= 1800 && first.promptTokens <= 2300, `prompt of ${first.promptTokens} tokens`);
+  eq(first.promptTokensComputed, first.promptTokens, 'first request computes the whole prompt');
+  check(edit.promptTokensComputed >= 1 && edit.promptTokensComputed <= 16, `+1 char computed ${edit.promptTokensComputed} tokens`);
+  check(edit2.promptTokensComputed >= 1 && edit2.promptTokensComputed <= 16, `+1 more char computed ${edit2.promptTokensComputed} tokens`);
+  check(same.promptTokensComputed <= 16, `same request computed ${same.promptTokensComputed} tokens`);
+  eq(reset.promptTokensComputed, reset.promptTokens, 'after resetCache() the whole prompt is computed');
+  eq(reset.text, same.text, 'same greedy infill with and without the cache');
+  check(edit.timeToFirstTokenMs < first.timeToFirstTokenMs, 'TTFT after the edit not below the first TTFT');
+  check(psmEdit.promptTokensComputed > 100, `PSM edit computed only ${psmEdit.promptTokensComputed} tokens (the suffix follows the cursor)`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 8. Memory: a ≥ 1 GiB synthetic model through the in-page engine
+// ---------------------------------------------------------------------------------------------
+
+test('memory', async (t) => {
+  const file = ensureSynthModel(t);
+  const size = statSync(file).size;
+  t.figure('model', `${SYNTH}: ${size} bytes (${(size / 2 ** 30).toFixed(3)} GiB)`);
+  check(size >= 2 ** 30, 'the synthetic model is under 1 GiB');
+  const page = await t.page();
+  const r = await inPage(page, async ({ url, generate }) => {
+    const engine = await CL.createEngine();
+    const m0 = await engine.memoryUsage();
+    const progress = [];
+    const t0 = performance.now();
+    const info = await engine.load(url, { cache: false, onProgress: (p) => progress.length < 100000 && progress.push([p.bytesDone, performance.now() - t0]) });
+    const loadMs = performance.now() - t0;
+    const m1 = await engine.memoryUsage();
+    const g0 = performance.now();
+    // One token through the 7B-shaped layers takes minutes on SwiftShader: opt-in.
+    const gen = generate ? await T.capture(async () => (await engine.completeText('def f(x):', { maxTokens: 1, temperature: 0 })).stats) : { ok: true, value: 'not run (CODELLAMA_WEB_MEMORY_GENERATE=1 runs it)' };
+    const genMs = performance.now() - g0;
+    const m2 = await engine.memoryUsage();
+    await engine.unload();
+    const m3 = await engine.memoryUsage();
+    const infoAfter = await engine.info();
+    T.show('memory', { before: m0, afterLoad: m1, afterGenerate: m2, afterUnload: m3, loadMs, genMs, gen });
+    await engine.dispose();
+    return { m0, m1, m2, m3, info, loadMs, genMs, gen, infoAfter, events: progress.length };
+  }, { url: `/gen/${SYNTH}`, generate: process.env.CODELLAMA_WEB_MEMORY_GENERATE === '1' }, 3_000_000);
+  await t.shot(page, 'memory');
+  const growth = r.m1.wasmBytes - r.m0.wasmBytes;
+  t.figure('wasm memory', `before load ${mb(r.m0.wasmBytes)}, after load ${mb(r.m1.wasmBytes)}, growth ${mb(growth)} (limit ${mb(MEMORY_LIMIT)})`);
+  t.figure('load', `${(r.loadMs / 1000).toFixed(1)} s, ${(size / 1e6 / (r.loadMs / 1000)).toFixed(0)} MB/s, gpuBytes ${r.info.gpuBytes}, ${r.events} progress events`);
+  t.figure('1-token generation', r.gen.ok ? `${(r.genMs / 1000).toFixed(1)} s, ${JSON.stringify(r.gen.value)}` : r.gen.error);
+  t.figure('after unload', `gpuBytes ${r.m3.gpuBytes}, kvBytes ${r.m3.kvBytes}, info ${JSON.stringify(r.infoAfter)}`);
+  t.figures.wasmGrowthBytes = growth;
+  eq(r.info.fileBytes, size, 'fileBytes');
+  check(growth < MEMORY_LIMIT, `wasm memory grew by ${mb(growth)} while loading (limit ${mb(MEMORY_LIMIT)})`);
+  check(r.gen.ok, `generation on the synthetic model failed: ${JSON.stringify(r.gen.error)}`);
+  eq([r.m3.gpuBytes, r.m3.kvBytes, r.infoAfter], [0, 0, null], 'after unload: gpuBytes, kvBytes, info');
+}, { timeoutMs: 3_000_000 });
+
+// ---------------------------------------------------------------------------------------------
+// 9. Vite: the npm pack tarball in a plain Vite app (no config), built, served, run
+// ---------------------------------------------------------------------------------------------
+
+test('vite', async (t) => {
+  const ref = await getReference(t);
+  const work = mkdtempSync(join(tmpdir(), 'codellama-vite-'));
+  let appServer = null;
+  try {
+    // npm pack web/
+    const packOut = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: WEB, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const packed = JSON.parse(packOut)[0];
+    const tarball = join(work, packed.filename);
+    t.figure('tarball', `${packed.filename}: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${packed.entryCount} files`);
+    const files = packed.files.map((f) => f.path);
+    check(files.some((f) => f.endsWith('.wasm')), 'no .wasm in the tarball');
+    check(files.includes('dist/index.d.ts'), 'no dist/index.d.ts in the tarball');
+    // A minimal Vite app.
+    const app = join(work, 'app');
+    mkdirSync(app);
+    for (const f of readdirSync(join(HERE, 'vite-app'))) copyFileSync(join(HERE, 'vite-app', f), join(app, f));
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'vite-app', private: true, type: 'module', version: '0.0.0' }, null, 2));
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+    // vite build, no config; vite itself comes from tests/web/node_modules.
+    const vite = join(HERE, 'node_modules/vite/bin/vite.js');
+    check(!existsSync(join(app, 'vite.config.js')) && !existsSync(join(app, 'vite.config.ts')), 'a vite config exists');
+    const v0 = Date.now();
+    const buildLog = execFileSync(process.execPath, [vite, 'build'], { cwd: app, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    t.log(`vite build (${Date.now() - v0} ms):\n${buildLog.trim().split('\n').map((l) => '      ' + l).join('\n')}`);
+    const assets = readdirSync(join(app, 'dist/assets'));
+    t.figure('dist/assets', assets);
+    check(assets.some((f) => f.endsWith('.wasm')), 'vite emitted no .wasm');
+    appServer = await startServer({ mounts: { '/': join(app, 'dist'), '/models/': MODELS } });
+    const b = await t.browser();
+    const results = {};
+    for (const mode of ['page', 'worker']) {
+      const page = await b.open(`${appServer.url}/?model=/models/${TINY}&worker=${mode === 'worker' ? 1 : 0}`, { waitForReady: false });
+      await page.waitForFunction(() => document.body.dataset.status === 'done' || document.body.dataset.status === 'error', null, { timeout: 180_000 });
+      const status = await page.evaluate(() => document.body.dataset.status);
+      const text = await page.evaluate(() => document.getElementById('result').textContent);
+      await b.screenshot(page, mode);
+      results[mode] = { status, text };
+      t.figure(`vite app (${mode})`, { status, text: text.slice(0, 300) });
+    }
+    for (const mode of ['page', 'worker']) {
+      eq(results[mode].status, 'done', `vite app (${mode}) status`);
+      const out = JSON.parse(results[mode].text);
+      eq(out.text, ref, `vite app (${mode}) greedy text vs reference`);
+      eq(out.engine, mode === 'worker' ? 'WorkerEngine' : 'Engine', `vite app (${mode}) engine class`);
+    }
+  } finally {
+    if (appServer) await appServer.close();
+    if (!process.env.CODELLAMA_WEB_KEEP) rmSync(work, { recursive: true, force: true });
+    else t.log(`kept ${work}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Runner
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const args = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const skip = new Set((process.env.CODELLAMA_WEB_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+  if (process.env.CODELLAMA_WEB_SKIP_MEMORY === '1') skip.add('memory');
+  const selected = tests.filter((x) => (args.length === 0 || args.some((a) => x.name.startsWith(a))));
+  check(existsSync(join(DIST, 'index.js')), `${DIST}/index.js is missing: run bash scripts/build-web.sh`);
+  rmSync(SHOTS, { recursive: true, force: true });
+  mkdirSync(SHOTS, { recursive: true });
+  const made = generateFixtures();
+  console.log(`generated ${made.join(', ')} in ${GEN}`);
+  server = await startServer({ mounts: { '/': join(HERE, 'pages'), '/pkg/': DIST, '/models/': MODELS, '/gen/': GEN } });
+  const oom = oomModelHeader(join(MODELS, COV));
+  server.virtualFile('/virtual/oom.gguf', oom.header, oom.totalBytes);
+  console.log(`server at ${server.url}; ${selected.length} tests${skip.size ? `; skipping ${[...skip].join(', ')}` : ''}`);
+
+  const results = [];
+  for (const tc of selected) {
+    if (skip.has(tc.name)) {
+      results.push({ name: tc.name, status: 'skip', seconds: 0, error: 'skipped (CODELLAMA_WEB_SKIP)' });
+      continue;
+    }
+    console.log(`\n== ${tc.name}`);
+    const t = makeContext(tc.name);
+    const t0 = Date.now();
+    let status = 'pass';
+    let error = null;
+    let timer;
+    try {
+      await Promise.race([
+        tc.fn(t),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Failure(`timed out after ${tc.timeoutMs / 1000} s`)), tc.timeoutMs))),
+      ]);
+    } catch (e) {
+      status = 'FAIL';
+      error = e instanceof Failure ? e.message : e?.stack ?? String(e);
+    } finally {
+      clearTimeout(timer);
+    }
+    const seconds = (Date.now() - t0) / 1000;
+    if (status === 'FAIL') {
+      console.log(`  [${tc.name}] FAILED: ${error}`);
+      for (const b of t.browsers) {
+        // Screenshot every open page, then print the console.
+        for (const [i, p] of b.context.pages().entries()) await b.screenshot(p, `failure-${i}`).catch(() => {});
+        console.log(`  --- browser console (${b.logs.length} lines, last 150) ---`);
+        for (const l of b.logs.slice(-150)) console.log(`    ${l}`);
+      }
+      console.log(`  --- server log (last 30) ---`);
+      for (const e of server.log.slice(-30)) console.log(`    ${e.method} ${e.url} ${e.status} ${e.bytes}B ${e.range ?? ''}${e.dropped ? ' DROPPED' : ''}`);
+    } else if (process.env.CODELLAMA_WEB_VERBOSE) {
+      for (const b of t.browsers) for (const l of b.logs) console.log(`    ${l}`);
+    }
+    for (const b of t.browsers) await b.close().catch(() => {});
+    server.resetHooks();
+    results.push({ name: tc.name, status, seconds, error, figures: t.figures });
+    console.log(`== ${tc.name}: ${status} (${seconds.toFixed(1)} s)`);
+  }
+  await server.close();
+
+  console.log('\nSummary');
+  const w = Math.max(...results.map((r) => r.name.length), 4);
+  console.log(`  ${'test'.padEnd(w)}  result  seconds`);
+  for (const r of results) console.log(`  ${r.name.padEnd(w)}  ${r.status.padEnd(6)}  ${r.seconds.toFixed(1).padStart(7)}${r.status === 'FAIL' ? `  ${String(r.error).split('\n')[0].slice(0, 160)}` : ''}`);
+  writeFileSync(join(OUT, 'results.json'), JSON.stringify({ date: new Date().toISOString(), results }, null, 2));
+  console.log(`  screenshots: ${SHOTS}`);
+  process.exitCode = results.some((r) => r.status === 'FAIL') ? 1 : 0;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
