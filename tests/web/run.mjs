@@ -741,7 +741,8 @@ test('prefix-reuse', async (t) => {
     const mid = file.indexOf('    total = ', Math.floor(file.length / 2)) + '    total = '.length;
     const prefix = file.slice(0, mid);
     const suffix = file.slice(mid);
-    const opts = { maxTokens: 8, temperature: 0 };
+    // TTFT is what is measured: two tokens are enough to compare the texts.
+    const opts = { maxTokens: 2, temperature: 0 };
     const runs = [];
     const go = async (label, input) => {
       const t0 = performance.now();
@@ -750,10 +751,9 @@ test('prefix-reuse', async (t) => {
     };
     await go('SPM: first request', { prefix, suffix, suffixFirst: true });
     await go('SPM: +1 char at the cursor', { prefix: prefix + 'm', suffix, suffixFirst: true });
-    await go('SPM: +1 more char', { prefix: prefix + 'ma', suffix, suffixFirst: true });
-    await go('SPM: same request again', { prefix: prefix + 'ma', suffix, suffixFirst: true });
+    await go('SPM: same request again', { prefix: prefix + 'm', suffix, suffixFirst: true });
     await engine.resetCache();
-    await go('SPM: after resetCache()', { prefix: prefix + 'ma', suffix, suffixFirst: true });
+    await go('SPM: after resetCache()', { prefix: prefix + 'm', suffix, suffixFirst: true });
     await go('PSM: first request', { prefix, suffix, suffixFirst: false });
     await go('PSM: +1 char at the cursor', { prefix: prefix + 'm', suffix, suffixFirst: false });
     T.show('prefix reuse', runs.map((r) => `${r.label}: prompt ${r.promptTokens}, computed ${r.promptTokensComputed}, TTFT ${r.timeToFirstTokenMs.toFixed(0)} ms, prefill ${r.prefillMs.toFixed(0)} ms`).join('\n'));
@@ -762,7 +762,7 @@ test('prefix-reuse', async (t) => {
   await t.shot(page, 'prefix-reuse');
   t.figure('file', `${r.fileTokens} tokens, ${r.fileChars} chars, contextLength ${r.contextLength}`);
   console.table(r.runs.map((x) => ({ run: x.label, promptTokens: x.promptTokens, computed: x.promptTokensComputed, ttftMs: Math.round(x.timeToFirstTokenMs), prefillMs: Math.round(x.prefillMs), wallMs: Math.round(x.wallMs), stop: x.stopReason })));
-  const [first, edit, edit2, same, reset, psm, psmEdit] = r.runs;
+  const [first, edit, same, reset, psm, psmEdit] = r.runs;
   t.figure('SPM first', `${first.promptTokensComputed}/${first.promptTokens} computed, TTFT ${ms(first.timeToFirstTokenMs)}`);
   t.figure('SPM +1 char', `${edit.promptTokensComputed}/${edit.promptTokens} computed, TTFT ${ms(edit.timeToFirstTokenMs)}`);
   t.figure('PSM +1 char', `${psmEdit.promptTokensComputed}/${psmEdit.promptTokens} computed, TTFT ${ms(psmEdit.timeToFirstTokenMs)}`);
@@ -770,7 +770,6 @@ test('prefix-reuse', async (t) => {
   check(first.promptTokens >= 1800 && first.promptTokens <= 2300, `prompt of ${first.promptTokens} tokens`);
   eq(first.promptTokensComputed, first.promptTokens, 'first request computes the whole prompt');
   check(edit.promptTokensComputed >= 1 && edit.promptTokensComputed <= 16, `+1 char computed ${edit.promptTokensComputed} tokens`);
-  check(edit2.promptTokensComputed >= 1 && edit2.promptTokensComputed <= 16, `+1 more char computed ${edit2.promptTokensComputed} tokens`);
   check(same.promptTokensComputed <= 16, `same request computed ${same.promptTokensComputed} tokens`);
   eq(reset.promptTokensComputed, reset.promptTokens, 'after resetCache() the whole prompt is computed');
   eq(reset.text, same.text, 'same greedy infill with and without the cache');

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::ggml_type::GgmlType;
-use crate::gguf::{GgufWriter, Header, TensorInfo, Value};
+use crate::gguf::{GgufWriter, Header, TensorInfo, Value, ValueType};
 use crate::model::Config;
 
 /// The quantization mix of a synthetic model, after llama.cpp's file types.
@@ -111,8 +111,11 @@ impl SyntheticModel {
         }
     }
 
-    /// The GGUF metadata: llama hyperparameters, no tokenizer (the vocabulary
-    /// size is given by `llama.vocab_size`).
+    /// The GGUF metadata: llama hyperparameters and a synthetic vocabulary of
+    /// `vocab_size` pieces laid out like Code Llama's (`<unk>`, `<s>`, `</s>`,
+    /// the 256 byte pieces, single-character pieces, the four infill pieces at
+    /// ids 32007..=32010 when the vocabulary is large enough), so engines that
+    /// need a tokenizer load it like a published file.
     pub fn writer(&self) -> GgufWriter {
         let c = &self.config;
         let mut w = GgufWriter::new();
@@ -136,6 +139,30 @@ impl SyntheticModel {
                 Value::F32(c.rms_eps),
             )
             .kv("llama.vocab_size", Value::U32(c.vocab_size as u32));
+        let (tokens, types) = synthetic_vocab(c.vocab_size);
+        let n = tokens.len();
+        w.kv("tokenizer.ggml.model", Value::String("llama".into()))
+            .kv(
+                "tokenizer.ggml.tokens",
+                Value::Array(
+                    ValueType::String,
+                    tokens.into_iter().map(Value::String).collect(),
+                ),
+            )
+            .kv(
+                "tokenizer.ggml.scores",
+                Value::Array(
+                    ValueType::F32,
+                    (0..n).map(|i| Value::F32(-(i as f32))).collect(),
+                ),
+            )
+            .kv(
+                "tokenizer.ggml.token_type",
+                Value::Array(ValueType::I32, types.into_iter().map(Value::I32).collect()),
+            )
+            .kv("tokenizer.ggml.bos_token_id", Value::U32(1))
+            .kv("tokenizer.ggml.eos_token_id", Value::U32(2))
+            .kv("tokenizer.ggml.unknown_token_id", Value::U32(0));
         for (name, dims, ty) in &self.tensors {
             w.tensor(name, dims, *ty, Vec::new());
         }
@@ -287,4 +314,43 @@ fn random_tensor(info: &TensorInfo, seed: u64) -> Vec<u8> {
         other => unreachable!("synthetic models hold no {other:?} tensors ({n} elements)"),
     }
     bytes
+}
+
+/// Pieces and piece types (GGUF `token_type`) of a synthetic Llama-style
+/// vocabulary of `n` pieces.
+fn synthetic_vocab(n: usize) -> (Vec<String>, Vec<i32>) {
+    const INFILL: [(usize, &str); 4] = [
+        (32007, "▁<PRE>"),
+        (32008, "▁<SUF>"),
+        (32009, "▁<MID>"),
+        (32010, "▁<EOT>"),
+    ];
+    let mut tokens = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    // Single characters from U+4E00 on: distinct, no merges needed, and
+    // below the surrogates for any vocabulary up to ~40k pieces.
+    let mut next_char = 0x4E00u32;
+    for id in 0..n {
+        let (piece, ty) = match id {
+            0 => ("<unk>".to_string(), 2),
+            1 => ("<s>".to_string(), 3),
+            2 => ("</s>".to_string(), 3),
+            3..=258 => (format!("<0x{:02X}>", id - 3), 6),
+            _ => match INFILL.iter().find(|(i, _)| *i == id) {
+                Some((_, p)) => (p.to_string(), 1),
+                None => {
+                    let c = char::from_u32(next_char).unwrap_or('?');
+                    next_char += 1;
+                    if id == 259 {
+                        ("▁".to_string(), 1)
+                    } else {
+                        (c.to_string(), 1)
+                    }
+                }
+            },
+        };
+        tokens.push(piece);
+        types.push(ty);
+    }
+    (tokens, types)
 }

@@ -15,7 +15,7 @@ async function main() {
   });
   status.textContent = `loaded ${info.name} (${info.nLayers} layers); generating…`;
   let text = '';
-  const gen = engine.complete('def fibonacci(n):\n    ', { maxTokens: 24, temperature: 0 });
+  const gen = engine.complete('def fibonacci(n):\n    ', { maxTokens: 8, temperature: 0 });
   for await (const piece of gen) {
     text += piece;
     result.textContent = text;
