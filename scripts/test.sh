@@ -7,7 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
+# Disk is the scarce resource of a cold build (wgpu + tokenizers, native and wasm32).
+disk() { df -h --output=avail,target . | tail -1 | awk '{print "disk free: " $1 " (" $2 ")"}'; }
+
 step "setup"
+disk
 scripts/setup.sh
 PY=.venv/bin/python
 
@@ -33,6 +37,7 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
     export XDG_RUNTIME_DIR="$(mktemp -d)"
 fi
 cargo test --workspace
+disk
 
 step "browser tests (headless Chromium, WebGPU on SwiftShader)"
 # tests/gpu_portable.rs (the portable GPU cases) and tests/wasm_engine.rs

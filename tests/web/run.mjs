@@ -758,7 +758,7 @@ test('prefix-reuse', async (t) => {
     await go('PSM: +1 char at the cursor', { prefix: prefix + 'm', suffix, suffixFirst: false });
     T.show('prefix reuse', runs.map((r) => `${r.label}: prompt ${r.promptTokens}, computed ${r.promptTokensComputed}, TTFT ${r.timeToFirstTokenMs.toFixed(0)} ms, prefill ${r.prefillMs.toFixed(0)} ms`).join('\n'));
     return { fileTokens: n, fileChars: file.length, contextLength: info.contextLength, runs };
-  }, { model: GQA_URL, makeFile: `return (${codeFile.toString()})(lines);` }, 600_000);
+  }, { model: GQA_URL, makeFile: `return (${codeFile.toString()})(lines);` }, 2_400_000);
   await t.shot(page, 'prefix-reuse');
   t.figure('file', `${r.fileTokens} tokens, ${r.fileChars} chars, contextLength ${r.contextLength}`);
   console.table(r.runs.map((x) => ({ run: x.label, promptTokens: x.promptTokens, computed: x.promptTokensComputed, ttftMs: Math.round(x.timeToFirstTokenMs), prefillMs: Math.round(x.prefillMs), wallMs: Math.round(x.wallMs), stop: x.stopReason })));
@@ -775,7 +775,7 @@ test('prefix-reuse', async (t) => {
   eq(reset.text, same.text, 'same greedy infill with and without the cache');
   check(edit.timeToFirstTokenMs < first.timeToFirstTokenMs, 'TTFT after the edit not below the first TTFT');
   check(psmEdit.promptTokensComputed > 100, `PSM edit computed only ${psmEdit.promptTokensComputed} tokens (the suffix follows the cursor)`);
-});
+}, { timeoutMs: 2_500_000 });
 
 // ---------------------------------------------------------------------------------------------
 // 8. Memory: a ≥ 1 GiB synthetic model through the in-page engine
