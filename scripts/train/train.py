@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Train the demo model: a small Code Llama (next-token prediction + fill-in-the-middle + instruct).
+
+Usage (from the repository root, in the training venv, after corpus.py and tokenizer.py):
+
+    nice -n 19 python scripts/train/train.py --steps N [--work build/demo-train]
+    nice -n 19 python scripts/train/train.py --minutes 55   # N picked from the speed of the first steps
+
+Each batch row is one example, drawn with a fixed seed:
+
+* 45% plain next-token windows of ``context`` + 1 tokens from the training stream
+  (``[BOS] + enc(file) + [EOS]`` for every training file, concatenated);
+* 50% fill-in-the-middle, half prefix-suffix-middle, half suffix-prefix-middle, built exactly
+  like Meta's inference prompts plus the answer (``enc`` prepends the dummy ``▁``,
+  ``enc_nospace`` does not):
+    PSM ``[BOS, ▁<PRE>] + enc(prefix) + [▁<SUF>] + enc_nospace(suffix) + [▁<MID>] + enc_nospace(middle) + [▁<EOT>]``
+    SPM ``[BOS, ▁<PRE>, ▁<SUF>] + enc_nospace(suffix) + [▁<MID>] + enc(prefix) + enc_nospace(middle) + [▁<EOT>]``
+  The middle is ``enc_nospace``: the engine decodes a generated middle without stripping a
+  leading space, so the middle's tokens are the raw continuation. A document span of about
+  ``context`` tokens is cut at two points: half the time uniformly random characters (as in the
+  paper), half the time whole lines (1 to 4; the demo's "fill in a missing line" use);
+* 5% instruct examples in Meta's chat format,
+  ``[BOS] + enc(f"[INST] {user} [/INST] {answer} ") + [EOS]``, user = a request built from the
+  first docstring line of a training-split function, answer = that function's source; the loss
+  skips the prompt.
+
+Padding (short FIM / instruct rows) is masked out of the loss. AdamW (0.9, 0.95, wd 0.1), linear
+warm-up then cosine decay to 10%, gradient clip 1.0. Held-out loss: plain next-token windows of
+the held-out files (fixed set). The unigram baseline is the cross-entropy of the held-out tokens
+under the training split's token frequencies (add-one smoothed).
+
+Writes ``<work>/ckpt.pt`` (config, weights, step, losses) at every evaluation and at the end,
+and appends to ``<work>/train.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import math
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+from sentencepiece import sentencepiece_model_pb2 as pb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model import Config, Llama  # noqa: E402
+
+BOS, EOS = 1, 2
+
+
+class Tok:
+    """SentencePiece encoders with and without the dummy prefix, and the infill ids."""
+
+    def __init__(self, path: Path):
+        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        m = pb.ModelProto()
+        m.ParseFromString(path.read_bytes())
+        m.normalizer_spec.add_dummy_prefix = False
+        self.sp_np = spm.SentencePieceProcessor(model_proto=m.SerializeToString())
+        self.pre, self.suf, self.mid, self.eot = (
+            self.sp.piece_to_id(p) for p in ("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>")
+        )
+        assert len({self.pre, self.suf, self.mid, self.eot, 0}) == 5
+        self.n = self.sp.get_piece_size()
+
+    def enc(self, s: str) -> list[int]:
+        return self.sp.encode(s) if s else []
+
+    def enc_nospace(self, s: str) -> list[int]:
+        return self.sp_np.encode(s) if s else []
+
+    def enc_docs(self, texts: list[str]) -> list[list[int]]:
+        """``enc`` of whole files, fast: no piece contains a newline (it is byte fallback
+        ``<0x0A>``), so a file's encoding is its lines' encodings joined by that byte, the first
+        line with the dummy prefix (equality with ``enc`` is checked on a sample)."""
+        nl = self.sp.piece_to_id("<0x0A>")
+        split = [t.split("\n") for t in texts]
+        flat = [ln for lines in split for ln in lines[1:]]
+        rest = iter(self.sp_np.encode(flat, num_threads=2))
+        firsts = self.sp.encode([lines[0] or "\n" for lines in split], num_threads=2)
+        out = []
+        for lines, first in zip(split, firsts):
+            ids = list(first) if lines[0] else list(first[:-1])  # "\n" alone encodes to ▁ <0x0A>
+            for _ in lines[1:]:
+                ids.append(nl)
+                ids.extend(next(rest))
+            out.append(ids)
+        return out
+
+
+def instruct_pairs(docs) -> list[tuple[str, str]]:
+    """(request, function source) for documented functions of the training split."""
+    out = []
+    for d in docs:
+        try:
+            tree = ast.parse(d["text"])
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            doc = ast.get_docstring(node)
+            if not doc:
+                continue
+            first = doc.strip().split("\n")[0].strip()
+            if len(first) < 12 or node.end_lineno - node.lineno > 40:
+                continue
+            src = ast.get_source_segment(d["text"], node, padded=True)
+            if not src:
+                continue
+            out.append((node.name, first, textwrap.dedent(src)))
+    return out
+
+
+def request(rng, name: str, first: str) -> str:
+    k = rng.integers(4)
+    if k == 0:
+        return f"Write a Python function `{name}`: {first}"
+    if k == 1:
+        return f"Write a Python function that does this: {first}"
+    if k == 2:
+        return first
+    return f"Implement {name} in Python. {first}"
+
+
+class Data:
+    def __init__(self, corpus: dict, tok: Tok, T: int, seed: int):
+        self.tok, self.T = tok, T
+        self.rng = np.random.default_rng(seed)
+        self.docs = corpus["train"]
+        t0 = time.time()
+        cache = Path(corpus["_work"]) / "data-cache.npz"
+        key = hashlib.sha256(Path(corpus["_work"], "spm.model").read_bytes()
+                             + Path(corpus["_work"], "corpus.json").read_bytes()).hexdigest()
+        if cache.exists() and str(np.load(cache)["key"]) == key:
+            z = np.load(cache)
+            self.stream, self.held_stream, self.cpt = z["stream"], z["held_stream"], z["cpt"]
+            self.pairs = [tuple(p) for p in json.loads(str(z["pairs"]))]
+        else:
+            enc = tok.enc_docs([d["text"] for d in self.docs])
+            for k in sorted(range(len(self.docs)), key=lambda k: len(self.docs[k]["text"]))[::50]:
+                if len(self.docs[k]["text"]) < 20_000:
+                    assert enc[k] == tok.enc(self.docs[k]["text"]), self.docs[k]["path"]
+            self.cpt = np.array([len(d["text"]) / max(1, len(e)) for d, e in zip(self.docs, enc)])
+            self.stream = np.fromiter((t for e in enc for t in [BOS] + e + [EOS]), dtype=np.int64)
+            held = tok.enc_docs([d["text"] for d in corpus["heldout"]])
+            self.held_stream = np.fromiter((t for e in held for t in [BOS] + e + [EOS]), dtype=np.int64)
+            self.pairs = instruct_pairs(self.docs)
+            np.savez(cache, key=key, stream=self.stream, held_stream=self.held_stream, cpt=self.cpt,
+                     pairs=json.dumps(self.pairs))
+        self.split_p = 0.0
+        self.space_id = tok.sp.piece_to_id("▁")
+        self.split_map = np.full(tok.n, -1, dtype=np.int64)
+        for i in range(tok.n):
+            piece = tok.sp.id_to_piece(i)
+            if (tok.sp.get_score(i) < 0 and piece.startswith("▁") and len(piece) > 1
+                    and piece[1] != "▁" and tok.sp.piece_to_id(piece[1:]) not in (0, i)):
+                self.split_map[i] = tok.sp.piece_to_id(piece[1:])
+        lens = np.array([len(d["text"]) for d in self.docs], dtype=np.float64)
+        self.doc_p = lens / lens.sum()
+        # Unigram baseline: held-out cross-entropy under add-one smoothed training frequencies.
+        counts = np.bincount(self.stream, minlength=tok.n).astype(np.float64) + 1.0
+        logp = np.log(counts / counts.sum())
+        self.unigram_xent = float(-logp[self.held_stream].mean())
+        print(
+            f"data: {len(self.stream):,} train tokens, {len(self.held_stream):,} held-out tokens, "
+            f"{len(self.pairs)} instruct pairs, unigram baseline {self.unigram_xent:.4f} nats "
+            f"({time.time() - t0:.0f}s)",
+            flush=True,
+        )
+
+    def lm_row(self):
+        i = self.rng.integers(0, len(self.stream) - self.T - 1)
+        w = self.stream[i : i + self.T + 1]
+        if self.split_p and self.rng.random() < 0.5:
+            # Space healing: split some "▁word" tokens into "▁" + "word", so that a prompt ending
+            # in a space ("def ") is continued with a word, not a digit (the lone "▁" piece is
+            # otherwise almost only seen before digits, which are split).
+            cand = self.split_map[w] >= 0
+            pick = cand & (self.rng.random(len(w)) < self.split_p)
+            if pick.any():
+                out = []
+                for t, p in zip(w.tolist(), pick.tolist()):
+                    out.extend((self.space_id, int(self.split_map[t])) if p else (t,))
+                w = np.array(out[: self.T + 1])
+        return w.tolist(), None
+
+    def fim_row(self):
+        tok, T, rng = self.tok, self.T, self.rng
+        d = int(rng.choice(len(self.docs), p=self.doc_p))
+        text = self.docs[d]["text"]
+        span_chars = int((T - 8) * self.cpt[d] * 0.95)
+        lines = text.splitlines(keepends=True)
+        starts = np.cumsum([0] + [len(x) for x in lines])
+        li = int(rng.integers(0, max(1, len(lines))))
+        a = int(starts[li])
+        span = text[a : a + span_chars]
+        if rng.random() < 0.5:
+            # Whole lines: the middle is 1..4 complete lines of the span (newline included).
+            sl = span.splitlines(keepends=True)
+            if len(sl) < 2:
+                return None
+            i = int(rng.integers(0, len(sl)))
+            j = min(len(sl), i + 1 + int(rng.integers(0, 4)))
+            pre, mid, suf = "".join(sl[:i]), "".join(sl[i:j]), "".join(sl[j:])
+            if rng.random() < 0.5 and mid.endswith("\n") and suf:
+                # Same cut, newline kept by the suffix ("...\n" | "    x = 1" | "\n...").
+                mid, suf = mid[:-1], "\n" + suf
+        else:
+            i, j = sorted(rng.integers(0, len(span) + 1, size=2).tolist())
+            pre, mid, suf = span[:i], span[i:j], span[j:]
+        p, s, m = tok.enc(pre), tok.enc_nospace(suf), tok.enc_nospace(mid)
+        budget = T + 1 - 5 - len(m)
+        if budget < 16:
+            return None
+        while len(p) + len(s) > budget:  # trim the far ends of prefix and suffix
+            if len(p) >= len(s):
+                p = p[len(p) + len(s) - budget :] if len(s) < budget else p[-(budget // 2) :]
+            else:
+                s = s[: max(0, budget - len(p))] if len(p) < budget else s[: budget // 2]
+        if rng.random() < 0.5:
+            ids = [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot]
+        else:
+            ids = [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
+        return ids, None
+
+    def instruct_row(self):
+        tok, rng = self.tok, self.rng
+        for _ in range(10):
+            name, first, src = self.pairs[int(rng.integers(len(self.pairs)))]
+            user = request(rng, name, first).strip()
+            prompt = [BOS] + tok.enc(f"[INST] {user} [/INST]")
+            ids = [BOS] + tok.enc(f"[INST] {user} [/INST] {src.strip()} ") + [EOS]
+            if len(ids) <= self.T + 1:
+                return ids, len(prompt) - 1  # targets before this index are masked
+        return None
+
+    def batch(self, B: int):
+        """Returns x (B, T), y (B, T) with -100 where masked, and each row's kind."""
+        T = self.T
+        x = np.full((B, T), EOS, dtype=np.int64)
+        y = np.full((B, T), -100, dtype=np.int64)
+        kinds = []
+        for b in range(B):
+            r = self.rng.random()
+            kind = "lm" if r < 0.45 else ("fim" if r < 0.95 else "inst")
+            row = None
+            while row is None:
+                row = {"lm": self.lm_row, "fim": self.fim_row, "inst": self.instruct_row}[kind]()
+            ids, mask_until = row
+            ids = ids[: T + 1]
+            n = len(ids) - 1
+            x[b, :n] = ids[:-1]
+            y[b, :n] = ids[1:]
+            if mask_until:
+                y[b, :mask_until] = -100
+            kinds.append(kind)
+        return torch.from_numpy(x), torch.from_numpy(y), kinds
+
+    def heldout_windows(self, n: int):
+        T, s = self.T, self.held_stream
+        starts = np.linspace(0, len(s) - T - 1, n).astype(np.int64)
+        w = np.stack([s[i : i + T + 1] for i in starts])
+        return torch.from_numpy(w[:, :-1]), torch.from_numpy(w[:, 1:])
+
+
+@torch.no_grad()
+def evaluate(model, xs, ys, bs=8):
+    model.eval()
+    tot, n = 0.0, 0
+    for i in range(0, len(xs), bs):
+        logits = model(xs[i : i + bs])
+        tot += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys[i : i + bs].reshape(-1), reduction="sum").item()
+        n += ys[i : i + bs].numel()
+    model.train()
+    return tot / n
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", type=Path, default=Path("build/demo-train"))
+    ap.add_argument("--steps", type=int, default=0, help="total optimizer steps")
+    ap.add_argument("--minutes", type=float, default=0, help="pick --steps from the speed of the first steps")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--context", type=int, default=512)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--ffn", type=int, default=768)
+    ap.add_argument("--rope-theta", type=float, default=1_000_000.0)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--space-split", type=float, default=0.0,
+                    help="in half the plain rows, split this share of '▁word' tokens into '▁' + 'word'")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this checkpoint's weights (fresh optimizer and schedule): a second phase")
+    a = ap.parse_args(argv)
+    assert a.steps or a.minutes, "give --steps or --minutes"
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    t_start = time.time()
+    log = open(a.work / "train.log", "a")
+
+    def say(msg):
+        print(msg, flush=True)
+        log.write(msg + "\n")
+        log.flush()
+
+    tok = Tok(a.work / "spm.model")
+    corpus = json.loads((a.work / "corpus.json").read_text())
+    corpus["_work"] = str(a.work)
+    data = Data(corpus, tok, a.context, a.seed)
+    data.split_p = a.space_split
+    cfg = Config(
+        dim=a.dim, n_layers=a.layers, n_heads=a.heads, n_kv_heads=a.kv_heads, ffn_dim=a.ffn,
+        vocab_size=tok.n, context_length=a.context, rope_theta=a.rope_theta,
+    )
+    model = Llama(cfg)
+    phase0 = None
+    if a.init:
+        ck0 = torch.load(a.init, map_location="cpu", weights_only=False)
+        assert ck0["config"] == cfg.to_dict(), "--init checkpoint has another shape"
+        model.load_state_dict(ck0["model"])
+        phase0 = {k: ck0.get(k) for k in ("step", "heldout_loss", "train_loss_ema", "wall_s", "init_from")}
+    n_params = sum(p.numel() for p in model.parameters())
+    say(f"args {vars(a)}")
+    say(f"config {cfg.to_dict()} params {n_params:,}")
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=a.lr, betas=(0.9, 0.95), eps=1e-8,
+    )
+    hx, hy = data.heldout_windows(16)
+    total = a.steps
+    ema, hist = None, []
+    kind_loss = {"lm": [], "fim": [], "inst": []}
+    t_train = time.time()
+
+    def lr_at(step):
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        prog = min(1.0, (step - a.warmup) / max(1, (total or 10**9) - a.warmup))
+        return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+    def save(step, held):
+        torch.save(
+            {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "total_steps": total,
+             "train_loss_ema": ema, "heldout_loss": held, "unigram_xent": data.unigram_xent,
+             "n_params": n_params, "seed": a.seed, "hist": hist, "wall_s": time.time() - t_start,
+             "init_from": phase0},
+            a.work / "ckpt.pt.tmp",
+        )
+        (a.work / "ckpt.pt.tmp").replace(a.work / "ckpt.pt")
+
+    step = 0
+    held = None
+    while True:
+        if step == 3:
+            t3 = time.time()
+        if a.minutes and not a.steps and step == 13:
+            per = (time.time() - t3) / 10
+            total = max(a.warmup + 10, int((a.minutes * 60 - (time.time() - t_train)) / per) + step)
+            say(f"speed {per:.2f} s/step over steps 3..13 -> total steps {total}")
+        if total and step >= total:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        x, y, kinds = data.batch(a.batch)
+        logits = model(x)
+        per_tok = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), y.reshape(-1), reduction="none").view(y.shape)
+        mask = (y != -100).float()
+        loss = (per_tok * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            row = (per_tok * mask).sum(1) / mask.sum(1).clamp(min=1)
+            for k, v in zip(kinds, row.tolist()):
+                kind_loss[k].append(v)
+        lv = loss.item()
+        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+        step += 1
+        if step % 10 == 0 or step == 1:
+            el = time.time() - t_train
+            kl = " ".join(f"{k} {np.mean(v[-100:]):.3f}" for k, v in kind_loss.items() if v)
+            say(f"step {step}/{total or '?'} loss {lv:.4f} ema {ema:.4f} ({kl}) lr {lr_at(step - 1):.2e} "
+                f"gnorm {gn:.2f} {el / step:.2f} s/step {step * a.batch * a.context / el:.0f} tok/s elapsed {el / 60:.1f} min")
+        if step % a.eval_every == 0:
+            held = evaluate(model, hx, hy)
+            hist.append({"step": step, "train_ema": ema, "heldout": held})
+            say(f"eval step {step} held-out {held:.4f} (unigram {data.unigram_xent:.4f})")
+            save(step, held)
+    hx, hy = data.heldout_windows(64)
+    held = evaluate(model, hx, hy)
+    hist.append({"step": step, "train_ema": ema, "heldout": held})
+    say(f"final step {step} train ema {ema:.4f} held-out {held:.4f} (64 windows x {a.context}) "
+        f"unigram {data.unigram_xent:.4f} wall {(time.time() - t_start) / 60:.1f} min")
+    save(step, held)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
