@@ -38,23 +38,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model import Config, Llama  # noqa: E402
 
-INFILL_CASES = [
-    # (prefix, suffix): the removed line is the only statement of its block or otherwise required.
-    ("def add(a, b):\n", "\n\nprint(add(1, 2))\n"),
-    ("def is_even(n):\n    \"\"\"Return True if n is even.\"\"\"\n", "\n"),
-    ("for i in range(10):\n", "print('done')\n"),
-    ("class Point:\n    def __init__(self, x, y):\n        self.x = x\n", "\n    def __repr__(self):\n        return f'Point({self.x}, {self.y})'\n"),
-    ("def read_file(path):\n    with open(path) as f:\n", "\n"),
-    ("import os\n\n\n", "    return os.path.join(base, name)\n"),
-    ("def maximum(values):\n    best = values[0]\n    for v in values:\n        if v > best:\n", "    return best\n"),
-    ("try:\n    import json\n", "    json = None\n"),
-    ("def count_words(text):\n    counts = {}\n    for word in text.split():\n", "    return counts\n"),
-    ("if __name__ == '__main__':\n", ""),
-    ("def factorial(n):\n    if n <= 1:\n        return 1\n", "\n"),
-    ("class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n", "\n    def pop(self):\n        return self.items.pop()\n"),
-]
-
-COMPLETION_PROMPTS = ["def ", "import os\n\n\ndef ", "class Stack:\n    def ", "def fib(n):\n"]
+# The fixed cases, shared with tests/demo_model.rs: snippets with one required line removed.
+CASES = json.loads((Path(__file__).resolve().parents[2] / "tests/fixtures/demo_cases.json").read_text())
+INFILL_CASES = [(c["prefix"], c["suffix"]) for c in CASES["cases"]]
+COMPLETION_PROMPTS = CASES["completion_prompts"]
 
 
 def run(cli, *args) -> str:
