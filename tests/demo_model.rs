@@ -98,7 +98,11 @@ fn def_completions_are_valid_function_headers() {
         .map(|(parses, h)| parses && h.ends_with(':'))
         .collect();
     println!("valid def headers: {:?}", ok);
-    assert!(ok[0], "greedy `def ` gave no valid header: {:?}", headers[0]);
+    assert!(
+        ok[0],
+        "greedy `def ` gave no valid header: {:?}",
+        headers[0]
+    );
     let n = ok.iter().filter(|&&b| b).count();
     assert!(n * 4 >= ok.len() * 3, "only {n}/{} valid headers", ok.len());
 }
@@ -123,7 +127,10 @@ fn infill_makes_the_snippet_parse() {
         n += ok as usize;
         println!("infill ok={ok}: {mid:?}");
     }
-    println!("infill: {n}/{} snippets parse with the generated middle", cases.len());
+    println!(
+        "infill: {n}/{} snippets parse with the generated middle",
+        cases.len()
+    );
     // "Most": at least two thirds of the fixed set.
     assert!(
         n * 3 >= cases.len() * 2,

@@ -10,6 +10,9 @@
 //! - 64 greedy tokens identical to the CPU backend's;
 //! - the 8-bit KV cache, within a looser bound.
 
+#[path = "common/logit_stats.rs"]
+mod logit_stats;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +23,7 @@ use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuOptions};
 use codellama_webgpu::sampler::SamplerConfig;
+use logit_stats::{argmax, cosine, top2_gap};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -72,32 +76,6 @@ fn prompt(vocab: usize, n: usize) -> Vec<u32> {
     std::iter::once(1)
         .chain((1..n as u64).map(|i| (3 + (i * 7919 + i * i) % (vocab as u64 - 3)) as u32))
         .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        ab += x as f64 * y as f64;
-        aa += x as f64 * x as f64;
-        bb += y as f64 * y as f64;
-    }
-    ab / (aa.sqrt() * bb.sqrt())
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-        )
-        .0
-}
-
-fn top2_gap(v: &[f32]) -> f32 {
-    let mut s: Vec<f32> = v.to_vec();
-    s.sort_by(|a, b| b.total_cmp(a));
-    s[0] - s.get(1).copied().unwrap_or(f32::NEG_INFINITY)
 }
 
 /// Compares rows; returns (worst cosine, its position, max |diff|, argmax

@@ -115,6 +115,9 @@ mod platform {
     }
 }
 
+#[path = "common/logit_stats.rs"]
+mod logit_stats;
+
 #[path = "common/gpu_cases.rs"]
 mod cases;
 

@@ -17,6 +17,7 @@ use codellama_webgpu::gpu::{
 };
 use codellama_webgpu::sampler::{Sampler, SamplerConfig};
 
+use super::logit_stats::{argmax, cosine, top2_gap};
 use super::platform::{adapter_details, now_ms};
 
 type CaseResult = Result<(), String>;
@@ -645,32 +646,6 @@ async fn upload_in_chunks(ctx: &GpuContext, file: &[u8]) -> Result<GpuWeights, S
         .ok_or("no header")?
         .finish()
         .map_err(|e| e.to_string())
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        ab += x as f64 * y as f64;
-        aa += x as f64 * x as f64;
-        bb += y as f64 * y as f64;
-    }
-    ab / (aa.sqrt() * bb.sqrt())
-}
-
-fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-fn top2_gap(v: &[f32]) -> f32 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| b.total_cmp(a));
-    s[0] - s.get(1).copied().unwrap_or(f32::NEG_INFINITY)
 }
 
 /// Worst cosine, max |diff| and where, argmax checks: over rows of logits.

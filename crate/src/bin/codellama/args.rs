@@ -6,6 +6,10 @@ use clap::{Args, ValueEnum};
 
 use codellama_webgpu::sampler::SamplerConfig;
 
+/// The model used when no `--model` is given: the small Code Llama trained by `scripts/train/`
+/// and committed to the repository (a path relative to the repository root).
+pub const DEMO_MODEL: &str = "models/codellama-demo.gguf";
+
 /// Where the forward pass runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -26,8 +30,8 @@ pub enum KvCacheArg {
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// The GGUF model file.
-    #[arg(long, short = 'm')]
+    /// The GGUF model file (default: the bundled demo model, from the repository root).
+    #[arg(long, short = 'm', env = "CODELLAMA_MODEL", default_value = DEMO_MODEL)]
     pub model: PathBuf,
     /// Where the forward pass runs.
     #[arg(long, value_enum, default_value = "gpu")]

@@ -117,8 +117,8 @@ fn print_types(o: &mut String, header: &Header) -> std::fmt::Result {
 }
 #[derive(Args, Debug)]
 pub struct TokenizeArgs {
-    /// The GGUF model (or vocabulary-only GGUF) file.
-    #[arg(long, short = 'm')]
+    /// The GGUF model (or vocabulary-only GGUF) file (default: the bundled demo model).
+    #[arg(long, short = 'm', env = "CODELLAMA_MODEL", default_value = crate::args::DEMO_MODEL)]
     model: PathBuf,
     /// Do not add the BOS token.
     #[arg(long)]

@@ -33,6 +33,25 @@ impl GgufReader {
         *input = &[];
     }
 
+    /// Tensor `next`'s (start, size), with the padding before it consumed first when
+    /// `at_start`. `None` when `input` ran out before the tensor, or when there is no such
+    /// tensor (then the trailing bytes are consumed).
+    fn reach_tensor(
+        &mut self,
+        next: usize,
+        at_start: bool,
+        input: &mut &[u8],
+    ) -> Option<(u64, u64)> {
+        let Some((start, n_bytes)) = self.tensor_extent(next) else {
+            self.skip_rest(input);
+            return None;
+        };
+        if at_start && !self.skip_to(start, input) {
+            return None;
+        }
+        Some((start, n_bytes))
+    }
+
     /// Whole mode: hands out tensor `next` once all of it has arrived, without
     /// a copy when it lies inside `input`, else from `pending`. `Ok(false)`
     /// when `input` ran out first.
@@ -42,14 +61,10 @@ impl GgufReader {
         input: &mut &[u8],
         on_event: &mut dyn FnMut(Event<'_>) -> Result<(), E>,
     ) -> Result<bool, Stop<E>> {
-        let Some((start, n_bytes)) = self.tensor_extent(next) else {
-            self.skip_rest(input);
+        // Skip the padding before this tensor without buffering it.
+        let Some((_, n_bytes)) = self.reach_tensor(next, self.pending.is_empty(), input) else {
             return Ok(false);
         };
-        // Skip the padding before this tensor without buffering it.
-        if self.pending.is_empty() && !self.skip_to(start, input) {
-            return Ok(false);
-        }
         if self.pending.is_empty() && (input.len() as u64) >= n_bytes {
             let (bytes, rest) = input.split_at(n_bytes as usize);
             *input = rest;
@@ -108,13 +123,9 @@ impl GgufReader {
         input: &mut &[u8],
         on_event: &mut dyn FnMut(Event<'_>) -> Result<(), E>,
     ) -> Result<bool, Stop<E>> {
-        let Some((start, n_bytes)) = self.tensor_extent(next) else {
-            self.skip_rest(input);
+        let Some((start, n_bytes)) = self.reach_tensor(next, done == 0, input) else {
             return Ok(false);
         };
-        if done == 0 && !self.skip_to(start, input) {
-            return Ok(false);
-        }
         debug_assert_eq!(self.pos, start + done);
         let take = (n_bytes - done).min(input.len() as u64) as usize;
         if take > 0 {
