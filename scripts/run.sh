@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Builds the CLI, generates a small Code Llama-shaped fixture model (random
-# weights, real Code Llama vocabulary) and runs a completion and an infill on
-# it. (The playground with a bundled trained demo model replaces this.)
+# Builds the CLI and runs the bundled demo model (models/codellama-demo.gguf: a small Code Llama
+# trained by scripts/train/ on CPython's standard library) on the GPU engine (lavapipe where
+# there is no GPU): a completion, an infill and an instruct chat answer, with timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/python scripts/make_fixtures.py
 cargo build --release --bin codellama
-MODEL=tests/fixtures/generated/tiny-gqa-f32.gguf
-echo "Note: $MODEL has random weights, so the generated text is noise; the trained demo model"
-echo "and the playground replace this demonstration (issues 5 and 6)."
+CL=${CARGO_TARGET_DIR:-target}/release/codellama
+MODEL=models/codellama-demo.gguf
 set -x
-target/release/codellama info "$MODEL" | head -20
-target/release/codellama complete -m "$MODEL" --max-tokens 24 --stats "def fibonacci(n):"
-target/release/codellama infill -m "$MODEL" --max-tokens 16 --stats \
-  --prefix $'def add(a, b):\n    ' --suffix $'\n    return c\n'
+"$CL" info "$MODEL" | head -12
+"$CL" complete -m "$MODEL" --temperature 0 --max-tokens 48 --stats "def fibonacci(n):"
+"$CL" infill -m "$MODEL" --max-tokens 32 --stats \
+  --prefix $'def maximum(values):\n    best = values[0]\n    for v in values:\n        if v > best:\n' \
+  --suffix $'    return best\n'
+"$CL" chat -m "$MODEL" --temperature 0 --max-tokens 96 --stats \
+  "Write a Python function that returns the sum of a list of numbers."
