@@ -374,3 +374,31 @@ fn gpu_and_cpu_logits_agree_through_the_cli() {
     eprintln!("GPU vs CPU logits through the CLI: max |diff| {diff:.2e}");
     assert!(diff < 2e-2, "{diff}");
 }
+
+/// Without `--model`, the generating commands use the bundled demo model (from the repository
+/// root), and `CODELLAMA_MODEL` overrides it.
+#[test]
+fn default_model_is_the_bundled_demo() {
+    let run = |env: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_codellama"));
+        c.current_dir(root())
+            .env_remove("CODELLAMA_MODEL")
+            .args(["tokenize", "--", "def f(x):"]);
+        if let Some(p) = env {
+            c.env("CODELLAMA_MODEL", p);
+        }
+        let out = c.output().expect("run codellama");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let demo = root().join("models/codellama-demo.gguf");
+    let explicit = ok(&["tokenize", "-m", demo.to_str().unwrap(), "--", "def f(x):"]);
+    assert_eq!(run(None), explicit);
+    // The fixture's 32016-piece vocabulary tokenizes differently from the demo's 4096 pieces.
+    let other = run(Some(&model("tiny-gqa-q8_0.gguf")));
+    assert_ne!(other, explicit);
+}
