@@ -158,6 +158,7 @@ class Data:
             np.savez(cache, key=key, stream=self.stream, held_stream=self.held_stream, cpt=self.cpt,
                      pairs=json.dumps(self.pairs))
         self.split_p = 0.0
+        self.short_fim = 0.0
         self.space_id = tok.sp.piece_to_id("▁")
         self.split_map = np.full(tok.n, -1, dtype=np.int64)
         for i in range(tok.n):
@@ -194,7 +195,9 @@ class Data:
                 w = np.array(out[: self.T + 1])
         return w.tolist(), None
 
-    def fim_row(self):
+    def fim_row(self, short: bool = False):
+        """One FIM example over a span of about ``T`` tokens, or (``short``) over a window of
+        3 to 30 whole lines, the size of an editor snippet (packed several to a row)."""
         tok, T, rng = self.tok, self.T, self.rng
         d = int(rng.choice(len(self.docs), p=self.doc_p))
         text = self.docs[d]["text"]
@@ -203,6 +206,9 @@ class Data:
         starts = np.cumsum([0] + [len(x) for x in lines])
         li = int(rng.integers(0, max(1, len(lines))))
         a = int(starts[li])
+        if short:
+            b = int(starts[min(len(lines), li + int(rng.integers(3, 31)))])
+            span_chars = min(span_chars, b - a)
         span = text[a : a + span_chars]
         if rng.random() < 0.5:
             # Whole lines: the middle is 1..4 complete lines of the span (newline included).
@@ -233,6 +239,16 @@ class Data:
             ids = [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
         return ids, None
 
+    def packed_short_fim(self) -> list[int]:
+        """Short FIM examples one after another (each starts with BOS) up to ``T + 1`` tokens."""
+        ids: list[int] = []
+        while len(ids) < self.T + 1:
+            ex = None
+            while ex is None:
+                ex = self.fim_row(short=True)
+            ids.extend(ex[0])
+        return ids[: self.T + 1]
+
     def instruct_row(self):
         tok, rng = self.tok, self.rng
         for _ in range(10):
@@ -253,6 +269,13 @@ class Data:
         for b in range(B):
             r = self.rng.random()
             kind = "lm" if r < 0.45 else ("fim" if r < 0.95 else "inst")
+            if kind == "fim" and self.short_fim and self.rng.random() < self.short_fim:
+                ids = self.packed_short_fim()
+                kinds.append(kind)
+                n = len(ids) - 1
+                x[b, :n] = ids[:-1]
+                y[b, :n] = ids[1:]
+                continue
             row = None
             while row is None:
                 row = {"lm": self.lm_row, "fim": self.fim_row, "inst": self.instruct_row}[kind]()
@@ -305,6 +328,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--space-split", type=float, default=0.0,
                     help="in half the plain rows, split this share of '▁word' tokens into '▁' + 'word'")
+    ap.add_argument("--short-fim", type=float, default=0.0,
+                    help="share of FIM rows packed with short (3-30 line) examples")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint's weights (fresh optimizer and schedule): a second phase")
     a = ap.parse_args(argv)
@@ -325,6 +350,7 @@ def main(argv: list[str]) -> int:
     corpus["_work"] = str(a.work)
     data = Data(corpus, tok, a.context, a.seed)
     data.split_p = a.space_split
+    data.short_fim = a.short_fim
     cfg = Config(
         dim=a.dim, n_layers=a.layers, n_heads=a.heads, n_kv_heads=a.kv_heads, ffn_dim=a.ffn,
         vocab_size=tok.n, context_length=a.context, rope_theta=a.rope_theta,
