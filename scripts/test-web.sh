@@ -5,7 +5,10 @@
 #   2. the package: scripts/build-web.sh (SKIP_BUILD=1 reuses web/dist as it is),
 #   3. the `codellama` CLI (release) for the ≥ 1 GiB synthetic model of the memory test,
 #   4. node tests/web/run.mjs: streaming, OpenAI adapter, abort, Worker host, OPFS offline
-#      reload, Range resume, every error name, prefix reuse, memory, Vite app.
+#      reload, Range resume, every error name, prefix reuse, memory, Vite app;
+#   5. the playground: scripts/build-playground.sh, node tests/web/playground.mjs (every mode,
+#      stop, ghost text + Tab, multi-turn chat, local and invalid files, offline reload, no
+#      request to another origin, no CSP violation; skipped with CODELLAMA_WEB_SKIP=playground).
 # Arguments are passed to run.mjs (test names or prefixes). Environment:
 #   CODELLAMA_WEB_SKIP=memory,vite   skip tests by name (CODELLAMA_WEB_SKIP_MEMORY=1: the memory test)
 #   CODELLAMA_WEB_MEMORY_GENERATE=1  also generate a token with the synthetic model (slow)
@@ -44,4 +47,13 @@ if [[ -z ${XDG_RUNTIME_DIR:-} || ! -d ${XDG_RUNTIME_DIR} ]]; then
 fi
 
 step "browser tests (tests/web/run.mjs)"
-node tests/web/run.mjs "$@"
+status=0
+node tests/web/run.mjs "$@" || status=$?
+
+# The playground end to end (tests/web/playground.mjs), unless tests were named or it is skipped.
+if [[ $# -eq 0 && $skip != *,playground,* ]]; then
+  step "playground (scripts/build-playground.sh, tests/web/playground.mjs)"
+  SKIP_WEB=1 bash scripts/build-playground.sh
+  node tests/web/playground.mjs || status=$?
+fi
+exit $status

@@ -54,7 +54,8 @@ step "npm package tests (headless Chromium via playwright-core)"
 # build, wasm-bindgen, wasm-opt, tsc) and runs tests/web/run.mjs: streaming,
 # OpenAI adapters, abort, Worker host, OPFS reload offline, Range resume,
 # every error name, prefix reuse, wasm memory while loading a >= 1 GiB
-# synthetic model, and the npm-pack tarball in a plain Vite app. The
+# synthetic model, and the npm-pack tarball in a plain Vite app; then the
+# playground end to end (tests/web/playground.mjs). The
 # synthetic model is written by the CLI `cargo test` built above.
 # The prefix-reuse measurement (SPM infill at the cursor of a ~2,000-token file,
 # 32016-piece vocabulary) takes over 10 minutes on SwiftShader on 2 cores; it
