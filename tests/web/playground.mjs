@@ -144,6 +144,18 @@ step('infill', async ({ page, shot }) => {
   await page.waitForSelector('.cm-ghost', { timeout: GEN_TIMEOUT });
   await page.keyboard.press('Escape');
   await page.waitForFunction(() => document.querySelector('.cm-ghost') === null, null, { timeout: 10_000 });
+  // Typing while a suggestion streams cancels it (the ghost goes at once) and asks again later.
+  await page.keyboard.press('Control+Space');
+  await page.waitForSelector('.cm-ghost', { timeout: GEN_TIMEOUT });
+  await page.keyboard.type('x');
+  const gone = await page.evaluate(() => document.querySelector('.cm-ghost') === null);
+  check(gone, 'the ghost text stayed after typing');
+  await page.waitForFunction(() => document.querySelector('.cm-editor').dataset.infill === 'running', null, { timeout: 10_000 });
+  await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('.cm-editor').dataset.infill), null, { timeout: GEN_TIMEOUT });
+  const again = await page.locator('#infill-stats').textContent();
+  log('after typing "x":', again);
+  check(/computed\)/.test(again), `no new request after typing: ${again}`);
+  await page.keyboard.press('Escape');
   const spm = await page.locator('#infill-order').inputValue();
   check(spm === 'spm', `default order ${spm}`);
 });
@@ -206,6 +218,17 @@ step('offline', async ({ page, context, shot }) => {
   log('offline status:', await page.locator('#model-status').textContent());
   await shot('offline');
   await context.setOffline(false);
+});
+
+step('stored-models', async ({ page }) => {
+  await page.click('#cached summary');
+  await page.waitForSelector('#cached-list li button', { timeout: 10_000 });
+  const items = await page.locator('#cached-list li').allTextContents();
+  log('stored:', JSON.stringify(items));
+  check(items.some((t) => t.includes('codellama-demo.gguf') && /5\.67 MB/.test(t)), `stored models: ${items}`);
+  await page.locator('#cached-list li button').first().click();
+  await page.waitForFunction(() => !document.querySelector('#cached-list li button'), null, { timeout: 10_000 });
+  await page.click('#cached summary');
 });
 
 step('narrow', async ({ page, shot }) => {
