@@ -13,6 +13,8 @@ MODEL=models/codellama-demo.gguf
 if [[ ${1:-} == --cli ]]; then
   cargo build --release --bin codellama
   CL=${CARGO_TARGET_DIR:-target}/release/codellama
+  # Vulkan's window-system probing wants a runtime dir (else lavapipe prints an error per device).
+  [[ -n ${XDG_RUNTIME_DIR:-} && -d ${XDG_RUNTIME_DIR} ]] || export XDG_RUNTIME_DIR="$(mktemp -d)"
   set -x
   "$CL" info "$MODEL" | head -12
   "$CL" complete -m "$MODEL" --temperature 0 --max-tokens 48 --stats "def fibonacci(n):"
