@@ -14,6 +14,9 @@ $PY scripts/train/train.py --work "$WORK" --steps 155
 cp "$WORK/ckpt.pt" "$WORK/ckpt-phase1.pt"
 $PY scripts/train/train.py --work "$WORK" --init "$WORK/ckpt-phase1.pt" --steps 159 \
   --lr 1.5e-3 --warmup 10 --seed 1235 --space-split 0.15
+cp "$WORK/ckpt.pt" "$WORK/ckpt-phase2.pt"
+$PY scripts/train/train.py --work "$WORK" --init "$WORK/ckpt-phase2.pt" --steps 1904 \
+  --lr 1.5e-3 --warmup 20 --seed 1236 --space-split 0.15 --eval-every 100
 $PY scripts/train/export.py --work "$WORK" --out models/codellama-demo.gguf --type Q8_0
 nice -n 19 cargo build --release -p codellama-webgpu --bin codellama
 $PY scripts/train/check.py --work "$WORK" --cli "${CARGO_TARGET_DIR:-target}/release/codellama" \
