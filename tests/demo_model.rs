@@ -25,7 +25,11 @@ struct Demo {
 
 impl Demo {
     fn load() -> Demo {
-        let weights = CpuWeights::load(&root().join("models/codellama-demo.gguf")).unwrap();
+        // CODELLAMA_DEMO_CANDIDATE judges a freshly exported model before it replaces the bundled one.
+        let path = std::env::var_os("CODELLAMA_DEMO_CANDIDATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("models/codellama-demo.gguf"));
+        let weights = CpuWeights::load(&path).unwrap();
         let tok = Tokenizer::from_metadata(&weights.header.metadata).unwrap();
         Demo { weights, tok }
     }

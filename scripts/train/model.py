@@ -115,7 +115,7 @@ class Llama(nn.Module):
         if T <= self.cos.shape[0]:
             cos, sin = self.cos[:T], self.sin[:T]
         else:
-            cos, sin = rope_tables(self.cfg, T)
+            cos, sin = (t.to(idx.device) for t in rope_tables(self.cfg, T))
         x = self.tok_embeddings(idx)
         for b in self.layers:
             x = b(x, cos, sin)

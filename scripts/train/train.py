@@ -159,6 +159,11 @@ class Data:
                      pairs=json.dumps(self.pairs))
         self.split_p = 0.0
         self.short_fim = 0.0
+        self.fim_p = 0.5  # share of FIM rows (the rest: 5% instruct, plain next-token)
+        self.line_fim = 0.5  # share of FIM examples cut at whole lines (else at random characters)
+        self.one_line = 0.0  # of those, the share whose middle is exactly one line (else 1 to 4)
+        self.top_start = 0.0  # share of FIM spans moved back to start at a top-level line
+        self.psm = 0.5  # share of FIM examples in prefix-suffix-middle order (else suffix-prefix-middle)
         self.space_id = tok.sp.piece_to_id("▁")
         self.split_map = np.full(tok.n, -1, dtype=np.int64)
         for i in range(tok.n):
@@ -205,18 +210,25 @@ class Data:
         lines = text.splitlines(keepends=True)
         starts = np.cumsum([0] + [len(x) for x in lines])
         li = int(rng.integers(0, max(1, len(lines))))
+        if self.top_start and rng.random() < self.top_start:
+            # Start at a top-level line (column 0), as a snippet or a file does: a span that
+            # starts indented puts "indent + ▁word" (the dummy prefix) right after ▁<PRE> or
+            # ▁<MID>, which the model then copies into PSM middles one space too deep.
+            while li > 0 and lines[li][:1] in (" ", "\t", "\n"):
+                li -= 1
         a = int(starts[li])
         if short:
             b = int(starts[min(len(lines), li + int(rng.integers(3, 31)))])
             span_chars = min(span_chars, b - a)
         span = text[a : a + span_chars]
-        if rng.random() < 0.5:
+        if rng.random() < self.line_fim:
             # Whole lines: the middle is 1..4 complete lines of the span (newline included).
             sl = span.splitlines(keepends=True)
             if len(sl) < 2:
                 return None
             i = int(rng.integers(0, len(sl)))
-            j = min(len(sl), i + 1 + int(rng.integers(0, 4)))
+            one = self.one_line and rng.random() < self.one_line
+            j = min(len(sl), i + 1 + (0 if one else int(rng.integers(0, 4))))
             pre, mid, suf = "".join(sl[:i]), "".join(sl[i:j]), "".join(sl[j:])
             if rng.random() < 0.5 and mid.endswith("\n") and suf:
                 # Same cut, newline kept by the suffix ("...\n" | "    x = 1" | "\n...").
@@ -233,7 +245,7 @@ class Data:
                 p = p[len(p) + len(s) - budget :] if len(s) < budget else p[-(budget // 2) :]
             else:
                 s = s[: max(0, budget - len(p))] if len(p) < budget else s[: budget // 2]
-        if rng.random() < 0.5:
+        if rng.random() < self.psm:
             ids = [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot]
         else:
             ids = [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
@@ -268,7 +280,7 @@ class Data:
         kinds = []
         for b in range(B):
             r = self.rng.random()
-            kind = "lm" if r < 0.45 else ("fim" if r < 0.95 else "inst")
+            kind = "lm" if r < 0.95 - self.fim_p else ("fim" if r < 0.95 else "inst")
             if kind == "fim" and self.short_fim and self.rng.random() < self.short_fim:
                 ids = self.packed_short_fim()
                 kinds.append(kind)
@@ -330,6 +342,16 @@ def main(argv: list[str]) -> int:
                     help="in half the plain rows, split this share of '▁word' tokens into '▁' + 'word'")
     ap.add_argument("--short-fim", type=float, default=0.0,
                     help="share of FIM rows packed with short (3-30 line) examples")
+    ap.add_argument("--fim", type=float, default=0.5, help="share of fill-in-the-middle rows")
+    ap.add_argument("--line-fim", type=float, default=0.5,
+                    help="share of FIM examples cut at whole lines (the rest at random characters)")
+    ap.add_argument("--one-line", type=float, default=0.0,
+                    help="share of whole-line FIM middles that are exactly one line (else 1 to 4 lines)")
+    ap.add_argument("--top-start", type=float, default=0.0,
+                    help="share of FIM spans that start at a top-level (unindented) line")
+    ap.add_argument("--psm", type=float, default=0.5, help="share of FIM examples in PSM order (else SPM)")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device; the recorded runs are CPU runs ('cuda' only for trying recipes fast)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint's weights (fresh optimizer and schedule): a second phase")
     a = ap.parse_args(argv)
@@ -351,11 +373,14 @@ def main(argv: list[str]) -> int:
     data = Data(corpus, tok, a.context, a.seed)
     data.split_p = a.space_split
     data.short_fim = a.short_fim
+    data.fim_p, data.line_fim, data.one_line, data.psm = a.fim, a.line_fim, a.one_line, a.psm
+    data.top_start = a.top_start
+    dev = torch.device(a.device)
     cfg = Config(
         dim=a.dim, n_layers=a.layers, n_heads=a.heads, n_kv_heads=a.kv_heads, ffn_dim=a.ffn,
         vocab_size=tok.n, context_length=a.context, rope_theta=a.rope_theta,
     )
-    model = Llama(cfg)
+    model = Llama(cfg).to(dev)
     phase0 = None
     if a.init:
         ck0 = torch.load(a.init, map_location="cpu", weights_only=False)
@@ -371,7 +396,7 @@ def main(argv: list[str]) -> int:
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
         lr=a.lr, betas=(0.9, 0.95), eps=1e-8,
     )
-    hx, hy = data.heldout_windows(16)
+    hx, hy = (t.to(dev) for t in data.heldout_windows(16))
     total = a.steps
     ema, hist = None, []
     kind_loss = {"lm": [], "fim": [], "inst": []}
@@ -385,7 +410,7 @@ def main(argv: list[str]) -> int:
 
     def save(step, held):
         torch.save(
-            {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "total_steps": total,
+            {"config": cfg.to_dict(), "model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "total_steps": total,
              "train_loss_ema": ema, "heldout_loss": held, "unigram_xent": data.unigram_xent,
              "n_params": n_params, "seed": a.seed, "hist": hist, "wall_s": time.time() - t_start,
              "init_from": phase0},
@@ -407,6 +432,7 @@ def main(argv: list[str]) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, y, kinds = data.batch(a.batch)
+        x, y = x.to(dev), y.to(dev)
         logits = model(x)
         per_tok = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), y.reshape(-1), reduction="none").view(y.shape)
         mask = (y != -100).float()
@@ -432,7 +458,7 @@ def main(argv: list[str]) -> int:
             hist.append({"step": step, "train_ema": ema, "heldout": held})
             say(f"eval step {step} held-out {held:.4f} (unigram {data.unigram_xent:.4f})")
             save(step, held)
-    hx, hy = data.heldout_windows(64)
+    hx, hy = (t.to(dev) for t in data.heldout_windows(64))
     held = evaluate(model, hx, hy)
     hist.append({"step": step, "train_ema": ema, "heldout": held})
     say(f"final step {step} train ema {ema:.4f} held-out {held:.4f} (64 windows x {a.context}) "
