@@ -125,6 +125,27 @@ fn any_chunking_gives_the_same_result_with_bounded_buffering() {
     }
 }
 
+/// A header that claims a huge tensor and then trickles in a few bytes at a time (the length
+/// of the file untold, as over a stream): the buffer grows with the bytes that arrived, not by
+/// doubling on every chunk (found by the `gguf_reader` fuzz target: 4 GB reserved for a
+/// 2 KB input).
+#[test]
+fn a_claimed_huge_tensor_buffers_only_what_arrived() {
+    let mut w = GgufWriter::new();
+    w.tensor("huge", &[1 << 34], GgmlType::F32, Vec::new());
+    let (header, _) = w.header_bytes_with_sizes(&[4 << 34]);
+    let mut r = GgufReader::new(ReaderOptions::default());
+    let ignore = |_: Event<'_>| Ok::<(), GgufError>(());
+    r.feed(&header, ignore).unwrap();
+    let chunk = [7u8; 7];
+    for n in 1..=2000 {
+        r.feed(&chunk, ignore).unwrap();
+        let cap = r.buffered_capacity();
+        assert!(cap <= 2 * 7 * n, "after {} bytes the reader holds {cap}", 7 * n);
+    }
+    assert!(r.finish().is_err(), "the tensor never arrived whole");
+}
+
 /// `every_value_kind` plus tensors of a few KiB, so chunks split them.
 fn larger_tensors() -> GgufWriter {
     let mut w = every_value_kind();

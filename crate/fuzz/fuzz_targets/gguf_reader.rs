@@ -52,8 +52,8 @@ fn run(file: &[u8], chunk: usize, pieces: bool, told: bool) -> Outcome {
                         assert_eq!(p.index, tensors.len(), "piece of a later tensor");
                         tensors.push(Vec::new());
                     }
-                    let cur = tensors.last_mut().expect("a first piece came before");
                     assert_eq!(p.index + 1, tensors.len());
+                    let cur = tensors.last_mut().expect("a first piece came before");
                     assert_eq!(p.offset, cur.len() as u64, "pieces not contiguous");
                     cur.extend_from_slice(p.bytes);
                     assert!(cur.len() as u64 <= p.info.n_bytes);

@@ -1,7 +1,7 @@
 //! The tokenizer (the real Llama vocabulary of tests/fixtures/vocab) on arbitrary text and ids:
 //! encode never fails on valid UTF-8, decoding what was encoded gives the text back (SentencePiece
-//! with byte fallback is lossless), and decoding arbitrary ids is an error or a string, never a
-//! panic.
+//! with byte fallback is lossless, but for U+2581, which reads as a space), and decoding arbitrary
+//! ids is an error or a string, never a panic.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
         let ids = tok.encode(text, true).expect("encode");
         assert_eq!(ids.first(), Some(&tok.special().bos));
         let back = tok.decode(&ids[1..]).expect("decode");
-        assert_eq!(back, text, "round trip");
+        // SentencePiece writes a space as U+2581 and decodes U+2581 as a space (Python's
+        // sentencepiece does the same), so that character alone does not come back as itself.
+        assert_eq!(back, text.replace('\u{2581}', " "), "round trip");
         let _ = tok
             .encode_no_prefix(text)
             .expect("encode without the dummy prefix");

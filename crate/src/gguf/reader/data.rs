@@ -73,8 +73,11 @@ impl GgufReader {
         } else {
             let need = n_bytes - self.pending.len() as u64;
             let part = need.min(input.len() as u64) as usize;
-            if self.pending.capacity() < n_bytes as usize {
-                // Grow with the data that has arrived, never ahead of it.
+            if self.pending.len() + part > self.pending.capacity() {
+                // Grow with the data that has arrived: at most twice what is buffered, so a
+                // header that claims a huge tensor and then trickles in bytes costs no more
+                // memory than those bytes (the fuzzer's chunked feeding found the doubling on
+                // every chunk that this check prevents).
                 let want = (self.pending.len() + part).max(self.pending.capacity() * 2);
                 self.pending
                     .reserve_exact(want.min(n_bytes as usize) - self.pending.len());
