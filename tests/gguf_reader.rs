@@ -141,7 +141,11 @@ fn a_claimed_huge_tensor_buffers_only_what_arrived() {
     for n in 1..=2000 {
         r.feed(&chunk, ignore).unwrap();
         let cap = r.buffered_capacity();
-        assert!(cap <= 2 * 7 * n, "after {} bytes the reader holds {cap}", 7 * n);
+        assert!(
+            cap <= 2 * 7 * n,
+            "after {} bytes the reader holds {cap}",
+            7 * n
+        );
     }
     assert!(r.finish().is_err(), "the tensor never arrived whole");
 }
