@@ -86,6 +86,25 @@ fn in_val(part: u32, i: u32) -> f32 {
     return v_in[i];
 }
 
+// The Q8 code of x in a block of absmax m (inv = 127 / m, 0 when m is 0): the integer nearest
+// to x * 127 / m, ties to even, as crate/src/cpu/attention.rs `q8_quantize` computes it. WGSL
+// division may be off by 2.5 ULP, so round(t * inv) alone can land one step off near a
+// half-way point on some GPUs (seen on NVIDIA); the final choice compares correctly rounded
+// products only, which every conforming GPU computes alike.
+fn q8_code(x: f32, m: f32, inv: f32) -> f32 {
+    let t = x * 127.0;
+    var q = round(x * inv);
+    let hi = (q + 0.5) * m;
+    let lo = (q - 0.5) * m;
+    let odd = (i32(q) & 1) != 0;
+    if (t > hi || (t == hi && odd)) {
+        q += 1.0;
+    } else if (t < lo || (t == lo && odd)) {
+        q -= 1.0;
+    }
+    return q;
+}
+
 @compute @workgroup_size(WRITE_WG)
 fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c0 = p.chunk * CHUNK;
@@ -106,7 +125,7 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         }
         return;
     }
-    // Q8: symmetric, scale = absmax / 127, q = round_half_even(x * 127 / absmax).
+    // Q8: symmetric, scale = absmax / 127, q = q8_code(x): x * 127 / absmax to the nearest.
     for (var part = 0u; part < 2u; part++) {
         var amax = 0.0;
         for (var i = lid; i < hd; i += WRITE_WG) {
@@ -132,7 +151,7 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             for (var b = 0u; b < 4u; b++) {
                 let i = 4u * w + b;
                 if (i < hd) {
-                    let qv = i32(clamp(round(in_val(part, src + i) * inv), -127.0, 127.0));
+                    let qv = i32(clamp(q8_code(in_val(part, src + i), m, inv), -127.0, 127.0));
                     word |= (bitcast<u32>(qv) & 0xffu) << (8u * b);
                 }
             }

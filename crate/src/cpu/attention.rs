@@ -106,17 +106,33 @@ pub fn f16_round_trip(values: &mut [f32]) {
 }
 
 /// Quantizes one block to symmetric 8 bits and returns `(quants, scale)`:
-/// `scale = absmax / 127`, `q = round_half_even(x * (127 / absmax))` clamped to
-/// `-127..=127` (all zero, scale 0, for an all-zero block). The GPU's
-/// `kv_write` computes the same expressions in the same order.
+/// `scale = absmax / 127`, `q` = the integer nearest to `x * 127 / absmax` (ties
+/// to even) clamped to `-127..=127` (all zero, scale 0, for an all-zero block).
+/// The GPU's `kv_write` (`q8_code` in shaders/attention.wgsl) decides `q` the
+/// same way: a first guess from `127 / absmax`, settled by comparing correctly
+/// rounded products, since GPU division is not correctly rounded.
 pub fn q8_quantize(block: &[f32]) -> (Vec<i8>, f32) {
     let amax = block.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
     let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
     let quants = block
         .iter()
-        .map(|&x| (x * inv).round_ties_even().clamp(-127.0, 127.0) as i8)
+        .map(|&x| q8_code(x, amax, inv).clamp(-127.0, 127.0) as i8)
         .collect();
     (quants, amax / 127.0)
+}
+
+/// See [`q8_quantize`]; the same expressions as `q8_code` in shaders/attention.wgsl.
+fn q8_code(x: f32, m: f32, inv: f32) -> f32 {
+    let t = x * 127.0;
+    let mut q = (x * inv).round_ties_even();
+    let (hi, lo) = ((q + 0.5) * m, (q - 0.5) * m);
+    let odd = (q as i32) & 1 != 0;
+    if t > hi || (t == hi && odd) {
+        q += 1.0;
+    } else if t < lo || (t == lo && odd) {
+        q -= 1.0;
+    }
+    q
 }
 
 /// Quantizes each `block`-sized run of `values` with [`q8_quantize`] and
