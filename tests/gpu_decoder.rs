@@ -324,3 +324,67 @@ fn bad_requests_are_typed_errors() {
     let logits = ctx.block_on(dec.logits()).unwrap();
     assert!(logits.iter().all(|v| v.is_finite()));
 }
+
+/// Issue 7: NaN in a well-formed file (one element of the final norm's weight) reaches every
+/// logit; both backends report it as a typed error at the first token instead of sampling
+/// garbage, and emit no text.
+#[test]
+fn nan_in_the_weights_is_a_typed_error_not_garbage() {
+    use codellama_webgpu::generate::{GenerateOptions, Session};
+    use codellama_webgpu::gguf;
+    use codellama_webgpu::gpu::GpuError;
+    use codellama_webgpu::prompt;
+    use codellama_webgpu::sampler::SamplerError;
+    use codellama_webgpu::tokenizer::Tokenizer;
+    use codellama_webgpu::Error;
+
+    let demo = fixtures().join("../../models/codellama-demo.gguf");
+    let mut bytes = std::fs::read(&demo).expect("the bundled demo model");
+    let file = gguf::read_bytes(&bytes).unwrap();
+    let i = file
+        .header
+        .tensors
+        .iter()
+        .position(|t| t.name == "output_norm.weight")
+        .unwrap();
+    let norm = &file.data[i];
+    let at = bytes
+        .windows(norm.len())
+        .position(|w| w == &norm[..])
+        .expect("the tensor's bytes in the file");
+    bytes[at + 40..at + 44].copy_from_slice(&f32::NAN.to_le_bytes());
+    let path = std::env::temp_dir().join(format!("nan-demo-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+
+    let w = CpuWeights::load(&path).unwrap();
+    let tok = Tokenizer::from_metadata(&w.header.metadata).unwrap();
+    let ids = prompt::completion(&tok, "def ").unwrap();
+    let opts = GenerateOptions {
+        sampler: SamplerConfig::greedy(),
+        max_tokens: 8,
+        stop: vec![],
+        stop_ids: vec![2],
+        continuation: true,
+        cancel: None,
+    };
+    let mut text = String::new();
+    let cpu = Session::new(CpuDecoder::new(&w, 64))
+        .generate(&tok, &ids, &opts, &mut |t| text.push_str(t));
+    assert!(
+        matches!(cpu, Err(Error::Sampler(SamplerError::NoFiniteLogits))),
+        "CPU: {cpu:?}"
+    );
+    let ctx = context();
+    let dec = gpu(&ctx, &path, DecoderOptions::default());
+    let mut s = Session::new(dec);
+    let got = ctx.block_on(s.generate_async(&tok, &ids, &opts, &mut |t| text.push_str(t)));
+    std::fs::remove_file(&path).ok();
+    assert!(
+        matches!(
+            got,
+            Err(Error::Gpu(GpuError::Sampler(SamplerError::NoFiniteLogits)))
+        ),
+        "GPU: {got:?}"
+    );
+    assert_eq!(text, "", "no text before the error");
+}
