@@ -26,6 +26,7 @@ const DIST = join(WEB, 'dist');
 const MODELS = join(ROOT, 'tests/fixtures/models');
 const OUT = join(HERE, 'out');
 const GEN = join(OUT, 'gen');
+const HOSTILE = join(ROOT, 'tests/fixtures/hostile');
 const SHOTS = join(OUT, 'screenshots');
 
 // Most tests use the smallest fixture (512-token vocab): on SwiftShader a token of the 32016-vocab
@@ -725,6 +726,52 @@ test('errors', async (t) => {
 // 7. Prefix reuse: SPM infill on a ~2,000-token file, then one more character at the cursor
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// 6b. The hostile GGUF corpus (tests/fixtures/hostile/, scripts/make_hostile_ggufs.py)
+// ---------------------------------------------------------------------------------------------
+
+test('hostile', async (t) => {
+  const manifest = JSON.parse(readFileSync(join(HOSTILE, 'manifest.json'), 'utf8'));
+  check(manifest.length >= 30, `the corpus has ${manifest.length} files`);
+  const b = await t.browser();
+  const page = await t.page(b, { title: 'hostile models' });
+  const rows = await inPage(page, async ({ manifest }) => {
+    const e = await CL.createEngine();
+    const out = [];
+    for (const c of manifest) {
+      const url = `/hostile/${c.file}`;
+      const gen = c.expect.startsWith('generate:') || c.expect === 'ok';
+      let cap = await T.capture(() => e.load(url, { cache: false }));
+      if (gen && cap.ok) {
+        cap = await T.capture(async () => (await e.completeText('a b', { maxTokens: 4, temperature: 0 })).text);
+        await e.unload();
+      }
+      const mem = await e.memoryUsage();
+      const info = await e.info();
+      out.push({ file: c.file, expect: c.expect, ok: cap.ok, name: cap.error?.name ?? null, own: !!cap.error?.isCodeLlamaError, message: cap.ok ? cap.value : cap.error?.message, gpuBytes: mem.gpuBytes, loaded: info !== null });
+    }
+    // The same engine afterwards: the valid corpus model, then nothing left behind.
+    const after = await T.capture(async () => {
+      await e.load('/hostile/valid.gguf', { cache: false });
+      const text = (await e.completeText('a b', { maxTokens: 4, temperature: 0 })).text;
+      await e.unload();
+      return { text, mem: await e.memoryUsage() };
+    });
+    await e.dispose();
+    return { out, after };
+  }, { manifest }, 300_000);
+  const bad = [];
+  for (const r of rows.out) {
+    const want = r.expect.replace('generate:', '');
+    const got = r.ok ? 'ok' : r.name;
+    t.log(`${r.file.padEnd(28)} ${String(got).padEnd(22)} gpuBytes ${r.gpuBytes} ${String(r.message).slice(0, 110)}`);
+    if (got !== want || (!r.ok && !r.own) || r.gpuBytes !== 0 || r.loaded) bad.push(`${r.file}: expected ${r.expect}, got ${got} (gpuBytes ${r.gpuBytes}, loaded ${r.loaded}): ${r.message}`);
+  }
+  t.figure('hostile files', rows.out.length);
+  check(bad.length === 0, `hostile corpus:\n  ${bad.join('\n  ')}`);
+  check(rows.after.ok && rows.after.value.text.length > 0 && rows.after.value.mem.gpuBytes === 0, `the engine after the corpus: ${JSON.stringify(rows.after)}`);
+});
+
 test('prefix-reuse', async (t) => {
   const page = await t.page();
   const r = await inPage(page, async ({ model, makeFile }) => {
@@ -891,7 +938,7 @@ async function main() {
   mkdirSync(SHOTS, { recursive: true });
   const made = generateFixtures();
   console.log(`generated ${made.join(', ')} in ${GEN}`);
-  server = await startServer({ mounts: { '/': join(HERE, 'pages'), '/pkg/': DIST, '/models/': MODELS, '/gen/': GEN } });
+  server = await startServer({ mounts: { '/': join(HERE, 'pages'), '/pkg/': DIST, '/models/': MODELS, '/gen/': GEN, '/hostile/': HOSTILE } });
   const oom = oomModelHeader(join(MODELS, COV));
   server.virtualFile('/virtual/oom.gguf', oom.header, oom.totalBytes);
   console.log(`server at ${server.url}; ${selected.length} tests${skip.size ? `; skipping ${[...skip].join(', ')}` : ''}`);
