@@ -11,13 +11,14 @@ not a usable llama model; ``generate:InternalError``: loads, then generation rep
 non-finite logits instead of sampling them). ``tests/hostile_models.rs`` loads each natively
 (CPU and GPU), ``tests/web/run.mjs`` in Chromium.
 
-    python3 scripts/make_hostile_ggufs.py      # numpy only; deterministic
+    python3 scripts/make_hostile_ggufs.py [--check]   # numpy only; deterministic; --check: CI
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,18 +303,30 @@ def poke_f16(t: Tensor, block: int, v):
     t.data = bytes(d)
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("*.gguf"):
-        old.unlink()
-    manifest = []
+def main(argv: list[str]) -> int:
+    files, manifest = {}, []
     for name, what, expect, build in cases():
         data = build()
-        (OUT / f"{name}.gguf").write_bytes(data)
+        files[f"{name}.gguf"] = data
         manifest.append({"file": f"{name}.gguf", "what": what, "expect": expect, "bytes": len(data)})
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    files["manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode()
+    if "--check" in argv:  # CI: the committed corpus is what this script writes
+        have = {p.name for p in OUT.glob("*")}
+        bad = sorted(n for n, d in files.items() if not (OUT / n).exists() or (OUT / n).read_bytes() != d)
+        bad += sorted(have - set(files))
+        if bad:
+            print(f"tests/fixtures/hostile differs from scripts/make_hostile_ggufs.py: {bad}")
+            return 1
+        print(f"{len(manifest)} hostile GGUF files match the script")
+        return 0
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*"):
+        old.unlink()
+    for n, d in files.items():
+        (OUT / n).write_bytes(d)
     print(f"{len(manifest)} files in {OUT} ({sum(m['bytes'] for m in manifest):,} bytes)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

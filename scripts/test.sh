@@ -27,6 +27,9 @@ cargo build -p codellama-webgpu --lib --no-default-features --target wasm32-unkn
 step "quantization vectors match PyPI gguf (regenerated and compared)"
 $PY scripts/gen_quant_vectors.py --check
 
+step "hostile GGUF corpus matches its script"
+$PY scripts/make_hostile_ggufs.py --check
+
 step "fixture models and float64 numpy reference logits"
 $PY scripts/make_fixtures.py
 
