@@ -3,7 +3,8 @@
 // model. The model is small and trained here, so the texts are never compared with fixed
 // strings: the tests check that text streams in, stop works, stats update, the ghost text is
 // what Tab inserts, chat keeps a multi-turn exchange, errors are shown and the page stays
-// usable, the page works offline after one visit, and no request leaves the page's origin.
+// usable, the page works offline after one visit, and no request leaves the page's origin but
+// the model URL the user chose (loaded from a second origin, its URL shown as text).
 //
 //   node tests/web/playground.mjs [step-name-prefix ...]
 //
@@ -240,6 +241,23 @@ step('narrow', async ({ page, shot }) => {
   await page.setViewportSize({ width: 1280, height: 800 });
 });
 
+step('model-url', async ({ page, shot, other }) => {
+  // A model from another origin, by URL, with markup in the URL: it is shown as text, and the
+  // final check allows exactly this URL as the one request to another origin.
+  await page.click('input[name=source][value=url]');
+  await setValue(page, '#url-input', other.modelUrl);
+  await page.click('#load-btn');
+  await waitModel(page);
+  const status = await page.locator('#model-status').textContent();
+  const markup = await page.locator('#model-status b, #model-status img').count();
+  log('status after the URL load:', JSON.stringify(status));
+  check(status.includes('<b>x</b>') && markup === 0, `the URL was not shown as plain text: ${status} (${markup} elements)`);
+  await page.click('#tab-complete');
+  await page.click('#complete-btn');
+  await page.waitForFunction(() => document.querySelector('#complete-out').dataset.state === 'done', null, { timeout: GEN_TIMEOUT });
+  await shot('model-url');
+});
+
 // ------------------------------------------------------------------------------------------------
 
 async function main() {
@@ -247,6 +265,9 @@ async function main() {
   const wanted = process.argv.slice(2);
   const server = await startServer({ mounts: { '/': DIST } });
   const origin = server.url;
+  // A second origin (another port) serving the demo model, for the model-url step.
+  const server2 = await startServer({ mounts: { '/m/': join(ROOT, 'models') } });
+  const other = { modelUrl: `${server2.url}/m/codellama-demo.gguf?name=<b>x</b>` };
   const browser = await Browser.launch({ outDir: SHOTS, name: 'playground', viewport: { width: 1280, height: 800 } });
   const context = browser.context;
   const requests = [];
@@ -272,7 +293,7 @@ async function main() {
       const t0 = Date.now();
       console.log(`== ${s.name}`);
       try {
-        await s.fn({ page, context, shot });
+        await s.fn({ page, context, shot, other });
         results.push([s.name, 'pass', (Date.now() - t0) / 1000]);
       } catch (e) {
         results.push([s.name, 'FAIL', (Date.now() - t0) / 1000, e?.message ?? String(e)]);
@@ -282,13 +303,18 @@ async function main() {
         if (s.name === 'load') break;
       }
     }
-    const foreign = requests.filter((u) => !u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:'));
-    log(`${requests.length} requests, ${foreign.length} to other origins`);
-    results.push(['no-foreign-requests', foreign.length === 0 ? 'pass' : 'FAIL', 0, foreign.slice(0, 5).join(' ')]);
+    // Every request stays on the page's origin, but for the model URL the user chose.
+    const chosen = (u) => u.startsWith(`${server2.url}/m/codellama-demo.gguf?`);
+    const foreign = requests.filter((u) => !u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:') && !chosen(u));
+    const toChosen = requests.filter(chosen).length;
+    const urlStepRan = results.some(([n, st]) => n === 'model-url' && st === 'pass');
+    log(`${requests.length} requests, ${toChosen} to the chosen model URL, ${foreign.length} to other origins`);
+    results.push(['no-foreign-requests', foreign.length === 0 && (toChosen > 0 || !urlStepRan) ? 'pass' : 'FAIL', 0, foreign.slice(0, 5).join(' ')]);
     results.push(['csp-clean', csp.length === 0 ? 'pass' : 'FAIL', 0, csp.slice(0, 3).join(' | ')]);
   } finally {
     await browser.close().catch(() => {});
     await server.close();
+    await server2.close();
   }
   console.log('\nSummary (playground)');
   for (const [name, status, secs, err] of results) console.log(`  ${name.padEnd(20)} ${status.padEnd(5)} ${secs.toFixed(1).padStart(6)} s${err ? '  ' + err : ''}`);
