@@ -11,6 +11,7 @@
 //! - [`sampler`] and [`generate`]: token selection and the generation loop;
 //! - `wasm` (wasm32 only): `WasmEngine`, the JSON API the browser package wraps.
 
+pub mod alloc;
 pub mod cpu;
 pub mod error;
 pub mod generate;

@@ -260,9 +260,13 @@ pub(crate) fn build_encoders(
     }
     let merges = merges_by_score(pieces, scores, kinds, &vocab);
     let bpe_vocab: Vocab = vocab.into_iter().collect();
+    // No word cache: with no pre-tokenizer a "word" is a whole prompt (between special
+    // tokens), so the cache (10,000 entries of up to 256 bytes) would almost never hit, yet
+    // it kept every short prompt a long-lived engine saw (the browser soak test's heap grew).
     let mut builder = BPE::builder()
         .vocab_and_merges(bpe_vocab, merges)
-        .byte_fallback(true);
+        .byte_fallback(true)
+        .cache_capacity(0);
     // Recorded for tokenizer.json; never emitted, since byte fallback covers every byte.
     if let Some(i) = kinds.iter().position(|&k| k == PieceKind::Unknown) {
         builder = builder.unk_token(pieces[i].clone());

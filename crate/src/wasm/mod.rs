@@ -17,4 +17,8 @@ pub mod load;
 pub mod platform;
 
 pub use engine::WasmEngine;
+
+/// Counts the heap bytes in use (`WasmEngine::wasmHeapBytes`).
+#[global_allocator]
+static ALLOC: crate::alloc::Counting = crate::alloc::Counting;
 pub use errors::{ErrorName, WasmError};

@@ -11,7 +11,7 @@ use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuOptions};
 use codellama_webgpu::model::{SyntheticModel, SyntheticQuant};
 
-use crate::alloc;
+use codellama_webgpu::alloc;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 

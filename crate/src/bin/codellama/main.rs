@@ -1,14 +1,13 @@
 //! `codellama`: the native command-line interface (info, tokenize, logits,
 //! complete, infill, chat; bench, synth, load).
 
-mod alloc;
 mod args;
 mod bench;
 mod generate;
 mod inspect;
 
 #[global_allocator]
-static ALLOC: alloc::Counting = alloc::Counting;
+static ALLOC: codellama_webgpu::alloc::Counting = codellama_webgpu::alloc::Counting;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,8 @@
-//! A counting global allocator: current and peak heap bytes, so `load` can
-//! report the host memory the loader itself holds (device memory excluded).
+//! A counting global allocator: current and peak heap bytes. The native CLI
+//! installs it (so `load` can report the host memory the loader itself holds,
+//! device memory excluded); the wasm build installs it too, so the browser
+//! engine can report the heap bytes in use, not only the size of the linear
+//! memory, which only ever grows.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
