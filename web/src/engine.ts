@@ -4,10 +4,17 @@
  * Requests run one at a time in call order. Read-only calls (`tokenize`, `detokenize`, `info`,
  * `adapterInfo`, `memoryUsage`) answer at once unless a `load`/`unload`/`resetCache` is pending,
  * in which case they wait for it.
+ *
+ * Device loss (a GPU reset, the browser reclaiming the device, `GPUDevice.destroy()`): the request
+ * running fails with `DeviceLostError`; the next request re-creates the device and loads the last
+ * model again (from the OPFS cache for URLs, or from the same Blob / buffer) before it runs, so
+ * the page goes on without a reload. A model that came from a `ReadableStream` cannot be read
+ * twice: that request fails with `DeviceLostError` until `load()` is called again.
  */
 
 import {
   AbortError,
+  DeviceLostError,
   EngineBusyError,
   InvalidModelError,
   InvalidRequestError,
@@ -62,6 +69,11 @@ export class Engine implements CodeLlamaEngine {
   #loadPending = false;
   #mutationsPending = 0;
   #info: ModelInfo | null = null;
+  /** What to load again after a device loss (`null`: nothing, or a stream that cannot be re-read). */
+  #reloadable: { source: ModelSource; opts: LoadOptions } | null = null;
+  /** True from a device loss until the next load; `#reloadable` is what that load will be. */
+  #lostModel = false;
+  #deviceRecoveries = 0;
   #lifetime = new AbortController();
 
   private constructor(raw: WasmEngine) {
@@ -122,11 +134,14 @@ export class Engine implements CodeLlamaEngine {
     }
   }
 
-  async #runLoad(source: ModelSource, opts: LoadOptions): Promise<ModelInfo> {
+  /** `reload`: the model again after a device loss (kept for another try if this one fails). */
+  async #runLoad(source: ModelSource, opts: LoadOptions, reload = false): Promise<ModelInfo> {
     const signal = anySignal([opts.signal, this.#lifetime.signal]);
     const raw = this.#engine();
     const t0 = now();
     throwIfAborted(signal);
+    await this.#recoverDevice();
+    if (!reload) this.#lostModel = false;
     const src = await openLoadSource(source, { signal, cache: opts.cache ?? true }).catch((e: unknown) => {
       throw signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
     });
@@ -183,6 +198,8 @@ export class Engine implements CodeLlamaEngine {
       const info: ModelInfo = { ...wasmInfo, fromCache: src.fromCache, loadMs };
       await src.commit();
       this.#info = info;
+      this.#lostModel = false;
+      this.#reloadable = source instanceof ReadableStream ? null : { source, opts: { ...opts, signal: undefined, onProgress: undefined } };
       report({
         ...last,
         bytesDone: wasmInfo.fileBytes ?? last.bytesDone,
@@ -252,6 +269,7 @@ export class Engine implements CodeLlamaEngine {
       return this.#queue.run(async () => {
         throwIfAborted(signal);
         const raw = this.#engine();
+        await this.#reloadAfterDeviceLoss(signal);
         if (this.#info === null) throw new NotLoadedError('no model is loaded; call load() first');
         const onAbort = () => {
           try {
@@ -276,6 +294,35 @@ export class Engine implements CodeLlamaEngine {
         }
       }, signal);
     }, opts?.signal);
+  }
+
+  /** Opens a new device if the old one was lost (the model is gone with it). */
+  async #recoverDevice(): Promise<void> {
+    const raw = this.#engine();
+    if (!raw.deviceLost()) return;
+    const hadModel = this.#info !== null;
+    try {
+      await raw.recoverDevice();
+    } catch (e) {
+      throw toCodeLlamaError(e);
+    }
+    this.#deviceRecoveries++;
+    this.#info = null;
+    if (hadModel) this.#lostModel = true;
+  }
+
+  /**
+   * Before a generation: after a device loss, a new device and the last model loaded again
+   * (progress is not reported; `info().loadMs` and `fromCache` describe the reload).
+   */
+  async #reloadAfterDeviceLoss(signal: AbortSignal): Promise<void> {
+    await this.#recoverDevice();
+    if (!this.#lostModel) return;
+    const again = this.#reloadable;
+    if (again === null) {
+      throw new DeviceLostError('the GPU device was lost and the model came from a stream that cannot be read again; call load() again');
+    }
+    await this.#runLoad(again.source, { ...again.opts, signal }, true);
   }
 
   /** Keeps `info().kvBytes` current after generations (the KV cache grows with use). */
@@ -331,6 +378,8 @@ export class Engine implements CodeLlamaEngine {
       this.#refreshKv();
       return {
         wasmBytes: raw.wasmMemoryBytes(),
+        wasmHeapBytes: raw.wasmHeapBytes(),
+        deviceRecoveries: this.#deviceRecoveries,
         gpuBytes: this.#info?.gpuBytes ?? 0,
         kvBytes: this.#info?.kvBytes ?? 0,
       };
@@ -347,6 +396,8 @@ export class Engine implements CodeLlamaEngine {
     return this.#mutation(async () => {
       this.#engine().unload();
       this.#info = null;
+      this.#reloadable = null;
+      this.#lostModel = false;
     });
   }
 

@@ -32,7 +32,10 @@ export class UnsupportedModelError extends CodeLlamaError {
 export class GpuOutOfMemoryError extends CodeLlamaError {
   override name = 'GpuOutOfMemoryError' as const;
 }
-/** The GPU device was lost; create a new engine. */
+/**
+ * The GPU device was lost during the request. The engine re-creates the device and loads the
+ * last model again on the next request (no new engine, no page reload).
+ */
 export class DeviceLostError extends CodeLlamaError {
   override name = 'DeviceLostError' as const;
 }

@@ -228,8 +228,15 @@ export interface TokenizeOptions {
 
 /** Memory figures for diagnostics. */
 export interface MemoryUsage {
-  /** Current size of the wasm linear memory, in bytes. */
+  /**
+   * Current size of the wasm linear memory, in bytes: a high-water mark (linear memory grows,
+   * it never shrinks).
+   */
   wasmBytes: number;
+  /** Heap bytes the wasm module has allocated now (live allocations): what a leak would grow. */
+  wasmHeapBytes: number;
+  /** How many times this engine re-created its GPU device after a device loss. */
+  deviceRecoveries: number;
   /** GPU bytes held by the weights (0 when nothing is loaded). */
   gpuBytes: number;
   /** GPU bytes held by the KV cache now. */

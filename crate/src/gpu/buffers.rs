@@ -166,8 +166,11 @@ impl GpuContext {
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
-        slot.await.map_err(|e| GpuError::ReadBack(e.to_string()))?;
+            .map_err(|e| self.lost_or(GpuError::ReadBack(e.to_string())))?;
+        if let Err(e) = slot.await {
+            // A lost device fails every mapping: say so, not "map failed".
+            return Err(self.lost_or(GpuError::ReadBack(e.to_string())));
+        }
         self.check()?;
         let bytes = {
             let view = staging
@@ -192,8 +195,10 @@ impl GpuContext {
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
-        slot.await.map_err(|e| GpuError::ReadBack(e.to_string()))?;
+            .map_err(|e| self.lost_or(GpuError::ReadBack(e.to_string())))?;
+        if let Err(e) = slot.await {
+            return Err(self.lost_or(GpuError::ReadBack(e.to_string())));
+        }
         self.check()
     }
 

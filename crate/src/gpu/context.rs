@@ -148,10 +148,24 @@ impl GpuContext {
         self.features
     }
 
+    /// Why the device was lost, once it is (`None` while it works).
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// `DeviceLost` if the device is lost (the cause of any failure then),
+    /// else `e`.
+    pub fn lost_or(&self, e: GpuError) -> GpuError {
+        match self.lost_reason() {
+            Some(msg) => GpuError::DeviceLost(msg),
+            None => e,
+        }
+    }
+
     /// `Err(DeviceLost)` once the device is lost; `Err` with the first error
     /// that escaped every error scope since the last check.
     pub fn check(&self) -> Result<(), GpuError> {
-        if let Some(msg) = self.lost.lock().ok().and_then(|l| l.clone()) {
+        if let Some(msg) = self.lost_reason() {
             return Err(GpuError::DeviceLost(msg));
         }
         if let Ok(mut errors) = self.uncaptured.lock() {

@@ -9,6 +9,12 @@
 //! (the TS layer queues requests; this is the backstop). Dropping a model or
 //! a load bumps `epoch`, so an operation in flight can tell that what it works
 //! on is gone when it resumes.
+//!
+//! The device can be lost (a driver reset, `GPUDevice.destroy()`, the browser
+//! reclaiming the GPU): every operation then fails with `DeviceLostError`,
+//! and `recoverDevice` drops the model and opens a new device in place, so
+//! the same engine loads again without a page reload (the TS layer re-loads
+//! the last model by itself on the next call).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -43,14 +49,19 @@ struct State {
 }
 
 struct Inner {
-    ctx: Arc<GpuContext>,
-    adapter: AdapterJson,
+    /// The device; replaced by `recoverDevice` once lost.
+    ctx: RefCell<Arc<GpuContext>>,
+    adapter: RefCell<AdapterJson>,
     /// The running generation's cancel flag (raised by `cancel`, `unload`).
     cancel: Arc<AtomicBool>,
     state: RefCell<State>,
 }
 
 impl Inner {
+    fn ctx(&self) -> Arc<GpuContext> {
+        Arc::clone(&self.ctx.borrow())
+    }
+
     /// Drops the model and any load, and destroys their GPU buffers (every
     /// buffer recorded since the engine was created belongs to them: there is
     /// one model or load at a time).
@@ -65,7 +76,7 @@ impl Inner {
         }
         st.model = None;
         self.cancel.store(true, Ordering::Relaxed);
-        self.ctx.destroy_recorded_buffers();
+        self.ctx().destroy_recorded_buffers();
     }
 }
 
@@ -89,46 +100,53 @@ fn device_type(t: wgpu::DeviceType) -> &'static str {
     }
 }
 
+/// Opens the default adapter's device (recording the buffers made on it, so
+/// that `unload` can destroy them) and describes the adapter.
+async fn open_device() -> WasmResult<(Arc<GpuContext>, AdapterJson)> {
+    if platform::navigator_gpu().is_none() {
+        return Err(WasmError::new(
+            ErrorName::WebGpuUnavailable,
+            "WebGPU is not available here (navigator.gpu is missing)",
+        ));
+    }
+    let ctx = GpuContext::new_async(&GpuOptions::default()).await?;
+    ctx.record_buffers(true);
+    let (description, fallback) = platform::adapter_description().await;
+    let info = ctx.adapter_info();
+    let adapter = AdapterJson {
+        name: if description.is_empty() {
+            info.name.clone()
+        } else {
+            description
+        },
+        backend: info.backend.to_str().to_string(),
+        device_type: if fallback {
+            "cpu"
+        } else {
+            device_type(info.device_type)
+        }
+        .to_string(),
+        f16: ctx.features().f16,
+        subgroups: ctx.features().subgroups,
+        max_buffer_size: ctx.limits().max_buffer_size,
+        max_storage_binding_size: ctx.limits().max_storage_buffer_binding_size,
+    };
+    // GpuDecoder takes an Arc; on the browser's single thread the WebGPU
+    // handles are neither Send nor Sync, which is fine.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let ctx = Arc::new(ctx);
+    Ok((ctx, adapter))
+}
+
 impl WasmEngine {
     /// [`WasmEngine::create`] as a Rust future.
     pub async fn create_async() -> WasmResult<WasmEngine> {
         platform::install_panic_hook();
-        if platform::navigator_gpu().is_none() {
-            return Err(WasmError::new(
-                ErrorName::WebGpuUnavailable,
-                "WebGPU is not available here (navigator.gpu is missing)",
-            ));
-        }
-        let ctx = GpuContext::new_async(&GpuOptions::default()).await?;
-        ctx.record_buffers(true);
-        let (description, fallback) = platform::adapter_description().await;
-        let info = ctx.adapter_info();
-        let adapter = AdapterJson {
-            name: if description.is_empty() {
-                info.name.clone()
-            } else {
-                description
-            },
-            backend: info.backend.to_str().to_string(),
-            device_type: if fallback {
-                "cpu"
-            } else {
-                device_type(info.device_type)
-            }
-            .to_string(),
-            f16: ctx.features().f16,
-            subgroups: ctx.features().subgroups,
-            max_buffer_size: ctx.limits().max_buffer_size,
-            max_storage_binding_size: ctx.limits().max_storage_buffer_binding_size,
-        };
-        // GpuDecoder takes an Arc; on the browser's single thread the
-        // WebGPU handles are neither Send nor Sync, which is fine.
-        #[allow(clippy::arc_with_non_send_sync)]
-        let ctx = Arc::new(ctx);
+        let (ctx, adapter) = open_device().await?;
         Ok(WasmEngine {
             inner: Rc::new(Inner {
-                ctx,
-                adapter,
+                ctx: RefCell::new(ctx),
+                adapter: RefCell::new(adapter),
                 cancel: Arc::new(AtomicBool::new(false)),
                 state: RefCell::new(State {
                     busy: None,
@@ -143,7 +161,7 @@ impl WasmEngine {
     /// GPU buffers the engine holds now: (count, bytes) (for tests: 0 after
     /// `unload` / `abortLoad`).
     pub fn gpu_buffers(&self) -> (usize, u64) {
-        self.inner.ctx.recorded_buffers()
+        self.inner.ctx().recorded_buffers()
     }
 
     fn with_model<T>(&self, f: impl FnOnce(&mut Loaded) -> WasmResult<T>) -> WasmResult<T> {
@@ -170,7 +188,7 @@ impl WasmEngine {
     /// `{name, backend, deviceType, f16, subgroups, maxBufferSize, maxStorageBindingSize}`.
     #[wasm_bindgen(js_name = adapterJson)]
     pub fn adapter_json(&self) -> String {
-        to_json(&self.inner.adapter)
+        to_json(&*self.inner.adapter.borrow())
     }
 
     /// Starts a load (`{totalBytes?, contextLength?, kvCache?: "f16"|"q8"}`),
@@ -220,13 +238,14 @@ impl WasmEngine {
         };
         future_to_promise(async move {
             let aborted = || inner.state.borrow().epoch != epoch;
-            let result = loading.push(&inner.ctx, &chunk, &aborted).await;
+            let ctx = inner.ctx();
+            let result = loading.push(&ctx, &chunk, &aborted).await;
             drop(chunk);
             let mut st = inner.state.borrow_mut();
             st.busy = None;
             if st.epoch != epoch {
                 drop(loading);
-                inner.ctx.destroy_recorded_buffers();
+                ctx.destroy_recorded_buffers();
                 return Err(WasmError::new(ErrorName::Abort, "the load was aborted").into());
             }
             match result {
@@ -267,12 +286,14 @@ impl WasmEngine {
             }
         };
         future_to_promise(async move {
-            let result = loading.finish(Arc::clone(&inner.ctx), &inner.adapter).await;
+            let ctx = inner.ctx();
+            let adapter = inner.adapter.borrow().clone();
+            let result = loading.finish(Arc::clone(&ctx), &adapter).await;
             let mut st = inner.state.borrow_mut();
             st.busy = None;
             if st.epoch != epoch {
                 drop(result);
-                inner.ctx.destroy_recorded_buffers();
+                ctx.destroy_recorded_buffers();
                 return Err(WasmError::new(ErrorName::Abort, "the load was aborted").into());
             }
             st.load = LoadSlot::Idle;
@@ -371,7 +392,7 @@ impl WasmEngine {
             st.busy = None;
             if st.epoch != epoch {
                 drop(session);
-                inner.ctx.destroy_recorded_buffers();
+                inner.ctx().destroy_recorded_buffers();
                 return match result {
                     Ok(stats) => Ok(JsValue::from_str(&to_json(&stats))),
                     Err(_) => Err(WasmError::new(
@@ -409,9 +430,51 @@ impl WasmEngine {
         })?)
     }
 
+    /// Whether the device is lost (then every operation fails with
+    /// `DeviceLostError` until `recoverDevice`).
+    #[wasm_bindgen(js_name = deviceLost)]
+    pub fn device_lost(&self) -> bool {
+        self.inner.ctx().lost_reason().is_some()
+    }
+
+    /// After a device loss: drops the model and any load (their buffers died
+    /// with the device) and opens a new device. Resolves to `true` when it
+    /// did, `false` when the device was not lost (nothing changes then).
+    /// `EngineBusyError` while an operation runs.
+    #[wasm_bindgen(js_name = recoverDevice, unchecked_return_type = "Promise<boolean>")]
+    pub fn recover_device(&self) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        {
+            let mut st = inner.state.borrow_mut();
+            if let Some(running) = st.busy {
+                return reject(WasmError::busy(running));
+            }
+            if inner.ctx().lost_reason().is_none() {
+                return Promise::resolve(&JsValue::FALSE);
+            }
+            inner.drop_all(&mut st);
+            st.busy = Some("recoverDevice");
+        }
+        future_to_promise(async move {
+            let opened = open_device().await;
+            inner.state.borrow_mut().busy = None;
+            let (ctx, adapter) = opened?;
+            *inner.ctx.borrow_mut() = ctx;
+            *inner.adapter.borrow_mut() = adapter;
+            Ok(JsValue::TRUE)
+        })
+    }
+
     /// Current size of the wasm linear memory in bytes.
     #[wasm_bindgen(js_name = wasmMemoryBytes)]
     pub fn wasm_memory_bytes(&self) -> f64 {
         platform::wasm_memory_bytes()
+    }
+
+    /// Heap bytes allocated now (live allocations, all engines in this module
+    /// instance); unlike the linear memory it goes down when memory is freed.
+    #[wasm_bindgen(js_name = wasmHeapBytes)]
+    pub fn wasm_heap_bytes(&self) -> f64 {
+        crate::alloc::current() as f64
     }
 }

@@ -12,7 +12,7 @@ use codellama_webgpu::gguf;
 use codellama_webgpu::gpu::attention::KvFormat;
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::weights::GpuWeights;
-use codellama_webgpu::gpu::{GpuContext, GpuOptions};
+use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use codellama_webgpu::prompt::{self, InfillMode, Message, PromptKind, Role};
 use codellama_webgpu::tokenizer::Tokenizer;
 
@@ -230,7 +230,19 @@ pub fn chat(
             content: line,
         });
         let p = prompt::chat(&l.tok, &dialog)?;
-        let (reply, _) = stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6)?;
+        let reply = match stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6) {
+            Ok((reply, _)) => reply,
+            Err(e) if device_lost(e.as_ref()) => {
+                // The GPU went away (driver reset, GPU removed): a new device, the weights
+                // again from the file, and the same message once more.
+                eprintln!("\ncodellama: {e}; opening the GPU again and reloading the model");
+                if let Engine::Gpu(session) = &mut s {
+                    *session = Session::new(gpu_decoder(m, false, None)?);
+                }
+                stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6)?.0
+            }
+            Err(e) => return Err(e),
+        };
         println!();
         dialog.push(Message {
             role: Role::Assistant,
@@ -238,4 +250,12 @@ pub fn chat(
         });
     }
     Ok(())
+}
+
+/// Whether `e` is a lost GPU device.
+fn device_lost(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<codellama_webgpu::Error>(),
+        Some(codellama_webgpu::Error::Gpu(GpuError::DeviceLost(_)))
+    )
 }
