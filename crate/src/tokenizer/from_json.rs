@@ -32,6 +32,11 @@ impl Tokenizer {
             ));
         }
         let unk_token = bpe.unk_token.clone();
+        // No word cache (as for a GGUF vocabulary, see `build_encoders`): without a
+        // pre-tokenizer its keys are whole prompts.
+        let mut uncached = bpe.clone();
+        uncached.resize_cache(0);
+        inner.with_model(uncached);
 
         let vocab = inner.get_vocab(true);
         let n = vocab.len();
