@@ -121,6 +121,45 @@ def instruct_pairs(docs) -> list[tuple[str, str]]:
     return out
 
 
+def without_docstrings(text: str) -> str:
+    """The file with its docstrings' lines removed (comments and layout kept): the code view
+    that ``--code-fim`` examples are cut from. A docstring that shares a line with other code
+    stays; a body that was only a docstring becomes ``pass`` at the docstring's indentation."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text
+    lines = text.splitlines(keepends=True)
+    edits = {}  # first line index -> (last line index, replacement)
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body
+        if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            continue
+        e = body[0]
+        a, b = e.lineno - 1, e.end_lineno - 1
+        if lines[a][: e.col_offset].strip() or lines[b][e.end_col_offset :].strip():
+            continue  # shares a line with other code
+        edits[a] = (b, "" if len(body) > 1 else lines[a][: e.col_offset] + "pass\n")
+    out, i = [], 0
+    while i < len(lines):
+        if i in edits:
+            b, rep = edits[i]
+            out.append(rep)
+            i = b + 1
+        else:
+            out.append(lines[i])
+            i += 1
+    code = "".join(out)
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return text
+    return code
+
+
 def request(rng, name: str, first: str) -> str:
     k = rng.integers(4)
     if k == 0:
@@ -163,6 +202,11 @@ class Data:
         self.line_fim = 0.5  # share of FIM examples cut at whole lines (else at random characters)
         self.one_line = 0.0  # of those, the share whose middle is exactly one line (else 1 to 4)
         self.top_start = 0.0  # share of FIM spans moved back to start at a top-level line
+        self.code_fim = 0.0  # share of FIM examples cut from the files' docstring-free view
+        self.dedent = 0.0  # share of FIM spans moved to column 0 where all their lines allow it
+        self.nonblank_mid = False  # whole-line middles always hold code (never a blank line)
+        self.code_docs = None
+        self.spm_top_start = 0.0  # share of SPM spans moved back to start at a top-level line
         self.psm = 0.5  # share of FIM examples in prefix-suffix-middle order (else suffix-prefix-middle)
         self.space_id = tok.sp.piece_to_id("▁")
         self.split_map = np.full(tok.n, -1, dtype=np.int64)
@@ -206,6 +250,10 @@ class Data:
         tok, T, rng = self.tok, self.T, self.rng
         d = int(rng.choice(len(self.docs), p=self.doc_p))
         text = self.docs[d]["text"]
+        if self.code_fim and rng.random() < self.code_fim:
+            if self.code_docs is None:
+                self.code_docs = [without_docstrings(x["text"]) for x in self.docs]
+            text = self.code_docs[d]
         span_chars = int((T - 8) * self.cpt[d] * 0.95)
         lines = text.splitlines(keepends=True)
         starts = np.cumsum([0] + [len(x) for x in lines])
@@ -216,11 +264,34 @@ class Data:
             # ▁<MID>, which the model then copies into PSM middles one space too deep.
             while li > 0 and lines[li][:1] in (" ", "\t", "\n"):
                 li -= 1
-        a = int(starts[li])
-        if short:
-            b = int(starts[min(len(lines), li + int(rng.integers(3, 31)))])
-            span_chars = min(span_chars, b - a)
-        span = text[a : a + span_chars]
+        n_short = int(rng.integers(3, 31)) if short else 0
+
+        def cut(li: int) -> str:
+            a = int(starts[li])
+            n = span_chars
+            if short:
+                n = min(n, int(starts[min(len(lines), li + n_short)]) - a)
+            return text[a : a + n]
+
+        span = cut(li)
+        if self.dedent and span[:1] in (" ", "\t") and rng.random() < self.dedent:
+            # A block pasted at column 0, as a snippet is: only where every line of the span is
+            # at least as indented as its first (the span is cut at a line end first).
+            body = span[: span.rfind("\n") + 1]
+            ded = textwrap.dedent(body)
+            if ded[:1] not in (" ", "\t", ""):
+                span = ded
+        psm = None
+        if self.spm_top_start:
+            # The order is drawn first here; suffix-first spans that still start indented move
+            # back to a top-level line: after ▁<MID> an SPM example puts enc(prefix), and a
+            # prefix that starts indented puts "indent + ▁word" there, which the model then
+            # copies into PSM middles one space too deep.
+            psm = bool(rng.random() < self.psm)
+            if not psm and span[:1] in (" ", "\t", "\n") and rng.random() < self.spm_top_start:
+                while li > 0 and lines[li][:1] in (" ", "\t", "\n"):
+                    li -= 1
+                span = cut(li)
         if rng.random() < self.line_fim:
             # Whole lines: the middle is 1..4 complete lines of the span (newline included).
             sl = span.splitlines(keepends=True)
@@ -230,6 +301,8 @@ class Data:
             one = self.one_line and rng.random() < self.one_line
             j = min(len(sl), i + 1 + (0 if one else int(rng.integers(0, 4))))
             pre, mid, suf = "".join(sl[:i]), "".join(sl[i:j]), "".join(sl[j:])
+            if self.nonblank_mid and not mid.strip():
+                return None
             if rng.random() < 0.5 and mid.endswith("\n") and suf:
                 # Same cut, newline kept by the suffix ("...\n" | "    x = 1" | "\n...").
                 mid, suf = mid[:-1], "\n" + suf
@@ -245,7 +318,9 @@ class Data:
                 p = p[len(p) + len(s) - budget :] if len(s) < budget else p[-(budget // 2) :]
             else:
                 s = s[: max(0, budget - len(p))] if len(p) < budget else s[: budget // 2]
-        if rng.random() < self.psm:
+        if psm is None:
+            psm = bool(rng.random() < self.psm)
+        if psm:
             ids = [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot]
         else:
             ids = [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
@@ -349,6 +424,14 @@ def main(argv: list[str]) -> int:
                     help="share of whole-line FIM middles that are exactly one line (else 1 to 4 lines)")
     ap.add_argument("--top-start", type=float, default=0.0,
                     help="share of FIM spans that start at a top-level (unindented) line")
+    ap.add_argument("--code-fim", type=float, default=0.0,
+                    help="share of FIM examples cut from the files with their docstrings removed")
+    ap.add_argument("--dedent", type=float, default=0.0,
+                    help="share of indented FIM spans dedented to column 0 where all their lines allow it")
+    ap.add_argument("--nonblank-mid", action="store_true",
+                    help="whole-line FIM middles are never blank lines")
+    ap.add_argument("--spm-top-start", type=float, default=0.0,
+                    help="share of suffix-prefix-middle spans that start at a top-level line")
     ap.add_argument("--psm", type=float, default=0.5, help="share of FIM examples in PSM order (else SPM)")
     ap.add_argument("--device", default="cpu",
                     help="torch device; the recorded runs are CPU runs ('cuda' only for trying recipes fast)")
@@ -375,6 +458,8 @@ def main(argv: list[str]) -> int:
     data.short_fim = a.short_fim
     data.fim_p, data.line_fim, data.one_line, data.psm = a.fim, a.line_fim, a.one_line, a.psm
     data.top_start = a.top_start
+    data.spm_top_start = a.spm_top_start
+    data.code_fim, data.dedent, data.nonblank_mid = a.code_fim, a.dedent, a.nonblank_mid
     dev = torch.device(a.device)
     cfg = Config(
         dim=a.dim, n_layers=a.layers, n_heads=a.heads, n_kv_heads=a.kv_heads, ffn_dim=a.ffn,
