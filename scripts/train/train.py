@@ -121,6 +121,13 @@ def instruct_pairs(docs) -> list[tuple[str, str]]:
     return out
 
 
+def top_level_line(lines: list[str], li: int) -> int:
+    """The nearest line at or before ``li`` that starts at column 0 with code."""
+    while li > 0 and lines[li][:1] in (" ", "\t", "\n"):
+        li -= 1
+    return li
+
+
 def without_docstrings(text: str) -> str:
     """The file with its docstrings' lines removed (comments and layout kept): the code view
     that ``--code-fim`` examples are cut from. A docstring that shares a line with other code
@@ -262,8 +269,7 @@ class Data:
             # Start at a top-level line (column 0), as a snippet or a file does: a span that
             # starts indented puts "indent + ▁word" (the dummy prefix) right after ▁<PRE> or
             # ▁<MID>, which the model then copies into PSM middles one space too deep.
-            while li > 0 and lines[li][:1] in (" ", "\t", "\n"):
-                li -= 1
+            li = top_level_line(lines, li)
         n_short = int(rng.integers(3, 31)) if short else 0
 
         def cut(li: int) -> str:
@@ -284,14 +290,11 @@ class Data:
         psm = None
         if self.spm_top_start:
             # The order is drawn first here; suffix-first spans that still start indented move
-            # back to a top-level line: after ▁<MID> an SPM example puts enc(prefix), and a
-            # prefix that starts indented puts "indent + ▁word" there, which the model then
-            # copies into PSM middles one space too deep.
+            # back to a top-level line (the reason is at --top-start above), as a real SPM
+            # prompt's prefix, the file's start, does.
             psm = bool(rng.random() < self.psm)
             if not psm and span[:1] in (" ", "\t", "\n") and rng.random() < self.spm_top_start:
-                while li > 0 and lines[li][:1] in (" ", "\t", "\n"):
-                    li -= 1
-                span = cut(li)
+                span = cut(top_level_line(lines, li))
         if rng.random() < self.line_fim:
             # Whole lines: the middle is 1..4 complete lines of the span (newline included).
             sl = span.splitlines(keepends=True)
