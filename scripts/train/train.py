@@ -19,6 +19,10 @@ Each batch row is one example, drawn with a fixed seed:
   leading space, so the middle's tokens are the raw continuation. A document span of about
   ``context`` tokens is cut at two points: half the time uniformly random characters (as in the
   paper), half the time whole lines (1 to 4; the demo's "fill in a missing line" use);
+* with ``--snippet-fim P``, a share P of the FIM rows is packed with missing-line examples over
+  whole snippets (a def, class or block of 2 to 30 lines moved to column 0, as a pasted or
+  freshly typed piece of code is): one code line is the middle, the rest prefix and suffix,
+  in either order (``--psm``);
 * 5% instruct examples in Meta's chat format,
   ``[BOS] + enc(f"[INST] {user} [/INST] {answer} ") + [EOS]``, user = a request built from the
   first docstring line of a training-split function, answer = that function's source; the loss
@@ -167,6 +171,36 @@ def without_docstrings(text: str) -> str:
     return code
 
 
+SNIPPET_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.While,
+                 ast.With, ast.Try)
+
+
+def snippets(texts: list[str], max_lines: int = 30) -> list[str]:
+    """Every compound statement (def, class, if, for, while, with, try) of 2 to ``max_lines``
+    lines in ``texts``, moved to column 0: the size and shape of an editor snippet. Statements
+    that do not parse on their own (an ``elif`` branch, a one-line ``if x: y`` sharing a line)
+    are left out."""
+    out = []
+    for text in texts:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        lines = text.splitlines(keepends=True)
+        for node in ast.walk(tree):
+            if not isinstance(node, SNIPPET_NODES) or not 2 <= node.end_lineno - node.lineno + 1 <= max_lines:
+                continue
+            src = textwrap.dedent("".join(lines[node.lineno - 1 : node.end_lineno]))
+            if src[:1] in (" ", "\t"):
+                continue
+            try:
+                ast.parse(src)
+            except SyntaxError:
+                continue
+            out.append(src if src.endswith("\n") else src + "\n")
+    return out
+
+
 def request(rng, name: str, first: str) -> str:
     k = rng.integers(4)
     if k == 0:
@@ -205,6 +239,8 @@ class Data:
                      pairs=json.dumps(self.pairs))
         self.split_p = 0.0
         self.short_fim = 0.0
+        self.snippet_fim = 0.0  # share of FIM rows packed with whole-snippet missing-line examples
+        self.snippet_pool = None
         self.fim_p = 0.5  # share of FIM rows (the rest: 5% instruct, plain next-token)
         self.line_fim = 0.5  # share of FIM examples cut at whole lines (else at random characters)
         self.one_line = 0.0  # of those, the share whose middle is exactly one line (else 1 to 4)
@@ -329,13 +365,39 @@ class Data:
             ids = [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
         return ids, None
 
-    def packed_short_fim(self) -> list[int]:
-        """Short FIM examples one after another (each starts with BOS) up to ``T + 1`` tokens."""
+    def snippet_row(self):
+        """One missing-line FIM example over a whole snippet (``snippets``: a def, class or block
+        at column 0, from the docstring-free view with probability ``code_fim``): one non-blank,
+        non-comment line is the middle, the rest of the snippet is prefix and suffix, as in an
+        editor where one line is missing. The middle's newline stays with it or moves to the
+        suffix (half each)."""
+        tok, rng = self.tok, self.rng
+        if self.snippet_pool is None:
+            texts = [d["text"] for d in self.docs]
+            self.snippet_pool = (snippets(texts), snippets([without_docstrings(t) for t in texts]))
+        pool = self.snippet_pool[1 if self.code_fim and rng.random() < self.code_fim else 0]
+        lines = pool[int(rng.integers(len(pool)))].splitlines(keepends=True)
+        cand = [i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
+        if not cand:
+            return None
+        i = int(rng.choice(cand))
+        pre, mid, suf = "".join(lines[:i]), lines[i], "".join(lines[i + 1 :])
+        if rng.random() < 0.5 and suf:
+            mid, suf = mid[:-1], "\n" + suf
+        p, s, m = tok.enc(pre), tok.enc_nospace(suf), tok.enc_nospace(mid)
+        if len(p) + len(s) + len(m) + 5 > self.T + 1:
+            return None
+        if rng.random() < self.psm:
+            return [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot], None
+        return [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot], None
+
+    def packed(self, row) -> list[int]:
+        """Examples from ``row()`` one after another (each starts with BOS) up to ``T + 1`` tokens."""
         ids: list[int] = []
         while len(ids) < self.T + 1:
             ex = None
             while ex is None:
-                ex = self.fim_row(short=True)
+                ex = row()
             ids.extend(ex[0])
         return ids[: self.T + 1]
 
@@ -359,8 +421,13 @@ class Data:
         for b in range(B):
             r = self.rng.random()
             kind = "lm" if r < 0.95 - self.fim_p else ("fim" if r < 0.95 else "inst")
-            if kind == "fim" and self.short_fim and self.rng.random() < self.short_fim:
-                ids = self.packed_short_fim()
+            packer = None  # several short examples to the row
+            if kind == "fim" and self.snippet_fim and self.rng.random() < self.snippet_fim:
+                packer = self.snippet_row
+            elif kind == "fim" and self.short_fim and self.rng.random() < self.short_fim:
+                packer = lambda: self.fim_row(short=True)  # noqa: E731
+            if packer:
+                ids = self.packed(packer)
                 kinds.append(kind)
                 n = len(ids) - 1
                 x[b, :n] = ids[:-1]
@@ -420,6 +487,9 @@ def main(argv: list[str]) -> int:
                     help="in half the plain rows, split this share of '▁word' tokens into '▁' + 'word'")
     ap.add_argument("--short-fim", type=float, default=0.0,
                     help="share of FIM rows packed with short (3-30 line) examples")
+    ap.add_argument("--snippet-fim", type=float, default=0.0,
+                    help="share of FIM rows packed with missing-line examples over whole snippets "
+                         "(a def, class or block of 2-30 lines moved to column 0)")
     ap.add_argument("--fim", type=float, default=0.5, help="share of fill-in-the-middle rows")
     ap.add_argument("--line-fim", type=float, default=0.5,
                     help="share of FIM examples cut at whole lines (the rest at random characters)")
@@ -459,6 +529,7 @@ def main(argv: list[str]) -> int:
     data = Data(corpus, tok, a.context, a.seed)
     data.split_p = a.space_split
     data.short_fim = a.short_fim
+    data.snippet_fim = a.snippet_fim
     data.fim_p, data.line_fim, data.one_line, data.psm = a.fim, a.line_fim, a.one_line, a.psm
     data.top_start = a.top_start
     data.spm_top_start = a.spm_top_start
