@@ -134,6 +134,20 @@ fn infill_cases(demo: &Demo, mode: InfillMode) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// Prints every middle of `mode` and the rate; returns (parsing, total).
+fn report_infill(demo: &Demo, name: &str, mode: InfillMode) -> (usize, usize) {
+    let got = infill_cases(demo, mode);
+    for (mid, ok) in &got {
+        println!("{name} infill ok={ok}: {mid:?}");
+    }
+    let n = got.iter().filter(|(_, ok)| *ok).count();
+    println!(
+        "{name} infill: {n}/{} snippets parse with the generated middle",
+        got.len()
+    );
+    (n, got.len())
+}
+
 /// The missing line is filled so that the snippet parses, in most of the fixed cases, in
 /// prefix-suffix-middle order (Meta's default; the bundled model: 7/12). Suffix-prefix-middle
 /// order (the playground's default, for prefix reuse while typing) is measured and printed too;
@@ -141,23 +155,8 @@ fn infill_cases(demo: &Demo, mode: InfillMode) -> Vec<(String, bool)> {
 #[test]
 fn infill_makes_the_snippet_parse() {
     let demo = Demo::load();
-    let mut rates = Vec::new();
-    for (name, mode) in [
-        ("PSM", InfillMode::PrefixSuffixMiddle),
-        ("SPM", InfillMode::SuffixPrefixMiddle),
-    ] {
-        let got = infill_cases(&demo, mode);
-        for (mid, ok) in &got {
-            println!("{name} infill ok={ok}: {mid:?}");
-        }
-        let n = got.iter().filter(|(_, ok)| *ok).count();
-        println!(
-            "{name} infill: {n}/{} snippets parse with the generated middle",
-            got.len()
-        );
-        rates.push((n, got.len()));
-    }
-    let (n, total) = rates[0];
+    let (n, total) = report_infill(&demo, "PSM", InfillMode::PrefixSuffixMiddle);
+    report_infill(&demo, "SPM", InfillMode::SuffixPrefixMiddle);
     // "Most": more than half of the fixed set.
     assert!(n * 2 > total, "PSM infill: only {n}/{total} parse");
 }

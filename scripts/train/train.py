@@ -294,9 +294,7 @@ class Data:
         d = int(rng.choice(len(self.docs), p=self.doc_p))
         text = self.docs[d]["text"]
         if self.code_fim and rng.random() < self.code_fim:
-            if self.code_docs is None:
-                self.code_docs = [without_docstrings(x["text"]) for x in self.docs]
-            text = self.code_docs[d]
+            text = self.code_texts()[d]
         span_chars = int((T - 8) * self.cpt[d] * 0.95)
         lines = text.splitlines(keepends=True)
         starts = np.cumsum([0] + [len(x) for x in lines])
@@ -359,11 +357,20 @@ class Data:
                 s = s[: max(0, budget - len(p))] if len(p) < budget else s[: budget // 2]
         if psm is None:
             psm = bool(rng.random() < self.psm)
+        return self.layout(p, s, m, psm), None
+
+    def code_texts(self) -> list[str]:
+        """The training files' docstring-free view (``without_docstrings``), built once."""
+        if self.code_docs is None:
+            self.code_docs = [without_docstrings(x["text"]) for x in self.docs]
+        return self.code_docs
+
+    def layout(self, p: list[int], s: list[int], m: list[int], psm: bool) -> list[int]:
+        """One FIM example as Meta's infill prompt (``psm``: prefix first) + middle + ``▁<EOT>``."""
+        tok = self.tok
         if psm:
-            ids = [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot]
-        else:
-            ids = [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
-        return ids, None
+            return [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot]
+        return [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
 
     def snippet_row(self):
         """One missing-line FIM example over a whole snippet (``snippets``: a def, class or block
@@ -373,8 +380,7 @@ class Data:
         suffix (half each)."""
         tok, rng = self.tok, self.rng
         if self.snippet_pool is None:
-            texts = [d["text"] for d in self.docs]
-            self.snippet_pool = (snippets(texts), snippets([without_docstrings(t) for t in texts]))
+            self.snippet_pool = (snippets([d["text"] for d in self.docs]), snippets(self.code_texts()))
         pool = self.snippet_pool[1 if self.code_fim and rng.random() < self.code_fim else 0]
         lines = pool[int(rng.integers(len(pool)))].splitlines(keepends=True)
         cand = [i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
@@ -387,9 +393,7 @@ class Data:
         p, s, m = tok.enc(pre), tok.enc_nospace(suf), tok.enc_nospace(mid)
         if len(p) + len(s) + len(m) + 5 > self.T + 1:
             return None
-        if rng.random() < self.psm:
-            return [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot], None
-        return [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot], None
+        return self.layout(p, s, m, bool(rng.random() < self.psm)), None
 
     def packed(self, row) -> list[int]:
         """Examples from ``row()`` one after another (each starts with BOS) up to ``T + 1`` tokens."""
