@@ -25,13 +25,13 @@
 override FORMAT: u32 = 0u;
 // matvec, matmul: add to y instead of overwriting it.
 override ACCUMULATE: bool = false;
-// matvec: threads per workgroup, a power of two, at most MAX_WG.
-override WG: u32 = 64u;
-// matvec: rows per workgroup, at most MAX_ROWS.
+// matvec: lanes per workgroup (along K).
+override WG: u32 = 32u;
+// matvec: rows per workgroup, at most MAX_ROWS, WG * ROWS at most MAX_PARTIALS.
 override ROWS: u32 = 4u;
 
-const MAX_WG: u32 = 256u;
-const MAX_ROWS: u32 = 4u;
+const MAX_ROWS: u32 = 16u;
+const MAX_PARTIALS: u32 = 1024u;
 
 struct Params {
     // Rows of this part of W.
@@ -65,12 +65,17 @@ struct Step {
 @group(0) @binding(3) var<storage, read> wq: array<u32>;
 // scales, per FORMAT: F32, F16 unused (one word);
 //   Q8_0, Q4_0, Q6_K (rows * nb / 2) u32: f16 d of block g in half g % 2 of word g / 2;
-//   Q4_K (rows, nb, 4) u32: d | dmin << 16, then 12 bytes of 6-bit scales and mins
+//   Q4_K (rows, nb, 5) u32: d | dmin << 16, then the 8 scales and the 8 mins, a byte each
 @group(0) @binding(4) var<storage, read> ws: array<u32>;
 // matmul, embed: the per-submit Step uniform.
 @group(0) @binding(5) var<uniform> step: Step;
 // embed: (>= step.tokens) u32 token ids; an id >= total_rows gives a row of zeros.
 @group(0) @binding(6) var<storage, read> ids: array<u32>;
+// matvec: the quants stream of binding 3 read as 16-byte words; every row is
+// a whole number of them (crate/src/gpu/repack.rs).
+@group(0) @binding(7) var<storage, read> wq4: array<vec4<u32>>;
+// matvec: x of binding 1 read as vec4 (cols / 4 of them when cols % 4 == 0).
+@group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
 
 // ---------------------------------------------------------------------------
 // Dequantization helpers (shared by every entry point)
@@ -86,11 +91,6 @@ fn n_units() -> u32 {
     return (p.cols + 31u) / 32u;
 }
 
-// Byte i of the Q4_K head of block g (bytes 0..4 are d and dmin).
-fn q4k_head_byte(g: u32, i: u32) -> u32 {
-    return (ws[g * 4u + i / 4u] >> (8u * (i % 4u))) & 0xffu;
-}
-
 // The scales of unit u of (part) row `row`, per FORMAT:
 //   F32, F16: unused; Q8_0, Q4_0: (d, 0); Q4_K: (d * scale, dmin * min) of
 //   the sub-block; Q6_K: d * the two i8 scales of the unit's 16-value halves.
@@ -99,20 +99,12 @@ fn unit_scale(row: u32, u: u32) -> vec2<f32> {
         return vec2<f32>(scale_at(row * (p.cols / 32u) + u), 0.0);
     }
     if FORMAT == 4u {
-        // Unit u: sub-block j of super-block b; get_scale_min_k4 over the 12
-        // scale bytes at head bytes 4..16.
+        // Unit u: sub-block j of super-block g (scales unpacked at load).
         let j = u % 8u;
         let g = row * (p.cols / 256u) + u / 8u;
-        let dm = unpack2x16float(ws[g * 4u]);
-        var sc: u32;
-        var m: u32;
-        if j < 4u {
-            sc = q4k_head_byte(g, 4u + j) & 63u;
-            m = q4k_head_byte(g, 8u + j) & 63u;
-        } else {
-            sc = (q4k_head_byte(g, 8u + j) & 0xfu) | ((q4k_head_byte(g, j) >> 6u) << 4u);
-            m = (q4k_head_byte(g, 8u + j) >> 4u) | ((q4k_head_byte(g, 4u + j) >> 6u) << 4u);
-        }
+        let dm = unpack2x16float(ws[5u * g]);
+        let sc = (ws[5u * g + 1u + j / 4u] >> (8u * (j % 4u))) & 0xffu;
+        let m = (ws[5u * g + 3u + j / 4u] >> (8u * (j % 4u))) & 0xffu;
         return vec2<f32>(dm.x * f32(sc), dm.y * f32(m));
     }
     if FORMAT == 5u {
@@ -138,7 +130,7 @@ fn unit_scale(row: u32, u: u32) -> vec2<f32> {
 fn unit_quad(row: u32, u: u32, q: u32, s: vec2<f32>) -> vec4<f32> {
     let c = 32u * u + 4u * q;
     if FORMAT == 0u {
-        let e = row * p.cols + c;
+        let e = row * ((p.cols + 3u) & ~3u) + c;
         if c + 4u <= p.cols {
             return vec4<f32>(
                 bitcast<f32>(wq[e]),
@@ -156,13 +148,13 @@ fn unit_quad(row: u32, u: u32, q: u32, s: vec2<f32>) -> vec4<f32> {
         return v;
     }
     if FORMAT == 1u {
-        let e = row * p.cols + c;
-        if (e & 1u) == 0u && c + 4u <= p.cols {
+        let e = row * ((p.cols + 7u) & ~7u) + c;
+        if c + 4u <= p.cols {
             let a = unpack2x16float(wq[e >> 1u]);
             let b = unpack2x16float(wq[(e >> 1u) + 1u]);
             return vec4<f32>(a, b);
         }
-        // A row that starts mid-word (odd cols) or the row's tail.
+        // The row's tail.
         var v = vec4<f32>(0.0);
         for (var i = 0u; i < 4u; i++) {
             if c + i < p.cols {
@@ -234,13 +226,249 @@ fn store_y(i: u32, v: f32) {
 }
 
 // ---------------------------------------------------------------------------
-// matvec: a workgroup of WG threads computes ROWS consecutive rows; thread t
-// sums units t, t + WG, ... of each and the workgroup adds the WG partial
-// sums of each row in a tree reduction through workgroup memory.
-// Dispatch: ceil(rows / ROWS) workgroups, laid out as (x, y) with
+// matvec (decode): y[row_base + r] (+)= sum_c W[r, c] * x[c].
+//
+// Lanes run along K: a workgroup of WG lanes computes ROWS rows; lane l takes
+// units l, l + WG, l + 2 WG, ... of the row (a unit is UNIT consecutive
+// columns: one Q8_0/Q4_0 block or 32 F32/F16 values, half a Q4_K/Q6_K
+// super-block's worth of a lane's bytes). Per unit the lane reads its x values
+// once as vec4<f32> (unit_x) and keeps them in registers for all ROWS rows;
+// each row's weights come as 16-byte vec4<u32> loads from the wq4 view
+// (consecutive lanes read consecutive 16-byte pieces of a row, so a warp's
+// loads are contiguous), are dequantized with whole-word bit operations
+// (nibble/byte lanes of a u32 widened as vec4, scales applied once per block
+// or sub-block, Q4_0's and Q6_K's offsets folded into one product with the
+// unit's sum of x), and multiply-add into one f32 accumulator per row. The
+// WG partial sums of each row meet in workgroup memory: one barrier, then
+// lane r adds row r's WG partials in order.
+//
+// The order of the f32 additions differs from the CPU reference (which sums
+// the dequantized products left to right): both are sums of the same f32
+// products of exactly dequantized weights, so the results differ by f32
+// rounding of a sum of cols terms, which the tests bound by a few ulps of
+// the output's scale times sqrt(cols).
+//
+// Dispatch: ceil(rows / ROWS) workgroups, as (x, y) with
 // index = x + y * num_workgroups.x when more than the per-dimension limit.
 
-var<workgroup> partial: array<f32, 1024>; // (MAX_ROWS, MAX_WG)
+// Bytes of a row of wq4, in vec4<u32> (16 bytes), per FORMAT.
+fn row_vec4s() -> u32 {
+    switch FORMAT {
+        case 0u: { return (p.cols + 3u) / 4u; }            // F32, padded to 4 values
+        case 1u: { return (p.cols + 7u) / 8u; }            // F16, padded to 8 values
+        case 2u: { return p.cols / 32u * 2u; }             // Q8_0: 32 bytes per block
+        case 3u: { return p.cols / 32u; }                  // Q4_0: 16 bytes per block
+        case 4u: { return p.cols / 256u * 8u; }            // Q4_K: 128 bytes per super-block
+        default: { return p.cols / 256u * 13u; }           // Q6_K: 208 bytes per super-block
+    }
+}
+
+// Columns per lane unit.
+fn unit_cols() -> u32 {
+    if FORMAT == 4u || FORMAT == 5u {
+        return 64u;
+    }
+    return 32u;
+}
+
+// The x values lane unit u multiplies, as vec4s (entries past the unit
+// unused): columns u * unit_cols() .. in order, except Q6_K, whose unit is
+// four runs of 16 columns 32 apart (see unit_dot). Columns at or past cols
+// read as 0.
+fn unit_x(u: u32) -> array<vec4<f32>, 16> {
+    var v: array<vec4<f32>, 16>;
+    if FORMAT == 5u {
+        let c0 = 256u * (u / 4u) + 128u * ((u % 4u) / 2u) + 16u * (u % 2u);
+        for (var i = 0u; i < 16u; i++) {
+            v[i] = x4[(c0 + 32u * (i / 4u)) / 4u + i % 4u];
+        }
+        return v;
+    }
+    let n = unit_cols() / 4u;
+    let c0 = u * unit_cols();
+    if (p.cols & 3u) == 0u {
+        let i0 = c0 / 4u;
+        let end = p.cols / 4u;
+        for (var i = 0u; i < n; i++) {
+            if i0 + i < end {
+                v[i] = x4[i0 + i];
+            } else {
+                v[i] = vec4<f32>(0.0);
+            }
+        }
+    } else {
+        // Odd widths (F32 and F16 only): scalar loads.
+        for (var i = 0u; i < n; i++) {
+            v[i] = x_quad(0u, c0 + 4u * i);
+        }
+    }
+    return v;
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// The 4 nibbles at bits s, s + 8, s + 16, s + 24 of w, as floats.
+fn nib4(w: u32, s: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(s, s + 8u, s + 16u, s + 24u)) & vec4<u32>(0xfu));
+}
+
+// The 4 signed bytes of w (low first), as floats.
+fn i8x4(w: u32) -> vec4<f32> {
+    let v = bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+    return vec4<f32>(v);
+}
+
+// The unit's sums of x that the formats' offsets need: Q4_0: sum over the
+// block (s[0]); Q4_K: over each 32-column half (s[0], s[1]); Q6_K: over each
+// 16-column quarter (s[0..4]).
+fn unit_sums(xv: array<vec4<f32>, 16>) -> vec4<f32> {
+    if FORMAT == 3u {
+        var t = vec4<f32>(0.0);
+        for (var i = 0u; i < 8u; i++) {
+            t += xv[i];
+        }
+        return vec4<f32>(hsum(t), 0.0, 0.0, 0.0);
+    }
+    if FORMAT == 4u {
+        let a = (xv[0] + xv[1]) + (xv[2] + xv[3]) + ((xv[4] + xv[5]) + (xv[6] + xv[7]));
+        let b = (xv[8] + xv[9]) + (xv[10] + xv[11]) + ((xv[12] + xv[13]) + (xv[14] + xv[15]));
+        return vec4<f32>(hsum(a), hsum(b), 0.0, 0.0);
+    }
+    if FORMAT == 5u {
+        var q: vec4<f32>;
+        for (var k = 0u; k < 4u; k++) {
+            q[k] = hsum((xv[4u * k] + xv[4u * k + 1u]) + (xv[4u * k + 2u] + xv[4u * k + 3u]));
+        }
+        return q;
+    }
+    return vec4<f32>(0.0);
+}
+
+// sum over the unit u of (part) row `row` of W[row, c] * x[c], with x given
+// as unit_x(u * unit_cols()) and its unit_sums.
+fn unit_dot(row: u32, u: u32, xv: array<vec4<f32>, 16>, xs: vec4<f32>) -> f32 {
+    let base = row * row_vec4s();
+    if FORMAT == 0u {
+        // 8 vec4s of f32 bits; the padded tail of a row holds zeros.
+        let v0 = base + 8u * u;
+        let end = base + row_vec4s();
+        var a = vec4<f32>(0.0);
+        for (var i = 0u; i < 8u; i++) {
+            if v0 + i < end {
+                a += bitcast<vec4<f32>>(wq4[v0 + i]) * xv[i];
+            }
+        }
+        return hsum(a);
+    }
+    if FORMAT == 1u {
+        // 4 vec4s of 8 halves each.
+        let v0 = base + 4u * u;
+        let end = base + row_vec4s();
+        var a = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u; i++) {
+            if v0 + i < end {
+                let w = wq4[v0 + i];
+                a += vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)) * xv[2u * i];
+                a += vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)) * xv[2u * i + 1u];
+            }
+        }
+        return hsum(a);
+    }
+    if FORMAT == 2u {
+        // Q8_0: 32 i8 in two vec4s, scale d.
+        let g = row * (p.cols / 32u) + u;
+        let w0 = wq4[2u * g];
+        let w1 = wq4[2u * g + 1u];
+        var a = i8x4(w0.x) * xv[0] + i8x4(w0.y) * xv[1];
+        a += i8x4(w0.z) * xv[2] + i8x4(w0.w) * xv[3];
+        a += i8x4(w1.x) * xv[4] + i8x4(w1.y) * xv[5];
+        a += i8x4(w1.z) * xv[6] + i8x4(w1.w) * xv[7];
+        return scale_at(g) * hsum(a);
+    }
+    if FORMAT == 3u {
+        // Q4_0: value j < 16 is the low nibble of byte j, j >= 16 the high
+        // nibble of byte j - 16; d * sum((q - 8) x) = d * (sum(q x) - 8 sum(x)).
+        let g = row * (p.cols / 32u) + u;
+        let w = wq4[g];
+        var a = nib4(w.x, 0u) * xv[0] + nib4(w.x, 4u) * xv[4];
+        a += nib4(w.y, 0u) * xv[1] + nib4(w.y, 4u) * xv[5];
+        a += nib4(w.z, 0u) * xv[2] + nib4(w.z, 4u) * xv[6];
+        a += nib4(w.w, 0u) * xv[3] + nib4(w.w, 4u) * xv[7];
+        return scale_at(g) * (hsum(a) - 8.0 * xs.x);
+    }
+    if FORMAT == 4u {
+        // Q4_K unit u: sub-blocks 2j and 2j + 1 (j = u % 4) of super-block
+        // u / 4: the 32 qs bytes 32 j .. (low nibbles: 2j, high: 2j + 1);
+        // value = d * sc * q - dmin * m per sub-block.
+        let j = u % 4u;
+        let g = row * (p.cols / 256u) + u / 4u;
+        let w0 = wq4[8u * g + 2u * j];
+        let w1 = wq4[8u * g + 2u * j + 1u];
+        var lo = nib4(w0.x, 0u) * xv[0] + nib4(w0.y, 0u) * xv[1];
+        lo += nib4(w0.z, 0u) * xv[2] + nib4(w0.w, 0u) * xv[3];
+        lo += nib4(w1.x, 0u) * xv[4] + nib4(w1.y, 0u) * xv[5];
+        lo += nib4(w1.z, 0u) * xv[6] + nib4(w1.w, 0u) * xv[7];
+        var hi = nib4(w0.x, 4u) * xv[8] + nib4(w0.y, 4u) * xv[9];
+        hi += nib4(w0.z, 4u) * xv[10] + nib4(w0.w, 4u) * xv[11];
+        hi += nib4(w1.x, 4u) * xv[12] + nib4(w1.y, 4u) * xv[13];
+        hi += nib4(w1.z, 4u) * xv[14] + nib4(w1.w, 4u) * xv[15];
+        // Sub-blocks 2j, 2j + 1: bytes 2 (j % 2), + 1 of scale word j / 2
+        // and of min word j / 2 (crate/src/gpu/repack.rs).
+        let dm = unpack2x16float(ws[5u * g]);
+        let sh = 16u * (j % 2u);
+        let scw = ws[5u * g + 1u + j / 2u] >> sh;
+        let mw = ws[5u * g + 3u + j / 2u] >> sh;
+        let sa = dm * vec2<f32>(f32(scw & 0xffu), f32(mw & 0xffu));
+        let sb = dm * vec2<f32>(f32((scw >> 8u) & 0xffu), f32((mw >> 8u) & 0xffu));
+        return (sa.x * hsum(lo) - sa.y * xs.x) + (sb.x * hsum(hi) - sb.y * xs.y);
+    }
+    // Q6_K unit u: half h = (u % 4) / 2 of super-block u / 4, positions
+    // l = 16 m .. 16 m + 16 (m = u % 2) of its four 32-value quarters k:
+    // q = (nibble k / 2 of ql[64 h + 32 (k % 2) + l]) | (bits 2k of qh[32 h + l]) << 4,
+    // value = d * sc[8 h + 2 k + m] * (q - 32).
+    let h = (u % 4u) / 2u;
+    let m = u % 2u;
+    let sb = row * (p.cols / 256u) + u / 4u;
+    let b = 13u * sb;
+    let qa = wq4[b + 4u * h + m];        // ql bytes 64 h + 16 m ..: quarters 0 (low), 2 (high)
+    let qb = wq4[b + 4u * h + 2u + m];   // ql bytes 64 h + 32 + 16 m ..: quarters 1, 3
+    let qh = wq4[b + 8u + 2u * h + m];   // qh bytes 32 h + 16 m ..
+    let sc = wq4[b + 12u];               // the 16 i8 scales
+    // Quarter k, word i: 4 values (q6x4), times x vec4 4 k + i.
+    let t0 = q6x4(qa.x, qh.x, 0u, 0u) * xv[0] + q6x4(qa.y, qh.y, 0u, 0u) * xv[1]
+        + q6x4(qa.z, qh.z, 0u, 0u) * xv[2] + q6x4(qa.w, qh.w, 0u, 0u) * xv[3];
+    let t1 = q6x4(qb.x, qh.x, 0u, 2u) * xv[4] + q6x4(qb.y, qh.y, 0u, 2u) * xv[5]
+        + q6x4(qb.z, qh.z, 0u, 2u) * xv[6] + q6x4(qb.w, qh.w, 0u, 2u) * xv[7];
+    let t2 = q6x4(qa.x, qh.x, 4u, 4u) * xv[8] + q6x4(qa.y, qh.y, 4u, 4u) * xv[9]
+        + q6x4(qa.z, qh.z, 4u, 4u) * xv[10] + q6x4(qa.w, qh.w, 4u, 4u) * xv[11];
+    let t3 = q6x4(qb.x, qh.x, 4u, 6u) * xv[12] + q6x4(qb.y, qh.y, 4u, 6u) * xv[13]
+        + q6x4(qb.z, qh.z, 4u, 6u) * xv[14] + q6x4(qb.w, qh.w, 4u, 6u) * xv[15];
+    let t = vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3)) - 32.0 * xs;
+    // Scale 8 h + 2 k + m: byte 2 (k % 2) + m of word 2 h + k / 2 of the
+    // 16 scale bytes.
+    let s01 = bitcast<i32>(select(sc.x, sc.z, h == 1u));
+    let s23 = bitcast<i32>(select(sc.y, sc.w, h == 1u));
+    let scl = vec4<f32>(
+        f32(extractBits(s01, 8u * m, 8u)),
+        f32(extractBits(s01, 8u * (2u + m), 8u)),
+        f32(extractBits(s23, 8u * m, 8u)),
+        f32(extractBits(s23, 8u * (2u + m), 8u)),
+    );
+    return scale_at(sb) * dot(scl, t);
+}
+
+// Q6_K: the 4 six-bit codes of byte lanes of ql word `l` (nibble at bit
+// `ls`) and qh word `h` (2 bits at bit `hs`), as floats 0..63.
+fn q6x4(l: u32, h: u32, ls: u32, hs: u32) -> vec4<f32> {
+    let sh = vec4<u32>(0u, 8u, 16u, 24u);
+    let lo = (vec4<u32>(l) >> (sh + vec4<u32>(ls))) & vec4<u32>(0xfu);
+    let hi = (vec4<u32>(h) >> (sh + vec4<u32>(hs))) & vec4<u32>(3u);
+    return vec4<f32>(lo | (hi << vec4<u32>(4u)));
+}
+
+var<workgroup> partial: array<f32, MAX_PARTIALS>; // (ROWS, WG)
 
 @compute @workgroup_size(WG)
 fn matvec(
@@ -249,34 +477,32 @@ fn matvec(
     @builtin(local_invocation_index) t: u32,
 ) {
     let first = (wid.x + wid.y * nwg.x) * ROWS;
-    let units = n_units();
+    let uc = unit_cols();
+    let units = (p.cols + uc - 1u) / uc;
+    var acc: array<f32, MAX_ROWS>;
     for (var r = 0u; r < ROWS; r++) {
-        let row = first + r;
-        var acc = vec4<f32>(0.0);
-        if row < p.rows {
-            for (var u = t; u < units; u += WG) {
-                let s = unit_scale(row, u);
-                for (var q = 0u; q < 8u; q++) {
-                    acc += unit_quad(row, u, q, s) * x_quad(0u, 32u * u + 4u * q);
-                }
+        acc[r] = 0.0;
+    }
+    let live = min(ROWS, p.rows - min(first, p.rows));
+    for (var u = t; u < units; u += WG) {
+        let xv = unit_x(u);
+        let xs = unit_sums(xv);
+        for (var r = 0u; r < ROWS; r++) {
+            if r < live {
+                acc[r] += unit_dot(first + r, u, xv, xs);
             }
         }
-        partial[r * WG + t] = (acc.x + acc.y) + (acc.z + acc.w);
+    }
+    for (var r = 0u; r < ROWS; r++) {
+        partial[r * WG + t] = acc[r];
     }
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if t < stride {
-            for (var r = 0u; r < ROWS; r++) {
-                partial[r * WG + t] += partial[r * WG + t + stride];
-            }
+    for (var r = t; r < live; r += WG) {
+        var s = 0.0;
+        for (var i = 0u; i < WG; i++) {
+            s += partial[r * WG + i];
         }
-        workgroupBarrier();
-    }
-    if t < ROWS {
-        let row = first + t;
-        if row < p.rows {
-            store_y(p.row_base + row, partial[t * WG]);
-        }
+        store_y(p.row_base + first + r, s);
     }
 }
 

@@ -259,7 +259,10 @@ fn every_format_variant_validates() {
         .into_iter()
         .filter(|k| k.family() == ShaderFamily::QMatmul)
         .collect();
-    assert_eq!(keys.len(), 6 * 2 + 6 * 2 + 6, "{keys:?}");
+    // matvec: per format, plain and accumulating, in every workgroup shape;
+    // matmul: plain and accumulating; embed.
+    let shapes = codellama_webgpu::gpu::qmatmul::MatvecShape::ALL.len();
+    assert_eq!(keys.len(), 6 * 2 * shapes + 6 * 2 + 6, "{keys:?}");
     for key in keys {
         let mut constants = naga::back::PipelineConstants::default();
         for (name, value) in key.constants() {

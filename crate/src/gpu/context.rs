@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::error::GpuError;
 use super::pipelines::PipelineCache;
+use super::qmatmul::MatvecShape;
 
 /// How to pick the adapter.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +33,7 @@ pub struct GpuContext {
     adapter_info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: GpuFeatures,
+    matvec_shape: MatvecShape,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Buffers created by the helpers since recording began; `None`: not
@@ -102,12 +104,14 @@ impl GpuContext {
             }
         }));
 
+        let matvec_shape = choose_matvec_shape(&adapter_info, &limits);
         Ok(GpuContext {
             device,
             queue,
             adapter_info,
             limits,
             features,
+            matvec_shape,
             lost,
             uncaptured,
             recorded: Mutex::new(None),
@@ -146,6 +150,16 @@ impl GpuContext {
 
     pub fn features(&self) -> GpuFeatures {
         self.features
+    }
+
+    /// Whether the adapter runs shaders on the CPU (llvmpipe, SwiftShader).
+    pub fn is_cpu_adapter(&self) -> bool {
+        is_cpu_adapter(&self.adapter_info)
+    }
+
+    /// The decode matvec's workgroup shape on this device.
+    pub fn matvec_shape(&self) -> MatvecShape {
+        self.matvec_shape
     }
 
     /// Why the device was lost, once it is (`None` while it works).
@@ -265,6 +279,47 @@ impl GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         pollster::block_on(f)
+    }
+}
+
+/// Whether `info` names an adapter that runs shaders on the CPU: Vulkan's
+/// `CPU` device type (lavapipe), or SwiftShader (which browsers report
+/// without a device type).
+fn is_cpu_adapter(info: &wgpu::AdapterInfo) -> bool {
+    let named = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        s.contains("swiftshader") || s.contains("llvmpipe") || s.contains("lavapipe")
+    };
+    info.device_type == wgpu::DeviceType::Cpu
+        || named(&info.name)
+        || named(&info.driver)
+        || named(&info.driver_info)
+}
+
+/// The preset for the adapter's kind; natively `CODELLAMA_MATVEC=lanes,rows`
+/// overrides it (for tuning on a new GPU) when the shape fits the device.
+fn choose_matvec_shape(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> MatvecShape {
+    let preset = if is_cpu_adapter(info) {
+        MatvecShape::CPU
+    } else {
+        MatvecShape::GPU
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(v) = std::env::var("CODELLAMA_MATVEC") {
+        let parsed = v
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+        if let Some((lanes, rows)) = parsed {
+            let shape = MatvecShape { lanes, rows };
+            if shape.fits(limits) {
+                return shape;
+            }
+        }
+    }
+    if preset.fits(limits) {
+        preset
+    } else {
+        MatvecShape { lanes: 1, rows: 1 }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use super::attention::KvFormat;
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::qmatmul::{qmatmul_constants, QEntry, QFormat};
+use super::qmatmul::{qmatmul_constants, MatvecShape, QEntry, QFormat};
 
 /// A WGSL kernel family: one file under `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,11 +107,14 @@ pub enum KernelKey {
     /// `shaders/sample.wgsl`: token sampling, one workgroup.
     Sample,
     /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
-    /// adding to its output when `accumulate` (never for [`QEntry::Embed`]).
+    /// adding to its output when `accumulate` (never for [`QEntry::Embed`]);
+    /// `shape` is matvec's workgroup shape ([`MatvecShape::GPU`] for the
+    /// other entries).
     QMatmul {
         entry: QEntry,
         format: QFormat,
         accumulate: bool,
+        shape: MatvecShape,
     },
 }
 
@@ -132,11 +135,18 @@ impl KernelKey {
                     if accumulate && !entry.accumulates() {
                         continue;
                     }
-                    keys.push(KernelKey::QMatmul {
-                        entry,
-                        format,
-                        accumulate,
-                    });
+                    let shapes: &[MatvecShape] = match entry {
+                        QEntry::Matvec => &MatvecShape::ALL,
+                        _ => &[MatvecShape::GPU],
+                    };
+                    for &shape in shapes {
+                        keys.push(KernelKey::QMatmul {
+                            entry,
+                            format,
+                            accumulate,
+                            shape,
+                        });
+                    }
                 }
             }
         }
@@ -182,8 +192,11 @@ impl KernelKey {
                 vec![("FORMAT", f64::from(f.code()))]
             }
             KernelKey::QMatmul {
-                format, accumulate, ..
-            } => qmatmul_constants(format, accumulate),
+                format,
+                accumulate,
+                shape,
+                ..
+            } => qmatmul_constants(format, accumulate, shape),
         }
     }
 

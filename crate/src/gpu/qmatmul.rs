@@ -30,10 +30,40 @@ use crate::gguf::TensorInfo;
 
 const K: &str = "qmatmul";
 
-/// `matvec`: threads per workgroup (`WG` in the shader).
-pub const MATVEC_WG: u32 = 64;
-/// `matvec`: rows per workgroup (`ROWS` in the shader, at most its `MAX_ROWS`).
-pub const MATVEC_ROWS: u32 = 4;
+/// The workgroup shape of `matvec`: `lanes` invocations along K (`WG` in the
+/// shader) computing `rows` rows (`ROWS`, at most 16, `lanes * rows` at most
+/// 1024). Chosen per adapter by [`GpuContext::matvec_shape`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatvecShape {
+    pub lanes: u32,
+    pub rows: u32,
+}
+
+impl MatvecShape {
+    /// GPUs: one 32-lane warp (subgroup) per workgroup, 4 rows sharing each
+    /// x load: a warp's weight loads cover 512 contiguous bytes of a row.
+    pub const GPU: MatvecShape = MatvecShape { lanes: 32, rows: 4 };
+    /// CPU adapters (llvmpipe, SwiftShader): a workgroup is one SIMD loop on
+    /// one core, where every per-lane load of a storage buffer is a scalar
+    /// loop over the lanes; 8 lanes (one 256-bit vector) and 16 rows per x
+    /// load measured fastest on llvmpipe (README, "Speed").
+    pub const CPU: MatvecShape = MatvecShape { lanes: 8, rows: 16 };
+    /// Every preset (the pipelines `KernelKey::all` lists).
+    pub const ALL: [MatvecShape; 2] = [MatvecShape::GPU, MatvecShape::CPU];
+    /// Largest `rows` (the shader's `MAX_ROWS`).
+    pub const MAX_ROWS: u32 = 16;
+    /// Largest `lanes * rows` (the shader's `MAX_PARTIALS`).
+    pub const MAX_PARTIALS: u32 = 1024;
+
+    /// Whether the shader can run this shape on a device of `limits`.
+    pub fn fits(self, limits: &wgpu::Limits) -> bool {
+        self.lanes > 0
+            && (1..=Self::MAX_ROWS).contains(&self.rows)
+            && self.lanes * self.rows <= Self::MAX_PARTIALS
+            && self.lanes <= limits.max_compute_invocations_per_workgroup
+            && self.lanes <= limits.max_compute_workgroup_size_x
+    }
+}
 /// `matmul`: tokens per workgroup tile (`TM`).
 pub const MATMUL_TILE_TOKENS: u32 = 32;
 /// `matmul`: rows per workgroup tile (`TN`).
@@ -98,11 +128,11 @@ impl QFormat {
     pub(super) fn row_bytes(self, cols: u64) -> (u64, u64) {
         let nb = cols / self.ggml_type().block_elems() as u64;
         match self {
-            QFormat::F32 => (4 * cols, 0),
-            QFormat::F16 => (2 * cols, 0),
+            QFormat::F32 => (4 * cols.next_multiple_of(4), 0),
+            QFormat::F16 => (2 * cols.next_multiple_of(8), 0),
             QFormat::Q8_0 => (32 * nb, 2 * nb),
             QFormat::Q4_0 => (16 * nb, 2 * nb),
-            QFormat::Q4K => (128 * nb, 16 * nb),
+            QFormat::Q4K => (128 * nb, 20 * nb),
             QFormat::Q6K => (208 * nb, 2 * nb),
         }
     }
@@ -139,12 +169,16 @@ impl QEntry {
 
 /// Values of the shader's `override` constants for one pipeline (every
 /// override gets a value, used by the entry or not).
-pub(crate) fn qmatmul_constants(format: QFormat, accumulate: bool) -> Vec<(&'static str, f64)> {
+pub(crate) fn qmatmul_constants(
+    format: QFormat,
+    accumulate: bool,
+    shape: MatvecShape,
+) -> Vec<(&'static str, f64)> {
     vec![
         ("FORMAT", f64::from(format.code())),
         ("ACCUMULATE", if accumulate { 1.0 } else { 0.0 }),
-        ("WG", f64::from(MATVEC_WG)),
-        ("ROWS", f64::from(MATVEC_ROWS)),
+        ("WG", f64::from(shape.lanes)),
+        ("ROWS", f64::from(shape.rows)),
     ]
 }
 
@@ -416,12 +450,18 @@ impl GpuMatrix {
         ctx.block_on(self.read_back_streams_async(ctx))
     }
 
-    /// The pipeline key of `entry` for this matrix's format.
-    pub fn kernel_key(&self, entry: QEntry, accumulate: bool) -> KernelKey {
+    /// The pipeline key of `entry` for this matrix's format (`shape` only
+    /// matters to matvec; the other entries always get the GPU preset, so
+    /// that each has one pipeline per format).
+    pub fn kernel_key(&self, entry: QEntry, accumulate: bool, shape: MatvecShape) -> KernelKey {
         KernelKey::QMatmul {
             entry,
             format: self.format,
             accumulate: accumulate && entry.accumulates(),
+            shape: match entry {
+                QEntry::Matvec => shape,
+                _ => MatvecShape::GPU,
+            },
         }
     }
 
@@ -469,6 +509,9 @@ impl GpuMatrix {
     ) -> Result<Vec<wgpu::BindGroup>, GpuError> {
         let layout = pipeline.get_bind_group_layout(0);
         let mut groups = Vec::with_capacity(self.parts.len());
+        // matvec reads the quants as vec4<u32> (binding 7), the other
+        // entries as u32 (binding 3).
+        let quants_binding = if label == "matvec" { 7 } else { 3 };
         for part in &self.parts {
             let mut entries = vec![
                 wgpu::BindGroupEntry {
@@ -476,7 +519,7 @@ impl GpuMatrix {
                     resource: part.params.as_entire_binding(),
                 },
                 wgpu::BindGroupEntry {
-                    binding: 3,
+                    binding: quants_binding,
                     resource: part.quants.as_entire_binding(),
                 },
                 wgpu::BindGroupEntry {
@@ -526,9 +569,10 @@ impl GpuMatrix {
             ));
         }
         let max_dim = u64::from(ctx.limits().max_compute_workgroups_per_dimension.max(1));
+        let shape = ctx.matvec_shape();
         let mut dims = Vec::with_capacity(self.parts.len());
         for part in &self.parts {
-            let groups = part.rows.div_ceil(MATVEC_ROWS as usize) as u64;
+            let groups = part.rows.div_ceil(shape.rows as usize) as u64;
             let gx = groups.min(max_dim);
             let gy = groups.div_ceil(gx);
             if gy > max_dim {
@@ -540,14 +584,27 @@ impl GpuMatrix {
             dims.push((gx as u32, gy as u32));
         }
         let pipeline = ctx
-            .pipeline(self.kernel_key(QEntry::Matvec, accumulate))
+            .pipeline(self.kernel_key(QEntry::Matvec, accumulate, shape))
             .await?;
+        // x as vec4 (binding 8): its whole vec4s; the kernel reads it only
+        // when cols % 4 == 0 (else binding 1), but every binding is bound.
+        let x4_bytes = (x_bytes / 16 * 16).max(16);
+        if x.size() < x4_bytes {
+            return Err(GpuError::shape(
+                K,
+                format!("{}: x holds {} bytes, under one vec4", self.name, x.size()),
+            ));
+        }
         let groups = self
             .bind_parts(
                 ctx,
                 &pipeline,
                 "matvec",
-                &[(1, first(x, x_bytes)), (2, first(y, y_bytes))],
+                &[
+                    (1, first(x, x_bytes)),
+                    (2, first(y, y_bytes)),
+                    (8, first(x, x4_bytes)),
+                ],
             )
             .await?;
         Ok(MatvecBinding {
@@ -612,7 +669,7 @@ impl GpuMatrix {
             ));
         }
         let pipeline = ctx
-            .pipeline(self.kernel_key(QEntry::Matmul, accumulate))
+            .pipeline(self.kernel_key(QEntry::Matmul, accumulate, MatvecShape::GPU))
             .await?;
         let groups = self
             .bind_parts(
@@ -691,7 +748,9 @@ impl GpuMatrix {
                 ),
             ));
         }
-        let pipeline = ctx.pipeline(self.kernel_key(QEntry::Embed, false)).await?;
+        let pipeline = ctx
+            .pipeline(self.kernel_key(QEntry::Embed, false, MatvecShape::GPU))
+            .await?;
         let groups = self
             .bind_parts(
                 ctx,
