@@ -9,7 +9,9 @@
 use codellama_webgpu::cpu::QMatrix;
 use codellama_webgpu::gguf::TensorInfo;
 use codellama_webgpu::gpu::qmatmul::GpuMatrix;
-use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions, StepParams, StepUniform};
+use codellama_webgpu::gpu::{
+    GpuContext, GpuError, GpuOptions, KernelPreset, StepParams, StepUniform,
+};
 use codellama_webgpu::GgmlType;
 
 /// xorshift64*: reproducible random data without a dependency.
@@ -28,13 +30,24 @@ impl Rng {
     }
 }
 
-fn context() -> GpuContext {
-    GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| {
-        panic!(
-            "no GPU adapter for the matmul tests: {e}. Install a Vulkan driver \
-             (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
-        )
-    })
+/// One context per kernel preset (GPU and CPU-adapter shapes and
+/// kernels), both run on whatever adapter there is.
+fn contexts() -> Vec<GpuContext> {
+    KernelPreset::ALL
+        .into_iter()
+        .map(|preset| {
+            let opts = GpuOptions {
+                preset: Some(preset),
+                ..Default::default()
+            };
+            GpuContext::new(&opts).unwrap_or_else(|e| {
+                panic!(
+                    "no GPU adapter for the matmul tests: {e}. Install a Vulkan driver \
+                     (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
+                )
+            })
+        })
+        .collect()
 }
 
 const FORMATS: [GgmlType; 6] = [
@@ -277,20 +290,22 @@ fn matmul_case(ctx: &GpuContext, ty: GgmlType, tokens: usize, rows: usize, cols:
 }
 
 fn run_format(ty: GgmlType) {
-    let ctx = context();
-    eprintln!("adapter: {}", ctx.adapter_summary());
-    let mut worst = Report::default();
-    for &tokens in &[1, 3, 17, 69] {
-        for &rows in &[1, 7, 300] {
-            for &cols in widths(ty) {
-                let rep = matmul_case(&ctx, ty, tokens, rows, cols);
-                if rep.rel >= worst.rel {
-                    worst = rep;
+    for ctx in contexts() {
+        let ctx = &ctx;
+        eprintln!("adapter: {}", ctx.adapter_summary());
+        let mut worst = Report::default();
+        for &tokens in &[1, 3, 17, 69] {
+            for &rows in &[1, 7, 300] {
+                for &cols in widths(ty) {
+                    let rep = matmul_case(ctx, ty, tokens, rows, cols);
+                    if rep.rel >= worst.rel {
+                        worst = rep;
+                    }
                 }
             }
         }
+        eprintln!("matmul {ty:?} worst: {worst:?}");
     }
-    eprintln!("matmul {ty:?} worst: {worst:?}");
 }
 
 #[test]
@@ -326,9 +341,11 @@ fn matmul_q6_k_matches_cpu() {
 /// A larger product: several row and token tiles at a model-like width.
 #[test]
 fn matmul_large_matches_cpu() {
-    let ctx = context();
-    matmul_case(&ctx, GgmlType::Q4K, 69, 333, 4096);
-    matmul_case(&ctx, GgmlType::Q8_0, 64 + 5, 1000, 1024);
+    for ctx in contexts() {
+        let ctx = &ctx;
+        matmul_case(ctx, GgmlType::Q4K, 69, 333, 4096);
+        matmul_case(ctx, GgmlType::Q8_0, 64 + 5, 1000, 1024);
+    }
 }
 
 /// `ACCUMULATE`: `y += W x` (matvec) and `Y += X Wᵀ` (matmul), with buffers
@@ -336,55 +353,57 @@ fn matmul_large_matches_cpu() {
 /// parts.
 #[test]
 fn accumulate_and_parts_match_cpu() {
-    let ctx = context();
-    for ty in FORMATS {
-        let cols = *widths(ty).last().unwrap();
-        let rows = 103;
-        let tokens = 37;
-        let mut rng = Rng(0xacc ^ (ty as u64) << 32);
-        let (info, bytes) = random_tensor(ty, rows, cols, &mut rng);
-        let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
-        let y0: Vec<f32> = (0..tokens * rows).map(|_| 4.0 * rng.unit()).collect();
-        let (_, w) = dequantized(&info, &bytes);
-        for part_rows in [None, Some(10)] {
-            let m = upload(&ctx, &info, &bytes, part_rows);
-            let tag = format!("{ty:?} ({rows}, {cols}) in {} part(s)", m.parts());
-            // matmul, overwrite and accumulate.
-            let got = run_matmul(&ctx, &m, &x, tokens, tokens + 6, &y0, false);
-            let want = reference(&w, &x, tokens, rows, cols, &[]);
-            assert_close(&format!("matmul {tag}"), &compare(&got, &want, rows), cols);
-            let got = run_matmul(&ctx, &m, &x, tokens, tokens + 6, &y0, true);
-            let want = reference(&w, &x, tokens, rows, cols, &y0);
-            assert_close(
-                &format!("matmul += {tag}"),
-                &compare(&got, &want, rows),
-                cols,
-            );
-            // matvec, overwrite and accumulate.
-            let x1 = &x[..cols];
-            let want = reference(&w, x1, 1, rows, cols, &[]);
-            let got = m.matvec_host(&ctx, x1).unwrap();
-            assert_close(&format!("matvec {tag}"), &compare(&got, &want, rows), cols);
-            let xb = ctx.block_on(ctx.storage_f32("x", x1)).unwrap();
-            let yb = ctx.block_on(ctx.storage_f32("y", &y0[..rows + 5])).unwrap();
-            let binding = ctx.block_on(m.bind_matvec(&ctx, &xb, &yb, true)).unwrap();
-            let mut encoder = ctx.encoder("matvec +=");
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: None,
-                });
-                binding.encode(&mut pass);
+    for ctx in contexts() {
+        let ctx = &ctx;
+        for ty in FORMATS {
+            let cols = *widths(ty).last().unwrap();
+            let rows = 103;
+            let tokens = 37;
+            let mut rng = Rng(0xacc ^ (ty as u64) << 32);
+            let (info, bytes) = random_tensor(ty, rows, cols, &mut rng);
+            let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
+            let y0: Vec<f32> = (0..tokens * rows).map(|_| 4.0 * rng.unit()).collect();
+            let (_, w) = dequantized(&info, &bytes);
+            for part_rows in [None, Some(10)] {
+                let m = upload(ctx, &info, &bytes, part_rows);
+                let tag = format!("{ty:?} ({rows}, {cols}) in {} part(s)", m.parts());
+                // matmul, overwrite and accumulate.
+                let got = run_matmul(ctx, &m, &x, tokens, tokens + 6, &y0, false);
+                let want = reference(&w, &x, tokens, rows, cols, &[]);
+                assert_close(&format!("matmul {tag}"), &compare(&got, &want, rows), cols);
+                let got = run_matmul(ctx, &m, &x, tokens, tokens + 6, &y0, true);
+                let want = reference(&w, &x, tokens, rows, cols, &y0);
+                assert_close(
+                    &format!("matmul += {tag}"),
+                    &compare(&got, &want, rows),
+                    cols,
+                );
+                // matvec, overwrite and accumulate.
+                let x1 = &x[..cols];
+                let want = reference(&w, x1, 1, rows, cols, &[]);
+                let got = m.matvec_host(ctx, x1).unwrap();
+                assert_close(&format!("matvec {tag}"), &compare(&got, &want, rows), cols);
+                let xb = ctx.block_on(ctx.storage_f32("x", x1)).unwrap();
+                let yb = ctx.block_on(ctx.storage_f32("y", &y0[..rows + 5])).unwrap();
+                let binding = ctx.block_on(m.bind_matvec(ctx, &xb, &yb, true)).unwrap();
+                let mut encoder = ctx.encoder("matvec +=");
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    binding.encode(&mut pass);
+                }
+                ctx.block_on(ctx.submit(encoder)).unwrap();
+                let all = ctx.block_on(ctx.read_back_f32(&yb, rows + 5)).unwrap();
+                assert_eq!(&all[rows..], &y0[rows..rows + 5], "matvec wrote past rows");
+                let want = reference(&w, x1, 1, rows, cols, &y0[..rows]);
+                assert_close(
+                    &format!("matvec += {tag}"),
+                    &compare(&all[..rows], &want, rows),
+                    cols,
+                );
             }
-            ctx.block_on(ctx.submit(encoder)).unwrap();
-            let all = ctx.block_on(ctx.read_back_f32(&yb, rows + 5)).unwrap();
-            assert_eq!(&all[rows..], &y0[rows..rows + 5], "matvec wrote past rows");
-            let want = reference(&w, x1, 1, rows, cols, &y0[..rows]);
-            assert_close(
-                &format!("matvec += {tag}"),
-                &compare(&all[..rows], &want, rows),
-                cols,
-            );
         }
     }
 }
@@ -393,50 +412,52 @@ fn accumulate_and_parts_match_cpu() {
 /// `QMatrix::row`; ids past the vocabulary give zeros.
 #[test]
 fn embed_matches_cpu() {
-    let ctx = context();
-    for ty in FORMATS {
-        let dim = match ty {
-            GgmlType::F32 | GgmlType::F16 => 33,
-            GgmlType::Q8_0 | GgmlType::Q4_0 => 96,
-            _ => 512,
-        };
-        let vocab = 101;
-        let mut rng = Rng(0xe3b ^ (ty as u64) << 32);
-        let (info, bytes) = random_tensor(ty, vocab, dim, &mut rng);
-        let (cpu, _) = dequantized(&info, &bytes);
-        let mut ids: Vec<u32> = vec![0, vocab as u32 - 1, vocab as u32, u32::MAX, 5, 5];
-        ids.extend((0..13).map(|_| (rng.next() % vocab as u64) as u32));
-        for part_rows in [None, Some(10)] {
-            let m = upload(&ctx, &info, &bytes, part_rows);
-            let got = m.embed_host(&ctx, &ids).unwrap();
-            let mut worst = (0f32, 0usize, 0usize);
-            let mut row = vec![0f32; dim];
-            for (t, &id) in ids.iter().enumerate() {
-                if (id as usize) < vocab {
-                    cpu.row(id as usize, &mut row);
-                } else {
-                    row.fill(0.0);
-                }
-                let scale = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-                for (c, (&g, &w)) in got[t * dim..(t + 1) * dim].iter().zip(&row).enumerate() {
-                    let e = (g - w).abs();
-                    assert!(
-                        e <= 2.0 * f32::EPSILON * scale,
-                        "embed {ty:?} id {id} (token {t}) col {c}: gpu {g}, cpu {w}"
-                    );
-                    if e >= worst.0 {
-                        worst = (e, t, c);
+    for ctx in contexts() {
+        let ctx = &ctx;
+        for ty in FORMATS {
+            let dim = match ty {
+                GgmlType::F32 | GgmlType::F16 => 33,
+                GgmlType::Q8_0 | GgmlType::Q4_0 => 96,
+                _ => 512,
+            };
+            let vocab = 101;
+            let mut rng = Rng(0xe3b ^ (ty as u64) << 32);
+            let (info, bytes) = random_tensor(ty, vocab, dim, &mut rng);
+            let (cpu, _) = dequantized(&info, &bytes);
+            let mut ids: Vec<u32> = vec![0, vocab as u32 - 1, vocab as u32, u32::MAX, 5, 5];
+            ids.extend((0..13).map(|_| (rng.next() % vocab as u64) as u32));
+            for part_rows in [None, Some(10)] {
+                let m = upload(ctx, &info, &bytes, part_rows);
+                let got = m.embed_host(ctx, &ids).unwrap();
+                let mut worst = (0f32, 0usize, 0usize);
+                let mut row = vec![0f32; dim];
+                for (t, &id) in ids.iter().enumerate() {
+                    if (id as usize) < vocab {
+                        cpu.row(id as usize, &mut row);
+                    } else {
+                        row.fill(0.0);
+                    }
+                    let scale = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    for (c, (&g, &w)) in got[t * dim..(t + 1) * dim].iter().zip(&row).enumerate() {
+                        let e = (g - w).abs();
+                        assert!(
+                            e <= 2.0 * f32::EPSILON * scale,
+                            "embed {ty:?} id {id} (token {t}) col {c}: gpu {g}, cpu {w}"
+                        );
+                        if e >= worst.0 {
+                            worst = (e, t, c);
+                        }
                     }
                 }
+                eprintln!(
+                    "embed {ty:?} ({vocab}, {dim}) in {} part(s): max abs err {:.3e} at token {} (id {}) col {}",
+                    m.parts(),
+                    worst.0,
+                    worst.1,
+                    ids[worst.1],
+                    worst.2
+                );
             }
-            eprintln!(
-                "embed {ty:?} ({vocab}, {dim}) in {} part(s): max abs err {:.3e} at token {} (id {}) col {}",
-                m.parts(),
-                worst.0,
-                worst.1,
-                ids[worst.1],
-                worst.2
-            );
         }
     }
 }
@@ -445,50 +466,52 @@ fn embed_matches_cpu() {
 /// errors.
 #[test]
 fn bad_shapes_are_errors() {
-    let ctx = context();
-    let mut rng = Rng(9);
-    let (info, bytes) = random_tensor(GgmlType::Q4_0, 5, 64, &mut rng);
-    let m = GpuMatrix::upload(&ctx, &info, &bytes).unwrap();
-    let step = StepUniform::new(&ctx);
-    let x = ctx.block_on(ctx.storage_zeroed("x", 4 * 4 * 64)).unwrap();
-    let y = ctx.block_on(ctx.storage_zeroed("y", 4 * 4 * 5)).unwrap();
-    let shape = |r: Result<_, GpuError>| match r {
-        Err(e @ GpuError::Shape { .. }) => eprintln!("{e}"),
-        Err(e) => panic!("not a shape error: {e}"),
-        Ok(_) => panic!("accepted"),
-    };
-    // y holds 4 tokens of 5 rows, not 5.
-    shape(
-        ctx.block_on(m.bind_matmul(&ctx, &step, &x, &y, 5, false))
-            .map(|_| ()),
-    );
-    shape(
-        ctx.block_on(m.bind_matmul(&ctx, &step, &x, &y, 0, false))
-            .map(|_| ()),
-    );
-    shape(
-        ctx.block_on(m.bind_matmul(&ctx, &step, &x, &x, 4, false))
-            .map(|_| ()),
-    );
-    let b = ctx
-        .block_on(m.bind_matmul(&ctx, &step, &x, &y, 4, true))
-        .unwrap();
-    assert_eq!(b.max_tokens(), 4);
-    let mut encoder = ctx.encoder("bad");
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: None,
-        });
-        shape(b.encode(&mut pass, 0));
-        shape(b.encode(&mut pass, 5));
+    for ctx in contexts() {
+        let ctx = &ctx;
+        let mut rng = Rng(9);
+        let (info, bytes) = random_tensor(GgmlType::Q4_0, 5, 64, &mut rng);
+        let m = GpuMatrix::upload(ctx, &info, &bytes).unwrap();
+        let step = StepUniform::new(ctx);
+        let x = ctx.block_on(ctx.storage_zeroed("x", 4 * 4 * 64)).unwrap();
+        let y = ctx.block_on(ctx.storage_zeroed("y", 4 * 4 * 5)).unwrap();
+        let shape = |r: Result<_, GpuError>| match r {
+            Err(e @ GpuError::Shape { .. }) => eprintln!("{e}"),
+            Err(e) => panic!("not a shape error: {e}"),
+            Ok(_) => panic!("accepted"),
+        };
+        // y holds 4 tokens of 5 rows, not 5.
+        shape(
+            ctx.block_on(m.bind_matmul(ctx, &step, &x, &y, 5, false))
+                .map(|_| ()),
+        );
+        shape(
+            ctx.block_on(m.bind_matmul(ctx, &step, &x, &y, 0, false))
+                .map(|_| ()),
+        );
+        shape(
+            ctx.block_on(m.bind_matmul(ctx, &step, &x, &x, 4, false))
+                .map(|_| ()),
+        );
+        let b = ctx
+            .block_on(m.bind_matmul(ctx, &step, &x, &y, 4, true))
+            .unwrap();
+        assert_eq!(b.max_tokens(), 4);
+        let mut encoder = ctx.encoder("bad");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            shape(b.encode(&mut pass, 0).map(|_| ()));
+            shape(b.encode(&mut pass, 5).map(|_| ()));
+        }
+        shape(m.matmul_host(ctx, &[0.0; 63], 1).map(|_| ()));
+        shape(m.embed_host(ctx, &[]).map(|_| ()));
+        // Embedding output too small for max_tokens rows of 64.
+        let ids = ctx.block_on(ctx.storage_zeroed("ids", 16)).unwrap();
+        shape(
+            ctx.block_on(m.bind_embed(ctx, &step, &ids, &y, 4))
+                .map(|_| ()),
+        );
     }
-    shape(m.matmul_host(&ctx, &[0.0; 63], 1).map(|_| ()));
-    shape(m.embed_host(&ctx, &[]).map(|_| ()));
-    // Embedding output too small for max_tokens rows of 64.
-    let ids = ctx.block_on(ctx.storage_zeroed("ids", 16)).unwrap();
-    shape(
-        ctx.block_on(m.bind_embed(&ctx, &step, &ids, &y, 4))
-            .map(|_| ()),
-    );
 }

@@ -6,7 +6,7 @@
 use codellama_webgpu::cpu::QMatrix;
 use codellama_webgpu::gguf::TensorInfo;
 use codellama_webgpu::gpu::qmatmul::GpuMatrix;
-use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
+use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions, KernelPreset};
 use codellama_webgpu::gpu::{KernelKey, ShaderFamily};
 use codellama_webgpu::GgmlType;
 
@@ -26,13 +26,24 @@ impl Rng {
     }
 }
 
-fn context() -> GpuContext {
-    GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| {
-        panic!(
-            "no GPU adapter for the matvec tests: {e}. Install a Vulkan driver \
-             (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
-        )
-    })
+/// One context per kernel preset (GPU and CPU-adapter shapes and
+/// kernels), both run on whatever adapter there is.
+fn contexts() -> Vec<GpuContext> {
+    KernelPreset::ALL
+        .into_iter()
+        .map(|preset| {
+            let opts = GpuOptions {
+                preset: Some(preset),
+                ..Default::default()
+            };
+            GpuContext::new(&opts).unwrap_or_else(|e| {
+                panic!(
+                    "no GPU adapter for the matvec tests: {e}. Install a Vulkan driver \
+                     (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
+                )
+            })
+        })
+        .collect()
 }
 
 /// A random `(rows, cols)` tensor of type `ty` in file bytes. Quantized
@@ -145,11 +156,13 @@ fn check(ctx: &GpuContext, ty: GgmlType, rows: usize, cols: usize, part_bytes: O
 const ROWS: [usize; 4] = [1, 7, 333, 4096];
 
 fn run_format(ty: GgmlType, cols: &[usize]) {
-    let ctx = context();
-    eprintln!("adapter: {}", ctx.adapter_summary());
-    for &rows in &ROWS {
-        for &c in cols {
-            check(&ctx, ty, rows, c, None);
+    for ctx in contexts() {
+        let ctx = &ctx;
+        eprintln!("adapter: {}", ctx.adapter_summary());
+        for &rows in &ROWS {
+            for &c in cols {
+                check(ctx, ty, rows, c, None);
+            }
         }
     }
 }
@@ -188,56 +201,56 @@ fn q6_k_matches_cpu() {
 /// the same products; odd-width F16 parts start mid-word in the file.
 #[test]
 fn split_matrices_match_cpu() {
-    let ctx = context();
-    for ty in [
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4K,
-        GgmlType::Q6K,
-    ] {
-        let cols = if ty.block_elems() == 256 { 512 } else { 96 };
-        let cols = if ty == GgmlType::F16 { 33 } else { cols };
-        // Parts of about 10 rows.
-        let row_bytes = (cols / ty.block_elems() * ty.block_bytes()) as u64;
-        check(&ctx, ty, 103, cols, Some(10 * row_bytes + 4));
+    for ctx in contexts() {
+        let ctx = &ctx;
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4K,
+            GgmlType::Q6K,
+        ] {
+            let cols = if ty.block_elems() == 256 { 512 } else { 96 };
+            let cols = if ty == GgmlType::F16 { 33 } else { cols };
+            // Parts of about 10 rows.
+            let row_bytes = (cols / ty.block_elems() * ty.block_bytes()) as u64;
+            check(ctx, ty, 103, cols, Some(10 * row_bytes + 4));
+        }
     }
 }
 
 /// Shapes and formats the kernel cannot take are typed errors.
 #[test]
 fn bad_shapes_are_errors() {
-    let ctx = context();
-    let mut rng = Rng(5);
-    let (info, bytes) = random_tensor(GgmlType::Q8_0, 3, 64, &mut rng);
-    let m = GpuMatrix::upload(&ctx, &info, &bytes).expect("upload");
-    let e = m.matvec_host(&ctx, &[0.0; 63]).unwrap_err();
-    assert!(matches!(e, GpuError::Shape { .. }), "{e}");
-    let short = GpuMatrix::upload(&ctx, &info, &bytes[1..]).unwrap_err();
-    assert!(matches!(short, GpuError::Shape { .. }), "{short}");
-    let q41 = TensorInfo {
-        ty: GgmlType::Q4_1,
-        n_bytes: 3 * 2 * 20,
-        ..info.clone()
-    };
-    let e = GpuMatrix::upload(&ctx, &q41, &[0; 120]).unwrap_err();
-    assert!(matches!(e, GpuError::Shape { .. }), "{e}");
-    // y too small for the rows.
-    let x = ctx.block_on(ctx.storage_f32("x", &[0.0; 64])).unwrap();
-    let y = ctx.block_on(ctx.storage_zeroed("y", 8)).unwrap();
-    let e = ctx
-        .block_on(m.bind_matvec(&ctx, &x, &y, false))
-        .unwrap_err();
-    assert!(matches!(e, GpuError::Shape { .. }), "{e}");
-    // x too small for the columns; x and y one buffer.
-    let y = ctx.block_on(ctx.storage_zeroed("y", 12)).unwrap();
-    let e = ctx
-        .block_on(m.bind_matvec(&ctx, &y, &y, false))
-        .unwrap_err();
-    assert!(matches!(e, GpuError::Shape { .. }), "{e}");
-    let e = ctx.block_on(m.bind_matvec(&ctx, &x, &x, true)).unwrap_err();
-    assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+    for ctx in contexts() {
+        let ctx = &ctx;
+        let mut rng = Rng(5);
+        let (info, bytes) = random_tensor(GgmlType::Q8_0, 3, 64, &mut rng);
+        let m = GpuMatrix::upload(ctx, &info, &bytes).expect("upload");
+        let e = m.matvec_host(ctx, &[0.0; 63]).unwrap_err();
+        assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+        let short = GpuMatrix::upload(ctx, &info, &bytes[1..]).unwrap_err();
+        assert!(matches!(short, GpuError::Shape { .. }), "{short}");
+        let q41 = TensorInfo {
+            ty: GgmlType::Q4_1,
+            n_bytes: 3 * 2 * 20,
+            ..info.clone()
+        };
+        let e = GpuMatrix::upload(ctx, &q41, &[0; 120]).unwrap_err();
+        assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+        // y too small for the rows.
+        let x = ctx.block_on(ctx.storage_f32("x", &[0.0; 64])).unwrap();
+        let y = ctx.block_on(ctx.storage_zeroed("y", 8)).unwrap();
+        let e = ctx.block_on(m.bind_matvec(ctx, &x, &y, false)).unwrap_err();
+        assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+        // x too small for the columns; x and y one buffer.
+        let y = ctx.block_on(ctx.storage_zeroed("y", 12)).unwrap();
+        let e = ctx.block_on(m.bind_matvec(ctx, &y, &y, false)).unwrap_err();
+        assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+        let e = ctx.block_on(m.bind_matvec(ctx, &x, &x, true)).unwrap_err();
+        assert!(matches!(e, GpuError::Shape { .. }), "{e}");
+    }
 }
 
 /// Every `qmatmul.wgsl` variant validates with naga and compiles to SPIR-V,
@@ -261,8 +274,12 @@ fn every_format_variant_validates() {
         .collect();
     // matvec: per format, plain and accumulating, in every workgroup shape;
     // matmul: plain and accumulating; embed.
-    let shapes = codellama_webgpu::gpu::qmatmul::MatvecShape::ALL.len();
-    assert_eq!(keys.len(), 6 * 2 * shapes + 6 * 2 + 6, "{keys:?}");
+    let mut shapes: Vec<_> = KernelPreset::ALL
+        .iter()
+        .flat_map(|p| p.matvec_shapes())
+        .collect();
+    shapes.dedup();
+    assert_eq!(keys.len(), 6 * 2 * shapes.len() + 6 * 2 + 6, "{keys:?}");
     for key in keys {
         let mut constants = naga::back::PipelineConstants::default();
         for (name, value) in key.constants() {

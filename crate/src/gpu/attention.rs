@@ -50,7 +50,8 @@
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::pipelines::KernelKey;
+use super::keys::KernelKey;
+pub use super::keys::KvFormat;
 use super::step::{StepParams, StepUniform};
 
 const K: &str = "attention";
@@ -65,29 +66,7 @@ const ALIGN: u64 = 256;
 /// Workgroup sizes of `kv_write` and `finalize` (`WRITE_WG`, `FINAL_WG`).
 const FINAL_WG: usize = 256;
 
-/// How the KV cache stores keys and values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum KvFormat {
-    /// f16, two per u32 (`pack2x16float`, round to nearest even); no
-    /// `shader-f16` needed.
-    #[default]
-    F16,
-    /// Symmetric 8-bit per (position, KV head) block of `head_dim` values with
-    /// an f32 scale `absmax / 127` ([`crate::cpu::q8_quantize`]).
-    Q8,
-}
-
 impl KvFormat {
-    pub const ALL: [KvFormat; 2] = [KvFormat::F16, KvFormat::Q8];
-
-    /// The shader's `FORMAT` value.
-    pub fn code(self) -> u32 {
-        match self {
-            KvFormat::F16 => 0,
-            KvFormat::Q8 => 1,
-        }
-    }
-
     /// u32 words of one block of quants (one position, one KV head).
     pub fn block_words(self, head_dim: usize) -> usize {
         match self {

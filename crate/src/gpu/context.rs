@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use super::error::GpuError;
+use super::keys::{KernelPreset, MatvecShape};
 use super::pipelines::PipelineCache;
-use super::qmatmul::MatvecShape;
 
 /// How to pick the adapter.
 #[derive(Clone, Debug, Default)]
@@ -15,6 +15,9 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Ask for a fallback (software) adapter only.
     pub force_fallback_adapter: bool,
+    /// The kernel preset; `None` picks it from the adapter (CPU adapters get
+    /// [`KernelPreset::Cpu`]). Tests run every preset on every adapter.
+    pub preset: Option<KernelPreset>,
 }
 
 /// Optional features the device was created with.
@@ -33,6 +36,7 @@ pub struct GpuContext {
     adapter_info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: GpuFeatures,
+    preset: KernelPreset,
     matvec_shape: MatvecShape,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -104,13 +108,19 @@ impl GpuContext {
             }
         }));
 
-        let matvec_shape = choose_matvec_shape(&adapter_info, &limits);
+        let preset = opts.preset.unwrap_or(if is_cpu_adapter(&adapter_info) {
+            KernelPreset::Cpu
+        } else {
+            KernelPreset::Gpu
+        });
+        let matvec_shape = choose_matvec_shape(preset, &limits);
         Ok(GpuContext {
             device,
             queue,
             adapter_info,
             limits,
             features,
+            preset,
             matvec_shape,
             lost,
             uncaptured,
@@ -157,7 +167,13 @@ impl GpuContext {
         is_cpu_adapter(&self.adapter_info)
     }
 
-    /// The decode matvec's workgroup shape on this device.
+    /// The kernel preset of this device.
+    pub fn preset(&self) -> KernelPreset {
+        self.preset
+    }
+
+    /// The decode matvec's workgroup shape on this device (the preset's,
+    /// unless `CODELLAMA_MATVEC` overrides it).
     pub fn matvec_shape(&self) -> MatvecShape {
         self.matvec_shape
     }
@@ -296,30 +312,34 @@ fn is_cpu_adapter(info: &wgpu::AdapterInfo) -> bool {
         || named(&info.driver_info)
 }
 
-/// The preset for the adapter's kind; natively `CODELLAMA_MATVEC=lanes,rows`
+/// The preset's decode shape; natively `CODELLAMA_MATVEC=lanes,rows`
 /// overrides it (for tuning on a new GPU) when the shape fits the device.
-fn choose_matvec_shape(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> MatvecShape {
-    let preset = if is_cpu_adapter(info) {
-        MatvecShape::CPU
-    } else {
-        MatvecShape::GPU
-    };
+fn choose_matvec_shape(preset: KernelPreset, limits: &wgpu::Limits) -> MatvecShape {
     #[cfg(not(target_arch = "wasm32"))]
     if let Ok(v) = std::env::var("CODELLAMA_MATVEC") {
         let parsed = v
             .split_once(',')
             .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
         if let Some((lanes, rows)) = parsed {
-            let shape = MatvecShape { lanes, rows };
+            let shape = MatvecShape {
+                lanes,
+                rows,
+                tokens: 1,
+            };
             if shape.fits(limits) {
                 return shape;
             }
         }
     }
-    if preset.fits(limits) {
-        preset
+    let shape = preset.matvec();
+    if shape.fits(limits) {
+        shape
     } else {
-        MatvecShape { lanes: 1, rows: 1 }
+        MatvecShape {
+            lanes: 1,
+            rows: 1,
+            tokens: 1,
+        }
     }
 }
 

@@ -87,10 +87,9 @@ impl Proj {
         })
     }
 
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) -> Result<(), GpuError> {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) -> Result<usize, GpuError> {
         if tokens == 1 {
-            self.one.encode(pass);
-            Ok(())
+            Ok(self.one.encode(pass))
         } else {
             self.many.encode(pass, tokens)
         }

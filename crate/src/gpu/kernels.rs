@@ -6,7 +6,7 @@
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::pipelines::{ElementwiseOp, KernelKey};
+use super::keys::{ElementwiseOp, KernelKey};
 use super::step::StepUniform;
 
 /// Workgroup sizes, equal to the `WG` constants of the shaders.

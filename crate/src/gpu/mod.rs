@@ -3,8 +3,9 @@
 //! - [`GpuContext`]: adapter, device and queue with the adapter's own limits,
 //!   detected features, typed errors from error scopes and device loss;
 //! - buffer helpers: storage and uniform buffers from slices, read-back;
-//! - [`KernelKey`] and the pipeline cache: one compute pipeline per kernel
-//!   variant, variants through WGSL `override` constants;
+//! - [`keys`]: [`KernelKey`] and what it is made of (families, formats,
+//!   workgroup shapes, presets), a leaf module; the pipeline cache makes one
+//!   compute pipeline per key, variants through WGSL `override` constants;
 //! - [`kernels`]: thin shape-checked wrappers that record dispatches;
 //! - [`attention`]: the chunked KV cache and causal attention over it.
 //! - [`sample`]: token sampling on the GPU, the same token as the CPU sampler.
@@ -21,6 +22,7 @@ mod context;
 pub mod decoder;
 mod error;
 pub mod kernels;
+pub mod keys;
 mod pipelines;
 pub mod qmatmul;
 pub mod repack;
@@ -32,7 +34,9 @@ pub mod weights;
 pub use attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat, KV_CHUNK};
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
-pub use pipelines::{ElementwiseOp, KernelKey, ShaderFamily};
+pub use keys::{
+    ElementwiseOp, KernelKey, KernelPreset, MatvecShape, QEntry, QFormat, ShaderFamily,
+};
 /// The former name of [`qmatmul`].
 pub use qmatmul as matvec;
 pub use sample::GpuSampler;

@@ -1,0 +1,433 @@
+//! What identifies a compute pipeline: the kernel families (one WGSL file
+//! each under `shaders/`), their entry points, and the values of their
+//! `override` constants — weight and cache formats, operations, workgroup
+//! shapes — as typed keys. A leaf module: everything else in `gpu` builds on
+//! it, it imports nothing of theirs.
+//!
+//! Every number a shader and Rust must agree on is set here once and handed
+//! to the shader as an override constant ([`KernelKey::constants`]); the
+//! shaders declare the names, never the values the engine uses.
+
+use crate::ggml_type::GgmlType;
+
+/// A WGSL kernel family: one file under `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShaderFamily {
+    Norm,
+    Rope,
+    Elementwise,
+    /// Quantized matrix products and embedding lookup (`gpu::qmatmul`).
+    QMatmul,
+    /// Memory-bandwidth and FMA probes for the benchmark.
+    Bandwidth,
+    /// Attention over the chunked KV cache (`gpu::attention`).
+    Attention,
+    /// Token sampling (`gpu::sample`).
+    Sample,
+}
+
+impl ShaderFamily {
+    /// Every family, one per file under `shaders/`.
+    pub const ALL: [ShaderFamily; 7] = [
+        ShaderFamily::Norm,
+        ShaderFamily::Rope,
+        ShaderFamily::Elementwise,
+        ShaderFamily::QMatmul,
+        ShaderFamily::Bandwidth,
+        ShaderFamily::Attention,
+        ShaderFamily::Sample,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ShaderFamily::Norm => "norm.wgsl",
+            ShaderFamily::Rope => "rope.wgsl",
+            ShaderFamily::Elementwise => "elementwise.wgsl",
+            ShaderFamily::QMatmul => "qmatmul.wgsl",
+            ShaderFamily::Bandwidth => "bandwidth.wgsl",
+            ShaderFamily::Attention => "attention.wgsl",
+            ShaderFamily::Sample => "sample.wgsl",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            ShaderFamily::Norm => include_str!("../../../shaders/norm.wgsl"),
+            ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
+            ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            ShaderFamily::QMatmul => include_str!("../../../shaders/qmatmul.wgsl"),
+            ShaderFamily::Bandwidth => include_str!("../../../shaders/bandwidth.wgsl"),
+            ShaderFamily::Attention => include_str!("../../../shaders/attention.wgsl"),
+            ShaderFamily::Sample => include_str!("../../../shaders/sample.wgsl"),
+        }
+    }
+}
+
+/// The weight formats `qmatmul.wgsl` reads (its `FORMAT` constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QFormat {
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+    Q4K,
+    Q6K,
+}
+
+impl QFormat {
+    pub const ALL: [QFormat; 6] = [
+        QFormat::F32,
+        QFormat::F16,
+        QFormat::Q8_0,
+        QFormat::Q4_0,
+        QFormat::Q4K,
+        QFormat::Q6K,
+    ];
+
+    /// The format for tensors of type `ty`, if the kernels read it.
+    pub fn of(ty: GgmlType) -> Option<QFormat> {
+        QFormat::ALL.into_iter().find(|f| f.ggml_type() == ty)
+    }
+
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            QFormat::F32 => GgmlType::F32,
+            QFormat::F16 => GgmlType::F16,
+            QFormat::Q8_0 => GgmlType::Q8_0,
+            QFormat::Q4_0 => GgmlType::Q4_0,
+            QFormat::Q4K => GgmlType::Q4K,
+            QFormat::Q6K => GgmlType::Q6K,
+        }
+    }
+
+    /// The shader's `FORMAT` value (the WGSL constants `F32` .. `Q6_K`).
+    pub fn code(self) -> u32 {
+        match self {
+            QFormat::F32 => 0,
+            QFormat::F16 => 1,
+            QFormat::Q8_0 => 2,
+            QFormat::Q4_0 => 3,
+            QFormat::Q4K => 4,
+            QFormat::Q6K => 5,
+        }
+    }
+
+    /// Bytes per row of the `quants` and `scales` streams, before the whole
+    /// stream is rounded up to words (see [`super::repack`]).
+    pub fn row_bytes(self, cols: u64) -> (u64, u64) {
+        let nb = cols / self.ggml_type().block_elems() as u64;
+        match self {
+            QFormat::F32 => (4 * cols.next_multiple_of(4), 0),
+            QFormat::F16 => (2 * cols.next_multiple_of(8), 0),
+            QFormat::Q8_0 => (32 * nb, 2 * nb),
+            QFormat::Q4_0 => (16 * nb, 2 * nb),
+            QFormat::Q4K => (128 * nb, 20 * nb),
+            QFormat::Q6K => (208 * nb, 2 * nb),
+        }
+    }
+}
+
+/// The entry points of `qmatmul.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QEntry {
+    /// `Y = X Wᵀ` with lanes along K, a few tokens per workgroup (decode,
+    /// small batches, and every batch on CPU adapters).
+    Matvec,
+    /// `Y = X Wᵀ` in register-blocked tiles (prefill on GPUs).
+    Matmul,
+    /// `out[t] = W[ids[t]]` (embedding lookup; never accumulates).
+    Embed,
+}
+
+impl QEntry {
+    pub const ALL: [QEntry; 3] = [QEntry::Matvec, QEntry::Matmul, QEntry::Embed];
+
+    /// The WGSL entry point's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            QEntry::Matvec => "matvec",
+            QEntry::Matmul => "matmul",
+            QEntry::Embed => "embed",
+        }
+    }
+
+    /// Whether the entry has an `ACCUMULATE` variant.
+    pub fn accumulates(self) -> bool {
+        !matches!(self, QEntry::Embed)
+    }
+}
+
+/// The workgroup shape of `matvec`: `lanes` invocations along K (`WG` in the
+/// shader) computing `rows` rows (`ROWS`) for `tokens` tokens (`TT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatvecShape {
+    pub lanes: u32,
+    pub rows: u32,
+    pub tokens: u32,
+}
+
+impl MatvecShape {
+    /// Largest `rows` (the shader's `MAX_ROWS`).
+    pub const MAX_ROWS: u32 = 16;
+    /// Largest `rows * tokens` (the shader's `MAX_ACC`).
+    pub const MAX_ACC: u32 = 128;
+    /// Largest `lanes * rows * tokens` (the shader's `MAX_PARTIALS`).
+    pub const MAX_PARTIALS: u32 = 1024;
+
+    /// Whether the shader can run this shape on a device of `limits`.
+    pub fn fits(self, limits: &wgpu::Limits) -> bool {
+        self.lanes > 0
+            && self.tokens > 0
+            && (1..=Self::MAX_ROWS).contains(&self.rows)
+            && self.rows * self.tokens <= Self::MAX_ACC
+            && self.lanes * self.rows * self.tokens <= Self::MAX_PARTIALS
+            && self.lanes <= limits.max_compute_invocations_per_workgroup
+            && self.lanes <= limits.max_compute_workgroup_size_x
+    }
+}
+
+/// Which kernel shapes the engine uses on an adapter: GPUs, or adapters that
+/// run shaders on the CPU (llvmpipe, SwiftShader), where a workgroup is a
+/// SIMD loop on one core and every per-lane load from a storage buffer is a
+/// scalar loop over the lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPreset {
+    Gpu,
+    Cpu,
+}
+
+impl KernelPreset {
+    pub const ALL: [KernelPreset; 2] = [KernelPreset::Gpu, KernelPreset::Cpu];
+
+    /// The decode matvec (one token).
+    ///
+    /// - GPU: one 32-lane warp per workgroup, 4 rows sharing each x load: a
+    ///   warp's weight loads cover 512 contiguous bytes of a row.
+    /// - CPU: 8 lanes (one 256-bit vector) and 16 rows per x load, the
+    ///   fastest shape measured on llvmpipe (README, "Speed").
+    pub fn matvec(self) -> MatvecShape {
+        match self {
+            KernelPreset::Gpu => MatvecShape {
+                lanes: 32,
+                rows: 4,
+                tokens: 1,
+            },
+            KernelPreset::Cpu => MatvecShape {
+                lanes: 8,
+                rows: 16,
+                tokens: 1,
+            },
+        }
+    }
+
+    /// How a batch of tokens is multiplied: `Some(shape)` runs `matvec`
+    /// with several tokens per workgroup (each weight loaded once per
+    /// workgroup for all of them: on a CPU adapter loads, not arithmetic,
+    /// are the cost), `None` the tiled `matmul`.
+    pub fn batch(self) -> Option<MatvecShape> {
+        match self {
+            KernelPreset::Gpu => None,
+            KernelPreset::Cpu => Some(MatvecShape {
+                lanes: 8,
+                rows: 16,
+                tokens: 8,
+            }),
+        }
+    }
+
+    /// Every matvec shape of the preset.
+    pub fn matvec_shapes(self) -> Vec<MatvecShape> {
+        let mut v = vec![self.matvec()];
+        v.extend(self.batch());
+        v
+    }
+}
+
+/// Elementwise operations of `shaders/elementwise.wgsl` (its `OP` constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElementwiseOp {
+    /// `out = a + b` (residual add).
+    Add,
+    /// `out = silu(a) * b` (SwiGLU).
+    SwiGlu,
+}
+
+impl ElementwiseOp {
+    pub const ALL: [ElementwiseOp; 2] = [ElementwiseOp::Add, ElementwiseOp::SwiGlu];
+
+    pub fn code(self) -> u32 {
+        match self {
+            ElementwiseOp::Add => 0,
+            ElementwiseOp::SwiGlu => 1,
+        }
+    }
+}
+
+/// How the KV cache stores keys and values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvFormat {
+    /// f16, two per u32 (`pack2x16float`, round to nearest even); no
+    /// `shader-f16` needed.
+    #[default]
+    F16,
+    /// Symmetric 8-bit per (position, KV head) block of `head_dim` values with
+    /// an f32 scale `absmax / 127` ([`crate::cpu::q8_quantize`]).
+    Q8,
+}
+
+impl KvFormat {
+    pub const ALL: [KvFormat; 2] = [KvFormat::F16, KvFormat::Q8];
+
+    /// The shader's `FORMAT` value.
+    pub fn code(self) -> u32 {
+        match self {
+            KvFormat::F16 => 0,
+            KvFormat::Q8 => 1,
+        }
+    }
+}
+
+/// One compute pipeline: a kernel family, its entry point and the values of
+/// its `override` constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelKey {
+    /// `shaders/norm.wgsl`: RMSNorm, one workgroup per row.
+    RmsNorm,
+    /// `shaders/rope.wgsl`: RoPE on adjacent pairs.
+    Rope,
+    /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
+    Elementwise(ElementwiseOp),
+    /// `shaders/bandwidth.wgsl`: `copy` (true) or `read` (false).
+    Bandwidth { copy: bool },
+    /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV chunk.
+    KvWrite(KvFormat),
+    /// `shaders/attention.wgsl` `attend`: one chunk's scores merged into the
+    /// running online-softmax state.
+    AttendChunk(KvFormat),
+    /// `shaders/attention.wgsl` `finalize`: `out = acc / l`.
+    AttendFinalize,
+    /// `shaders/sample.wgsl`: token sampling, one workgroup.
+    Sample,
+    /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
+    /// adding to its output when `accumulate` (never for [`QEntry::Embed`]);
+    /// `shape` is matvec's workgroup shape (the GPU preset's decode shape for
+    /// the other entries, which do not read it).
+    QMatmul {
+        entry: QEntry,
+        format: QFormat,
+        accumulate: bool,
+        shape: MatvecShape,
+    },
+}
+
+impl KernelKey {
+    /// The key of a `qmatmul.wgsl` pipeline, `shape` kept only for matvec so
+    /// that the other entries have one pipeline per format.
+    pub fn qmatmul(
+        entry: QEntry,
+        format: QFormat,
+        accumulate: bool,
+        shape: MatvecShape,
+    ) -> KernelKey {
+        KernelKey::QMatmul {
+            entry,
+            format,
+            accumulate: accumulate && entry.accumulates(),
+            shape: match entry {
+                QEntry::Matvec => shape,
+                _ => KernelPreset::Gpu.matvec(),
+            },
+        }
+    }
+
+    /// Every kernel variant the engine can ask for (each is validated by
+    /// `naga` in the tests with its constants applied).
+    pub fn all() -> Vec<KernelKey> {
+        let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
+        keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
+        keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
+        keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
+        keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
+        keys.push(KernelKey::AttendFinalize);
+        keys.push(KernelKey::Sample);
+        let mut shapes: Vec<MatvecShape> = KernelPreset::ALL
+            .iter()
+            .flat_map(|p| p.matvec_shapes())
+            .collect();
+        shapes.dedup();
+        for entry in QEntry::ALL {
+            for format in QFormat::ALL {
+                for accumulate in [false, true] {
+                    if accumulate && !entry.accumulates() {
+                        continue;
+                    }
+                    for &shape in &shapes {
+                        let key = KernelKey::qmatmul(entry, format, accumulate, shape);
+                        if !keys.contains(&key) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    pub fn family(self) -> ShaderFamily {
+        match self {
+            KernelKey::RmsNorm => ShaderFamily::Norm,
+            KernelKey::Rope => ShaderFamily::Rope,
+            KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
+            KernelKey::Bandwidth { .. } => ShaderFamily::Bandwidth,
+            KernelKey::KvWrite(_) | KernelKey::AttendChunk(_) | KernelKey::AttendFinalize => {
+                ShaderFamily::Attention
+            }
+            KernelKey::Sample => ShaderFamily::Sample,
+            KernelKey::QMatmul { .. } => ShaderFamily::QMatmul,
+        }
+    }
+
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            KernelKey::Bandwidth { copy: true } => "stream_copy",
+            KernelKey::Bandwidth { copy: false } => "stream_read",
+            KernelKey::KvWrite(_) => "kv_write",
+            KernelKey::AttendChunk(_) => "attend",
+            KernelKey::AttendFinalize => "finalize",
+            KernelKey::QMatmul { entry, .. } => entry.name(),
+            _ => "main",
+        }
+    }
+
+    /// Values for the shader's `override` constants (every override of the
+    /// family gets one, used by the entry point or not).
+    pub fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            KernelKey::RmsNorm
+            | KernelKey::Rope
+            | KernelKey::Bandwidth { .. }
+            | KernelKey::AttendFinalize
+            | KernelKey::Sample => Vec::new(),
+            KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
+            KernelKey::KvWrite(f) | KernelKey::AttendChunk(f) => {
+                vec![("FORMAT", f64::from(f.code()))]
+            }
+            KernelKey::QMatmul {
+                format,
+                accumulate,
+                shape,
+                ..
+            } => vec![
+                ("FORMAT", f64::from(format.code())),
+                ("ACCUMULATE", if accumulate { 1.0 } else { 0.0 }),
+                ("WG", f64::from(shape.lanes)),
+                ("ROWS", f64::from(shape.rows)),
+                ("TT", f64::from(shape.tokens)),
+            ],
+        }
+    }
+
+    pub(super) fn label(self) -> String {
+        format!("{self:?}")
+    }
+}
