@@ -6,21 +6,30 @@
 // is f32; f16 values stay packed in u32 and are widened with
 // unpack2x16float (no shader-f16, no subgroups).
 //
-// Entry points (each a pipeline of its own, crate/src/gpu/qmatmul.rs):
-// - matvec (decode, and small batches): Y[t, row_base + r] (+)= sum_c W[r, c] * X[t, c]
+// Entry points (each a pipeline of its own, crate/src/gpu/qmatmul/):
+// - matvec (decode, and small batches): Y[t, r] = s(t) * sum_c W[r, c] * X[t, c]
 //   for t < step.tokens, a workgroup per (ROWS rows, TT tokens), lanes along K;
 // - matmul (prefill on GPUs): the same product in 64 x 64 register-blocked tiles;
 // - embed:  out[t, :] = W[ids[t], :], t < step.tokens.
-// `(+)=` is `+=` when ACCUMULATE is set (fused residual adds), `=` otherwise.
+//
+// Output (EPILOGUE): 0 stores Y[t, r] at y[t * y_stride + y_offset + r];
+// 1 adds to it (fused residual adds); 2 is SwiGLU over a matrix whose rows
+// are the gate rows then the up rows (gate | up, 2 n rows): it stores
+// silu(Y[t, i]) * Y[t, n + i] at y[t * y_stride + y_offset + i], i < n.
+//
+// RMSNorm finish: with norm_groups > 0, X holds x * w (norm.wgsl) and `ss`
+// the (tokens, norm_groups) partial sums of x^2, and s(t) = 1 / sqrt(sum /
+// cols + eps): the product of the normalized row, since
+// W (x * w * s) = s * W (x * w). Else s(t) = 1.
 //
 // A matrix over the storage-binding limit is split by rows into parts, each
 // bound and dispatched on its own: `p.rows` rows starting at `p.row_base` of
-// `p.total_rows`.
+// the matrix (never with SwiGLU).
 
 // 0 F32, 1 F16, 2 Q8_0, 3 Q4_0, 4 Q4_K, 5 Q6_K (QFormat::code in qmatmul.rs).
 override FORMAT: u32 = 0u;
-// matvec, matmul: add to y instead of overwriting it.
-override ACCUMULATE: bool = false;
+// matvec, matmul: 0 store, 1 accumulate, 2 SwiGLU (EPILOGUE_* below).
+override EPILOGUE: u32 = 0u;
 // matvec: lanes per workgroup (along K).
 override WG: u32 = 32u;
 // matvec: rows per workgroup; ROWS * TT at most MAX_ACC, WG * ROWS * TT at
@@ -32,6 +41,10 @@ override TT: u32 = 1u;
 const MAX_ROWS: u32 = 16u;
 const MAX_ACC: u32 = 128u;
 const MAX_PARTIALS: u32 = 1024u;
+
+const EPILOGUE_STORE: u32 = 0u;
+const EPILOGUE_ACCUMULATE: u32 = 1u;
+const EPILOGUE_SWIGLU: u32 = 2u;
 
 const F32: u32 = 0u;
 const F16: u32 = 1u;
@@ -45,10 +58,16 @@ struct Params {
     rows: u32,
     // Elements per row (the length of x; the embedding dim).
     cols: u32,
-    // This part's first row in the whole matrix (and in y).
+    // This part's first row in the whole matrix.
     row_base: u32,
-    // Rows of the whole matrix (y's row stride; the vocabulary in embed).
+    // Rows of the whole matrix (the vocabulary in embed).
     total_rows: u32,
+    // Y[t, r] (of the whole matrix) lives at y[t * y_stride + y_offset + r].
+    y_stride: u32,
+    y_offset: u32,
+    // RMSNorm finish: partial sums per token (0: none) and epsilon.
+    norm_groups: u32,
+    eps: f32,
 }
 
 // crate/src/gpu/step.rs
@@ -82,6 +101,9 @@ struct Step {
 @group(0) @binding(7) var<storage, read> wq4: array<vec4<u32>>;
 // matvec: binding 1 read as vec4 (used when cols % 4 == 0).
 @group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
+// matvec, matmul: (>= step.tokens, norm_groups) f32 partial sums of x^2
+// (norm.wgsl), read when norm_groups > 0.
+@group(0) @binding(9) var<storage, read> ss: array<f32>;
 
 // ---------------------------------------------------------------------------
 // Shared helpers
@@ -116,13 +138,35 @@ fn q6x4(l: u32, h: u32, ls: u32, hs: u32) -> vec4<f32> {
     return vec4<f32>(lo | (hi << vec4<u32>(4u)));
 }
 
-// y[i] = v, or y[i] += v with ACCUMULATE.
-fn store_y(i: u32, v: f32) {
-    if ACCUMULATE {
+// The RMSNorm scale s(t) of token t (1 without a norm).
+fn norm_scale(t: u32) -> f32 {
+    if p.norm_groups == 0u {
+        return 1.0;
+    }
+    var sum = 0.0;
+    for (var g = 0u; g < p.norm_groups; g++) {
+        sum += ss[t * p.norm_groups + g];
+    }
+    return 1.0 / sqrt(sum / f32(p.cols) + p.eps);
+}
+
+// Y[t, r] = v for row r of this part (stored, or added with EPILOGUE 1).
+fn store_y(t: u32, r: u32, v: f32) {
+    let i = t * p.y_stride + p.y_offset + p.row_base + r;
+    if EPILOGUE == EPILOGUE_ACCUMULATE {
         y[i] += v;
     } else {
         y[i] = v;
     }
+}
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
+
+// SwiGLU: output i of token t from its gate and up values.
+fn store_swiglu(t: u32, i: u32, gate: f32, up: f32) {
+    y[t * p.y_stride + p.y_offset + i] = silu(gate) * up;
 }
 
 // ---------------------------------------------------------------------------
@@ -149,7 +193,8 @@ fn store_y(i: u32, v: f32) {
 // sums of cols terms, which the tests bound by a few ulps of the output's
 // scale times sqrt(cols).
 //
-// Dispatch: (gx, ceil(step.tokens / TT), gz) with row group wid.x + wid.z * gx.
+// Dispatch: (gx, ceil(step.tokens / TT), gz) with row group wid.x + wid.z * gx
+// (ceil(rows / ROWS) groups, or ceil(rows / 2 / (ROWS / 2)) with SwiGLU).
 
 // The row length of wq4, in vec4<u32> (16 bytes), per FORMAT.
 fn row_vec4s() -> u32 {
@@ -388,16 +433,32 @@ fn unit_dot(w: WUnit, xv: array<vec4<f32>, 16>, xs: vec4<f32>) -> f32 {
 
 var<workgroup> partial: array<f32, MAX_PARTIALS>; // (ROWS * TT, WG)
 
+// Row r (< ROWS) of workgroup group `g`, in this part: consecutive rows, or
+// with SwiGLU ROWS / 2 gate rows and the matching up rows (p.rows / 2 on).
+fn matvec_row(g: u32, r: u32) -> u32 {
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        let half = ROWS / 2u;
+        return select(p.rows / 2u + g * half + r - half, g * half + r, r < half);
+    }
+    return g * ROWS + r;
+}
+
 @compute @workgroup_size(WG)
 fn matvec(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let first = (wid.x + wid.z * nwg.x) * ROWS;
+    let g = wid.x + wid.z * nwg.x;
     let t0 = wid.y * TT;
-    let rows = min(ROWS, p.rows - min(first, p.rows));
     let tokens = min(TT, step.tokens - min(t0, step.tokens));
+    // Rows (or SwiGLU pairs) of this group that exist.
+    var live: u32;
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        live = min(ROWS / 2u, p.rows / 2u - min(g * (ROWS / 2u), p.rows / 2u));
+    } else {
+        live = min(ROWS, p.rows - min(g * ROWS, p.rows));
+    }
     let uc = unit_cols();
     let units = (p.cols + uc - 1u) / uc;
     var acc: array<f32, MAX_ACC>;
@@ -410,8 +471,8 @@ fn matvec(
                 let xv = unit_x(t0 + t, u);
                 let xs = unit_sums(xv);
                 for (var r = 0u; r < ROWS; r++) {
-                    if r < rows {
-                        acc[r * TT + t] += unit_dot(load_unit(first + r, u), xv, xs);
+                    if (r % (ROWS / select(1u, 2u, EPILOGUE == EPILOGUE_SWIGLU))) < live {
+                        acc[r * TT + t] += unit_dot(load_unit(matvec_row(g, r), u), xv, xs);
                     }
                 }
             }
@@ -421,15 +482,33 @@ fn matvec(
         partial[i * WG + lane] = acc[i];
     }
     workgroupBarrier();
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        let half = ROWS / 2u;
+        for (var i = lane; i < half * TT; i += WG) {
+            let r = i / TT;
+            let t = i % TT;
+            if r < live && t < tokens {
+                var a = 0.0;
+                var b = 0.0;
+                for (var l = 0u; l < WG; l++) {
+                    a += partial[i * WG + l];
+                    b += partial[(i + half * TT) * WG + l];
+                }
+                let s = norm_scale(t0 + t);
+                store_swiglu(t0 + t, g * half + r, a * s, b * s);
+            }
+        }
+        return;
+    }
     for (var i = lane; i < ROWS * TT; i += WG) {
         let r = i / TT;
         let t = i % TT;
-        if r < rows && t < tokens {
-            var s = 0.0;
+        if r < live && t < tokens {
+            var a = 0.0;
             for (var l = 0u; l < WG; l++) {
-                s += partial[i * WG + l];
+                a += partial[i * WG + l];
             }
-            store_y((t0 + t) * p.total_rows + p.row_base + first + r, s);
+            store_y(t0 + t, g * ROWS + r, a * norm_scale(t0 + t));
         }
     }
 }
@@ -573,7 +652,9 @@ fn x_quad(off: u32, c: u32) -> vec4<f32> {
 // Rounding: every product is an exactly dequantized weight times x, summed
 // over k in order per output.
 // Workgroup memory: 2 * TK * 64 * 4 bytes = 16 KiB.
-// Dispatch: (ceil(rows / TN), ceil(tokens / TM)); tiles past step.tokens return.
+// Dispatch: (gx, ceil(tokens / TM), gz) with row tile wid.x + wid.z * gx
+// (ceil(rows / TN) tiles, or ceil(rows / 2 / (TN / 2)) with SwiGLU); tiles
+// past step.tokens return.
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -582,12 +663,31 @@ const TK: u32 = 32u;
 var<workgroup> w_tile: array<vec4<f32>, 512>; // (TK, TN / 4): row quads, k-major
 var<workgroup> x_tile: array<vec4<f32>, 512>; // (TK, TM / 4): token quads, k-major
 
+// Row n (< TN) of row tile `tile`, in this part: consecutive rows, or with
+// SwiGLU TN / 2 gate rows and the matching up rows.
+fn tile_row(tile: u32, n: u32) -> u32 {
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        let half = TN / 2u;
+        return select(p.rows / 2u + tile * half + n - half, tile * half + n, n < half);
+    }
+    return tile * TN + n;
+}
+
+// Whether row n of row tile `tile` exists.
+fn tile_row_live(tile: u32, n: u32) -> bool {
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        return tile * (TN / 2u) + n % (TN / 2u) < p.rows / 2u;
+    }
+    return tile * TN + n < p.rows;
+}
+
 @compute @workgroup_size(256)
 fn matmul(
     @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) i: u32,
 ) {
-    let row0 = wid.x * TN;
+    let tile = wid.x + wid.z * nwg.x;
     let tok0 = wid.y * TM;
     let tokens = step.tokens;
     if tok0 >= tokens {
@@ -604,8 +704,8 @@ fn matmul(
     for (var u = 0u; u < units; u++) {
         var w0 = vec4<f32>(0.0);
         var w1 = vec4<f32>(0.0);
-        let r = row0 + l_row;
-        if r < p.rows {
+        if tile_row_live(tile, l_row) {
+            let r = tile_row(tile, l_row);
             let s = unit_scale(r, u);
             w0 = unit_quad(r, u, q0, s);
             w1 = unit_quad(r, u, q0 + 1u, s);
@@ -635,13 +735,40 @@ fn matmul(
         }
         workgroupBarrier();
     }
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        // Threads tx >= 8 hold up rows 32 + 4 (tx - 8) ..: they hand them
+        // to thread tx - 8 (same tokens) through workgroup memory.
+        if tx >= 8u {
+            for (var j = 0u; j < 4u; j++) {
+                w_tile[(4u * ty + j) * 8u + tx - 8u] = acc[j];
+            }
+        }
+        workgroupBarrier();
+        if tx < 8u {
+            for (var j = 0u; j < 4u; j++) {
+                let t = tok0 + 4u * ty + j;
+                if t < tokens {
+                    let s = norm_scale(t);
+                    let up = w_tile[(4u * ty + j) * 8u + tx];
+                    for (var a = 0u; a < 4u; a++) {
+                        let n = 4u * tx + a;
+                        if tile_row_live(tile, n) {
+                            store_swiglu(t, tile * (TN / 2u) + n, acc[j][a] * s, up[a] * s);
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         let t = tok0 + 4u * ty + j;
         if t < tokens {
+            let s = norm_scale(t);
             for (var a = 0u; a < 4u; a++) {
-                let r = row0 + 4u * tx + a;
-                if r < p.rows {
-                    store_y(t * p.total_rows + p.row_base + r, acc[j][a]);
+                let n = 4u * tx + a;
+                if tile_row_live(tile, n) {
+                    store_y(t, tile * TN + n, acc[j][a] * s);
                 }
             }
         }

@@ -515,3 +515,155 @@ fn bad_shapes_are_errors() {
         );
     }
 }
+
+/// The fused forms the decoder uses, through every kernel (the decode
+/// matvec, the preset's batch kernel, and the other batch kernel): an RMSNorm
+/// finished by the product (`x * w` in, per-token partial sums of `x²`, the
+/// scale `1 / sqrt(sum / cols + eps)` applied to the product), SwiGLU over a
+/// gate | up matrix, and output rows placed at a stride and offset (as the
+/// separate Q, K and V projections write into one `(tokens, q | k | v)`
+/// buffer). The reference normalizes first, as the CPU decoder does
+/// (`x * inv * w`), then multiplies in f64: the product of the GPU's
+/// `inv * W (x * w)` differs by f32 rounding only, bounded like every product
+/// here by a few ulps of its magnitude per sqrt(cols).
+#[test]
+fn fused_epilogues_match_cpu() {
+    use codellama_webgpu::gpu::qmatmul::{BatchKernel, Norm, Output};
+    use codellama_webgpu::gpu::{Epilogue, MatvecShape};
+    let groups_of = |cols: usize| cols.div_ceil(64);
+    for ctx in contexts() {
+        let ctx = &ctx;
+        let kernels = [
+            None,
+            Some(BatchKernel::Tiled),
+            Some(BatchKernel::Lanes(MatvecShape {
+                lanes: 8,
+                rows: 16,
+                tokens: 8,
+            })),
+            Some(BatchKernel::Lanes(MatvecShape {
+                lanes: 32,
+                rows: 4,
+                tokens: 3,
+            })),
+        ];
+        for ty in FORMATS {
+            let cols = *widths(ty).last().unwrap();
+            let ffn = 37;
+            let mut rng = Rng(0xf05e ^ (ty as u64) << 32);
+            let (info, bytes) = random_tensor(ty, 2 * ffn, cols, &mut rng);
+            let (_, w) = dequantized(&info, &bytes);
+            let m = upload(ctx, &info, &bytes, None);
+            let eps = 1e-5f32;
+            for kernel in kernels {
+                let tokens = if kernel.is_some() { 11 } else { 1 };
+                let x: Vec<f32> = (0..tokens * cols).map(|_| 3.0 * rng.unit()).collect();
+                let nw: Vec<f32> = (0..cols).map(|_| 0.5 + rng.unit()).collect();
+                // The norm's inputs as norm.wgsl makes them.
+                let groups = groups_of(cols);
+                let xw: Vec<f32> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v * nw[i % cols])
+                    .collect();
+                let ss: Vec<f32> = (0..tokens * groups)
+                    .map(|i| {
+                        let (t, g) = (i / groups, i % groups);
+                        let row = &x[t * cols..(t + 1) * cols];
+                        row[(g * 64).min(cols)..((g + 1) * 64).min(cols)]
+                            .iter()
+                            .map(|v| v * v)
+                            .sum()
+                    })
+                    .collect();
+                // The reference: normalized rows, then gate and up in f64.
+                let mut xn = vec![0f32; tokens * cols];
+                for t in 0..tokens {
+                    codellama_webgpu::cpu::rmsnorm(
+                        &mut xn[t * cols..(t + 1) * cols],
+                        &x[t * cols..(t + 1) * cols],
+                        &nw,
+                        eps,
+                    );
+                }
+                let full = reference(&w, &xn, tokens, 2 * ffn, cols, &[]);
+                let silu = |v: f64| v / (1.0 + (-v).exp());
+                // Output at stride 2 ffn + 3, offset 2, sentinel elsewhere.
+                let stride = ffn + 5;
+                let offset = 2;
+                let xb = ctx.block_on(ctx.storage_f32("xw", &xw)).unwrap();
+                let ssb = ctx.block_on(ctx.storage_f32("ss", &ss)).unwrap();
+                let yb = ctx
+                    .block_on(ctx.storage_f32("y", &vec![-7.0; tokens * stride]))
+                    .unwrap();
+                let out = Output {
+                    y: &yb,
+                    stride,
+                    offset,
+                    epilogue: Epilogue::SwiGlu,
+                };
+                let norm = Some(Norm {
+                    ss: &ssb,
+                    groups,
+                    eps,
+                });
+                let step = StepUniform::new(ctx);
+                step.write(ctx, &StepParams::batch(0, tokens, 0));
+                let mut encoder = ctx.encoder("fused");
+                match kernel {
+                    None => {
+                        let b = ctx
+                            .block_on(m.bind_matvec_to(ctx, &xb, out, norm))
+                            .unwrap_or_else(|e| panic!("{ty:?} matvec: {e}"));
+                        let mut pass = encoder.begin_compute_pass(&Default::default());
+                        b.encode(&mut pass);
+                    }
+                    Some(k) => {
+                        let b = ctx
+                            .block_on(m.bind_matmul_to(ctx, &step, &xb, out, norm, tokens, k))
+                            .unwrap_or_else(|e| panic!("{ty:?} {k:?}: {e}"));
+                        let mut pass = encoder.begin_compute_pass(&Default::default());
+                        b.encode(&mut pass, tokens).unwrap();
+                    }
+                }
+                ctx.block_on(ctx.submit(encoder)).unwrap();
+                let all = ctx
+                    .block_on(ctx.read_back_f32(&yb, tokens * stride))
+                    .unwrap();
+                let mut worst = (0f64, 0usize, 0usize);
+                for t in 0..tokens {
+                    for c in 0..stride {
+                        let got = all[t * stride + c];
+                        if c < offset || c >= offset + ffn {
+                            assert_eq!(got, -7.0, "{ty:?} {kernel:?}: token {t} col {c} written");
+                            continue;
+                        }
+                        let i = c - offset;
+                        let (g, u) = (full.y[t * 2 * ffn + i], full.y[t * 2 * ffn + ffn + i]);
+                        let want = silu(g as f64) * u as f64;
+                        // The rounding of g and u scales with their magnitudes,
+                        // and d(silu(g) u) = silu'(g) u dg + silu(g) du.
+                        let (mg, mu) = (
+                            full.magnitude[t * 2 * ffn + i] as f64,
+                            full.magnitude[t * 2 * ffn + ffn + i] as f64,
+                        );
+                        let scale = 1.2 * mg * (u as f64).abs() + silu(g as f64).abs() * mu;
+                        let rel = (got as f64 - want).abs() / scale.max(f64::MIN_POSITIVE);
+                        if rel > worst.0 {
+                            worst = (rel, t, i);
+                        }
+                    }
+                }
+                let tol = tolerance(cols) as f64;
+                eprintln!(
+                    "{ty:?} {kernel:?} SwiGLU + norm + stride: worst relative error {:.3e} at token {} output {}",
+                    worst.0, worst.1, worst.2
+                );
+                assert!(
+                    worst.0 <= tol,
+                    "{ty:?} {kernel:?}: {worst:?} over {tol:.3e}"
+                );
+            }
+        }
+    }
+}

@@ -272,14 +272,14 @@ fn every_format_variant_validates() {
         .into_iter()
         .filter(|k| k.family() == ShaderFamily::QMatmul)
         .collect();
-    // matvec: per format, plain and accumulating, in every workgroup shape;
-    // matmul: plain and accumulating; embed.
+    // matvec: per format, every epilogue (store, accumulate, SwiGLU) in
+    // every workgroup shape; matmul: every epilogue; embed.
     let mut shapes: Vec<_> = KernelPreset::ALL
         .iter()
         .flat_map(|p| p.matvec_shapes())
         .collect();
     shapes.dedup();
-    assert_eq!(keys.len(), 6 * 2 * shapes.len() + 6 * 2 + 6, "{keys:?}");
+    assert_eq!(keys.len(), 6 * 3 * shapes.len() + 6 * 3 + 6, "{keys:?}");
     for key in keys {
         let mut constants = naga::back::PipelineConstants::default();
         for (name, value) in key.constants() {

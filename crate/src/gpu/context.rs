@@ -172,6 +172,14 @@ impl GpuContext {
         self.preset
     }
 
+    /// How this device multiplies a batch of tokens (the preset's kernel).
+    pub fn batch_kernel(&self) -> super::qmatmul::BatchKernel {
+        match self.preset.batch() {
+            Some(shape) => super::qmatmul::BatchKernel::Lanes(shape),
+            None => super::qmatmul::BatchKernel::Tiled,
+        }
+    }
+
     /// The decode matvec's workgroup shape on this device (the preset's,
     /// unless `CODELLAMA_MATVEC` overrides it).
     pub fn matvec_shape(&self) -> MatvecShape {
@@ -337,7 +345,7 @@ fn choose_matvec_shape(preset: KernelPreset, limits: &wgpu::Limits) -> MatvecSha
     } else {
         MatvecShape {
             lanes: 1,
-            rows: 1,
+            rows: 2,
             tokens: 1,
         }
     }

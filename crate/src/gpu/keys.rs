@@ -151,9 +151,36 @@ impl QEntry {
         }
     }
 
-    /// Whether the entry has an `ACCUMULATE` variant.
-    pub fn accumulates(self) -> bool {
-        !matches!(self, QEntry::Embed)
+    /// The epilogues the entry has (embed only stores).
+    pub fn epilogues(self) -> &'static [Epilogue] {
+        match self {
+            QEntry::Embed => &[Epilogue::Store],
+            _ => &Epilogue::ALL,
+        }
+    }
+}
+
+/// How a `qmatmul.wgsl` product is written (its `EPILOGUE` constant).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `y = W x`.
+    #[default]
+    Store,
+    /// `y += W x` (fused residual adds).
+    Accumulate,
+    /// `W` is gate rows then up rows: `y = silu(gate x) * (up x)`.
+    SwiGlu,
+}
+
+impl Epilogue {
+    pub const ALL: [Epilogue; 3] = [Epilogue::Store, Epilogue::Accumulate, Epilogue::SwiGlu];
+
+    pub fn code(self) -> u32 {
+        match self {
+            Epilogue::Store => 0,
+            Epilogue::Accumulate => 1,
+            Epilogue::SwiGlu => 2,
+        }
     }
 }
 
@@ -174,11 +201,13 @@ impl MatvecShape {
     /// Largest `lanes * rows * tokens` (the shader's `MAX_PARTIALS`).
     pub const MAX_PARTIALS: u32 = 1024;
 
-    /// Whether the shader can run this shape on a device of `limits`.
+    /// Whether the shader can run this shape on a device of `limits` (rows
+    /// even, for SwiGLU's pairs).
     pub fn fits(self, limits: &wgpu::Limits) -> bool {
         self.lanes > 0
             && self.tokens > 0
-            && (1..=Self::MAX_ROWS).contains(&self.rows)
+            && self.rows.is_multiple_of(2)
+            && (2..=Self::MAX_ROWS).contains(&self.rows)
             && self.rows * self.tokens <= Self::MAX_ACC
             && self.lanes * self.rows * self.tokens <= Self::MAX_PARTIALS
             && self.lanes <= limits.max_compute_invocations_per_workgroup
@@ -309,30 +338,33 @@ pub enum KernelKey {
     /// `shaders/sample.wgsl`: token sampling, one workgroup.
     Sample,
     /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
-    /// adding to its output when `accumulate` (never for [`QEntry::Embed`]);
-    /// `shape` is matvec's workgroup shape (the GPU preset's decode shape for
-    /// the other entries, which do not read it).
+    /// writing its output as `epilogue` says (embed only stores); `shape` is
+    /// matvec's workgroup shape (the GPU preset's decode shape for the other
+    /// entries, which do not read it).
     QMatmul {
         entry: QEntry,
         format: QFormat,
-        accumulate: bool,
+        epilogue: Epilogue,
         shape: MatvecShape,
     },
 }
 
 impl KernelKey {
     /// The key of a `qmatmul.wgsl` pipeline, `shape` kept only for matvec so
-    /// that the other entries have one pipeline per format.
+    /// that the other entries have one pipeline per format and epilogue.
     pub fn qmatmul(
         entry: QEntry,
         format: QFormat,
-        accumulate: bool,
+        epilogue: Epilogue,
         shape: MatvecShape,
     ) -> KernelKey {
         KernelKey::QMatmul {
             entry,
             format,
-            accumulate: accumulate && entry.accumulates(),
+            epilogue: match entry {
+                QEntry::Embed => Epilogue::Store,
+                _ => epilogue,
+            },
             shape: match entry {
                 QEntry::Matvec => shape,
                 _ => KernelPreset::Gpu.matvec(),
@@ -357,12 +389,9 @@ impl KernelKey {
         shapes.dedup();
         for entry in QEntry::ALL {
             for format in QFormat::ALL {
-                for accumulate in [false, true] {
-                    if accumulate && !entry.accumulates() {
-                        continue;
-                    }
+                for &epilogue in entry.epilogues() {
                     for &shape in &shapes {
-                        let key = KernelKey::qmatmul(entry, format, accumulate, shape);
+                        let key = KernelKey::qmatmul(entry, format, epilogue, shape);
                         if !keys.contains(&key) {
                             keys.push(key);
                         }
@@ -414,12 +443,12 @@ impl KernelKey {
             }
             KernelKey::QMatmul {
                 format,
-                accumulate,
+                epilogue,
                 shape,
                 ..
             } => vec![
                 ("FORMAT", f64::from(format.code())),
-                ("ACCUMULATE", if accumulate { 1.0 } else { 0.0 }),
+                ("EPILOGUE", f64::from(epilogue.code())),
                 ("WG", f64::from(shape.lanes)),
                 ("ROWS", f64::from(shape.rows)),
                 ("TT", f64::from(shape.tokens)),

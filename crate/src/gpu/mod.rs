@@ -35,7 +35,7 @@ pub use attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat, KV_CHUN
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use keys::{
-    ElementwiseOp, KernelKey, KernelPreset, MatvecShape, QEntry, QFormat, ShaderFamily,
+    ElementwiseOp, Epilogue, KernelKey, KernelPreset, MatvecShape, QEntry, QFormat, ShaderFamily,
 };
 /// The former name of [`qmatmul`].
 pub use qmatmul as matvec;

@@ -35,7 +35,7 @@
 
 use half::f16;
 
-use super::qmatmul::{matrix_shape, GpuMatrix, Params, Part, QFormat};
+use super::qmatmul::{matrix_shape, GpuMatrix, Part, QFormat};
 use super::repack::repack_into;
 use super::{GpuContext, GpuError};
 use crate::ggml_type::GgmlType;
@@ -191,20 +191,11 @@ impl MatrixUpload {
             let scales = ctx
                 .storage_zeroed(&format!("{label} scales"), n as u64 * s_row)
                 .await?;
-            let params = ctx.uniform(
-                &format!("{label} params"),
-                &Params {
-                    rows: n as u32,
-                    cols: cols as u32,
-                    row_base: row_base as u32,
-                    total_rows: rows as u32,
-                },
-            );
             parts.push(Part {
+                row_base,
                 rows: n,
                 quants,
                 scales,
-                params,
             });
         }
         Ok(MatrixUpload {

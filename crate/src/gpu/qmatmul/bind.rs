@@ -2,8 +2,8 @@
 //! bind groups per part, dispatch sizes, pipelines; `encode` only records
 //! dispatches (and returns how many).
 
-use super::{GpuMatrix, QEntry, K};
-use crate::gpu::keys::{KernelKey, MatvecShape};
+use super::{GpuMatrix, Params, QEntry, K};
+use crate::gpu::keys::{Epilogue, KernelKey, MatvecShape};
 use crate::gpu::step::{StepParams, StepUniform};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -22,14 +22,54 @@ pub enum BatchKernel {
     Lanes(MatvecShape),
 }
 
+/// Where a product `Y (tokens, rows) = s(t) X Wᵀ` goes: row `r` of token
+/// `t` to `y[t * stride + offset + r]` (the `rows / 2` SwiGLU values of
+/// [`Epilogue::SwiGlu`] likewise), stored, added or paired per `epilogue`.
+#[derive(Clone, Copy, Debug)]
+pub struct Output<'a> {
+    pub y: &'a wgpu::Buffer,
+    /// Elements between tokens' rows (the matrix's output rows when dense).
+    pub stride: usize,
+    /// Element of row 0 within a token's row.
+    pub offset: usize,
+    pub epilogue: Epilogue,
+}
+
+impl<'a> Output<'a> {
+    /// Dense `(tokens, rows)` at the start of `y`.
+    pub fn dense(y: &'a wgpu::Buffer, m: &GpuMatrix, epilogue: Epilogue) -> Output<'a> {
+        let rows = match epilogue {
+            Epilogue::SwiGlu => m.rows / 2,
+            _ => m.rows,
+        };
+        Output {
+            y,
+            stride: rows,
+            offset: 0,
+            epilogue,
+        }
+    }
+}
+
+/// RMSNorm finished by the product: `X` holds `x * w` and `ss` the
+/// `(tokens, groups)` partial sums of `x²` (`gpu::kernels::NormPartials`);
+/// the product is scaled by `1 / sqrt(sum / cols + eps)` per token.
+#[derive(Clone, Copy, Debug)]
+pub struct Norm<'a> {
+    pub ss: &'a wgpu::Buffer,
+    pub groups: usize,
+    pub eps: f32,
+}
+
 /// `y (+)= W x` for one vector, bound to its buffers: one dispatch per part.
 #[derive(Debug)]
 pub struct MatvecBinding {
     pipeline: wgpu::ComputePipeline,
     /// Per part: its bind group and `(x, z)` workgroups.
     groups: Vec<(wgpu::BindGroup, (u32, u32))>,
-    /// A `Step` of one token (the kernel reads its token count there).
-    _step: wgpu::Buffer,
+    /// A `Step` of one token (the kernel reads its token count there), and
+    /// the parts' params.
+    _uniforms: Vec<wgpu::Buffer>,
 }
 
 /// `Y (+)= X Wᵀ` for up to `max_tokens` tokens, bound to its buffers.
@@ -41,6 +81,7 @@ pub struct MatmulBinding {
     max_tokens: usize,
     /// Per part: its bind group and `(x, z)` workgroups (x: row tiles).
     groups: Vec<(wgpu::BindGroup, (u32, u32))>,
+    _params: Vec<wgpu::Buffer>,
 }
 
 /// `out[t] = W[ids[t]]` bound to its buffers for up to `max_tokens` tokens.
@@ -52,6 +93,7 @@ pub struct EmbedBinding {
     /// Workgroups along the embedding dimension.
     gx: u32,
     groups: Vec<wgpu::BindGroup>,
+    _params: Vec<wgpu::Buffer>,
 }
 
 impl MatvecBinding {
@@ -131,6 +173,14 @@ fn check_tokens(name: &str, tokens: usize, max_tokens: usize) -> Result<(), GpuE
     Ok(())
 }
 
+/// Binding 9: the norm's sums, or x (unread when `norm_groups` is 0).
+fn norm_binding<'a>(io: &Io<'a>) -> (u32, wgpu::BindingResource<'a>) {
+    match io.norm {
+        Some(n) => (9, first(n.ss, io.ss_bytes)),
+        None => (9, first(io.x, io.x_bytes)),
+    }
+}
+
 /// A buffer binding of its first `bytes` bytes.
 fn first(buffer: &wgpu::Buffer, bytes: u64) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -140,19 +190,22 @@ fn first(buffer: &wgpu::Buffer, bytes: u64) -> wgpu::BindingResource<'_> {
     })
 }
 
-/// The bindings of `matvec` (and `matmul`) that do not depend on the part.
+/// The buffers of a product, checked: `x` and its bytes, the output, the
+/// norm, the step.
 struct Io<'a> {
     x: &'a wgpu::Buffer,
     x_bytes: u64,
-    y: &'a wgpu::Buffer,
+    out: Output<'a>,
     y_bytes: u64,
+    norm: Option<Norm<'a>>,
+    ss_bytes: u64,
     step: &'a wgpu::Buffer,
 }
 
 impl GpuMatrix {
     /// The pipeline key of `entry` for this matrix's format.
-    pub fn kernel_key(&self, entry: QEntry, accumulate: bool, shape: MatvecShape) -> KernelKey {
-        KernelKey::qmatmul(entry, self.format, accumulate, shape)
+    pub fn kernel_key(&self, entry: QEntry, epilogue: Epilogue, shape: MatvecShape) -> KernelKey {
+        KernelKey::qmatmul(entry, self.format, epilogue, shape)
     }
 
     /// `Err(Shape)` unless `buffer` holds `n` f32/u32 values and they fit one
@@ -188,14 +241,16 @@ impl GpuMatrix {
         Ok(bytes)
     }
 
-    /// `(x, y)` of `max_tokens` rows checked against the buffers.
-    fn io_bytes(
+    /// Checks the buffers of a product of up to `max_tokens` tokens.
+    fn io<'a>(
         &self,
         ctx: &GpuContext,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        x: &'a wgpu::Buffer,
+        out: Output<'a>,
+        norm: Option<Norm<'a>>,
+        step: &'a wgpu::Buffer,
         max_tokens: usize,
-    ) -> Result<(u64, u64), GpuError> {
+    ) -> Result<Io<'a>, GpuError> {
         let x_bytes = self.fits(
             ctx,
             "x",
@@ -203,30 +258,122 @@ impl GpuMatrix {
             max_tokens.saturating_mul(self.cols),
             &format!("(tokens = {max_tokens}, cols = {})", self.cols),
         )?;
+        let out_rows = match out.epilogue {
+            Epilogue::SwiGlu => {
+                if !self.rows.is_multiple_of(2) || self.parts.len() != 1 {
+                    return Err(GpuError::shape(
+                        K,
+                        format!(
+                            "{}: SwiGLU needs an even number of rows in one part ({} rows, {} parts)",
+                            self.name,
+                            self.rows,
+                            self.parts.len()
+                        ),
+                    ));
+                }
+                self.rows / 2
+            }
+            _ => self.rows,
+        };
+        if out.stride < out.offset.saturating_add(out_rows) {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "{}: output rows {}..{} do not fit a token row of {}",
+                    self.name,
+                    out.offset,
+                    out.offset + out_rows,
+                    out.stride
+                ),
+            ));
+        }
+        let y_n = (max_tokens - 1)
+            .saturating_mul(out.stride)
+            .saturating_add(out.offset + out_rows);
         let y_bytes = self.fits(
             ctx,
             "y",
-            y,
-            max_tokens.saturating_mul(self.rows),
-            &format!("(tokens = {max_tokens}, rows = {})", self.rows),
+            out.y,
+            y_n,
+            &format!(
+                "(tokens = {max_tokens}, stride = {}, offset = {}, rows = {out_rows})",
+                out.stride, out.offset
+            ),
         )?;
-        if x == y {
+        if x == out.y {
             return Err(GpuError::shape(
                 K,
                 format!("{}: x and y are one buffer", self.name),
             ));
         }
-        Ok((x_bytes, y_bytes))
+        let ss_bytes = match norm {
+            Some(n) => {
+                if n.groups == 0 || n.ss == out.y {
+                    return Err(GpuError::shape(
+                        K,
+                        format!("{}: a norm of {} groups in y", self.name, n.groups),
+                    ));
+                }
+                self.fits(
+                    ctx,
+                    "ss",
+                    n.ss,
+                    max_tokens.saturating_mul(n.groups),
+                    &format!("(tokens = {max_tokens}, groups = {})", n.groups),
+                )?
+            }
+            None => 0,
+        };
+        Ok(Io {
+            x,
+            x_bytes,
+            out,
+            y_bytes,
+            norm,
+            ss_bytes,
+            step,
+        })
+    }
+
+    /// The params of each part for `io`.
+    fn part_params(&self, ctx: &GpuContext, io: &Io<'_>) -> Vec<wgpu::Buffer> {
+        self.parts
+            .iter()
+            .map(|part| {
+                ctx.uniform(
+                    &format!("{} rows {}.. params", self.name, part.row_base),
+                    &Params {
+                        rows: part.rows as u32,
+                        cols: self.cols as u32,
+                        row_base: part.row_base as u32,
+                        total_rows: self.rows as u32,
+                        y_stride: io.out.stride as u32,
+                        y_offset: io.out.offset as u32,
+                        norm_groups: io.norm.map_or(0, |n| n.groups as u32),
+                        eps: io.norm.map_or(0.0, |n| n.eps),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Per part: `(x, z)` workgroups covering its rows in groups of `per`
-    /// (a 2-D grid past the per-dimension limit).
-    fn row_grids(&self, ctx: &GpuContext, per: u32) -> Result<Vec<(u32, u32)>, GpuError> {
+    /// (SwiGLU: its pairs in groups of `per / 2`), a 2-D grid past the
+    /// per-dimension limit.
+    fn row_grids(
+        &self,
+        ctx: &GpuContext,
+        per: u32,
+        epilogue: Epilogue,
+    ) -> Result<Vec<(u32, u32)>, GpuError> {
         let max_dim = u64::from(ctx.limits().max_compute_workgroups_per_dimension.max(1));
         self.parts
             .iter()
             .map(|part| {
-                let groups = part.rows.div_ceil(per as usize) as u64;
+                let groups = match epilogue {
+                    Epilogue::SwiGlu => (part.rows / 2).div_ceil(per as usize / 2),
+                    _ => part.rows.div_ceil(per as usize),
+                } as u64;
                 let gx = groups.min(max_dim);
                 let gz = groups.div_ceil(gx);
                 if gz > max_dim {
@@ -248,6 +395,7 @@ impl GpuMatrix {
         ctx: &GpuContext,
         pipeline: &wgpu::ComputePipeline,
         entry: QEntry,
+        params: &[wgpu::Buffer],
         shared: &[(u32, wgpu::BindingResource<'_>)],
     ) -> Result<Vec<wgpu::BindGroup>, GpuError> {
         let layout = pipeline.get_bind_group_layout(0);
@@ -256,11 +404,11 @@ impl GpuMatrix {
             _ => 3,
         };
         let mut groups = Vec::with_capacity(self.parts.len());
-        for part in &self.parts {
+        for (part, params) in self.parts.iter().zip(params) {
             let mut entries = vec![
                 wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: part.params.as_entire_binding(),
+                    resource: params.as_entire_binding(),
                 },
                 wgpu::BindGroupEntry {
                     binding: quants_binding,
@@ -293,13 +441,14 @@ impl GpuMatrix {
         Ok(groups)
     }
 
-    /// The bind groups of `matvec` in `shape` over `io`: x as f32 (1) and as
-    /// vec4 (8; its whole vec4s), y (2), the step (5).
+    /// The pipeline and bind groups of `matvec` in `shape` over `io`: x as
+    /// f32 (1) and as vec4 (8; its whole vec4s), y (2), the step (5), the
+    /// norm's sums (9; x itself without a norm, unread).
     async fn bind_lanes(
         &self,
         ctx: &GpuContext,
         io: &Io<'_>,
-        accumulate: bool,
+        params: &[wgpu::Buffer],
         shape: MatvecShape,
     ) -> Result<(wgpu::ComputePipeline, Vec<wgpu::BindGroup>), GpuError> {
         if !shape.fits(ctx.limits()) {
@@ -319,18 +468,20 @@ impl GpuMatrix {
             ));
         }
         let pipeline = ctx
-            .pipeline(self.kernel_key(QEntry::Matvec, accumulate, shape))
+            .pipeline(self.kernel_key(QEntry::Matvec, io.out.epilogue, shape))
             .await?;
         let groups = self
             .bind_parts(
                 ctx,
                 &pipeline,
                 QEntry::Matvec,
+                params,
                 &[
                     (1, first(io.x, io.x_bytes)),
-                    (2, first(io.y, io.y_bytes)),
+                    (2, first(io.out.y, io.y_bytes)),
                     (5, io.step.as_entire_binding()),
                     (8, first(io.x, x4_bytes)),
+                    norm_binding(io),
                 ],
             )
             .await?;
@@ -350,22 +501,36 @@ impl GpuMatrix {
         y: &wgpu::Buffer,
         accumulate: bool,
     ) -> Result<MatvecBinding, GpuError> {
-        let (x_bytes, y_bytes) = self.io_bytes(ctx, x, y, 1)?;
+        let epilogue = match accumulate {
+            true => Epilogue::Accumulate,
+            false => Epilogue::Store,
+        };
+        self.bind_matvec_to(ctx, x, Output::dense(y, self, epilogue), None)
+            .await
+    }
+
+    /// Binds `out (+)= s W x` for one vector, once, in the device's decode
+    /// shape: `x` `(cols)` f32 at offset 0 of a buffer that may be larger
+    /// (at least 16 bytes), `out` and `norm` as their types say.
+    pub async fn bind_matvec_to(
+        &self,
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        out: Output<'_>,
+        norm: Option<Norm<'_>>,
+    ) -> Result<MatvecBinding, GpuError> {
         let shape = ctx.matvec_shape();
         let step = ctx.uniform("matvec step", &StepParams::batch(0, 1, 0));
-        let io = Io {
-            x,
-            x_bytes,
-            y,
-            y_bytes,
-            step: &step,
-        };
-        let (pipeline, groups) = self.bind_lanes(ctx, &io, accumulate, shape).await?;
-        let grids = self.row_grids(ctx, shape.rows)?;
+        let io = self.io(ctx, x, out, norm, &step, 1)?;
+        let params = self.part_params(ctx, &io);
+        let (pipeline, groups) = self.bind_lanes(ctx, &io, &params, shape).await?;
+        let grids = self.row_grids(ctx, shape.rows, out.epilogue)?;
+        let mut uniforms = params;
+        uniforms.push(step);
         Ok(MatvecBinding {
             pipeline,
             groups: groups.into_iter().zip(grids).collect(),
-            _step: step,
+            _uniforms: uniforms,
         })
     }
 
@@ -384,25 +549,29 @@ impl GpuMatrix {
         max_tokens: usize,
         accumulate: bool,
     ) -> Result<MatmulBinding, GpuError> {
-        let kernel = match ctx.preset().batch() {
-            Some(shape) => BatchKernel::Lanes(shape),
-            None => BatchKernel::Tiled,
+        let epilogue = match accumulate {
+            true => Epilogue::Accumulate,
+            false => Epilogue::Store,
         };
-        self.bind_matmul_with(ctx, step, x, y, max_tokens, accumulate, kernel)
+        let out = Output::dense(y, self, epilogue);
+        self.bind_matmul_to(ctx, step, x, out, None, max_tokens, ctx.batch_kernel())
             .await
     }
 
-    /// [`GpuMatrix::bind_matmul`] with the kernel chosen by the caller
-    /// (tests run every kernel on every adapter).
+    /// Binds `OUT (+)= s X Wᵀ` for up to `max_tokens` tokens, once, with the
+    /// given kernel (tests run every kernel on every adapter); the token
+    /// count of each submit is `step`'s. `x`: `(max_tokens, cols)` f32 at
+    /// offset 0 of a buffer that may be larger; `out` and `norm` as their
+    /// types say.
     #[allow(clippy::too_many_arguments)]
-    pub async fn bind_matmul_with(
+    pub async fn bind_matmul_to(
         &self,
         ctx: &GpuContext,
         step: &StepUniform,
         x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        out: Output<'_>,
+        norm: Option<Norm<'_>>,
         max_tokens: usize,
-        accumulate: bool,
         kernel: BatchKernel,
     ) -> Result<MatmulBinding, GpuError> {
         if max_tokens == 0 {
@@ -411,7 +580,7 @@ impl GpuMatrix {
                 format!("{}: max_tokens is 0", self.name),
             ));
         }
-        let (x_bytes, y_bytes) = self.io_bytes(ctx, x, y, max_tokens)?;
+        let io = self.io(ctx, x, out, norm, step.buffer(), max_tokens)?;
         let max_dim = ctx.limits().max_compute_workgroups_per_dimension as usize;
         let per_tile = match kernel {
             BatchKernel::Tiled => MATMUL_TILE_TOKENS,
@@ -427,34 +596,35 @@ impl GpuMatrix {
                 ),
             ));
         }
-        let io = Io {
-            x,
-            x_bytes,
-            y,
-            y_bytes,
-            step: step.buffer(),
-        };
+        let params = self.part_params(ctx, &io);
         let (pipeline, groups, grids) = match kernel {
             BatchKernel::Lanes(shape) => {
-                let (pipeline, groups) = self.bind_lanes(ctx, &io, accumulate, shape).await?;
-                (pipeline, groups, self.row_grids(ctx, shape.rows)?)
+                let (pipeline, groups) = self.bind_lanes(ctx, &io, &params, shape).await?;
+                (
+                    pipeline,
+                    groups,
+                    self.row_grids(ctx, shape.rows, out.epilogue)?,
+                )
             }
             BatchKernel::Tiled => {
-                let key = self.kernel_key(QEntry::Matmul, accumulate, ctx.matvec_shape());
+                let key = self.kernel_key(QEntry::Matmul, out.epilogue, ctx.matvec_shape());
                 let pipeline = ctx.pipeline(key).await?;
                 let groups = self
                     .bind_parts(
                         ctx,
                         &pipeline,
                         QEntry::Matmul,
+                        &params,
                         &[
-                            (1, first(x, x_bytes)),
-                            (2, first(y, y_bytes)),
+                            (1, first(io.x, io.x_bytes)),
+                            (2, first(io.out.y, io.y_bytes)),
                             (5, step.buffer().as_entire_binding()),
+                            norm_binding(&io),
                         ],
                     )
                     .await?;
-                (pipeline, groups, self.row_grids(ctx, MATMUL_TILE_ROWS)?)
+                let grids = self.row_grids(ctx, MATMUL_TILE_ROWS, out.epilogue)?;
+                (pipeline, groups, grids)
             }
         };
         Ok(MatmulBinding {
@@ -463,6 +633,7 @@ impl GpuMatrix {
             pipeline,
             max_tokens,
             groups: groups.into_iter().zip(grids).collect(),
+            _params: params,
         })
     }
 
@@ -519,13 +690,33 @@ impl GpuMatrix {
                 ),
             ));
         }
-        let key = self.kernel_key(QEntry::Embed, false, ctx.matvec_shape());
+        let key = self.kernel_key(QEntry::Embed, Epilogue::Store, ctx.matvec_shape());
         let pipeline = ctx.pipeline(key).await?;
+        let params: Vec<wgpu::Buffer> = self
+            .parts
+            .iter()
+            .map(|part| {
+                ctx.uniform(
+                    &format!("{} rows {}.. params", self.name, part.row_base),
+                    &Params {
+                        rows: part.rows as u32,
+                        cols: self.cols as u32,
+                        row_base: part.row_base as u32,
+                        total_rows: self.rows as u32,
+                        y_stride: self.cols as u32,
+                        y_offset: 0,
+                        norm_groups: 0,
+                        eps: 0.0,
+                    },
+                )
+            })
+            .collect();
         let groups = self
             .bind_parts(
                 ctx,
                 &pipeline,
                 QEntry::Embed,
+                &params,
                 &[
                     (2, first(out, out_bytes)),
                     (5, step.buffer().as_entire_binding()),
@@ -539,6 +730,7 @@ impl GpuMatrix {
             max_tokens,
             gx: gx as u32,
             groups,
+            _params: params,
         })
     }
 }

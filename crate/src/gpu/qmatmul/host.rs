@@ -2,8 +2,9 @@
 //! bind, run one submit, read the output back. The engine itself binds once
 //! and records dispatches (`bind.rs`).
 
-use super::bind::BatchKernel;
+use super::bind::{BatchKernel, Output};
 use super::{GpuMatrix, K};
+use crate::gpu::keys::Epilogue;
 use crate::gpu::step::{StepParams, StepUniform};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -54,11 +55,8 @@ impl GpuMatrix {
         x: &[f32],
         tokens: usize,
     ) -> Result<Vec<f32>, GpuError> {
-        let kernel = match ctx.preset().batch() {
-            Some(shape) => BatchKernel::Lanes(shape),
-            None => BatchKernel::Tiled,
-        };
-        self.matmul_host_with_async(ctx, x, tokens, kernel).await
+        self.matmul_host_with_async(ctx, x, tokens, ctx.batch_kernel())
+            .await
     }
 
     /// [`GpuMatrix::matmul_host_async`] with the given batch kernel.
@@ -86,8 +84,9 @@ impl GpuMatrix {
         let yb = ctx
             .storage_zeroed("matmul y", 4 * (tokens * self.rows) as u64)
             .await?;
+        let out = Output::dense(&yb, self, Epilogue::Store);
         let binding = self
-            .bind_matmul_with(ctx, &step, &xb, &yb, tokens, false, kernel)
+            .bind_matmul_to(ctx, &step, &xb, out, None, tokens, kernel)
             .await?;
         let mut encoder = ctx.encoder("matmul");
         {

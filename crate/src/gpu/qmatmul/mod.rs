@@ -27,7 +27,7 @@ mod bind;
 mod host;
 
 pub use super::keys::{KernelPreset, MatvecShape, QEntry, QFormat};
-pub use bind::{BatchKernel, EmbedBinding, MatmulBinding, MatvecBinding};
+pub use bind::{BatchKernel, EmbedBinding, MatmulBinding, MatvecBinding, Norm, Output};
 
 use super::repack::Repacked;
 use super::upload::{MatrixUpload, UploadOptions};
@@ -36,26 +36,29 @@ use crate::gguf::TensorInfo;
 
 const K: &str = "qmatmul";
 
-/// The shader's `Params` uniform, one per part.
+/// The shader's `Params` uniform, one per bound part.
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct Params {
     pub rows: u32,
     pub cols: u32,
     pub row_base: u32,
     pub total_rows: u32,
+    pub y_stride: u32,
+    pub y_offset: u32,
+    pub norm_groups: u32,
+    pub eps: f32,
 }
 
 /// Rows `row_base..row_base + rows` of a matrix, in their own buffers.
 #[derive(Debug)]
 pub(super) struct Part {
+    pub row_base: usize,
     pub rows: usize,
-    /// Binding 3: the part's `quants` stream, rounded up to words (at least one).
+    /// Binding 3 (and 7): the part's `quants` stream.
     pub quants: wgpu::Buffer,
     /// Binding 4: the part's `scales` stream (a one-word placeholder for F32, F16).
     pub scales: wgpu::Buffer,
-    /// Binding 0: [`Params`].
-    pub params: wgpu::Buffer,
 }
 
 /// A `(rows, cols)` weight matrix on the GPU (GGUF dims `[cols, rows]`),
