@@ -51,6 +51,12 @@ struct Params {
     ks_base: u32,
     vs_base: u32,
     scale: f32,        // 1 / sqrt(head_dim)
+    // q, k, v of token t in the qkv binding: at t * stride + q_off (k_off,
+    // v_off) (crate/src/gpu/kernels.rs QkvLayout).
+    stride: u32,
+    q_off: u32,
+    k_off: u32,
+    v_off: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -58,12 +64,11 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
+// kv_write, attend: (tokens, stride) f32 rows holding q (n_heads, head_dim),
+// k and v (n_kv_heads, head_dim) at q_off, k_off, v_off
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;
 // kv_write
-@group(0) @binding(2) var<storage, read> k_in: array<f32>;           // (tokens, n_kv_heads, head_dim) f32
-@group(0) @binding(3) var<storage, read> v_in: array<f32>;           // (tokens, n_kv_heads, head_dim) f32
 @group(0) @binding(4) var<storage, read_write> cache_w: array<u32>;  // one layer's slice of one chunk (see Params)
-// attend
-@group(0) @binding(5) var<storage, read> q: array<f32>;              // (tokens, n_heads, head_dim) f32
 @group(0) @binding(6) var<storage, read> cache: array<u32>;          // one layer's slice of one chunk (see Params)
 // attend, finalize
 @group(0) @binding(7) var<storage, read_write> state: array<f32>;    // (tokens, n_heads, 2 + head_dim): m, l, acc
@@ -79,11 +84,9 @@ fn first_token(c: u32) -> u32 {
 
 var<workgroup> wred: array<f32, WRITE_WG>;
 
-fn in_val(part: u32, i: u32) -> f32 {
-    if (part == 0u) {
-        return k_in[i];
-    }
-    return v_in[i];
+// Value i of token t's k (part 0) or v (part 1) rows.
+fn in_val(part: u32, t: u32, i: u32) -> f32 {
+    return qkv[t * p.stride + select(p.k_off, p.v_off, part == 1u) + i];
 }
 
 // The Q8 code of x in a block of absmax m (inv = 127 / m, 0 when m is 0): the integer nearest
@@ -115,13 +118,13 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
     let hd = p.head_dim;
     let bw = p.block_words;
-    let src = (t * p.n_kv_heads + g) * hd;
+    let src = g * hd;
     let blk = (step.pos + t - c0) * p.n_kv_heads + g;
     if (FORMAT == 0u) {
         for (var w = lid; w < bw; w += WRITE_WG) {
             let i = src + 2u * w;
-            cache_w[blk * bw + w] = pack2x16float(vec2<f32>(k_in[i], k_in[i + 1u]));
-            cache_w[p.v_base + blk * bw + w] = pack2x16float(vec2<f32>(v_in[i], v_in[i + 1u]));
+            cache_w[blk * bw + w] = pack2x16float(vec2<f32>(in_val(0u, t, i), in_val(0u, t, i + 1u)));
+            cache_w[p.v_base + blk * bw + w] = pack2x16float(vec2<f32>(in_val(1u, t, i), in_val(1u, t, i + 1u)));
         }
         return;
     }
@@ -129,7 +132,7 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     for (var part = 0u; part < 2u; part++) {
         var amax = 0.0;
         for (var i = lid; i < hd; i += WRITE_WG) {
-            amax = max(amax, abs(in_val(part, src + i)));
+            amax = max(amax, abs(in_val(part, t, src + i)));
         }
         wred[lid] = amax;
         workgroupBarrier();
@@ -151,7 +154,7 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             for (var b = 0u; b < 4u; b++) {
                 let i = 4u * w + b;
                 if (i < hd) {
-                    let qv = i32(clamp(q8_code(in_val(part, src + i), m, inv), -127.0, 127.0));
+                    let qv = i32(clamp(q8_code(in_val(part, t, src + i), m, inv), -127.0, 127.0));
                     word |= (bitcast<u32>(qv) & 0xffu) << (8u * b);
                 }
             }
@@ -224,7 +227,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     for (var i = lid; i < MAX_HD; i += WG) {
         var x = 0.0;
         if (i < hd) {
-            x = q[row * hd + i];
+            x = qkv[t * p.stride + p.q_off + h * hd + i];
         }
         qs[i] = x;
     }

@@ -8,6 +8,7 @@
 //! tests fail: they never skip.
 
 use codellama_webgpu::cpu::{self, AttentionShape};
+use codellama_webgpu::gpu::kernels::QkvLayout;
 use codellama_webgpu::gpu::{
     AttentionConfig, AttentionIo, GpuContext, GpuError, GpuOptions, KvAttention, KvFormat,
     StepParams, StepUniform, KV_CHUNK,
@@ -61,18 +62,17 @@ struct Harness<'c> {
 impl<'c> Harness<'c> {
     fn new(ctx: &'c GpuContext, cfg: AttentionConfig) -> Harness<'c> {
         let q_bytes = (cfg.max_tokens * cfg.n_heads * cfg.head_dim * 4) as u64;
-        let kv_bytes = (cfg.max_tokens * cfg.n_kv_heads * cfg.head_dim * 4) as u64;
+        // Each token's q | k | v row, as the decoder lays them out.
+        let layout = QkvLayout::packed(cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
+        let qkv_bytes = (cfg.max_tokens * layout.stride * 4) as u64;
         let att = ctx
             .block_on(async {
-                let q = ctx.storage_zeroed("q", q_bytes).await?;
-                let k = ctx.storage_zeroed("k", kv_bytes).await?;
-                let v = ctx.storage_zeroed("v", kv_bytes).await?;
+                let qkv = ctx.storage_zeroed("qkv", qkv_bytes).await?;
                 let out = ctx.storage_zeroed("out", q_bytes).await?;
                 let step = StepUniform::new(ctx);
                 let io = AttentionIo {
-                    q: &q,
-                    k: &k,
-                    v: &v,
+                    qkv: &qkv,
+                    layout,
                     out: &out,
                     step: &step,
                 };
@@ -288,7 +288,8 @@ fn capacity_accounting_and_errors() {
     eprintln!("one chunk: {one} bytes");
 
     // Encoding past the reserved chunks is a shape error, not UB.
-    let mut enc = ctx.encoder("t");
+    let mut encoder = ctx.encoder("t");
+    let mut enc = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
     let past = StepParams::batch(250, 10, 0);
     match h.att.encode(&mut enc, 0, &past) {
         Err(GpuError::Shape { detail, .. }) => eprintln!("unreserved: {detail}"),
@@ -324,6 +325,7 @@ fn capacity_accounting_and_errors() {
         Err(GpuError::Shape { .. })
     ));
     drop(enc);
+    drop(encoder);
     // Fill exactly to max_len.
     h.batch(64);
     h.batch(64);

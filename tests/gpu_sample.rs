@@ -196,7 +196,7 @@ fn compare(ctx: &GpuContext, vocab: usize, rounds: usize, seed: u64) -> (usize, 
                 gpu.configure(ctx, &cfg).await?;
                 gpu.prepare(ctx, step, &rec)?;
                 let mut enc = ctx.encoder("sample");
-                gpu.encode(&mut enc);
+                gpu.encode_pass(&mut enc);
                 ctx.submit(enc).await?;
                 gpu.read_trace(ctx).await
             });
@@ -277,7 +277,7 @@ fn gpu_draws_follow_the_distribution() {
     for step in 0..n {
         gpu.prepare(&ctx, step, &[]).unwrap();
         let mut enc = ctx.encoder("sample");
-        gpu.encode(&mut enc);
+        gpu.encode_pass(&mut enc);
         let t = ctx
             .block_on(async {
                 ctx.submit(enc).await?;

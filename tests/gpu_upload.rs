@@ -428,7 +428,9 @@ fn load_whole(ctx: &GpuContext, path: &Path) -> GpuWeights {
 fn matrices(w: &GpuWeights) -> Vec<&GpuMatrix> {
     let mut out = vec![&w.token_embd, w.output()];
     for l in &w.layers {
-        out.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w3, &l.w2]);
+        out.extend(l.qkv.matrices());
+        out.extend(l.gate_up.matrices());
+        out.extend([&l.wo, &l.w2]);
     }
     out
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use codellama_webgpu::cpu::CpuWeights;
-use codellama_webgpu::gpu::weights::GpuWeights;
+use codellama_webgpu::gpu::weights::{GpuWeights, Stack};
 use codellama_webgpu::gpu::{GpuContext, GpuOptions};
 use codellama_webgpu::model::{Config, SyntheticModel, SyntheticQuant};
 
@@ -72,38 +72,52 @@ fn synthetic_files_stream_into_gpu_buffers_intact() {
             .collect();
         for l in [0, 8] {
             let (c, g) = (&cpu.layers[l], &gpu.layers[l]);
-            for (name, cm, gm) in [
-                ("wq", &c.wq, &g.wq),
-                ("wv", &c.wv, &g.wv),
-                ("w2", &c.w2, &g.w2),
-                ("w3", &c.w3, &g.w3),
-            ] {
-                check(
-                    &ctx,
-                    &format!("{} blk.{l}.{name}", quant.name()),
-                    cm,
-                    gm,
-                    &x,
-                    1e-4,
-                );
-            }
+            let tag = |name: &str| format!("{} blk.{l}.{name}", quant.name());
+            check(&ctx, &tag("w2"), &[&c.w2], &g.w2, &x, 1e-4);
+            check_stack(&ctx, &tag("q|k|v"), &[&c.wq, &c.wk, &c.wv], &g.qkv, &x);
+            check_stack(&ctx, &tag("gate|up"), &[&c.w1, &c.w3], &g.gate_up, &x);
         }
-        check(&ctx, "output", cpu.output(), gpu.output(), &x, 1e-4);
+        check(&ctx, "output", &[cpu.output()], gpu.output(), &x, 1e-4);
     }
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The matrices of a stack, each alone or as one matrix of their rows.
+fn check_stack(
+    ctx: &GpuContext,
+    what: &str,
+    cpu: &[&codellama_webgpu::cpu::QMatrix],
+    gpu: &Stack,
+    x: &[f32],
+) {
+    match gpu {
+        Stack::One(m) => check(ctx, &format!("{what} (one matrix)"), cpu, m, x, 1e-4),
+        Stack::Apart(ms) => {
+            assert_eq!(ms.len(), cpu.len(), "{what}");
+            for (c, m) in cpu.iter().zip(ms) {
+                check(ctx, &format!("{what} (apart)"), &[c], m, x, 1e-4);
+            }
+        }
+    }
+}
+
+/// `gm` against the CPU matrices `cm` stacked by rows.
 fn check(
     ctx: &GpuContext,
     what: &str,
-    cm: &codellama_webgpu::cpu::QMatrix,
+    cm: &[&codellama_webgpu::cpu::QMatrix],
     gm: &codellama_webgpu::gpu::matvec::GpuMatrix,
     x: &[f32],
     tol: f32,
 ) {
     let x = &x[..gm.cols()];
-    let mut want = vec![0.0; gm.rows()];
-    cm.matvec(x, &mut want);
+    let mut want = Vec::new();
+    for m in cm {
+        let mut part = vec![0.0; m.rows];
+        m.matvec(x, &mut part);
+        want.extend(part);
+    }
+    assert_eq!(want.len(), gm.rows(), "{what}: rows");
     let got = gm.matvec_host(ctx, x).expect("matvec");
     let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
     let (err, at) = got
@@ -132,11 +146,15 @@ fn formats_without_a_kernel_are_widened_to_f16_with_a_note() {
     let cpu = CpuWeights::load(&path).unwrap();
     let x: Vec<f32> = (0..1024).map(|i| (i as f32 * 0.37).sin()).collect();
     // Widening to F16 rounds each weight to 11 significant bits.
+    let l = &cpu.layers[0];
+    let Stack::One(qkv) = &gpu.layers[0].qkv else {
+        panic!("q4_1 blk.0: q, k, v share a type: one matrix");
+    };
     check(
         &ctx,
-        "q4_1 blk.0.wq",
-        &cpu.layers[0].wq,
-        &gpu.layers[0].wq,
+        "q4_1 blk.0 q|k|v",
+        &[&l.wq, &l.wk, &l.wv],
+        qkv,
         &x,
         2e-3,
     );

@@ -12,6 +12,7 @@
 //! - `wasm` (wasm32 only): `WasmEngine`, the JSON API the browser package wraps.
 
 pub mod alloc;
+pub mod clock;
 pub mod cpu;
 pub mod error;
 pub mod generate;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use codellama_webgpu::cpu::{self, CpuDecoder, CpuWeights};
 use codellama_webgpu::gguf::{self, Event, GgufReader, ReaderOptions, TensorInfo};
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
-use codellama_webgpu::gpu::kernels::{Elementwise, RmsNorm, Rope, RopeShape, RopeTable};
+use codellama_webgpu::gpu::kernels::{Elementwise, QkvLayout, RmsNorm, Rope, RopeShape, RopeTable};
 use codellama_webgpu::gpu::weights::{GpuWeights, WeightLoader};
 use codellama_webgpu::gpu::{
     ElementwiseOp, GpuContext, GpuError, GpuSampler, KvFormat, StepParams, StepUniform,
@@ -64,7 +64,7 @@ async fn run_pass(
     ctx: &GpuContext,
     step: &StepUniform,
     params: StepParams,
-    record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
+    record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<usize, GpuError>,
 ) -> Result<(), GpuError> {
     step.write(ctx, &params);
     let mut enc = ctx.encoder("test");
@@ -108,40 +108,80 @@ pub async fn adapter_is_usable(ctx: &GpuContext) -> CaseResult {
     Ok(())
 }
 
+/// RMSNorm as the decoder runs it: `norm.wgsl` writes `x * w` and partial
+/// sums of `x²` per group of columns (many workgroups per row), the consumer
+/// finishes with `1 / sqrt(sum / dim + eps)`; here the test finishes on the
+/// host exactly as `qmatmul.wgsl`'s `norm_scale` does (sums in group order)
+/// and compares with the CPU reference, which normalizes first: the same
+/// operations in another order, so f32 rounding apart.
 pub async fn rmsnorm_matches_cpu(ctx: &GpuContext) -> CaseResult {
     let step = StepUniform::new(ctx);
-    for (rows, bound_rows, dim, seed) in [
-        (1, 1, 257, 1),
-        (3, 3, 1000, 2),
-        (2, 7, 4096, 3),
-        (5, 5, 1, 4),
-        (1, 4, 11008, 5),
+    for (rows, bound_rows, dim, seed, last) in [
+        (1, 1, 257, 1, false),
+        (3, 3, 1000, 2, false),
+        (2, 7, 4096, 3, false),
+        (5, 5, 1, 4, false),
+        (1, 4, 11008, 5, false),
+        (3, 6, 4096, 6, true),
     ] {
         let x = values(bound_rows * dim, seed, 3.0);
         let w = values(dim, seed + 100, 1.5);
         let eps = 1e-5;
-        let mut want = vec![0.0; rows * dim];
-        for (o, xr) in want.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+        let out_rows = if last { 1 } else { rows };
+        let first = if last { rows - 1 } else { 0 };
+        let mut want = vec![0.0; out_rows * dim];
+        for (o, xr) in want
+            .chunks_exact_mut(dim)
+            .zip(x.chunks_exact(dim).skip(first))
+        {
             cpu::rmsnorm(o, xr, &w, eps);
         }
+        let groups = RmsNorm::groups(dim);
         let got = async {
             let xb = ctx.storage_f32("x", &x).await?;
             let wb = ctx.storage_f32("w", &w).await?;
-            let ob = ctx
-                .storage_zeroed("out", (bound_rows * dim * 4) as u64)
+            let xwb = ctx
+                .storage_zeroed("xw", (bound_rows * dim * 4) as u64)
                 .await?;
-            let norm = RmsNorm::new(ctx, &xb, &wb, &ob, bound_rows, dim, eps).await?;
+            let ssb = ctx
+                .storage_zeroed("ss", (bound_rows * groups * 4) as u64)
+                .await?;
+            let norm =
+                RmsNorm::new(ctx, &step, &xb, &wb, &xwb, &ssb, bound_rows, dim, last).await?;
+            ensure_eq_groups(norm.sums_per_row(), groups)?;
             run_pass(ctx, &step, StepParams::batch(0, rows, 0), |p| {
                 norm.encode(p, rows)
             })
             .await?;
-            ctx.read_back_f32(&ob, rows * dim).await
+            Ok::<_, GpuError>((
+                ctx.read_back_f32(&xwb, out_rows * dim).await?,
+                ctx.read_back_f32(&ssb, out_rows * groups).await?,
+            ))
         }
         .await;
-        let got = at("rmsnorm on the GPU", got)?;
+        let (xw, ss) = at("rmsnorm on the GPU", got)?;
+        // x * w exactly, per element.
+        for (i, v) in xw.iter().enumerate() {
+            let (r, c) = (i / dim, i % dim);
+            let e = x[(first + r) * dim + c] * w[c];
+            ensure!(
+                v.to_bits() == e.to_bits(),
+                "rmsnorm x * w row {r} col {c}: gpu {v}, x * w = {e}"
+            );
+        }
+        let got: Vec<f32> = xw
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let r = i / dim;
+                let sum: f32 = ss[r * groups..(r + 1) * groups].iter().sum();
+                v * (1.0 / (sum / dim as f32 + eps).sqrt())
+            })
+            .collect();
         let (err, at) = max_error(&got, &want)?;
         log!(
-            "rmsnorm ({rows}, {dim}): max rel error {err:.3e} at row {} col {} (gpu {} cpu {})",
+            "rmsnorm ({rows}, {dim}{}): max rel error {err:.3e} at row {} col {} (gpu {} cpu {})",
+            if last { ", last row" } else { "" },
             at / dim,
             at % dim,
             got[at],
@@ -150,6 +190,16 @@ pub async fn rmsnorm_matches_cpu(ctx: &GpuContext) -> CaseResult {
         ensure!(err < 1e-5, "rmsnorm ({rows}, {dim}) error {err} at {at}");
     }
     Ok(())
+}
+
+fn ensure_eq_groups(got: usize, want: usize) -> Result<(), GpuError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(GpuError::Internal(format!(
+            "{got} partial sums per row, want {want}"
+        )))
+    }
 }
 
 pub async fn rope_matches_cpu(ctx: &GpuContext) -> CaseResult {
@@ -173,28 +223,51 @@ pub async fn rope_matches_cpu(ctx: &GpuContext) -> CaseResult {
             cpu::rope(&mut want_q[t * qrow..][..qrow], head_dim, pos + t, theta);
             cpu::rope(&mut want_k[t * krow..][..krow], head_dim, pos + t, theta);
         }
+        // q and k in one buffer as the decoder's q | k | v rows (v here
+        // 3 values of padding between them, untouched).
+        let layout = QkvLayout {
+            stride: qrow + krow + 3,
+            q: 0,
+            k: qrow + 3,
+            v: qrow,
+        };
+        let mut rows = vec![7.5f32; tokens * layout.stride];
+        for t in 0..tokens {
+            let r = &mut rows[t * layout.stride..(t + 1) * layout.stride];
+            r[..qrow].copy_from_slice(&q[t * qrow..(t + 1) * qrow]);
+            r[qrow + 3..].copy_from_slice(&k[t * krow..(t + 1) * krow]);
+        }
         let got = async {
-            let qb = ctx.storage_f32("q", &q).await?;
-            let kb = ctx.storage_f32("k", &k).await?;
+            let qkb = ctx.storage_f32("qk", &rows).await?;
             let table = RopeTable::new(ctx, head_dim, theta, max_len).await?;
             let shape = RopeShape {
                 max_tokens: tokens,
                 n_heads,
                 n_kv_heads: n_kv,
                 head_dim,
+                layout: QkvLayout {
+                    v: layout.q,
+                    ..layout
+                },
             };
-            let rope = Rope::new(ctx, &step, &table, &qb, &kb, shape).await?;
+            let rope = Rope::new(ctx, &step, &table, &qkb, shape).await?;
             run_pass(ctx, &step, StepParams::batch(pos, tokens, 0), |p| {
                 rope.encode(p, tokens)
             })
             .await?;
-            Ok::<_, GpuError>((
-                ctx.read_back_f32(&qb, q.len()).await?,
-                ctx.read_back_f32(&kb, k.len()).await?,
-            ))
+            ctx.read_back_f32(&qkb, rows.len()).await
         }
         .await;
-        let (got_q, got_k) = at("rope on the GPU", got)?;
+        let all = at("rope on the GPU", got)?;
+        let (mut got_q, mut got_k) = (Vec::new(), Vec::new());
+        for r in all.chunks_exact(layout.stride) {
+            got_q.extend_from_slice(&r[..qrow]);
+            ensure!(
+                r[qrow..qrow + 3] == [7.5; 3],
+                "rope case {case} wrote between q and k"
+            );
+            got_k.extend_from_slice(&r[qrow + 3..]);
+        }
         for (what, got, want, row) in [("q", &got_q, &want_q, qrow), ("k", &got_k, &want_k, krow)] {
             let (err, at) = max_error(got, want)?;
             let (t, h, d) = (at / row, at % row / head_dim, at % head_dim);
@@ -275,7 +348,7 @@ pub async fn errors_are_typed(ctx: &GpuContext) -> CaseResult {
         let wb = ctx.storage_f32("w", &[1.0; 5]).await?;
         let ob = ctx.storage_f32("out", &[1.0; 15]).await?;
         // x holds 10 values, the shape asks for 3 x 5.
-        RmsNorm::new(ctx, &xb, &wb, &ob, 3, 5, 1e-5).await
+        RmsNorm::new(ctx, &step, &xb, &wb, &ob, &ob, 3, 5, false).await
     }
     .await;
     ensure!(
@@ -294,7 +367,8 @@ pub async fn errors_are_typed(ctx: &GpuContext) -> CaseResult {
     let r = async {
         let xb = ctx.storage_f32("x", &[1.0; 8]).await?;
         let wb = ctx.storage_f32("w", &[1.0; 8]).await?;
-        let norm = RmsNorm::new(ctx, &xb, &wb, &xb, 1, 8, 1e-5).await?;
+        let ssb = ctx.storage_f32("ss", &[0.0; 4]).await?;
+        let norm = RmsNorm::new(ctx, &step, &xb, &wb, &xb, &ssb, 1, 8, false).await?;
         run_pass(ctx, &step, StepParams::batch(0, 1, 0), |p| {
             norm.encode(p, 1)
         })
@@ -490,7 +564,7 @@ async fn compare(
             gpu.configure(ctx, &cfg).await?;
             gpu.prepare(ctx, step, &rec)?;
             let mut enc = ctx.encoder("sample");
-            gpu.encode(&mut enc);
+            gpu.encode_pass(&mut enc);
             ctx.submit(enc).await?;
             gpu.read_trace(ctx).await
         }
@@ -574,7 +648,7 @@ pub async fn same_seed_same_tokens(ctx: &GpuContext) -> CaseResult {
         let got = async {
             gpu.prepare(ctx, step, &tokens)?;
             let mut enc = ctx.encoder("sample");
-            gpu.encode(&mut enc);
+            gpu.encode_pass(&mut enc);
             ctx.submit(enc).await?;
             gpu.read_token(ctx).await
         }

@@ -50,6 +50,7 @@
 
 use super::context::GpuContext;
 use super::error::GpuError;
+use super::kernels::QkvLayout;
 use super::keys::KernelKey;
 pub use super::keys::KvFormat;
 use super::step::{StepParams, StepUniform};
@@ -213,18 +214,14 @@ struct SliceLayout {
 }
 
 /// The decoder's activation buffers the attention reads and writes, each
-/// used from offset 0 and at least as large as the shapes say. `out` is only
-/// written by `finalize`, after every read of `q`, `k` and `v`, so it may be
-/// one of them.
+/// used from offset 0 and at least as large as the shapes say.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionIo<'a> {
-    /// `(max_tokens, n_heads, head_dim)` f32, RoPE applied.
-    pub q: &'a wgpu::Buffer,
-    /// `(max_tokens, n_kv_heads, head_dim)` f32, RoPE applied.
-    pub k: &'a wgpu::Buffer,
-    /// `(max_tokens, n_kv_heads, head_dim)` f32.
-    pub v: &'a wgpu::Buffer,
-    /// `(max_tokens, n_heads * head_dim)` f32, written.
+    /// `(max_tokens, layout.stride)` f32: each token's q (RoPE applied), k
+    /// (RoPE applied) and v where `layout` says.
+    pub qkv: &'a wgpu::Buffer,
+    pub layout: QkvLayout,
+    /// `(max_tokens, n_heads * head_dim)` f32, written; not `qkv`.
     pub out: &'a wgpu::Buffer,
     /// The forward pass's `Step` uniform (pos, tokens, kv_len).
     pub step: &'a StepUniform,
@@ -243,6 +240,10 @@ struct Params {
     ks_base: u32,
     vs_base: u32,
     scale: f32,
+    stride: u32,
+    q_off: u32,
+    k_off: u32,
+    v_off: u32,
     _pad: [u32; 3],
 }
 
@@ -266,9 +267,8 @@ pub struct KvAttention {
     write: wgpu::ComputePipeline,
     attend: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
-    q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
+    qkv: wgpu::Buffer,
+    layout: QkvLayout,
     out: wgpu::Buffer,
     step: wgpu::Buffer,
     state: wgpu::Buffer,
@@ -308,10 +308,13 @@ impl KvAttention {
         }
 
         let t = cfg.max_tokens;
-        io_fits(ctx, "q", io.q, t * cfg.n_heads * cfg.head_dim)?;
-        io_fits(ctx, "k", io.k, t * cfg.n_kv_heads * cfg.head_dim)?;
-        io_fits(ctx, "v", io.v, t * cfg.n_kv_heads * cfg.head_dim)?;
+        io.layout
+            .check(K, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim)?;
+        io_fits(ctx, "qkv", io.qkv, t * io.layout.stride)?;
         let out_bytes = io_fits(ctx, "out", io.out, t * cfg.n_heads * cfg.head_dim)?;
+        if io.out == io.qkv {
+            return Err(GpuError::shape(K, "out and qkv are one buffer"));
+        }
         ctx.check_binding_size("attention state", cfg.state_bytes())?;
 
         let write = ctx.pipeline(KernelKey::KvWrite(cfg.format)).await?;
@@ -320,7 +323,7 @@ impl KvAttention {
         let state = ctx
             .storage_zeroed("attention state", cfg.state_bytes())
             .await?;
-        let params = params_uniform(ctx, &cfg, &slice, 0);
+        let params = params_uniform(ctx, &cfg, &slice, io.layout, 0);
         let step = io.step.buffer().clone();
         let finalize_group = ctx
             .scoped(|| {
@@ -343,9 +346,8 @@ impl KvAttention {
             write,
             attend,
             finalize,
-            q: io.q.clone(),
-            k: io.k.clone(),
-            v: io.v.clone(),
+            qkv: io.qkv.clone(),
+            layout: io.layout,
             out: io.out.clone(),
             step,
             state,
@@ -400,10 +402,8 @@ impl KvAttention {
             let label = format!("kv chunk {index} part {b}");
             buffers.push(ctx.storage_zeroed(&label, size).await?);
         }
-        let params = params_uniform(ctx, cfg, &self.slice, index);
-        let t = cfg.max_tokens;
-        let q_bytes = 4 * (t * cfg.n_heads * cfg.head_dim) as u64;
-        let kv_bytes = 4 * (t * cfg.n_kv_heads * cfg.head_dim) as u64;
+        let params = params_uniform(ctx, cfg, &self.slice, self.layout, index);
+        let qkv_bytes = 4 * (cfg.max_tokens * self.layout.stride) as u64;
         let write_layout = self.write.get_bind_group_layout(0);
         let attend_layout = self.attend.get_bind_group_layout(0);
         let (write, attend) = ctx
@@ -419,8 +419,7 @@ impl KvAttention {
                         entries: &[
                             whole(0, &self.step),
                             whole(1, &params),
-                            range(2, &self.k, 0, kv_bytes),
-                            range(3, &self.v, 0, kv_bytes),
+                            range(2, &self.qkv, 0, qkv_bytes),
                             range(4, buffer, offset, self.slice.bytes),
                         ],
                     }));
@@ -430,7 +429,7 @@ impl KvAttention {
                         entries: &[
                             whole(0, &self.step),
                             whole(1, &params),
-                            range(5, &self.q, 0, q_bytes),
+                            range(2, &self.qkv, 0, qkv_bytes),
                             range(6, buffer, offset, self.slice.bytes),
                             whole(7, &self.state),
                         ],
@@ -458,17 +457,13 @@ impl KvAttention {
     /// is past [`KvAttention::len`] (a gap).
     pub fn encode(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
+        pass: &mut wgpu::ComputePass<'_>,
         layer: usize,
         step: &StepParams,
-    ) -> Result<(), GpuError> {
+    ) -> Result<usize, GpuError> {
         let (pos, tokens, kv_len) = self.check_step(layer, step)?;
         let first_chunk = pos / KV_CHUNK;
         let last_chunk = (kv_len - 1) / KV_CHUNK;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("attention"),
-            timestamp_writes: None,
-        });
         pass.set_pipeline(&self.write);
         for c in first_chunk..=last_chunk {
             let from = first_token(c, pos);
@@ -489,7 +484,7 @@ impl KvAttention {
         pass.set_pipeline(&self.finalize);
         pass.set_bind_group(0, &self.finalize_group, &[]);
         pass.dispatch_workgroups(gx as u32, gy as u32, 1);
-        Ok(())
+        Ok((last_chunk - first_chunk + 1) + (last_chunk + 1) + 1)
     }
 
     /// `(pos, tokens, kv_len)` of a valid step.
@@ -591,13 +586,26 @@ impl KvAttention {
         }
         let step = StepParams::batch(pos, tokens, 0);
         self.check_step(layer, &step)?;
+        // Each token's q, k, v into its row of the qkv buffer.
+        let l = self.layout;
+        let mut rows = vec![0f32; tokens * l.stride];
+        for t in 0..tokens {
+            let row = &mut rows[t * l.stride..(t + 1) * l.stride];
+            row[l.q..l.q + q_row].copy_from_slice(&q[t * q_row..(t + 1) * q_row]);
+            row[l.k..l.k + kv_row].copy_from_slice(&k[t * kv_row..(t + 1) * kv_row]);
+            row[l.v..l.v + kv_row].copy_from_slice(&v[t * kv_row..(t + 1) * kv_row]);
+        }
         let queue = ctx.queue();
-        queue.write_buffer(&self.q, 0, bytemuck::cast_slice(q));
-        queue.write_buffer(&self.k, 0, bytemuck::cast_slice(k));
-        queue.write_buffer(&self.v, 0, bytemuck::cast_slice(v));
+        queue.write_buffer(&self.qkv, 0, bytemuck::cast_slice(&rows));
         queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
         let mut encoder = ctx.encoder("attention");
-        self.encode(&mut encoder, layer, &step)?;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("attention"),
+                timestamp_writes: None,
+            });
+            self.encode(&mut pass, layer, &step)?;
+        }
         ctx.submit(encoder).await?;
         ctx.read_back_f32(&self.out, tokens * q_row).await
     }
@@ -680,6 +688,11 @@ impl KvAttention {
         self.cfg.bytes_per_token()
     }
 
+    /// Cache bytes one layer's attention reads over `kv_len` positions.
+    pub fn bytes_read(&self, kv_len: usize) -> u64 {
+        kv_len as u64 * self.cfg.bytes_per_token() / self.cfg.n_layers as u64
+    }
+
     /// Bytes of the chunk buffers allocated so far (the state scratch,
     /// [`AttentionConfig::state_bytes`], is apart).
     pub fn allocated_bytes(&self) -> u64 {
@@ -706,6 +719,7 @@ fn params_uniform(
     ctx: &GpuContext,
     cfg: &AttentionConfig,
     slice: &SliceLayout,
+    layout: QkvLayout,
     chunk: usize,
 ) -> wgpu::Buffer {
     ctx.uniform(
@@ -720,6 +734,10 @@ fn params_uniform(
             ks_base: slice.ks_base,
             vs_base: slice.vs_base,
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+            stride: layout.stride as u32,
+            q_off: layout.q as u32,
+            k_off: layout.k as u32,
+            v_off: layout.v as u32,
             _pad: [0; 3],
         },
     )

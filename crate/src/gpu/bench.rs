@@ -8,11 +8,15 @@ use std::time::Instant;
 
 use super::decoder::{DecoderOptions, GpuDecoder};
 use super::kernels::Bound;
+use super::profile::{KernelClass, Profiler};
 use super::weights::GpuWeights;
 use super::{GpuContext, GpuError, KernelKey};
 use crate::error::Error;
 use crate::model::{SyntheticModel, SyntheticQuant};
 use crate::sampler::SamplerConfig;
+
+/// Decode steps profiled by timestamps after the timed ones.
+const PROFILED_STEPS: usize = 4;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -61,6 +65,30 @@ pub struct BenchReport {
     pub decode_efficiency: f64,
     /// decode_gbps / read_gbps.
     pub decode_read_efficiency: f64,
+    /// Dispatches and compute passes of one decode step.
+    pub dispatches_per_step: usize,
+    pub compute_passes_per_step: usize,
+    /// Host time to record one decode step (the encoder), ms.
+    pub encode_ms_per_step: f64,
+    /// GPU time per kernel class of one decode step, from timestamp queries
+    /// (empty where the adapter has none inside passes), largest first.
+    pub kernels: Vec<KernelTime>,
+    /// GPU time of the whole decode step by timestamps (sum of `kernels`), ms.
+    pub gpu_ms_per_step: Option<f64>,
+}
+
+/// One kernel class's share of a decode step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTime {
+    pub class: String,
+    /// GPU milliseconds per decode step (mean over the profiled steps).
+    pub ms: f64,
+    /// Weight or KV-cache bytes the class reads per step.
+    pub bytes: u64,
+    /// bytes / time, GB/s (0 where bytes are not the measure).
+    pub gbps: f64,
+    /// gbps / the copy kernel's GB/s.
+    pub efficiency: f64,
 }
 
 #[repr(C)]
@@ -163,7 +191,8 @@ pub async fn run(
         opts.quant.name(),
         weights_bytes as f64 / 1e9
     ));
-    let max_len = opts.prompt_tokens + opts.decode_tokens + 1;
+    // Room for the profiled steps after the timed ones.
+    let max_len = opts.prompt_tokens + opts.decode_tokens + PROFILED_STEPS + 1;
     let mut dec = GpuDecoder::new(
         Arc::clone(&ctx),
         weights,
@@ -207,6 +236,71 @@ pub async fn run(
     }
     let decode_secs = start.elapsed().as_secs_f64();
     let decode_tok_s = opts.decode_tokens as f64 / decode_secs;
+    let stats = dec.last_encode_stats();
+
+    // Per-kernel GPU time of a few more decode steps (not timed above).
+    let mut kernels: Vec<KernelTime> = Vec::new();
+    let mut gpu_ms_per_step = None;
+    if let Some(mut profiler) = Profiler::new(&ctx, 4096) {
+        let steps = PROFILED_STEPS;
+        let mut total: Vec<(KernelClass, f64, u64)> = Vec::new();
+        for i in 0..steps {
+            if dec.len() + 1 > dec.max_len() {
+                break;
+            }
+            recent.push(token);
+            let (t, intervals) = dec
+                .step_profiled(
+                    token,
+                    &greedy,
+                    &recent,
+                    (opts.decode_tokens + i) as u32 + 1,
+                    &mut profiler,
+                )
+                .await?;
+            token = t;
+            for iv in intervals {
+                match total.iter_mut().find(|e| e.0 == iv.class) {
+                    Some(e) => {
+                        e.1 += iv.seconds;
+                        e.2 += iv.bytes;
+                    }
+                    None => total.push((iv.class, iv.seconds, iv.bytes)),
+                }
+            }
+        }
+        total.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let n = steps as f64;
+        kernels = total
+            .iter()
+            .map(|&(class, secs, bytes)| {
+                let (ms, bytes) = (secs / n * 1e3, bytes / steps as u64);
+                let gbps = if secs > 0.0 {
+                    bytes as f64 / (secs / n) / 1e9
+                } else {
+                    0.0
+                };
+                KernelTime {
+                    class: class.name(),
+                    ms,
+                    bytes,
+                    gbps,
+                    efficiency: gbps / copy_gbps,
+                }
+            })
+            .collect();
+        gpu_ms_per_step = Some(kernels.iter().map(|k| k.ms).sum());
+        for k in &kernels {
+            log(&format!(
+                "  {:<16} {:8.3} ms/step  {:>9.1} MB  {:7.2} GB/s  {:5.1}% of copy",
+                k.class,
+                k.ms,
+                k.bytes as f64 / 1e6,
+                k.gbps,
+                100.0 * k.efficiency
+            ));
+        }
+    }
     let decode_gbps = decode_bytes_per_token as f64 * decode_tok_s / 1e9;
     log(&format!(
         "decode: {} tokens in {decode_secs:.2} s: {decode_tok_s:.2} tok/s, {:.1} MB/token, \
@@ -233,5 +327,10 @@ pub async fn run(
         decode_gbps,
         decode_efficiency: decode_gbps / copy_gbps,
         decode_read_efficiency: decode_gbps / read_gbps,
+        dispatches_per_step: stats.dispatches,
+        compute_passes_per_step: stats.compute_passes,
+        encode_ms_per_step: stats.encode_seconds * 1e3,
+        kernels,
+        gpu_ms_per_step,
     })
 }

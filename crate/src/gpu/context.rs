@@ -27,6 +27,8 @@ pub struct GpuFeatures {
     pub f16: bool,
     /// Subgroup operations.
     pub subgroups: bool,
+    /// Timestamps written inside compute passes (per-kernel profiles).
+    pub timestamps_in_passes: bool,
 }
 
 /// One device and its queue, with everything kernels need to run on it.
@@ -66,9 +68,12 @@ impl GpuContext {
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let adapter_info = adapter.get_info();
         let available = adapter.features();
+        let timestamps =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = GpuFeatures {
             f16: available.contains(wgpu::Features::SHADER_F16),
             subgroups: available.contains(wgpu::Features::SUBGROUP),
+            timestamps_in_passes: available.contains(timestamps),
         };
         let mut required_features = wgpu::Features::empty();
         if features.f16 {
@@ -76,6 +81,9 @@ impl GpuContext {
         }
         if features.subgroups {
             required_features |= wgpu::Features::SUBGROUP;
+        }
+        if features.timestamps_in_passes {
+            required_features |= timestamps;
         }
         let limits = adapter.limits();
         let (device, queue) = adapter

@@ -4,18 +4,26 @@
 //! for a prefill chunk, every kernel's bind groups and static uniforms, the
 //! KV cache's first chunk. A batch of tokens (a prefill chunk, or one decode
 //! token) then costs one `write_buffer` of the token ids, one of the `Step`
-//! uniform, one encoder and one submit; a decode step that samples on the GPU
-//! reads back 4 bytes (the token id), not the vocabulary's logits.
+//! uniform, one encoder with one compute pass, and one submit; a decode step
+//! that samples on the GPU reads back 4 bytes (the token id), not the
+//! vocabulary's logits.
+//!
+//! Per layer a decode step is 8 dispatch groups: the two RMSNorms run as
+//! parallel partial sums whose matrix products finish them, Q | K | V is one
+//! stacked product (three where the formats differ), gate | up one product
+//! with SwiGLU in its epilogue, the residual adds are the epilogues of Wo and
+//! W2, and attention is `kv_write`, an `attend` per KV chunk and `finalize`.
 
 use std::sync::Arc;
 
 use super::attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat};
-use super::kernels::{Elementwise, RmsNorm, Rope, RopeShape, RopeTable};
-use super::qmatmul::{EmbedBinding, GpuMatrix, MatmulBinding, MatvecBinding};
+use super::kernels::{Elementwise, QkvLayout, RmsNorm, Rope, RopeShape, RopeTable};
+use super::profile::{Interval, KernelClass, Profiler};
+use super::qmatmul::{EmbedBinding, GpuMatrix, MatmulBinding, MatvecBinding, Norm, Output};
 use super::sample::GpuSampler;
 use super::step::{StepParams, StepUniform};
-use super::weights::GpuWeights;
-use super::{ElementwiseOp, GpuContext, GpuError};
+use super::weights::{GpuWeights, Stack};
+use super::{ElementwiseOp, Epilogue, GpuContext, GpuError, QFormat};
 use crate::cpu::DecodeError;
 use crate::error::Error;
 use crate::model::Config;
@@ -49,24 +57,26 @@ impl Default for DecoderOptions {
 struct Activations {
     ids: wgpu::Buffer,                // (T) u32 token ids
     x: wgpu::Buffer,                  // (T, dim) residual stream
-    xb: wgpu::Buffer,                 // (T, dim) normed input
-    q: wgpu::Buffer,                  // (T, n_heads, head_dim)
-    k: wgpu::Buffer,                  // (T, n_kv_heads, head_dim)
-    v: wgpu::Buffer,                  // (T, n_kv_heads, head_dim)
+    xw: wgpu::Buffer,                 // (T, dim) x * norm weight
+    ss: wgpu::Buffer,                 // (T, G) partial sums of x² (G = RmsNorm::groups(dim))
+    qkv: wgpu::Buffer,                // (T, dim + 2 kv_dim) rows q | k | v
     att: wgpu::Buffer,                // (T, dim) attention output
-    h1: wgpu::Buffer,                 // (T, ffn) gate, then silu(gate) * up
-    h3: wgpu::Buffer,                 // (T, ffn) up
-    x_last: wgpu::Buffer,             // (dim) the batch's last row of x
-    xn_last: wgpu::Buffer,            // (dim) its final norm
+    h: wgpu::Buffer,                  // (T, ffn) silu(gate) * up
+    h3: Option<wgpu::Buffer>,         // (T, ffn) up, where gate and up are apart
+    xw_last: wgpu::Buffer,            // (dim) the batch's last row of x, times output_norm
+    ss_last: wgpu::Buffer,            // (G) its partial sums of x²
     logits: wgpu::Buffer,             // (vocab) logits after the batch's last token
     logits_all: Option<wgpu::Buffer>, // (T, vocab)
 }
 
-/// A projection bound twice: matrix-vector for one token, tiled
-/// matrix-matrix for a batch.
+/// A product bound twice: matrix-vector for one token, the device's batch
+/// kernel for a batch.
 struct Proj {
     one: MatvecBinding,
     many: MatmulBinding,
+    /// Weight format and bytes (for the profile).
+    format: QFormat,
+    bytes: u64,
 }
 
 impl Proj {
@@ -75,38 +85,77 @@ impl Proj {
         step: &StepUniform,
         m: &GpuMatrix,
         x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        out: Output<'_>,
+        norm: Option<Norm<'_>>,
         max_tokens: usize,
-        accumulate: bool,
     ) -> Result<Proj, GpuError> {
         Ok(Proj {
-            one: m.bind_matvec(ctx, x, y, accumulate).await?,
+            one: m.bind_matvec_to(ctx, x, out, norm).await?,
             many: m
-                .bind_matmul(ctx, step, x, y, max_tokens, accumulate)
+                .bind_matmul_to(ctx, step, x, out, norm, max_tokens, ctx.batch_kernel())
                 .await?,
+            format: m.format(),
+            bytes: m.gpu_bytes(),
         })
     }
 
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) -> Result<usize, GpuError> {
-        if tokens == 1 {
-            Ok(self.one.encode(pass))
+    fn encode(&self, rec: &mut Recorder<'_, '_>, tokens: usize) -> Result<(), GpuError> {
+        rec.mark(KernelClass::Matmul(self.format), self.bytes);
+        let n = if tokens == 1 {
+            self.one.encode(rec.pass)
         } else {
-            self.many.encode(pass, tokens)
-        }
+            self.many.encode(rec.pass, tokens)?
+        };
+        rec.dispatches += n;
+        Ok(())
     }
 }
 
 /// One layer's bound kernels.
 struct LayerKernels {
-    attn_norm: RmsNorm, // x -> xb
-    wq: Proj,           // xb -> q
-    wk: Proj,           // xb -> k
-    wv: Proj,           // xb -> v
+    attn_norm: RmsNorm, // x -> xw, ss
+    qkv: Vec<Proj>,     // s * W{q|k|v} xw -> qkv (one stacked product, or three)
     wo: Proj,           // x += Wo att
-    ffn_norm: RmsNorm,  // x -> xb
-    w1: Proj,           // xb -> h1
-    w3: Proj,           // xb -> h3
-    w2: Proj,           // x += W2 h1
+    ffn_norm: RmsNorm,  // x -> xw, ss
+    gate_up: Vec<Proj>, // h = silu(s W1 xw) * (s W3 xw) (stacked); apart: h, h3 = s W1 xw, s W3 xw
+    w2: Proj,           // x += W2 h
+}
+
+/// Records a forward pass into one compute pass: counts dispatches and,
+/// when profiling, marks each kernel class.
+struct Recorder<'a, 'p> {
+    pass: &'a mut wgpu::ComputePass<'p>,
+    profiler: Option<&'a mut Profiler>,
+    dispatches: usize,
+}
+
+impl Recorder<'_, '_> {
+    fn mark(&mut self, class: KernelClass, bytes: u64) {
+        if let Some(p) = self.profiler.as_deref_mut() {
+            p.mark(self.pass, class, bytes);
+        }
+    }
+
+    /// Marks `class` and counts `n` dispatches recorded by `f`.
+    fn run(
+        &mut self,
+        class: KernelClass,
+        bytes: u64,
+        f: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<usize, GpuError>,
+    ) -> Result<(), GpuError> {
+        self.mark(class, bytes);
+        self.dispatches += f(self.pass)?;
+        Ok(())
+    }
+}
+
+/// What recording one batch took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct EncodeStats {
+    pub dispatches: usize,
+    pub compute_passes: usize,
+    /// Host seconds spent recording (the encoder, not the writes before it).
+    pub encode_seconds: f64,
 }
 
 /// Runs a model on the GPU; holds the KV cache of one sequence.
@@ -119,14 +168,15 @@ pub struct GpuDecoder {
     embed: EmbedBinding,
     rope: Rope,
     _rope_table: RopeTable,
-    swiglu: Elementwise,
+    swiglu: Option<Elementwise>,
     layers: Vec<LayerKernels>,
     final_norm_last: RmsNorm,
-    output_last: MatvecBinding,
+    output_last: Proj,
     final_norm_all: Option<(RmsNorm, MatmulBinding)>,
     attention: KvAttention,
     sampler: GpuSampler,
     sampler_config: Option<SamplerConfig>,
+    last_stats: EncodeStats,
 }
 
 impl GpuDecoder {
@@ -142,20 +192,29 @@ impl GpuDecoder {
         opts.prefill_chunk = opts.prefill_chunk.clamp(1, opts.max_len);
         let t = opts.prefill_chunk;
         let g = &*ctx;
-        let f32s = |n: usize| (n * 4) as u64;
+        let groups = RmsNorm::groups(c.dim);
+        let layout = QkvLayout::packed(c.n_heads, c.n_kv_heads, c.head_dim());
+        let apart_ffn = weights
+            .layers
+            .iter()
+            .any(|l| matches!(l.gate_up, Stack::Apart(_)));
+        // f32 buffers, padded to whole vec4s (the products read x as vec4).
+        let f32s = |n: usize| (n.next_multiple_of(4) * 4) as u64;
         let buf = |label: &'static str, bytes: u64| g.storage_zeroed(label, bytes);
         let act = Activations {
             ids: buf("ids", (t * 4) as u64).await?,
             x: buf("x", f32s(t * c.dim)).await?,
-            xb: buf("xb", f32s(t * c.dim)).await?,
-            q: buf("q", f32s(t * c.dim)).await?,
-            k: buf("k", f32s(t * c.kv_dim())).await?,
-            v: buf("v", f32s(t * c.kv_dim())).await?,
+            xw: buf("xw", f32s(t * c.dim)).await?,
+            ss: buf("ss", f32s(t * groups)).await?,
+            qkv: buf("qkv", f32s(t * layout.stride)).await?,
             att: buf("att", f32s(t * c.dim)).await?,
-            h1: buf("h1", f32s(t * c.ffn_dim)).await?,
-            h3: buf("h3", f32s(t * c.ffn_dim)).await?,
-            x_last: buf("x_last", f32s(c.dim)).await?,
-            xn_last: buf("xn_last", f32s(c.dim)).await?,
+            h: buf("h", f32s(t * c.ffn_dim)).await?,
+            h3: match apart_ffn {
+                true => Some(buf("h3", f32s(t * c.ffn_dim)).await?),
+                false => None,
+            },
+            xw_last: buf("xw_last", f32s(c.dim)).await?,
+            ss_last: buf("ss_last", f32s(groups)).await?,
             logits: buf("logits", f32s(c.vocab_size)).await?,
             logits_all: match opts.all_logits {
                 true => Some(buf("logits_all", f32s(t * c.vocab_size)).await?),
@@ -173,60 +232,123 @@ impl GpuDecoder {
             g,
             &step,
             &rope_table,
-            &act.q,
-            &act.k,
+            &act.qkv,
             RopeShape {
                 max_tokens: t,
                 n_heads: c.n_heads,
                 n_kv_heads: c.n_kv_heads,
                 head_dim: c.head_dim(),
+                layout,
             },
         )
         .await?;
-        let swiglu = Elementwise::new(
-            g,
-            ElementwiseOp::SwiGlu,
-            &step,
-            &act.h1,
-            &act.h3,
-            t,
-            c.ffn_dim,
-        )
-        .await?;
+        let swiglu = match &act.h3 {
+            Some(h3) => Some(
+                Elementwise::new(g, ElementwiseOp::SwiGlu, &step, &act.h, h3, t, c.ffn_dim).await?,
+            ),
+            None => None,
+        };
+        let norm = Some(Norm {
+            ss: &act.ss,
+            groups,
+            eps: c.rms_eps,
+        });
         let mut layers = Vec::with_capacity(c.n_layers);
         for lw in &w.layers {
             let a = &act;
+            let attn_norm =
+                RmsNorm::new(g, &step, &a.x, &lw.attn_norm, &a.xw, &a.ss, t, c.dim, false).await?;
+            let ffn_norm =
+                RmsNorm::new(g, &step, &a.x, &lw.ffn_norm, &a.xw, &a.ss, t, c.dim, false).await?;
+            // Q, K, V rows into each token's q | k | v row.
+            let mut qkv = Vec::new();
+            let mut offset = 0;
+            for m in lw.qkv.matrices() {
+                let out = Output {
+                    y: &a.qkv,
+                    stride: layout.stride,
+                    offset,
+                    epilogue: Epilogue::Store,
+                };
+                qkv.push(Proj::new(g, &step, m, &a.xw, out, norm, t).await?);
+                offset += m.rows();
+            }
+            let gate_up = match &lw.gate_up {
+                Stack::One(m) => {
+                    let out = Output::dense(&a.h, m, Epilogue::SwiGlu);
+                    vec![Proj::new(g, &step, m, &a.xw, out, norm, t).await?]
+                }
+                Stack::Apart(ms) => {
+                    let h3 = a.h3.as_ref().expect("allocated for apart gate and up");
+                    let mut v = Vec::new();
+                    for (m, y) in ms.iter().zip([&a.h, h3]) {
+                        let out = Output::dense(y, m, Epilogue::Store);
+                        v.push(Proj::new(g, &step, m, &a.xw, out, norm, t).await?);
+                    }
+                    v
+                }
+            };
+            let add = |m: &GpuMatrix| Output::dense(&a.x, m, Epilogue::Accumulate);
             layers.push(LayerKernels {
-                attn_norm: RmsNorm::new(g, &a.x, &lw.attn_norm, &a.xb, t, c.dim, c.rms_eps).await?,
-                wq: Proj::new(g, &step, &lw.wq, &a.xb, &a.q, t, false).await?,
-                wk: Proj::new(g, &step, &lw.wk, &a.xb, &a.k, t, false).await?,
-                wv: Proj::new(g, &step, &lw.wv, &a.xb, &a.v, t, false).await?,
-                wo: Proj::new(g, &step, &lw.wo, &a.att, &a.x, t, true).await?,
-                ffn_norm: RmsNorm::new(g, &a.x, &lw.ffn_norm, &a.xb, t, c.dim, c.rms_eps).await?,
-                w1: Proj::new(g, &step, &lw.w1, &a.xb, &a.h1, t, false).await?,
-                w3: Proj::new(g, &step, &lw.w3, &a.xb, &a.h3, t, false).await?,
-                w2: Proj::new(g, &step, &lw.w2, &a.h1, &a.x, t, true).await?,
+                attn_norm,
+                qkv,
+                wo: Proj::new(g, &step, &lw.wo, &a.att, add(&lw.wo), None, t).await?,
+                ffn_norm,
+                gate_up,
+                w2: Proj::new(g, &step, &lw.w2, &a.h, add(&lw.w2), None, t).await?,
             });
         }
         let final_norm_last = RmsNorm::new(
             g,
-            &act.x_last,
+            &step,
+            &act.x,
             &w.output_norm,
-            &act.xn_last,
-            1,
+            &act.xw_last,
+            &act.ss_last,
+            t,
             c.dim,
-            c.rms_eps,
+            true,
         )
         .await?;
-        let output_last = w
-            .output()
-            .bind_matvec(g, &act.xn_last, &act.logits, false)
-            .await?;
+        let output = w.output();
+        let output_last = Proj::new(
+            g,
+            &step,
+            output,
+            &act.xw_last,
+            Output::dense(&act.logits, output, Epilogue::Store),
+            Some(Norm {
+                ss: &act.ss_last,
+                groups,
+                eps: c.rms_eps,
+            }),
+            1,
+        )
+        .await?;
         let final_norm_all = match &act.logits_all {
             Some(all) => Some((
-                RmsNorm::new(g, &act.x, &w.output_norm, &act.xb, t, c.dim, c.rms_eps).await?,
-                w.output()
-                    .bind_matmul(g, &step, &act.xb, all, t, false)
+                RmsNorm::new(
+                    g,
+                    &step,
+                    &act.x,
+                    &w.output_norm,
+                    &act.xw,
+                    &act.ss,
+                    t,
+                    c.dim,
+                    false,
+                )
+                .await?,
+                output
+                    .bind_matmul_to(
+                        g,
+                        &step,
+                        &act.xw,
+                        Output::dense(all, output, Epilogue::Store),
+                        norm,
+                        t,
+                        g.batch_kernel(),
+                    )
                     .await?,
             )),
             None => None,
@@ -243,9 +365,8 @@ impl GpuDecoder {
                 format: opts.kv_format,
             },
             AttentionIo {
-                q: &act.q,
-                k: &act.k,
-                v: &act.v,
+                qkv: &act.qkv,
+                layout,
                 out: &act.att,
                 step: &step,
             },
@@ -270,6 +391,7 @@ impl GpuDecoder {
             attention,
             sampler,
             sampler_config: None,
+            last_stats: EncodeStats::default(),
         })
     }
 
@@ -323,7 +445,7 @@ impl GpuDecoder {
     pub async fn feed(&mut self, tokens: &[u32]) -> Result<(), Error> {
         self.check_fits(tokens.len())?;
         for chunk in tokens.chunks(self.opts.prefill_chunk) {
-            let encoder = self.encode_batch(chunk).await?;
+            let encoder = self.encode_batch(chunk, false, None).await?;
             self.ctx.submit(encoder).await?;
             self.attention.advance(chunk.len())?;
         }
@@ -337,7 +459,7 @@ impl GpuDecoder {
         let vocab = self.config().vocab_size;
         let mut out = Vec::with_capacity(tokens.len());
         for chunk in tokens.chunks(self.opts.prefill_chunk) {
-            let encoder = self.encode_batch(chunk).await?;
+            let encoder = self.encode_batch(chunk, false, None).await?;
             self.ctx.submit(encoder).await?;
             self.attention.advance(chunk.len())?;
             let all = self.act.logits_all.as_ref().ok_or_else(|| {
@@ -372,13 +494,14 @@ impl GpuDecoder {
         self.configure_sampler(cfg).await?;
         self.sampler.prepare(&self.ctx, step, recent)?;
         let mut encoder = self.ctx.encoder("sample");
-        self.sampler.encode(&mut encoder);
+        self.sampler.encode_pass(&mut encoder);
         self.ctx.submit(encoder).await?;
         Ok(self.sampler.read_token(&self.ctx).await?)
     }
 
     /// One decode step: feeds `token`, samples the next one on the GPU, and
-    /// reads back its id: one encoder, one submit, 4 bytes read.
+    /// reads back its id: one encoder, one compute pass, one submit, 4 bytes
+    /// read.
     pub async fn step_and_sample(
         &mut self,
         token: u32,
@@ -387,12 +510,37 @@ impl GpuDecoder {
         step: u32,
     ) -> Result<u32, Error> {
         self.configure_sampler(cfg).await?;
-        let mut encoder = self.encode_batch(&[token]).await?;
         self.sampler.prepare(&self.ctx, step, recent)?;
-        self.sampler.encode(&mut encoder);
+        let encoder = self.encode_batch(&[token], true, None).await?;
         self.ctx.submit(encoder).await?;
         self.attention.advance(1)?;
         Ok(self.sampler.read_token(&self.ctx).await?)
+    }
+
+    /// [`GpuDecoder::step_and_sample`] with the GPU time of every kernel
+    /// class from timestamp queries (`profiler` from [`Profiler::new`]).
+    pub async fn step_profiled(
+        &mut self,
+        token: u32,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        profiler: &mut Profiler,
+    ) -> Result<(u32, Vec<Interval>), Error> {
+        self.configure_sampler(cfg).await?;
+        self.sampler.prepare(&self.ctx, step, recent)?;
+        profiler.reset();
+        let mut encoder = self.encode_batch(&[token], true, Some(profiler)).await?;
+        profiler.resolve(&mut encoder);
+        self.ctx.submit(encoder).await?;
+        self.attention.advance(1)?;
+        let token = self.sampler.read_token(&self.ctx).await?;
+        Ok((token, profiler.read(&self.ctx).await?))
+    }
+
+    /// Dispatches and compute passes of the last batch recorded.
+    pub fn last_encode_stats(&self) -> EncodeStats {
+        self.last_stats
     }
 
     /// `Err(ContextFull)` unless `n` more positions fit.
@@ -415,10 +563,15 @@ impl GpuDecoder {
     }
 
     /// Checks a batch, writes its ids and `Step`, and records its forward
-    /// pass. Does not advance the cache length (the caller does, after the
-    /// submit).
-    async fn encode_batch(&mut self, tokens: &[u32]) -> Result<wgpu::CommandEncoder, Error> {
-        let (vocab, dim) = (self.weights.config.vocab_size, self.weights.config.dim);
+    /// pass (and the sampling, with `sample`) in one compute pass. Does not
+    /// advance the cache length (the caller does, after the submit).
+    async fn encode_batch(
+        &mut self,
+        tokens: &[u32],
+        sample: bool,
+        profiler: Option<&mut Profiler>,
+    ) -> Result<wgpu::CommandEncoder, Error> {
+        let vocab = self.weights.config.vocab_size;
         let n = tokens.len();
         let pos = self.attention.len();
         if n == 0 || n > self.opts.prefill_chunk {
@@ -444,63 +597,92 @@ impl GpuDecoder {
             .queue()
             .write_buffer(&self.act.ids, 0, bytemuck::cast_slice(tokens));
 
+        let started = crate::clock::now();
         let mut encoder = self.ctx.encoder("forward");
-        {
-            let mut pass = begin(&mut encoder, "embed");
-            // x = token_embd[ids]                                 (n, dim)
-            self.embed.encode(&mut pass, n)?;
-        }
-        for (l, k) in self.layers.iter().enumerate() {
-            {
-                let mut pass = begin(&mut encoder, "attention in");
-                // xb = rmsnorm(x) * attn_norm                        (n, dim)
-                k.attn_norm.encode(&mut pass, n)?;
-                // q = Wq xb (n, n_heads, hd); k, v = Wk xb, Wv xb (n, n_kv_heads, hd)
-                k.wq.encode(&mut pass, n)?;
-                k.wk.encode(&mut pass, n)?;
-                k.wv.encode(&mut pass, n)?;
-                // q, k rotated for positions pos..pos+n
-                self.rope.encode(&mut pass, n)?;
+        let dispatches = {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            let mut rec = Recorder {
+                pass: &mut pass,
+                profiler,
+                dispatches: 0,
+            };
+            self.record(&mut rec, &step, n, sample)?;
+            if let Some(p) = rec.profiler.as_deref_mut() {
+                p.end(rec.pass);
             }
-            // k, v -> cache; att = softmax(q K^T / sqrt(hd)) V     (n, dim)
-            self.attention.encode(&mut encoder, l, &step)?;
-            {
-                let mut pass = begin(&mut encoder, "attention out + ffn");
-                // x += Wo att                                       (n, dim)
-                k.wo.encode(&mut pass, n)?;
-                // xb = rmsnorm(x) * ffn_norm                        (n, dim)
-                k.ffn_norm.encode(&mut pass, n)?;
-                // h1 = W1 xb, h3 = W3 xb                            (n, ffn)
-                k.w1.encode(&mut pass, n)?;
-                k.w3.encode(&mut pass, n)?;
-                // h1 = silu(h1) * h3                                (n, ffn)
-                self.swiglu.encode(&mut pass, n)?;
-                // x += W2 h1                                        (n, dim)
-                k.w2.encode(&mut pass, n)?;
-            }
-        }
-        // logits = Wout · rmsnorm(x[n-1]) * output_norm            (vocab)
-        let row = (dim * 4) as u64;
-        encoder.copy_buffer_to_buffer(&self.act.x, (n as u64 - 1) * row, &self.act.x_last, 0, row);
-        {
-            let mut pass = begin(&mut encoder, "logits");
-            self.final_norm_last.encode(&mut pass, 1)?;
-            self.output_last.encode(&mut pass);
-            if let Some((norm, out)) = &self.final_norm_all {
-                // every row's logits                            (n, vocab)
-                norm.encode(&mut pass, n)?;
-                out.encode(&mut pass, n)?;
-            }
-        }
+            rec.dispatches
+        };
+        self.last_stats = EncodeStats {
+            dispatches,
+            compute_passes: 1,
+            encode_seconds: crate::clock::now() - started,
+        };
         Ok(encoder)
     }
-}
 
-fn begin<'e>(encoder: &'e mut wgpu::CommandEncoder, label: &str) -> wgpu::ComputePass<'e> {
-    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(label),
-        timestamp_writes: None,
-    })
+    /// The forward pass of a batch of `n` tokens at `step.pos`, top to
+    /// bottom (`cpu::CpuDecoder::step` line for line).
+    fn record(
+        &self,
+        rec: &mut Recorder<'_, '_>,
+        step: &StepParams,
+        n: usize,
+        sample: bool,
+    ) -> Result<(), GpuError> {
+        // x = token_embd[ids]                                       (n, dim)
+        let row = self.weights.token_embd.gpu_bytes() / self.weights.config.vocab_size as u64;
+        rec.run(KernelClass::Embed, row * n as u64, |p| {
+            self.embed.encode(p, n)
+        })?;
+        for (l, k) in self.layers.iter().enumerate() {
+            // xw, ss = x * attn_norm, sums of x² (the products finish
+            // xb = rmsnorm(x) * attn_norm)                           (n, dim)
+            rec.run(KernelClass::Norm, 0, |p| k.attn_norm.encode(p, n))?;
+            // q | k | v = Wq xb | Wk xb | Wv xb         (n, dim + 2 kv_dim)
+            for proj in &k.qkv {
+                proj.encode(rec, n)?;
+            }
+            // q, k rotated for positions pos..pos+n
+            rec.run(KernelClass::Rope, 0, |p| self.rope.encode(p, n))?;
+            // k, v -> cache; att = softmax(q K^T / sqrt(hd)) V      (n, dim)
+            let kv = self.attention.bytes_read(step.kv_len as usize);
+            rec.run(KernelClass::Attention, kv, |p| {
+                self.attention.encode(p, l, step)
+            })?;
+            // x += Wo att                                           (n, dim)
+            k.wo.encode(rec, n)?;
+            // xw, ss for xb = rmsnorm(x) * ffn_norm                 (n, dim)
+            rec.run(KernelClass::Norm, 0, |p| k.ffn_norm.encode(p, n))?;
+            // h = silu(W1 xb) * (W3 xb)                             (n, ffn)
+            for proj in &k.gate_up {
+                proj.encode(rec, n)?;
+            }
+            if let Some(swiglu) = self.swiglu.as_ref().filter(|_| k.gate_up.len() > 1) {
+                rec.run(KernelClass::Elementwise, 0, |p| swiglu.encode(p, n))?;
+            }
+            // x += W2 h                                             (n, dim)
+            k.w2.encode(rec, n)?;
+        }
+        // logits = Wout · rmsnorm(x[n-1]) * output_norm             (vocab)
+        rec.run(KernelClass::Norm, 0, |p| self.final_norm_last.encode(p, n))?;
+        self.output_last.encode(rec, 1)?;
+        if let Some((norm, out)) = &self.final_norm_all {
+            // every row's logits                                   (n, vocab)
+            rec.run(KernelClass::Norm, 0, |p| norm.encode(p, n))?;
+            rec.run(
+                KernelClass::Matmul(self.weights.output().format()),
+                0,
+                |p| out.encode(p, n),
+            )?;
+        }
+        if sample {
+            rec.run(KernelClass::Sample, 0, |p| Ok(self.sampler.encode(p)))?;
+        }
+        Ok(())
+    }
 }
 
 impl crate::generate::Backend for GpuDecoder {

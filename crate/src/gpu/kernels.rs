@@ -6,7 +6,7 @@
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::keys::{ElementwiseOp, KernelKey};
+use super::keys::{ElementwiseOp, KernelKey, NORM_GROUP};
 use super::step::StepUniform;
 
 /// Workgroup sizes, equal to the `WG` constants of the shaders.
@@ -65,54 +65,77 @@ impl Bound {
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct NormParams {
     dim: u32,
-    eps: f32,
+    groups: u32,
     _pad: [u32; 2],
 }
 
-/// RMSNorm of each row: `out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) * w`.
+/// RMSNorm's parallel half (`shaders/norm.wgsl`): `xw = x * w` and, per
+/// group of [`NORM_GROUP`] columns, the partial sums of `x²`; the matrix
+/// product that consumes the norm finishes it
+/// ([`super::qmatmul::Norm`]): `out = xw / sqrt(sum / dim + eps)`. One
+/// workgroup per (group, row).
 #[derive(Debug)]
 pub struct RmsNorm {
     bound: Bound,
     _params: wgpu::Buffer,
     max_rows: usize,
+    groups: usize,
+    last: bool,
 }
 
 impl RmsNorm {
+    /// Partial sums per row of `dim` values.
+    pub fn groups(dim: usize) -> usize {
+        dim.div_ceil(NORM_GROUP as usize)
+    }
+
     /// - `x`: `(max_rows, dim)` f32
     /// - `w`: `(dim)` f32
-    /// - `out`: `(max_rows, dim)` f32, a different buffer from `x`
+    /// - `xw`: `(max_rows, dim)` f32 (`(1, dim)` with `last`), not `x`
+    /// - `ss`: `(max_rows, groups(dim))` f32 (`(1, ..)` with `last`)
+    ///
+    /// With `last`, only the batch's last row (`step.tokens - 1`) is
+    /// normalized, into row 0.
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         ctx: &GpuContext,
+        step: &StepUniform,
         x: &wgpu::Buffer,
         w: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        xw: &wgpu::Buffer,
+        ss: &wgpu::Buffer,
         max_rows: usize,
         dim: usize,
-        eps: f32,
+        last: bool,
     ) -> Result<RmsNorm, GpuError> {
         const K: &str = "rmsnorm";
         positive(K, &[("rows", max_rows), ("dim", dim)])?;
-        let n = elements(K, max_rows, dim)?;
-        let x_bytes = fits(ctx, K, "x", x, n)?;
+        let groups = Self::groups(dim);
+        let out_rows = if last { 1 } else { max_rows };
+        let x_bytes = fits(ctx, K, "x", x, elements(K, max_rows, dim)?)?;
         let w_bytes = fits(ctx, K, "w", w, dim)?;
-        let out_bytes = fits(ctx, K, "out", out, n)?;
+        let xw_bytes = fits(ctx, K, "xw", xw, elements(K, out_rows, dim)?)?;
+        let ss_bytes = fits(ctx, K, "ss", ss, elements(K, out_rows, groups)?)?;
         workgroups_1d(ctx, K, max_rows)?;
+        workgroups_1d(ctx, K, groups)?;
         let params = ctx.uniform(
             "rmsnorm params",
             &NormParams {
                 dim: dim as u32,
-                eps,
+                groups: groups as u32,
                 _pad: [0; 2],
             },
         );
         let bound = Bound::new(
             ctx,
-            KernelKey::RmsNorm,
+            KernelKey::RmsNorm { last },
             &[
+                (step.buffer(), None),
                 (&params, None),
                 (x, Some(x_bytes)),
                 (w, Some(w_bytes)),
-                (out, Some(out_bytes)),
+                (xw, Some(xw_bytes)),
+                (ss, Some(ss_bytes)),
             ],
         )
         .await?;
@@ -120,14 +143,23 @@ impl RmsNorm {
             bound,
             _params: params,
             max_rows,
+            groups,
+            last,
         })
     }
 
-    /// Records the norm of the first `rows` rows.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, rows: usize) -> Result<(), GpuError> {
+    /// The partial sums per row.
+    pub fn sums_per_row(&self) -> usize {
+        self.groups
+    }
+
+    /// Records the norm of the first `rows` rows (`rows` as the `Step`
+    /// uniform will hold; with `last` its last row only).
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, rows: usize) -> Result<usize, GpuError> {
         check_rows("rmsnorm", rows, self.max_rows)?;
-        self.bound.dispatch(pass, (rows as u32, 1));
-        Ok(())
+        let gy = if self.last { 1 } else { rows as u32 };
+        self.bound.dispatch(pass, (self.groups as u32, gy));
+        Ok(1)
     }
 }
 
@@ -197,14 +229,16 @@ impl RopeTable {
     }
 }
 
-/// The shape of RoPE's inputs: `q (max_tokens, n_heads, head_dim)` and
-/// `k (max_tokens, n_kv_heads, head_dim)`.
+/// The shape of RoPE's inputs: `max_tokens` tokens of `n_heads` query and
+/// `n_kv_heads` key heads of `head_dim`, placed in one buffer as `layout`
+/// says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RopeShape {
     pub max_tokens: usize,
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    pub layout: QkvLayout,
 }
 
 #[repr(C)]
@@ -214,6 +248,10 @@ struct RopeParams {
     n_kv_heads: u32,
     head_dim: u32,
     max_len: u32,
+    stride: u32,
+    q_off: u32,
+    k_off: u32,
+    _pad: u32,
 }
 
 /// RoPE in place on the queries and keys of a batch; token `t` is at position
@@ -226,15 +264,15 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// - `q`: `(max_tokens, n_heads, head_dim)` f32
-    /// - `k`: `(max_tokens, n_kv_heads, head_dim)` f32, another buffer
+    /// - `qk`: `(max_tokens, layout.stride)` f32 holding each token's q
+    ///   `(n_heads, head_dim)` at `layout.q` and k `(n_kv_heads, head_dim)`
+    ///   at `layout.k`
     /// - `table`: a [`RopeTable`] of the same `head_dim`
     pub async fn new(
         ctx: &GpuContext,
         step: &StepUniform,
         table: &RopeTable,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
+        qk: &wgpu::Buffer,
         shape: RopeShape,
     ) -> Result<Rope, GpuError> {
         const K: &str = "rope";
@@ -243,6 +281,7 @@ impl Rope {
             n_heads,
             n_kv_heads,
             head_dim,
+            layout,
         } = shape;
         positive(
             K,
@@ -262,14 +301,8 @@ impl Rope {
                 ),
             ));
         }
-        let q_bytes = fits(ctx, K, "q", q, elements(K, max_tokens, n_heads * head_dim)?)?;
-        let k_bytes = fits(
-            ctx,
-            K,
-            "k",
-            k,
-            elements(K, max_tokens, n_kv_heads * head_dim)?,
-        )?;
+        layout.check(K, n_heads, n_kv_heads, head_dim)?;
+        let qk_bytes = fits(ctx, K, "qk", qk, elements(K, max_tokens, layout.stride)?)?;
         workgroups_1d(ctx, K, max_tokens)?;
         let params = ctx.uniform(
             "rope params",
@@ -278,6 +311,10 @@ impl Rope {
                 n_kv_heads: n_kv_heads as u32,
                 head_dim: head_dim as u32,
                 max_len: table.max_len as u32,
+                stride: layout.stride as u32,
+                q_off: layout.q as u32,
+                k_off: layout.k as u32,
+                _pad: 0,
             },
         );
         let bound = Bound::new(
@@ -286,8 +323,7 @@ impl Rope {
             &[
                 (step.buffer(), None),
                 (&params, None),
-                (q, Some(q_bytes)),
-                (k, Some(k_bytes)),
+                (qk, Some(qk_bytes)),
                 (&table.buffer, None),
             ],
         )
@@ -300,12 +336,61 @@ impl Rope {
     }
 
     /// Records the rotation of the first `tokens` tokens.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) -> Result<(), GpuError> {
+    pub fn encode(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+    ) -> Result<usize, GpuError> {
         check_rows("rope", tokens, self.shape.max_tokens)?;
         let pairs = (self.shape.n_heads + self.shape.n_kv_heads) * self.shape.head_dim / 2;
         let gx = pairs.div_ceil(ROPE_WG as usize) as u32;
         self.bound.dispatch(pass, (gx, tokens as u32));
-        Ok(())
+        Ok(1)
+    }
+}
+
+/// Where a token's q, k and v are in one buffer of rows of `stride`
+/// elements: q `(n_heads, head_dim)` at element `q`, k and v
+/// `(n_kv_heads, head_dim)` at `k` and `v` (the decoder's fused Q|K|V
+/// projection writes rows `q | k | v`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QkvLayout {
+    pub stride: usize,
+    pub q: usize,
+    pub k: usize,
+    pub v: usize,
+}
+
+impl QkvLayout {
+    /// Rows `q | k | v`, nothing between.
+    pub fn packed(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> QkvLayout {
+        let (q, kv) = (n_heads * head_dim, n_kv_heads * head_dim);
+        QkvLayout {
+            stride: q + 2 * kv,
+            q: 0,
+            k: q,
+            v: q + kv,
+        }
+    }
+
+    /// `Err(Shape)` unless q, k and v fit a row.
+    pub fn check(
+        &self,
+        kernel: &'static str,
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+    ) -> Result<(), GpuError> {
+        let (q, kv) = (n_heads * head_dim, n_kv_heads * head_dim);
+        let fits = |off: usize, n: usize| off.checked_add(n).is_some_and(|e| e <= self.stride);
+        if fits(self.q, q) && fits(self.k, kv) && fits(self.v, kv) {
+            Ok(())
+        } else {
+            Err(GpuError::shape(
+                kernel,
+                format!("{self:?} does not hold q ({q}) and k, v ({kv}) per row"),
+            ))
+        }
     }
 }
 
@@ -377,13 +462,17 @@ impl Elementwise {
 
     /// Records the op over the first `tokens` rows (`tokens` must equal the
     /// `Step` uniform's, which bounds the kernel).
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, tokens: usize) -> Result<(), GpuError> {
+    pub fn encode(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        tokens: usize,
+    ) -> Result<usize, GpuError> {
         check_rows("elementwise", tokens, self.max_tokens)?;
         let groups = (tokens * self.width).div_ceil(ELEMENTWISE_WG as usize);
         let gx = groups.min(self.max_x);
         self.bound
             .dispatch(pass, (gx as u32, groups.div_ceil(gx) as u32));
-        Ok(())
+        Ok(1)
     }
 }
 

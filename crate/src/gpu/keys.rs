@@ -10,6 +10,10 @@
 
 use crate::ggml_type::GgmlType;
 
+/// Columns per RMSNorm partial sum, and invocations of its workgroups
+/// (`GROUP` in `norm.wgsl`; a power of two, at most 256).
+pub const NORM_GROUP: u32 = 256;
+
 /// A WGSL kernel family: one file under `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderFamily {
@@ -320,8 +324,9 @@ impl KvFormat {
 /// its `override` constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelKey {
-    /// `shaders/norm.wgsl`: RMSNorm, one workgroup per row.
-    RmsNorm,
+    /// `shaders/norm.wgsl`: RMSNorm's parallel half (`x * w`, partial sums
+    /// of `x²`), of every row or (`last`) of the batch's last row.
+    RmsNorm { last: bool },
     /// `shaders/rope.wgsl`: RoPE on adjacent pairs.
     Rope,
     /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
@@ -375,7 +380,11 @@ impl KernelKey {
     /// Every kernel variant the engine can ask for (each is validated by
     /// `naga` in the tests with its constants applied).
     pub fn all() -> Vec<KernelKey> {
-        let mut keys = vec![KernelKey::RmsNorm, KernelKey::Rope];
+        let mut keys = vec![
+            KernelKey::RmsNorm { last: false },
+            KernelKey::RmsNorm { last: true },
+            KernelKey::Rope,
+        ];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
         keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
         keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
@@ -404,7 +413,7 @@ impl KernelKey {
 
     pub fn family(self) -> ShaderFamily {
         match self {
-            KernelKey::RmsNorm => ShaderFamily::Norm,
+            KernelKey::RmsNorm { .. } => ShaderFamily::Norm,
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
             KernelKey::Bandwidth { .. } => ShaderFamily::Bandwidth,
@@ -432,8 +441,11 @@ impl KernelKey {
     /// family gets one, used by the entry point or not).
     pub fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            KernelKey::RmsNorm
-            | KernelKey::Rope
+            KernelKey::RmsNorm { last } => vec![
+                ("LAST", if last { 1.0 } else { 0.0 }),
+                ("GROUP", f64::from(NORM_GROUP)),
+            ],
+            KernelKey::Rope
             | KernelKey::Bandwidth { .. }
             | KernelKey::AttendFinalize
             | KernelKey::Sample => Vec::new(),

@@ -24,6 +24,7 @@ mod error;
 pub mod kernels;
 pub mod keys;
 mod pipelines;
+pub mod profile;
 pub mod qmatmul;
 pub mod repack;
 pub mod sample;

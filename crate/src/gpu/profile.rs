@@ -13,7 +13,7 @@ use super::keys::QFormat;
 use super::{GpuContext, GpuError};
 
 /// What a group of dispatches does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelClass {
     Embed,
     /// RMSNorm (`norm.wgsl`).

@@ -285,15 +285,21 @@ impl GpuSampler {
         Ok(())
     }
 
-    /// Records the sampling dispatch (one workgroup).
-    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+    /// Records the sampling dispatch (one workgroup) into `pass`.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) -> usize {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+        1
+    }
+
+    /// Records the sampling dispatch in a compute pass of its own.
+    pub fn encode_pass(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("sample"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        self.encode(&mut pass);
     }
 
     /// The u32 result at offset 0: the token id, or [`NO_TOKEN`] when the
@@ -389,7 +395,7 @@ pub async fn sample_host(
     sampler.configure(ctx, config).await?;
     sampler.prepare(ctx, step, recent)?;
     let mut encoder = ctx.encoder("sample");
-    sampler.encode(&mut encoder);
+    sampler.encode_pass(&mut encoder);
     ctx.submit(encoder).await?;
     sampler.read_token(ctx).await
 }

@@ -314,6 +314,37 @@ impl MatrixUpload {
         ctx.check()
     }
 
+    /// Rows per group: a member of a fused matrix must start on a multiple.
+    pub fn group_rows(&self) -> usize {
+        self.group_rows
+    }
+
+    /// The number of parts the matrix is split into.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Moves the write position to row `row` (the first row of the next
+    /// member of a matrix fused from several tensors, which may arrive in
+    /// any order). Only between whole row groups: no pending bytes, `row` a
+    /// multiple of [`MatrixUpload::group_rows`] below `rows`.
+    pub fn seek_row(&mut self, row: usize) -> Result<(), GpuError> {
+        if !self.carry.is_empty() || !row.is_multiple_of(self.group_rows) || row >= self.rows {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "{}: cannot start a member at row {row} ({} rows, groups of {}, {} bytes pending)",
+                    self.name,
+                    self.rows,
+                    self.group_rows,
+                    self.carry.len()
+                ),
+            ));
+        }
+        self.row = row;
+        Ok(())
+    }
+
     /// The matrix, once every byte has been pushed; an
     /// [`GpuError::UploadLength`] if some are missing.
     pub fn finish(mut self, ctx: &GpuContext) -> Result<GpuMatrix, GpuError> {
@@ -324,7 +355,7 @@ impl MatrixUpload {
                 tensor: self.name,
             });
         }
-        debug_assert!(self.row == self.rows && self.carry.is_empty());
+        debug_assert!(self.carry.is_empty());
         self.flush(ctx);
         ctx.check()?;
         Ok(GpuMatrix::from_parts(

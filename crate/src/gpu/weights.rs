@@ -25,14 +25,32 @@ use crate::quant;
 #[derive(Debug)]
 pub struct GpuLayer {
     pub attn_norm: wgpu::Buffer, // (dim) f32
-    pub wq: GpuMatrix,           // (dim, dim)
-    pub wk: GpuMatrix,           // (kv_dim, dim)
-    pub wv: GpuMatrix,           // (kv_dim, dim)
-    pub wo: GpuMatrix,           // (dim, dim)
-    pub ffn_norm: wgpu::Buffer,  // (dim) f32
-    pub w1: GpuMatrix,           // gate (ffn, dim)
-    pub w3: GpuMatrix,           // up (ffn, dim)
-    pub w2: GpuMatrix,           // down (dim, ffn)
+    /// Wq (dim, dim), Wk, Wv (kv_dim, dim): rows q | k | v.
+    pub qkv: Stack,
+    pub wo: GpuMatrix,          // (dim, dim)
+    pub ffn_norm: wgpu::Buffer, // (dim) f32
+    /// W1 (gate), W3 (up) (ffn, dim): rows gate | up.
+    pub gate_up: Stack,
+    pub w2: GpuMatrix, // down (dim, ffn)
+}
+
+/// Matrices that multiply the same input, stacked by rows: one matrix (one
+/// product per token: fewer dispatches, the input read once) when they share
+/// a format, else each apart, in order.
+#[derive(Debug)]
+pub enum Stack {
+    One(GpuMatrix),
+    Apart(Vec<GpuMatrix>),
+}
+
+impl Stack {
+    /// The matrices as stored.
+    pub fn matrices(&self) -> Vec<&GpuMatrix> {
+        match self {
+            Stack::One(m) => vec![m],
+            Stack::Apart(v) => v.iter().collect(),
+        }
+    }
 }
 
 /// Every weight the forward pass reads, on the GPU.
@@ -62,7 +80,12 @@ impl GpuWeights {
         let mut n: u64 = self
             .layers
             .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w3, &l.w2])
+            .flat_map(|l| {
+                let mut v = l.qkv.matrices();
+                v.extend(l.gate_up.matrices());
+                v.extend([&l.wo, &l.w2]);
+                v
+            })
             .map(GpuMatrix::gpu_bytes)
             .sum();
         n += self.output().gpu_bytes();
@@ -162,8 +185,52 @@ struct InFlight {
 
 enum Sink {
     Matrix(Box<MatrixUpload>),
+    /// A member of stack `i` ([`WeightLoader::stacks`]): its rows go into
+    /// the stack's upload.
+    Member(usize),
     /// A 1-D tensor's bytes (a norm weight: small), uploaded once complete.
     Vector(Vec<u8>),
+}
+
+/// Tensors uploaded as one matrix ([`Stack::One`]) when they arrive.
+struct StackUpload {
+    /// The stacked matrix's name (`blk.N.attn_qkv`, `blk.N.ffn_gate_up`).
+    name: String,
+    members: Vec<TensorInfo>,
+    /// Whether the stack must be one part (SwiGLU pairs rows across it).
+    one_part: bool,
+    /// Decided when the first member arrives: `Some(upload)` while stacking,
+    /// `None` with `apart` set when the members are uploaded each alone.
+    upload: Option<Box<MatrixUpload>>,
+    apart: bool,
+    done: Vec<bool>,
+}
+
+impl StackUpload {
+    /// The first row of member `i`.
+    fn offset(&self, i: usize) -> usize {
+        self.members[..i]
+            .iter()
+            .map(|m| m.n_elements() as usize / m.dims[0] as usize)
+            .sum()
+    }
+
+    /// The stacked tensor: the members' rows one after the other.
+    fn info(&self) -> TensorInfo {
+        let first = &self.members[0];
+        let rows: u64 = self
+            .members
+            .iter()
+            .map(|m| m.n_elements() / m.dims[0])
+            .sum();
+        TensorInfo {
+            name: self.name.clone(),
+            dims: vec![first.dims[0], rows],
+            ty: first.ty,
+            offset: 0,
+            n_bytes: self.members.iter().map(|m| m.n_bytes).sum(),
+        }
+    }
 }
 
 /// Collects uploaded tensors until every one the model needs is there.
@@ -171,18 +238,67 @@ pub struct WeightLoader {
     config: Config,
     tensors: HashMap<String, Uploaded>,
     current: Option<InFlight>,
+    /// Stacks planned from the header, and which stack each member is in.
+    stacks: Vec<StackUpload>,
+    member_of: HashMap<String, (usize, usize)>,
     gpu_bytes: u64,
     notes: Vec<String>,
 }
 
 impl WeightLoader {
-    /// Reads the hyperparameters and checks the tensor list of `header`.
+    /// Reads the hyperparameters and checks the tensor list of `header`;
+    /// plans the stacks (Q | K | V and gate | up of each layer, where the
+    /// members share a type and width).
     pub fn new(header: &Header) -> Result<WeightLoader, Error> {
         let config = Config::from_header(header)?;
+        let by_name: HashMap<&str, &TensorInfo> = header
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        let mut stacks = Vec::new();
+        let mut member_of = HashMap::new();
+        for l in 0..config.n_layers {
+            for (name, parts, one_part) in [
+                ("attn_qkv", &["attn_q", "attn_k", "attn_v"][..], false),
+                ("ffn_gate_up", &["ffn_gate", "ffn_up"][..], true),
+            ] {
+                let members: Option<Vec<TensorInfo>> = parts
+                    .iter()
+                    .map(|p| {
+                        by_name
+                            .get(format!("blk.{l}.{p}.weight").as_str())
+                            .map(|t| (*t).clone())
+                    })
+                    .collect();
+                let Some(members) = members else { continue };
+                let first = &members[0];
+                let alike = members
+                    .iter()
+                    .all(|m| m.ty == first.ty && m.dims.len() == 2 && m.dims[0] == first.dims[0]);
+                if !alike {
+                    continue;
+                }
+                let i = stacks.len();
+                for (j, m) in members.iter().enumerate() {
+                    member_of.insert(m.name.clone(), (i, j));
+                }
+                stacks.push(StackUpload {
+                    name: format!("blk.{l}.{name}.weight"),
+                    done: vec![false; members.len()],
+                    members,
+                    one_part,
+                    upload: None,
+                    apart: false,
+                });
+            }
+        }
         Ok(WeightLoader {
             config,
             tensors: HashMap::new(),
             current: None,
+            stacks,
+            member_of,
             gpu_bytes: 0,
             notes: Vec::new(),
         })
@@ -252,6 +368,11 @@ impl WeightLoader {
         let got = c.received + bytes.len() as u64;
         match &mut c.sink {
             Sink::Matrix(m) => m.push(ctx, bytes)?,
+            Sink::Member(i) => self.stacks[*i]
+                .upload
+                .as_mut()
+                .expect("a stacking member has its stack's upload")
+                .push(ctx, bytes)?,
             Sink::Vector(v) if got <= c.info.n_bytes => v.extend_from_slice(bytes),
             Sink::Vector(_) => {
                 return Err(GpuError::UploadLength {
@@ -276,6 +397,15 @@ impl WeightLoader {
     }
 
     async fn begin(&mut self, ctx: &GpuContext, info: &TensorInfo) -> Result<InFlight, Error> {
+        if let Some(&(i, j)) = self.member_of.get(&info.name) {
+            if let Some(sink) = self.begin_member(ctx, info, i, j).await? {
+                return Ok(InFlight {
+                    info: info.clone(),
+                    received: 0,
+                    sink,
+                });
+            }
+        }
         let sink = if info.dims.len() == 1 {
             // Never trust a size for an allocation: grow with the data.
             Sink::Vector(Vec::with_capacity(info.n_bytes.min(1 << 20) as usize))
@@ -300,12 +430,70 @@ impl WeightLoader {
         })
     }
 
+    /// Starts member `j` of stack `i`: begins the stack's upload on its first
+    /// member (or decides to upload the members apart: a stack that cannot be
+    /// one matrix), and moves it to the member's rows. `None`: upload the
+    /// member alone.
+    async fn begin_member(
+        &mut self,
+        ctx: &GpuContext,
+        info: &TensorInfo,
+        i: usize,
+        j: usize,
+    ) -> Result<Option<Sink>, Error> {
+        let st = &mut self.stacks[i];
+        if st.members[j] != *info || st.done[j] {
+            // Not the tensor the header listed (or twice): leave it to the
+            // plain path, whose checks report it.
+            return Ok(None);
+        }
+        if st.apart {
+            return Ok(None);
+        }
+        if st.upload.is_none() {
+            let opts = UploadOptions {
+                widen: true,
+                ..Default::default()
+            };
+            let up = MatrixUpload::begin_with(ctx, &st.info(), opts).await?;
+            let g = up.group_rows();
+            let whole_groups = (0..st.members.len()).all(|m| st.offset(m).is_multiple_of(g))
+                && up.total_bytes() == st.info().n_bytes;
+            if (st.one_part && up.parts() != 1) || !whole_groups {
+                st.apart = true;
+                return Ok(None);
+            }
+            if up.is_widened() {
+                self.notes.push(format!(
+                    "{}: {:?} has no GPU kernel; dequantized to F16 at load time",
+                    st.name, info.ty
+                ));
+            }
+            st.upload = Some(Box::new(up));
+        }
+        let offset = st.offset(j);
+        st.upload.as_mut().expect("begun above").seek_row(offset)?;
+        Ok(Some(Sink::Member(i)))
+    }
+
     async fn complete(&mut self, ctx: &GpuContext, c: InFlight) -> Result<(), Error> {
         let uploaded = match c.sink {
             Sink::Matrix(m) => {
                 let m = m.finish(ctx)?;
                 self.gpu_bytes += m.gpu_bytes();
                 Uploaded::Matrix(m)
+            }
+            Sink::Member(i) => {
+                let (_, j) = self.member_of[&c.info.name];
+                let st = &mut self.stacks[i];
+                st.done[j] = true;
+                if !st.done.iter().all(|&d| d) {
+                    return Ok(());
+                }
+                let m = st.upload.take().expect("a stack's upload").finish(ctx)?;
+                self.gpu_bytes += m.gpu_bytes();
+                self.tensors.insert(st.name.clone(), Uploaded::Matrix(m));
+                return Ok(());
             }
             Sink::Vector(bytes) => {
                 let n = c.info.n_elements() as usize;
@@ -329,19 +517,27 @@ impl WeightLoader {
             }
             .into());
         }
+        // A stack some of whose members never came: the first missing one.
+        if let Some(st) = self.stacks.iter().find(|st| st.upload.is_some()) {
+            let missing = st
+                .members
+                .iter()
+                .zip(&st.done)
+                .find(|(_, d)| !**d)
+                .map(|(m, _)| m.name.clone())
+                .unwrap_or_else(|| st.name.clone());
+            return Err(Error::Model(ModelError::MissingTensor(missing)));
+        }
         let c = self.config.clone();
         let mut layers = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
             let p = |n: &str| format!("blk.{l}.{n}.weight");
             layers.push(GpuLayer {
                 attn_norm: self.vector(p("attn_norm"))?,
-                wq: self.matrix(p("attn_q"))?,
-                wk: self.matrix(p("attn_k"))?,
-                wv: self.matrix(p("attn_v"))?,
+                qkv: self.stack(p("attn_qkv"), &[p("attn_q"), p("attn_k"), p("attn_v")])?,
                 wo: self.matrix(p("attn_output"))?,
                 ffn_norm: self.vector(p("ffn_norm"))?,
-                w1: self.matrix(p("ffn_gate"))?,
-                w3: self.matrix(p("ffn_up"))?,
+                gate_up: self.stack(p("ffn_gate_up"), &[p("ffn_gate"), p("ffn_up")])?,
                 w2: self.matrix(p("ffn_down"))?,
             });
         }
@@ -373,6 +569,16 @@ impl WeightLoader {
             Uploaded::Matrix(m) => Ok(m),
             Uploaded::Vector(_) => Err(GpuError::shape("weights", format!("{name} is 1-D")).into()),
         }
+    }
+
+    /// The stacked matrix `name`, or its members apart.
+    fn stack(&mut self, name: String, members: &[String]) -> Result<Stack, Error> {
+        if self.tensors.contains_key(&name) {
+            return Ok(Stack::One(self.matrix(name)?));
+        }
+        let apart: Result<Vec<GpuMatrix>, Error> =
+            members.iter().map(|m| self.matrix(m.clone())).collect();
+        Ok(Stack::Apart(apart?))
     }
 
     fn vector(&mut self, name: String) -> Result<wgpu::Buffer, Error> {
