@@ -132,10 +132,8 @@ fn i8x4(w: u32) -> vec4<f32> {
 // Q6_K: the 4 six-bit codes of the byte lanes of ql word `l` (nibble at bit
 // `ls`) and qh word `h` (2 bits at bit `hs`), as floats 0..63.
 fn q6x4(l: u32, h: u32, ls: u32, hs: u32) -> vec4<f32> {
-    let sh = vec4<u32>(0u, 8u, 16u, 24u);
-    let lo = (vec4<u32>(l) >> (sh + vec4<u32>(ls))) & vec4<u32>(0xfu);
-    let hi = (vec4<u32>(h) >> (sh + vec4<u32>(hs))) & vec4<u32>(3u);
-    return vec4<f32>(lo | (hi << vec4<u32>(4u)));
+    let q = ((l >> ls) & 0x0f0f0f0fu) | (((h >> hs) & 0x03030303u) << 4u);
+    return vec4<f32>((vec4<u32>(q) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu));
 }
 
 // The RMSNorm scale s(t) of token t (1 without a norm).
@@ -210,7 +208,7 @@ fn row_vec4s() -> u32 {
 
 // Columns per lane unit.
 fn unit_cols() -> u32 {
-    if FORMAT == Q4_K || FORMAT == Q6_K {
+    if FORMAT == Q4_K {
         return 64u;
     }
     return 32u;
@@ -277,26 +275,28 @@ fn load_unit(row: u32, u: u32) -> WUnit {
         );
         return w;
     }
-    // Q6_K unit u: half h = (u % 4) / 2 of super-block u / 4, positions
-    // l = 16 m .. 16 m + 16 (m = u % 2) of its four 32-value quarters k.
-    let h = (u % 4u) / 2u;
-    let m = u % 2u;
-    let sb = row * (p.cols / 256u) + u / 4u;
+    // Q6_K unit u (8 per super-block u / 8, v = u % 8): half h = v / 4,
+    // positions l = 16 m .. 16 m + 16 (m = (v / 2) % 2) of quarters j and
+    // j + 2 (j = v % 2): the low and high nibbles of one 16-byte run of ql.
+    let v = u % 8u;
+    let h = v / 4u;
+    let m = (v / 2u) % 2u;
+    let j = v % 2u;
+    let sb = row * (p.cols / 256u) + u / 8u;
     let b = 13u * sb;
-    w.q[0] = wq4[b + 4u * h + m];        // ql bytes 64 h + 16 m ..: quarters 0 (low), 2 (high)
-    w.q[1] = wq4[b + 4u * h + 2u + m];   // ql bytes 64 h + 32 + 16 m ..: quarters 1, 3
-    w.q[2] = wq4[b + 8u + 2u * h + m];   // qh bytes 32 h + 16 m ..
-    // Quarter k's scale is i8 scale 8 h + 2 k + m: byte 2 (k % 2) + m of
-    // word 2 h + k / 2 of the 16 scale bytes (vec4 12).
-    let sc = wq4[b + 12u];
-    let s01 = bitcast<i32>(select(sc.x, sc.z, h == 1u));
-    let s23 = bitcast<i32>(select(sc.y, sc.w, h == 1u));
+    w.q[0] = wq4[b + 4u * h + 2u * j + m];  // ql bytes 64 h + 32 j + 16 m ..
+    w.q[1] = wq4[b + 8u + 2u * h + m];      // qh bytes 32 h + 16 m ..
+    // Quarter k's scale is i8 scale 8 h + 2 k + m: byte 2 j + m of scale
+    // word 2 h (k = j) and 2 h + 1 (k = j + 2) (words 48.. of the block).
+    let s0 = bitcast<i32>(wq[4u * b + 48u + 2u * h]);
+    let s1 = bitcast<i32>(wq[4u * b + 49u + 2u * h]);
     w.s = scale_at(sb) * vec4<f32>(
-        f32(extractBits(s01, 8u * m, 8u)),
-        f32(extractBits(s01, 8u * (2u + m), 8u)),
-        f32(extractBits(s23, 8u * m, 8u)),
-        f32(extractBits(s23, 8u * (2u + m), 8u)),
+        f32(extractBits(s0, 8u * (2u * j + m), 8u)),
+        f32(extractBits(s1, 8u * (2u * j + m), 8u)),
+        0.0,
+        0.0,
     );
+    w.s.z = f32(j);
     return w;
 }
 
@@ -306,16 +306,24 @@ fn load_unit(row: u32, u: u32) -> WUnit {
 // or past cols read as 0.
 fn unit_x(t: u32, u: u32) -> array<vec4<f32>, 16> {
     var v: array<vec4<f32>, 16>;
+    var vv: array<vec4<f32>, 16>;
     if FORMAT == Q6_K {
-        let c0 = t * p.cols + 256u * (u / 4u) + 128u * ((u % 4u) / 2u) + 16u * (u % 2u);
-        for (var i = 0u; i < 16u; i++) {
-            v[i] = x4[(c0 + 32u * (i / 4u)) / 4u + i % 4u];
+        // Runs of 16 columns at quarters j and j + 2 (see load_unit).
+        let q = u % 8u;
+        let c0 = t * p.cols + 256u * (u / 8u) + 128u * (q / 4u) + 16u * ((q / 2u) % 2u) + 32u * (q % 2u);
+        for (var i = 0u; i < 8u; i++) {
+            vv[i] = x4[(c0 + 64u * (i / 4u)) / 4u + i % 4u];
         }
-        return v;
+        return vv;
     }
     let n = unit_cols() / 4u;
     let c0 = u * unit_cols();
-    if (p.cols & 3u) == 0u {
+    if FORMAT >= Q8_0 {
+        let i0 = (t * p.cols + c0) / 4u;
+        for (var i = 0u; i < n; i++) {
+            v[i] = x4[i0 + i];
+        }
+    } else if (p.cols & 3u) == 0u {
         let i0 = (t * p.cols + c0) / 4u;
         let left = (p.cols - min(c0, p.cols)) / 4u;
         for (var i = 0u; i < n; i++) {
@@ -349,8 +357,8 @@ fn unit_sums(xv: array<vec4<f32>, 16>) -> vec4<f32> {
         return vec4<f32>(
             hsum((xv[0] + xv[1]) + (xv[2] + xv[3])),
             hsum((xv[4] + xv[5]) + (xv[6] + xv[7])),
-            hsum((xv[8] + xv[9]) + (xv[10] + xv[11])),
-            hsum((xv[12] + xv[13]) + (xv[14] + xv[15])),
+            0.0,
+            0.0,
         );
     }
     return vec4<f32>(0.0);
@@ -411,24 +419,17 @@ fn unit_dot(w: WUnit, xv: array<vec4<f32>, 16>, xs: vec4<f32>) -> f32 {
         hi += nib4(w1.z, 4u) * xv[14] + nib4(w1.w, 4u) * xv[15];
         return (w.s.x * hsum(lo) - w.s.y * xs.x) + (w.s.z * hsum(hi) - w.s.w * xs.y);
     }
-    // Q6_K: q = (nibble k / 2 of ql[64 h + 32 (k % 2) + l]) | (bits 2k of
-    // qh[32 h + l]) << 4, value = d * sc[8 h + 2 k + m] * (q - 32); quarter
-    // k's x values are vec4s 4 k .. 4 k + 4. d * sc is one f32 product per
-    // quarter, applied to the quarter's sum (the reference multiplies each
-    // value by the same product).
-    let qa = w.q[0];
-    let qb = w.q[1];
-    let qh = w.q[2];
-    let t0 = q6x4(qa.x, qh.x, 0u, 0u) * xv[0] + q6x4(qa.y, qh.y, 0u, 0u) * xv[1]
-        + q6x4(qa.z, qh.z, 0u, 0u) * xv[2] + q6x4(qa.w, qh.w, 0u, 0u) * xv[3];
-    let t1 = q6x4(qb.x, qh.x, 0u, 2u) * xv[4] + q6x4(qb.y, qh.y, 0u, 2u) * xv[5]
-        + q6x4(qb.z, qh.z, 0u, 2u) * xv[6] + q6x4(qb.w, qh.w, 0u, 2u) * xv[7];
-    let t2 = q6x4(qa.x, qh.x, 4u, 4u) * xv[8] + q6x4(qa.y, qh.y, 4u, 4u) * xv[9]
-        + q6x4(qa.z, qh.z, 4u, 4u) * xv[10] + q6x4(qa.w, qh.w, 4u, 4u) * xv[11];
-    let t3 = q6x4(qb.x, qh.x, 4u, 6u) * xv[12] + q6x4(qb.y, qh.y, 4u, 6u) * xv[13]
-        + q6x4(qb.z, qh.z, 4u, 6u) * xv[14] + q6x4(qb.w, qh.w, 4u, 6u) * xv[15];
-    let t = vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3)) - 32.0 * xs;
-    return dot(w.s, t);
+    // Q6_K: q = (nibble of ql) | (2 bits of qh) << 4, value = d * sc * (q - 32):
+    // quarter j from the low nibbles and qh bits 2j, quarter j + 2 from the
+    // high nibbles and bits 2j + 4 (see load_unit).
+    let ql = w.q[0];
+    let qh = w.q[1];
+    let hs = 2u * u32(w.s.z);
+    let t0 = q6x4(ql.x, qh.x, 0u, hs) * xv[0] + q6x4(ql.y, qh.y, 0u, hs) * xv[1]
+        + q6x4(ql.z, qh.z, 0u, hs) * xv[2] + q6x4(ql.w, qh.w, 0u, hs) * xv[3];
+    let t1 = q6x4(ql.x, qh.x, 4u, hs + 4u) * xv[4] + q6x4(ql.y, qh.y, 4u, hs + 4u) * xv[5]
+        + q6x4(ql.z, qh.z, 4u, hs + 4u) * xv[6] + q6x4(ql.w, qh.w, 4u, hs + 4u) * xv[7];
+    return w.s.x * (hsum(t0) - 32.0 * xs.x) + w.s.y * (hsum(t1) - 32.0 * xs.y);
 }
 
 var<workgroup> partial: array<f32, MAX_PARTIALS>; // (ROWS * TT, WG)
@@ -441,6 +442,14 @@ fn matvec_row(g: u32, r: u32) -> u32 {
         return select(p.rows / 2u + g * half + r - half, g * half + r, r < half);
     }
     return g * ROWS + r;
+}
+
+// Whether row r (< ROWS) of a group with `live` rows (SwiGLU: pairs) exists.
+fn row_live(r: u32, live: u32) -> bool {
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        return r % (ROWS / 2u) < live;
+    }
+    return r < live;
 }
 
 @compute @workgroup_size(WG)
@@ -461,55 +470,59 @@ fn matvec(
     }
     let uc = unit_cols();
     let units = (p.cols + uc - 1u) / uc;
-    var acc: array<f32, MAX_ACC>;
-    for (var i = 0u; i < ROWS * TT; i++) {
-        acc[i] = 0.0;
-    }
-    for (var u = lane; u < units; u += WG) {
-        for (var t = 0u; t < TT; t++) {
-            if t < tokens {
-                let xv = unit_x(t0 + t, u);
-                let xs = unit_sums(xv);
-                for (var r = 0u; r < ROWS; r++) {
-                    if (r % (ROWS / select(1u, 2u, EPILOGUE == EPILOGUE_SWIGLU))) < live {
-                        acc[r * TT + t] += unit_dot(load_unit(matvec_row(g, r), u), xv, xs);
+    // One token at a time: each token's rows reuse its x loads; the rows'
+    // accumulators are indexed by constants (the row loop written out), so
+    // they stay in registers on every compiler.
+    for (var t = 0u; t < tokens; t++) {
+        var acc: array<f32, MAX_ROWS>;
+        for (var u = lane; u < units; u += WG) {
+            let xv = unit_x(t0 + t, u);
+            let xs = unit_sums(xv);
+            if 0u < ROWS && row_live(0u, live) { acc[0] += unit_dot(load_unit(matvec_row(g, 0u), u), xv, xs); }
+            if 1u < ROWS && row_live(1u, live) { acc[1] += unit_dot(load_unit(matvec_row(g, 1u), u), xv, xs); }
+            if 2u < ROWS && row_live(2u, live) { acc[2] += unit_dot(load_unit(matvec_row(g, 2u), u), xv, xs); }
+            if 3u < ROWS && row_live(3u, live) { acc[3] += unit_dot(load_unit(matvec_row(g, 3u), u), xv, xs); }
+            if 4u < ROWS && row_live(4u, live) { acc[4] += unit_dot(load_unit(matvec_row(g, 4u), u), xv, xs); }
+            if 5u < ROWS && row_live(5u, live) { acc[5] += unit_dot(load_unit(matvec_row(g, 5u), u), xv, xs); }
+            if 6u < ROWS && row_live(6u, live) { acc[6] += unit_dot(load_unit(matvec_row(g, 6u), u), xv, xs); }
+            if 7u < ROWS && row_live(7u, live) { acc[7] += unit_dot(load_unit(matvec_row(g, 7u), u), xv, xs); }
+            if 8u < ROWS && row_live(8u, live) { acc[8] += unit_dot(load_unit(matvec_row(g, 8u), u), xv, xs); }
+            if 9u < ROWS && row_live(9u, live) { acc[9] += unit_dot(load_unit(matvec_row(g, 9u), u), xv, xs); }
+            if 10u < ROWS && row_live(10u, live) { acc[10] += unit_dot(load_unit(matvec_row(g, 10u), u), xv, xs); }
+            if 11u < ROWS && row_live(11u, live) { acc[11] += unit_dot(load_unit(matvec_row(g, 11u), u), xv, xs); }
+            if 12u < ROWS && row_live(12u, live) { acc[12] += unit_dot(load_unit(matvec_row(g, 12u), u), xv, xs); }
+            if 13u < ROWS && row_live(13u, live) { acc[13] += unit_dot(load_unit(matvec_row(g, 13u), u), xv, xs); }
+            if 14u < ROWS && row_live(14u, live) { acc[14] += unit_dot(load_unit(matvec_row(g, 14u), u), xv, xs); }
+            if 15u < ROWS && row_live(15u, live) { acc[15] += unit_dot(load_unit(matvec_row(g, 15u), u), xv, xs); }
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            partial[r * WG + lane] = acc[r];
+        }
+        workgroupBarrier();
+        if EPILOGUE == EPILOGUE_SWIGLU {
+            let half = ROWS / 2u;
+            for (var r = lane; r < half; r += WG) {
+                if r < live {
+                    var a = 0.0;
+                    var b = 0.0;
+                    for (var l = 0u; l < WG; l++) {
+                        a += partial[r * WG + l];
+                        b += partial[(r + half) * WG + l];
                     }
+                    let s = norm_scale(t0 + t);
+                    store_swiglu(t0 + t, g * half + r, a * s, b * s);
                 }
             }
-        }
-    }
-    for (var i = 0u; i < ROWS * TT; i++) {
-        partial[i * WG + lane] = acc[i];
-    }
-    workgroupBarrier();
-    if EPILOGUE == EPILOGUE_SWIGLU {
-        let half = ROWS / 2u;
-        for (var i = lane; i < half * TT; i += WG) {
-            let r = i / TT;
-            let t = i % TT;
-            if r < live && t < tokens {
+        } else {
+            for (var r = lane; r < live; r += WG) {
                 var a = 0.0;
-                var b = 0.0;
                 for (var l = 0u; l < WG; l++) {
-                    a += partial[i * WG + l];
-                    b += partial[(i + half * TT) * WG + l];
+                    a += partial[r * WG + l];
                 }
-                let s = norm_scale(t0 + t);
-                store_swiglu(t0 + t, g * half + r, a * s, b * s);
+                store_y(t0 + t, g * ROWS + r, a * norm_scale(t0 + t));
             }
         }
-        return;
-    }
-    for (var i = lane; i < ROWS * TT; i += WG) {
-        let r = i / TT;
-        let t = i % TT;
-        if r < live && t < tokens {
-            var a = 0.0;
-            for (var l = 0u; l < WG; l++) {
-                a += partial[i * WG + l];
-            }
-            store_y(t0 + t, g * ROWS + r, a * norm_scale(t0 + t));
-        }
+        workgroupBarrier();
     }
 }
 

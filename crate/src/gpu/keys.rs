@@ -54,7 +54,34 @@ impl ShaderFamily {
         }
     }
 
+    /// The WGSL source compiled into the crate; natively, with
+    /// `CODELLAMA_SHADERS=DIR` set, the file of that name in DIR instead
+    /// (read once: for tuning kernels without rebuilding).
     pub fn source(self) -> &'static str {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(s) = self.source_override() {
+            return s;
+        }
+        self.builtin_source()
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn source_override(self) -> Option<&'static str> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        let dir = std::env::var_os("CODELLAMA_SHADERS")?;
+        static LOADED: OnceLock<Mutex<HashMap<ShaderFamily, &'static str>>> = OnceLock::new();
+        let mut loaded = LOADED.get_or_init(Default::default).lock().ok()?;
+        if let Some(s) = loaded.get(&self) {
+            return Some(s);
+        }
+        let text = std::fs::read_to_string(std::path::Path::new(&dir).join(self.name())).ok()?;
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        loaded.insert(self, text);
+        Some(text)
+    }
+
+    fn builtin_source(self) -> &'static str {
         match self {
             ShaderFamily::Norm => include_str!("../../../shaders/norm.wgsl"),
             ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
@@ -320,6 +347,14 @@ impl KvFormat {
     }
 }
 
+/// A binding of a fixed layout ([`KernelKey::bindings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    Uniform,
+    ReadOnly,
+    ReadWrite,
+}
+
 /// One compute pipeline: a kernel family, its entry point and the values of
 /// its `override` constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -465,6 +500,49 @@ impl KernelKey {
                 ("ROWS", f64::from(shape.rows)),
                 ("TT", f64::from(shape.tokens)),
             ],
+        }
+    }
+
+    /// The bind group layout of the pipeline, where it is fixed by the
+    /// family rather than derived from the shader: `qmatmul.wgsl` entry
+    /// points list every binding they may read in any variant, so that one
+    /// set of bind group entries fits every `FORMAT` and `EPILOGUE` (a
+    /// derived layout drops bindings only dead variants use, and the browser
+    /// and naga disagree on which). `None`: derived from the shader.
+    pub fn bindings(self) -> Option<Vec<(u32, Binding)>> {
+        use Binding::{ReadOnly, ReadWrite, Uniform};
+        match self {
+            KernelKey::QMatmul { entry, .. } => Some(match entry {
+                QEntry::Matvec => vec![
+                    (0, Uniform),
+                    (1, ReadOnly),
+                    (2, ReadWrite),
+                    (3, ReadOnly),
+                    (4, ReadOnly),
+                    (5, Uniform),
+                    (7, ReadOnly),
+                    (8, ReadOnly),
+                    (9, ReadOnly),
+                ],
+                QEntry::Matmul => vec![
+                    (0, Uniform),
+                    (1, ReadOnly),
+                    (2, ReadWrite),
+                    (3, ReadOnly),
+                    (4, ReadOnly),
+                    (5, Uniform),
+                    (9, ReadOnly),
+                ],
+                QEntry::Embed => vec![
+                    (0, Uniform),
+                    (2, ReadWrite),
+                    (3, ReadOnly),
+                    (4, ReadOnly),
+                    (5, Uniform),
+                    (6, ReadOnly),
+                ],
+            }),
+            _ => None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::keys::{KernelKey, ShaderFamily};
+use super::keys::{Binding, KernelKey, ShaderFamily};
 
 /// Shader modules per family and pipelines per key, created on first use.
 #[derive(Default)]
@@ -29,12 +29,13 @@ impl GpuContext {
         let module = self.shader_module(key.family()).await?;
         let constants = key.constants();
         let label = key.label();
+        let layout = key.bindings().map(|b| self.fixed_layout(&label, &b));
         let pipeline = self
             .scoped(|| {
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                         label: Some(&label),
-                        layout: None,
+                        layout: layout.as_ref(),
                         module: &module,
                         entry_point: Some(key.entry_point()),
                         compilation_options: wgpu::PipelineCompilationOptions {
@@ -47,6 +48,39 @@ impl GpuContext {
             .await?;
         lock(&self.pipelines.pipelines)?.insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// A pipeline layout of one bind group with `bindings`.
+    fn fixed_layout(&self, label: &str, bindings: &[(u32, Binding)]) -> wgpu::PipelineLayout {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+            .iter()
+            .map(|&(binding, kind)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match kind {
+                        Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                        Binding::ReadOnly => wgpu::BufferBindingType::Storage { read_only: true },
+                        Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let group = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &entries,
+            });
+        self.device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&group)],
+                immediate_size: 0,
+            })
     }
 
     /// Creates the pipelines for `keys` now (e.g. before a decode loop).

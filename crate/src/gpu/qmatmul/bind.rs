@@ -399,10 +399,8 @@ impl GpuMatrix {
         shared: &[(u32, wgpu::BindingResource<'_>)],
     ) -> Result<Vec<wgpu::BindGroup>, GpuError> {
         let layout = pipeline.get_bind_group_layout(0);
-        let quants_binding = match entry {
-            QEntry::Matvec => 7,
-            _ => 3,
-        };
+        // matvec reads the quants as vec4<u32> (7) and u32 (3).
+        let vec4_view = matches!(entry, QEntry::Matvec);
         let mut groups = Vec::with_capacity(self.parts.len());
         for (part, params) in self.parts.iter().zip(params) {
             let mut entries = vec![
@@ -411,7 +409,7 @@ impl GpuMatrix {
                     resource: params.as_entire_binding(),
                 },
                 wgpu::BindGroupEntry {
-                    binding: quants_binding,
+                    binding: 3,
                     resource: part.quants.as_entire_binding(),
                 },
                 wgpu::BindGroupEntry {
@@ -419,6 +417,12 @@ impl GpuMatrix {
                     resource: part.scales.as_entire_binding(),
                 },
             ];
+            if vec4_view {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 7,
+                    resource: part.quants.as_entire_binding(),
+                });
+            }
             entries.extend(
                 shared
                     .iter()
