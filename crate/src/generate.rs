@@ -121,6 +121,31 @@ pub trait Backend {
         self.feed(&[token]).await?;
         self.sample(cfg, recent, step).await
     }
+
+    /// Whether steps with `cfg` can be launched before the previous token is
+    /// read ([`Backend::launch`]); backends without it say no.
+    fn can_pipeline(&self, _cfg: &SamplerConfig) -> bool {
+        false
+    }
+
+    /// Starts feeding `token` (`None`: the token the previous launched step
+    /// sampled, left on the device) and sampling the next one, without
+    /// waiting; [`Backend::finish`] returns the tokens in launch order. Only
+    /// called where [`Backend::can_pipeline`] says yes.
+    async fn launch(
+        &mut self,
+        _token: Option<u32>,
+        _cfg: &SamplerConfig,
+        _recent: &[u32],
+        _step: u32,
+    ) -> Result<(), Error> {
+        Err(crate::gpu::GpuError::Internal("this backend does not pipeline".into()).into())
+    }
+
+    /// The token of the oldest launched step.
+    async fn finish(&mut self) -> Result<u32, Error> {
+        Err(crate::gpu::GpuError::Internal("this backend does not pipeline".into()).into())
+    }
 }
 
 impl Backend for CpuDecoder<'_> {
@@ -248,54 +273,96 @@ impl<B: Backend> Session<B> {
         let mut stops = StopMatcher::new(&opts.stop);
         let mut generated = 0usize;
         let mut pending: Option<u32> = None;
-        let reason = loop {
-            if opts.cancelled() {
-                break StopReason::Aborted;
-            }
-            if generated >= opts.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            let step = generated as u32;
-            let token = match pending.take() {
-                None => {
-                    self.decoder
-                        .sample(&opts.sampler, &self.tokens, step)
-                        .await?
+        // Pipelined decoding (GPU backends, samplers that do not look at the
+        // recent tokens): the step after the one whose token is awaited is
+        // already launched, fed by the token still on the device; the cache
+        // then holds up to two positions past `self.tokens`, cut back below.
+        let pipelined = self.decoder.can_pipeline(&opts.sampler);
+        let mut in_flight = 0usize;
+        let result: Result<StopReason, Error> = async {
+            Ok(loop {
+                if opts.cancelled() {
+                    break StopReason::Aborted;
                 }
-                Some(last) => {
-                    let next = self
-                        .decoder
-                        .step_and_sample(last, &opts.sampler, &self.tokens, step)
-                        .await;
-                    if next.is_err() {
-                        self.decoder.truncate(0);
-                        self.tokens.clear();
+                if generated >= opts.max_tokens {
+                    break StopReason::MaxTokens;
+                }
+                let step = generated as u32;
+                let token = match pending.take() {
+                    None => {
+                        self.decoder
+                            .sample(&opts.sampler, &self.tokens, step)
+                            .await?
                     }
-                    next?
+                    Some(last) if pipelined => {
+                        if in_flight == 0 {
+                            self.decoder
+                                .launch(Some(last), &opts.sampler, &self.tokens, step)
+                                .await?;
+                            in_flight += 1;
+                        }
+                        // The step after this one, if it may be needed.
+                        let more = generated + 1 < opts.max_tokens
+                            && self.tokens.len() + 1 < self.decoder.max_len();
+                        if more && in_flight == 1 {
+                            self.decoder
+                                .launch(None, &opts.sampler, &self.tokens, step + 1)
+                                .await?;
+                            in_flight += 1;
+                        }
+                        in_flight -= 1;
+                        self.decoder.finish().await?
+                    }
+                    Some(last) => {
+                        self.decoder
+                            .step_and_sample(last, &opts.sampler, &self.tokens, step)
+                            .await?
+                    }
+                };
+                generated += 1;
+                on_event(GenerateEvent::Token(token));
+                if opts.stop_ids.contains(&token) {
+                    break StopReason::StopToken;
                 }
-            };
-            generated += 1;
-            on_event(GenerateEvent::Token(token));
-            if opts.stop_ids.contains(&token) {
-                break StopReason::StopToken;
+                let text = stream.push(token)?;
+                if stops.push(&text, &mut |t| on_event(GenerateEvent::Text(t))) {
+                    break StopReason::StopString;
+                }
+                if self.tokens.len() >= self.decoder.max_len() {
+                    break StopReason::Length;
+                }
+                // The token joins the cache with the next step; `recent` for its
+                // sampling already includes it.
+                self.tokens.push(token);
+                pending = Some(token);
+            })
+        }
+        .await;
+        // Steps launched ahead and not needed: wait for them, drop their tokens.
+        let mut drained = Ok(());
+        while in_flight > 0 {
+            in_flight -= 1;
+            if let Err(e) = self.decoder.finish().await {
+                drained = Err(e);
             }
-            let text = stream.push(token)?;
-            if stops.push(&text, &mut |t| on_event(GenerateEvent::Text(t))) {
-                break StopReason::StopString;
+        }
+        let reason = match result.and_then(|r| drained.map(|_| r)) {
+            Ok(r) => r,
+            Err(e) => {
+                // What the cache holds is unknown: forget it.
+                self.decoder.truncate(0);
+                self.tokens.clear();
+                return Err(e);
             }
-            if self.tokens.len() >= self.decoder.max_len() {
-                break StopReason::Length;
-            }
-            // The token joins the cache with the next step; `recent` for its
-            // sampling already includes it.
-            self.tokens.push(token);
-            pending = Some(token);
         };
         if let Some(t) = pending {
-            // Sampled and emitted but never fed: not in the cache.
+            // Sampled and emitted; fed only by a step launched ahead.
             debug_assert_eq!(self.tokens.last(), Some(&t));
             self.tokens.pop();
         }
+        // The cache holds exactly `self.tokens` (steps launched ahead fed
+        // tokens past them).
+        self.decoder.truncate(self.tokens.len());
         if reason != StopReason::StopString {
             let tail = stream.finish();
             let mut on_text = |t: &str| on_event(GenerateEvent::Text(t));

@@ -185,6 +185,54 @@ impl GpuContext {
         Ok(bytes)
     }
 
+    /// Submits `encoder` without error scopes (the per-token path): errors
+    /// still surface typed, from the device's loss and uncaptured-error
+    /// callbacks, at the next [`GpuContext::check`] (every read-back checks).
+    pub fn submit_unscoped(
+        &self,
+        encoder: wgpu::CommandEncoder,
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
+        self.check()?;
+        Ok(self.queue.submit([encoder.finish()]))
+    }
+
+    /// Reads a persistent `MAP_READ | COPY_DST` buffer once `submission` (the
+    /// submit that copied into it) is done — natively waiting for that
+    /// submission only, not for work submitted after it — and unmaps it.
+    pub async fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u8>, GpuError> {
+        let slot = MapSlot::default();
+        let done = slot.clone();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| done.complete(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map_err(|e| self.lost_or(GpuError::ReadBack(e.to_string())))?;
+        #[cfg(target_arch = "wasm32")]
+        let _ = submission;
+        if let Err(e) = slot.await {
+            return Err(self.lost_or(GpuError::ReadBack(e.to_string())));
+        }
+        self.check()?;
+        let bytes = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+            view.to_vec()
+        };
+        staging.unmap();
+        Ok(bytes)
+    }
+
     /// Waits until the GPU has finished the work submitted so far (for
     /// timings: a submit returns before the GPU runs it).
     pub async fn wait_idle(&self) -> Result<(), GpuError> {

@@ -177,6 +177,24 @@ pub struct GpuDecoder {
     sampler: GpuSampler,
     sampler_config: Option<SamplerConfig>,
     last_stats: EncodeStats,
+    /// Read-back slots of launched decode steps (see [`GpuDecoder::launch`]).
+    slots: [wgpu::Buffer; MAX_IN_FLIGHT],
+    /// Launched steps not yet finished: (slot, submission), oldest first.
+    in_flight: std::collections::VecDeque<(usize, wgpu::SubmissionIndex)>,
+    next_slot: usize,
+}
+
+/// Decode steps that may be launched before the oldest one's token is read.
+pub const MAX_IN_FLIGHT: usize = 2;
+
+/// Where a batch's token ids come from.
+#[derive(Clone, Copy, Debug)]
+enum Ids<'a> {
+    /// Written from the host.
+    Host(&'a [u32]),
+    /// One token: the id the previous step sampled, already copied on the
+    /// GPU into the ids buffer.
+    Device,
 }
 
 impl GpuDecoder {
@@ -374,6 +392,17 @@ impl GpuDecoder {
         .await?;
         attention.reserve_async(g, t.min(opts.max_len)).await?;
         let sampler = GpuSampler::new(g, &act.logits, c.vocab_size).await?;
+        let slot = |i: usize| {
+            let b = g.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("token read-back {i}")),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            g.record_buffer(&b);
+            b
+        };
+        let slots = std::array::from_fn(slot);
         Ok(GpuDecoder {
             ctx: Arc::clone(&ctx),
             weights,
@@ -392,6 +421,9 @@ impl GpuDecoder {
             sampler,
             sampler_config: None,
             last_stats: EncodeStats::default(),
+            slots,
+            in_flight: std::collections::VecDeque::new(),
+            next_slot: 0,
         })
     }
 
@@ -517,6 +549,72 @@ impl GpuDecoder {
         Ok(self.sampler.read_token(&self.ctx).await?)
     }
 
+    /// Launches a decode step without waiting for it: feeds `token` (`None`:
+    /// the token the previous launched step sampled, which stays on the GPU —
+    /// no read-back between steps), samples the next token into a read-back
+    /// slot, submits, and returns. Up to [`MAX_IN_FLIGHT`] steps may be in
+    /// flight; [`GpuDecoder::finish`] returns their tokens in order. The
+    /// sampler's `recent` tokens must be known at launch: a caller pipelines
+    /// only samplers without a repetition penalty
+    /// ([`GpuDecoder::can_pipeline`]). The cache length counts launched steps.
+    pub async fn launch(
+        &mut self,
+        token: Option<u32>,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+    ) -> Result<(), Error> {
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return Err(GpuError::Internal(format!(
+                "{MAX_IN_FLIGHT} decode steps are in flight already"
+            ))
+            .into());
+        }
+        self.configure_sampler(cfg).await?;
+        self.sampler.prepare(&self.ctx, step, recent)?;
+        let one;
+        let ids = match token {
+            Some(t) => {
+                one = [t];
+                Ids::Host(&one)
+            }
+            None => Ids::Device,
+        };
+        let mut encoder = self.encode(ids, true, None).await?;
+        let slot = self.next_slot;
+        self.next_slot = (slot + 1) % MAX_IN_FLIGHT;
+        // The id feeds the next step on the GPU, and comes back to the host.
+        let token_buffer = self.sampler.token_buffer();
+        encoder.copy_buffer_to_buffer(token_buffer, 0, &self.act.ids, 0, 4);
+        encoder.copy_buffer_to_buffer(token_buffer, 0, &self.slots[slot], 0, 4);
+        let submission = self.ctx.submit_unscoped(encoder)?;
+        self.attention.advance(1)?;
+        self.in_flight.push_back((slot, submission));
+        Ok(())
+    }
+
+    /// The token of the oldest launched step (waiting for that step only).
+    pub async fn finish(&mut self) -> Result<u32, Error> {
+        let Some((slot, submission)) = self.in_flight.pop_front() else {
+            return Err(GpuError::Internal("no decode step in flight".into()).into());
+        };
+        let bytes = self.ctx.map_read(&self.slots[slot], submission).await?;
+        let t = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        Ok(crate::gpu::sample::token_result(t)?)
+    }
+
+    /// Launched steps not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether decode steps with `cfg` can be launched ahead of reading the
+    /// previous token: its sampling must not depend on the recent tokens
+    /// (no repetition penalty).
+    pub fn can_pipeline(cfg: &SamplerConfig) -> bool {
+        !cfg.constants().penalize
+    }
+
     /// [`GpuDecoder::step_and_sample`] with the GPU time of every kernel
     /// class from timestamp queries (`profiler` from [`Profiler::new`]).
     pub async fn step_profiled(
@@ -571,8 +669,21 @@ impl GpuDecoder {
         sample: bool,
         profiler: Option<&mut Profiler>,
     ) -> Result<wgpu::CommandEncoder, Error> {
+        self.encode(Ids::Host(tokens), sample, profiler).await
+    }
+
+    /// [`GpuDecoder::encode_batch`] for ids from the host or the GPU.
+    async fn encode(
+        &mut self,
+        ids: Ids<'_>,
+        sample: bool,
+        profiler: Option<&mut Profiler>,
+    ) -> Result<wgpu::CommandEncoder, Error> {
         let vocab = self.weights.config.vocab_size;
-        let n = tokens.len();
+        let n = match ids {
+            Ids::Host(t) => t.len(),
+            Ids::Device => 1,
+        };
         let pos = self.attention.len();
         if n == 0 || n > self.opts.prefill_chunk {
             return Err(GpuError::shape(
@@ -587,15 +698,19 @@ impl GpuDecoder {
             }
             .into());
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(DecodeError::TokenOutOfRange { token: bad, vocab }.into());
+        if let Ids::Host(tokens) = ids {
+            if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(DecodeError::TokenOutOfRange { token: bad, vocab }.into());
+            }
         }
         self.attention.reserve_async(&self.ctx, pos + n).await?;
         let step = StepParams::batch(pos, n, 0);
         self.step.write(&self.ctx, &step);
-        self.ctx
-            .queue()
-            .write_buffer(&self.act.ids, 0, bytemuck::cast_slice(tokens));
+        if let Ids::Host(tokens) = ids {
+            self.ctx
+                .queue()
+                .write_buffer(&self.act.ids, 0, bytemuck::cast_slice(tokens));
+        }
 
         let started = crate::clock::now();
         let mut encoder = self.ctx.encoder("forward");
@@ -719,5 +834,23 @@ impl crate::generate::Backend for GpuDecoder {
         step: u32,
     ) -> Result<u32, Error> {
         GpuDecoder::step_and_sample(self, token, cfg, recent, step).await
+    }
+
+    fn can_pipeline(&self, cfg: &SamplerConfig) -> bool {
+        GpuDecoder::can_pipeline(cfg)
+    }
+
+    async fn launch(
+        &mut self,
+        token: Option<u32>,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+    ) -> Result<(), Error> {
+        GpuDecoder::launch(self, token, cfg, recent, step).await
+    }
+
+    async fn finish(&mut self) -> Result<u32, Error> {
+        GpuDecoder::finish(self).await
     }
 }
