@@ -470,60 +470,206 @@ fn matvec(
     }
     let uc = unit_cols();
     let units = (p.cols + uc - 1u) / uc;
-    // One token at a time: each token's rows reuse its x loads; the rows'
-    // accumulators are indexed by constants (the row loop written out), so
-    // they stay in registers on every compiler.
-    for (var t = 0u; t < tokens; t++) {
-        var acc: array<f32, MAX_ROWS>;
-        for (var u = lane; u < units; u += WG) {
-            let xv = unit_x(t0 + t, u);
-            let xs = unit_sums(xv);
-            if 0u < ROWS && row_live(0u, live) { acc[0] += unit_dot(load_unit(matvec_row(g, 0u), u), xv, xs); }
-            if 1u < ROWS && row_live(1u, live) { acc[1] += unit_dot(load_unit(matvec_row(g, 1u), u), xv, xs); }
-            if 2u < ROWS && row_live(2u, live) { acc[2] += unit_dot(load_unit(matvec_row(g, 2u), u), xv, xs); }
-            if 3u < ROWS && row_live(3u, live) { acc[3] += unit_dot(load_unit(matvec_row(g, 3u), u), xv, xs); }
-            if 4u < ROWS && row_live(4u, live) { acc[4] += unit_dot(load_unit(matvec_row(g, 4u), u), xv, xs); }
-            if 5u < ROWS && row_live(5u, live) { acc[5] += unit_dot(load_unit(matvec_row(g, 5u), u), xv, xs); }
-            if 6u < ROWS && row_live(6u, live) { acc[6] += unit_dot(load_unit(matvec_row(g, 6u), u), xv, xs); }
-            if 7u < ROWS && row_live(7u, live) { acc[7] += unit_dot(load_unit(matvec_row(g, 7u), u), xv, xs); }
-            if 8u < ROWS && row_live(8u, live) { acc[8] += unit_dot(load_unit(matvec_row(g, 8u), u), xv, xs); }
-            if 9u < ROWS && row_live(9u, live) { acc[9] += unit_dot(load_unit(matvec_row(g, 9u), u), xv, xs); }
-            if 10u < ROWS && row_live(10u, live) { acc[10] += unit_dot(load_unit(matvec_row(g, 10u), u), xv, xs); }
-            if 11u < ROWS && row_live(11u, live) { acc[11] += unit_dot(load_unit(matvec_row(g, 11u), u), xv, xs); }
-            if 12u < ROWS && row_live(12u, live) { acc[12] += unit_dot(load_unit(matvec_row(g, 12u), u), xv, xs); }
-            if 13u < ROWS && row_live(13u, live) { acc[13] += unit_dot(load_unit(matvec_row(g, 13u), u), xv, xs); }
-            if 14u < ROWS && row_live(14u, live) { acc[14] += unit_dot(load_unit(matvec_row(g, 14u), u), xv, xs); }
-            if 15u < ROWS && row_live(15u, live) { acc[15] += unit_dot(load_unit(matvec_row(g, 15u), u), xv, xs); }
+    if TT == 1u {
+        // Decode: one token; each row's weights are loaded and used at once
+        // with the unit's x values (loaded once for all rows). The row loop
+        // is written out so that the accumulators are indexed by constants.
+        if tokens == 1u {
+            var acc: array<f32, MAX_ROWS>;
+            for (var u = lane; u < units; u += WG) {
+                let xv = unit_x(t0, u);
+                let xs = unit_sums(xv);
+                if 0u < ROWS && row_live(0u, live) { acc[0] += unit_dot(load_unit(matvec_row(g, 0u), u), xv, xs); }
+                if 1u < ROWS && row_live(1u, live) { acc[1] += unit_dot(load_unit(matvec_row(g, 1u), u), xv, xs); }
+                if 2u < ROWS && row_live(2u, live) { acc[2] += unit_dot(load_unit(matvec_row(g, 2u), u), xv, xs); }
+                if 3u < ROWS && row_live(3u, live) { acc[3] += unit_dot(load_unit(matvec_row(g, 3u), u), xv, xs); }
+                if 4u < ROWS && row_live(4u, live) { acc[4] += unit_dot(load_unit(matvec_row(g, 4u), u), xv, xs); }
+                if 5u < ROWS && row_live(5u, live) { acc[5] += unit_dot(load_unit(matvec_row(g, 5u), u), xv, xs); }
+                if 6u < ROWS && row_live(6u, live) { acc[6] += unit_dot(load_unit(matvec_row(g, 6u), u), xv, xs); }
+                if 7u < ROWS && row_live(7u, live) { acc[7] += unit_dot(load_unit(matvec_row(g, 7u), u), xv, xs); }
+                if 8u < ROWS && row_live(8u, live) { acc[8] += unit_dot(load_unit(matvec_row(g, 8u), u), xv, xs); }
+                if 9u < ROWS && row_live(9u, live) { acc[9] += unit_dot(load_unit(matvec_row(g, 9u), u), xv, xs); }
+                if 10u < ROWS && row_live(10u, live) { acc[10] += unit_dot(load_unit(matvec_row(g, 10u), u), xv, xs); }
+                if 11u < ROWS && row_live(11u, live) { acc[11] += unit_dot(load_unit(matvec_row(g, 11u), u), xv, xs); }
+                if 12u < ROWS && row_live(12u, live) { acc[12] += unit_dot(load_unit(matvec_row(g, 12u), u), xv, xs); }
+                if 13u < ROWS && row_live(13u, live) { acc[13] += unit_dot(load_unit(matvec_row(g, 13u), u), xv, xs); }
+                if 14u < ROWS && row_live(14u, live) { acc[14] += unit_dot(load_unit(matvec_row(g, 14u), u), xv, xs); }
+                if 15u < ROWS && row_live(15u, live) { acc[15] += unit_dot(load_unit(matvec_row(g, 15u), u), xv, xs); }
+            }
+            reduce_store(&acc, lane, g, t0, live);
         }
-        for (var r = 0u; r < ROWS; r++) {
-            partial[r * WG + lane] = acc[r];
-        }
-        workgroupBarrier();
-        if EPILOGUE == EPILOGUE_SWIGLU {
-            let half = ROWS / 2u;
-            for (var r = lane; r < half; r += WG) {
-                if r < live {
-                    var a = 0.0;
-                    var b = 0.0;
-                    for (var l = 0u; l < WG; l++) {
-                        a += partial[r * WG + l];
-                        b += partial[(r + half) * WG + l];
-                    }
-                    let s = norm_scale(t0 + t);
-                    store_swiglu(t0 + t, g * half + r, a * s, b * s);
+    } else {
+        // Tokens in groups of up to 4: per unit, every row's weights are loaded
+        // once (w) and multiplied with each token's x values (loaded once per
+        // token). Rows and tokens are written out, so that the weights and
+        // accumulators are indexed by constants and stay in registers (or
+        // cheap spill slots) on every compiler.
+        for (var tg = 0u; tg < tokens; tg += 4u) {
+            var a0: array<f32, MAX_ROWS>;
+            var a1: array<f32, MAX_ROWS>;
+            var a2: array<f32, MAX_ROWS>;
+            var a3: array<f32, MAX_ROWS>;
+            for (var u = lane; u < units; u += WG) {
+                var w: array<WUnit, MAX_ROWS>;
+                if 0u < ROWS && row_live(0u, live) { w[0] = load_unit(matvec_row(g, 0u), u); }
+                if 1u < ROWS && row_live(1u, live) { w[1] = load_unit(matvec_row(g, 1u), u); }
+                if 2u < ROWS && row_live(2u, live) { w[2] = load_unit(matvec_row(g, 2u), u); }
+                if 3u < ROWS && row_live(3u, live) { w[3] = load_unit(matvec_row(g, 3u), u); }
+                if 4u < ROWS && row_live(4u, live) { w[4] = load_unit(matvec_row(g, 4u), u); }
+                if 5u < ROWS && row_live(5u, live) { w[5] = load_unit(matvec_row(g, 5u), u); }
+                if 6u < ROWS && row_live(6u, live) { w[6] = load_unit(matvec_row(g, 6u), u); }
+                if 7u < ROWS && row_live(7u, live) { w[7] = load_unit(matvec_row(g, 7u), u); }
+                if 8u < ROWS && row_live(8u, live) { w[8] = load_unit(matvec_row(g, 8u), u); }
+                if 9u < ROWS && row_live(9u, live) { w[9] = load_unit(matvec_row(g, 9u), u); }
+                if 10u < ROWS && row_live(10u, live) { w[10] = load_unit(matvec_row(g, 10u), u); }
+                if 11u < ROWS && row_live(11u, live) { w[11] = load_unit(matvec_row(g, 11u), u); }
+                if 12u < ROWS && row_live(12u, live) { w[12] = load_unit(matvec_row(g, 12u), u); }
+                if 13u < ROWS && row_live(13u, live) { w[13] = load_unit(matvec_row(g, 13u), u); }
+                if 14u < ROWS && row_live(14u, live) { w[14] = load_unit(matvec_row(g, 14u), u); }
+                if 15u < ROWS && row_live(15u, live) { w[15] = load_unit(matvec_row(g, 15u), u); }
+                if 0u < TT && tg + 0u < tokens {
+                    let xv = unit_x(t0 + tg + 0u, u);
+                    let xs = unit_sums(xv);
+                    if 0u < ROWS && row_live(0u, live) { a0[0] += unit_dot(w[0], xv, xs); }
+                    if 1u < ROWS && row_live(1u, live) { a0[1] += unit_dot(w[1], xv, xs); }
+                    if 2u < ROWS && row_live(2u, live) { a0[2] += unit_dot(w[2], xv, xs); }
+                    if 3u < ROWS && row_live(3u, live) { a0[3] += unit_dot(w[3], xv, xs); }
+                    if 4u < ROWS && row_live(4u, live) { a0[4] += unit_dot(w[4], xv, xs); }
+                    if 5u < ROWS && row_live(5u, live) { a0[5] += unit_dot(w[5], xv, xs); }
+                    if 6u < ROWS && row_live(6u, live) { a0[6] += unit_dot(w[6], xv, xs); }
+                    if 7u < ROWS && row_live(7u, live) { a0[7] += unit_dot(w[7], xv, xs); }
+                    if 8u < ROWS && row_live(8u, live) { a0[8] += unit_dot(w[8], xv, xs); }
+                    if 9u < ROWS && row_live(9u, live) { a0[9] += unit_dot(w[9], xv, xs); }
+                    if 10u < ROWS && row_live(10u, live) { a0[10] += unit_dot(w[10], xv, xs); }
+                    if 11u < ROWS && row_live(11u, live) { a0[11] += unit_dot(w[11], xv, xs); }
+                    if 12u < ROWS && row_live(12u, live) { a0[12] += unit_dot(w[12], xv, xs); }
+                    if 13u < ROWS && row_live(13u, live) { a0[13] += unit_dot(w[13], xv, xs); }
+                    if 14u < ROWS && row_live(14u, live) { a0[14] += unit_dot(w[14], xv, xs); }
+                    if 15u < ROWS && row_live(15u, live) { a0[15] += unit_dot(w[15], xv, xs); }
+                }
+                if 1u < TT && tg + 1u < tokens {
+                    let xv = unit_x(t0 + tg + 1u, u);
+                    let xs = unit_sums(xv);
+                    if 0u < ROWS && row_live(0u, live) { a1[0] += unit_dot(w[0], xv, xs); }
+                    if 1u < ROWS && row_live(1u, live) { a1[1] += unit_dot(w[1], xv, xs); }
+                    if 2u < ROWS && row_live(2u, live) { a1[2] += unit_dot(w[2], xv, xs); }
+                    if 3u < ROWS && row_live(3u, live) { a1[3] += unit_dot(w[3], xv, xs); }
+                    if 4u < ROWS && row_live(4u, live) { a1[4] += unit_dot(w[4], xv, xs); }
+                    if 5u < ROWS && row_live(5u, live) { a1[5] += unit_dot(w[5], xv, xs); }
+                    if 6u < ROWS && row_live(6u, live) { a1[6] += unit_dot(w[6], xv, xs); }
+                    if 7u < ROWS && row_live(7u, live) { a1[7] += unit_dot(w[7], xv, xs); }
+                    if 8u < ROWS && row_live(8u, live) { a1[8] += unit_dot(w[8], xv, xs); }
+                    if 9u < ROWS && row_live(9u, live) { a1[9] += unit_dot(w[9], xv, xs); }
+                    if 10u < ROWS && row_live(10u, live) { a1[10] += unit_dot(w[10], xv, xs); }
+                    if 11u < ROWS && row_live(11u, live) { a1[11] += unit_dot(w[11], xv, xs); }
+                    if 12u < ROWS && row_live(12u, live) { a1[12] += unit_dot(w[12], xv, xs); }
+                    if 13u < ROWS && row_live(13u, live) { a1[13] += unit_dot(w[13], xv, xs); }
+                    if 14u < ROWS && row_live(14u, live) { a1[14] += unit_dot(w[14], xv, xs); }
+                    if 15u < ROWS && row_live(15u, live) { a1[15] += unit_dot(w[15], xv, xs); }
+                }
+                if 2u < TT && tg + 2u < tokens {
+                    let xv = unit_x(t0 + tg + 2u, u);
+                    let xs = unit_sums(xv);
+                    if 0u < ROWS && row_live(0u, live) { a2[0] += unit_dot(w[0], xv, xs); }
+                    if 1u < ROWS && row_live(1u, live) { a2[1] += unit_dot(w[1], xv, xs); }
+                    if 2u < ROWS && row_live(2u, live) { a2[2] += unit_dot(w[2], xv, xs); }
+                    if 3u < ROWS && row_live(3u, live) { a2[3] += unit_dot(w[3], xv, xs); }
+                    if 4u < ROWS && row_live(4u, live) { a2[4] += unit_dot(w[4], xv, xs); }
+                    if 5u < ROWS && row_live(5u, live) { a2[5] += unit_dot(w[5], xv, xs); }
+                    if 6u < ROWS && row_live(6u, live) { a2[6] += unit_dot(w[6], xv, xs); }
+                    if 7u < ROWS && row_live(7u, live) { a2[7] += unit_dot(w[7], xv, xs); }
+                    if 8u < ROWS && row_live(8u, live) { a2[8] += unit_dot(w[8], xv, xs); }
+                    if 9u < ROWS && row_live(9u, live) { a2[9] += unit_dot(w[9], xv, xs); }
+                    if 10u < ROWS && row_live(10u, live) { a2[10] += unit_dot(w[10], xv, xs); }
+                    if 11u < ROWS && row_live(11u, live) { a2[11] += unit_dot(w[11], xv, xs); }
+                    if 12u < ROWS && row_live(12u, live) { a2[12] += unit_dot(w[12], xv, xs); }
+                    if 13u < ROWS && row_live(13u, live) { a2[13] += unit_dot(w[13], xv, xs); }
+                    if 14u < ROWS && row_live(14u, live) { a2[14] += unit_dot(w[14], xv, xs); }
+                    if 15u < ROWS && row_live(15u, live) { a2[15] += unit_dot(w[15], xv, xs); }
+                }
+                if 3u < TT && tg + 3u < tokens {
+                    let xv = unit_x(t0 + tg + 3u, u);
+                    let xs = unit_sums(xv);
+                    if 0u < ROWS && row_live(0u, live) { a3[0] += unit_dot(w[0], xv, xs); }
+                    if 1u < ROWS && row_live(1u, live) { a3[1] += unit_dot(w[1], xv, xs); }
+                    if 2u < ROWS && row_live(2u, live) { a3[2] += unit_dot(w[2], xv, xs); }
+                    if 3u < ROWS && row_live(3u, live) { a3[3] += unit_dot(w[3], xv, xs); }
+                    if 4u < ROWS && row_live(4u, live) { a3[4] += unit_dot(w[4], xv, xs); }
+                    if 5u < ROWS && row_live(5u, live) { a3[5] += unit_dot(w[5], xv, xs); }
+                    if 6u < ROWS && row_live(6u, live) { a3[6] += unit_dot(w[6], xv, xs); }
+                    if 7u < ROWS && row_live(7u, live) { a3[7] += unit_dot(w[7], xv, xs); }
+                    if 8u < ROWS && row_live(8u, live) { a3[8] += unit_dot(w[8], xv, xs); }
+                    if 9u < ROWS && row_live(9u, live) { a3[9] += unit_dot(w[9], xv, xs); }
+                    if 10u < ROWS && row_live(10u, live) { a3[10] += unit_dot(w[10], xv, xs); }
+                    if 11u < ROWS && row_live(11u, live) { a3[11] += unit_dot(w[11], xv, xs); }
+                    if 12u < ROWS && row_live(12u, live) { a3[12] += unit_dot(w[12], xv, xs); }
+                    if 13u < ROWS && row_live(13u, live) { a3[13] += unit_dot(w[13], xv, xs); }
+                    if 14u < ROWS && row_live(14u, live) { a3[14] += unit_dot(w[14], xv, xs); }
+                    if 15u < ROWS && row_live(15u, live) { a3[15] += unit_dot(w[15], xv, xs); }
                 }
             }
-        } else {
-            for (var r = lane; r < live; r += WG) {
+            if 0u < TT && tg + 0u < tokens {
+                reduce_store(&a0, lane, g, t0 + tg + 0u, live);
+            }
+            if 1u < TT && tg + 1u < tokens {
+                reduce_store(&a1, lane, g, t0 + tg + 1u, live);
+            }
+            if 2u < TT && tg + 2u < tokens {
+                reduce_store(&a2, lane, g, t0 + tg + 2u, live);
+            }
+            if 3u < TT && tg + 3u < tokens {
+                reduce_store(&a3, lane, g, t0 + tg + 3u, live);
+            }
+        }
+    }
+}
+
+// The sums of token t's rows (this lane's accumulators `acc`, every lane's
+// in workgroup memory), finished by the norm and stored by one lane each:
+// one barrier before, one after (the memory is reused).
+fn reduce_store(acc: ptr<function, array<f32, MAX_ROWS>>, lane: u32, g: u32, t: u32, live: u32) {
+    // Written out: the accumulators are never indexed by a variable.
+    if 0u < ROWS { partial[0u * WG + lane] = (*acc)[0]; }
+    if 1u < ROWS { partial[1u * WG + lane] = (*acc)[1]; }
+    if 2u < ROWS { partial[2u * WG + lane] = (*acc)[2]; }
+    if 3u < ROWS { partial[3u * WG + lane] = (*acc)[3]; }
+    if 4u < ROWS { partial[4u * WG + lane] = (*acc)[4]; }
+    if 5u < ROWS { partial[5u * WG + lane] = (*acc)[5]; }
+    if 6u < ROWS { partial[6u * WG + lane] = (*acc)[6]; }
+    if 7u < ROWS { partial[7u * WG + lane] = (*acc)[7]; }
+    if 8u < ROWS { partial[8u * WG + lane] = (*acc)[8]; }
+    if 9u < ROWS { partial[9u * WG + lane] = (*acc)[9]; }
+    if 10u < ROWS { partial[10u * WG + lane] = (*acc)[10]; }
+    if 11u < ROWS { partial[11u * WG + lane] = (*acc)[11]; }
+    if 12u < ROWS { partial[12u * WG + lane] = (*acc)[12]; }
+    if 13u < ROWS { partial[13u * WG + lane] = (*acc)[13]; }
+    if 14u < ROWS { partial[14u * WG + lane] = (*acc)[14]; }
+    if 15u < ROWS { partial[15u * WG + lane] = (*acc)[15]; }
+    workgroupBarrier();
+    if EPILOGUE == EPILOGUE_SWIGLU {
+        let half = ROWS / 2u;
+        for (var r = lane; r < half; r += WG) {
+            if r < live {
                 var a = 0.0;
+                var b = 0.0;
                 for (var l = 0u; l < WG; l++) {
                     a += partial[r * WG + l];
+                    b += partial[(r + half) * WG + l];
                 }
-                store_y(t0 + t, g * ROWS + r, a * norm_scale(t0 + t));
+                let s = norm_scale(t);
+                store_swiglu(t, g * half + r, a * s, b * s);
             }
         }
-        workgroupBarrier();
+    } else {
+        for (var r = lane; r < live; r += WG) {
+            var a = 0.0;
+            for (var l = 0u; l < WG; l++) {
+                a += partial[r * WG + l];
+            }
+            store_y(t, g * ROWS + r, a * norm_scale(t));
+        }
     }
+    workgroupBarrier();
 }
 
 // ---------------------------------------------------------------------------

@@ -290,7 +290,7 @@ impl KernelPreset {
             KernelPreset::Cpu => Some(MatvecShape {
                 lanes: 8,
                 rows: 16,
-                tokens: 8,
+                tokens: 4,
             }),
         }
     }
