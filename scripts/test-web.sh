@@ -3,9 +3,10 @@
 # /usr/bin/chromium driven by playwright-core; WebGPU on SwiftShader; no browser download):
 #   1. npm ci in tests/web/ (playwright-core, vite; pinned, with a lockfile),
 #   2. the package: scripts/build-web.sh (SKIP_BUILD=1 reuses web/dist as it is),
-#   3. the `codellama` CLI (release) for the ≥ 1 GiB synthetic model of the memory test,
+#   3. the `codellama` CLI (release) for the ≥ 1 GiB synthetic model of the memory test and the
+#      native report the bench test compares field names with,
 #   4. node tests/web/run.mjs: streaming, OpenAI adapter, abort, Worker host, OPFS offline
-#      reload, Range resume, every error name, prefix reuse, memory, Vite app;
+#      reload, Range resume, every error name, prefix reuse, engine.bench(), memory, Vite app;
 #   5. the playground: scripts/build-playground.sh, node tests/web/playground.mjs (every mode,
 #      stop, ghost text + Tab, multi-turn chat, local and invalid files, offline reload, no
 #      request to another origin, no CSP violation; skipped with CODELLAMA_WEB_SKIP=playground).
@@ -35,8 +36,11 @@ fi
 [[ -f web/dist/index.js ]] || { echo "test-web: web/dist/index.js is missing (scripts/build-web.sh)" >&2; exit 1; }
 
 skip=",${CODELLAMA_WEB_SKIP:-},"
-if [[ $skip != *,memory,* && ${CODELLAMA_WEB_SKIP_MEMORY:-0} != 1 && -z ${CODELLAMA_BIN:-} ]]; then
-  step "codellama CLI (for the synthetic model of the memory test)"
+need_cli=0
+[[ $skip != *,memory,* && ${CODELLAMA_WEB_SKIP_MEMORY:-0} != 1 ]] && need_cli=1
+[[ $skip != *,bench,* ]] && need_cli=1
+if [[ $need_cli == 1 && -z ${CODELLAMA_BIN:-} ]]; then
+  step "codellama CLI (the memory test's synthetic model, the bench test's native report)"
   cargo build --release -p codellama-webgpu --bin codellama
   export CODELLAMA_BIN=$ROOT/target/release/codellama
 fi

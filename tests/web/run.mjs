@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { Browser, inPage } from './harness.mjs';
 import { startServer } from './server.mjs';
 import { codeFile, oomModelHeader, writeGarbage, writeOtherArchitecture, writeTruncated } from './gguf.mjs';
+import { nativeBench } from './bench.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -1013,6 +1014,145 @@ test('prefix-reuse', async (t) => {
   check(edit.timeToFirstTokenMs < first.timeToFirstTokenMs, 'TTFT after the edit not below the first TTFT');
   check(psmEdit.promptTokensComputed > 100, `PSM edit computed only ${psmEdit.promptTokensComputed} tokens (the suffix follows the cursor)`);
 }, { timeoutMs: 2_500_000 });
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark: engine.bench() (`codellama bench` in the browser), in the page and in a Worker
+// ---------------------------------------------------------------------------------------------
+
+// One layer of the small shape (dim 512, FFN 1536, the 7B's vocabulary and head size), two prompt
+// tokens in batches of one (two batches), one decoded token. One 7B-shaped layer takes ~23 s a run
+// on SwiftShader (pipeline creation ~6 s, the bandwidth probe ~5 s, the 32016 x 4096 output
+// projection ~2 s a batch), twice that with the Worker; the small shape keeps every phase and
+// kernel at ~13 s a run. (tests/web/bench.mjs runs the 7B shape.)
+const BENCH = { shape: 'small', layers: 1, promptTokens: 2, decodeTokens: 1, prefillChunk: 1 };
+const BENCH_SHAPE = { dim: 512, ffn: 1536, vocab: 32016, heads: 4 };
+// Fields that are counts or rates of work done: > 0 on any adapter. (encode_ms_per_step can be 0:
+// the browser's clock has 0.1 ms steps; kernels / gpu_ms_per_step need timestamps inside passes.)
+const BENCH_POSITIVE = [
+  'layers', 'copy_gbps', 'read_gbps', 'fma_gflops', 'load_seconds', 'weights_bytes', 'kv_bytes_per_token',
+  'prompt_tokens', 'prefill_chunk', 'prefill_tok_s', 'prefill_flops', 'prefill_gflops', 'prefill_flops_efficiency',
+  'decode_tokens', 'decode_tok_s', 'decode_bytes_per_token', 'decode_gbps', 'decode_efficiency',
+  'decode_read_efficiency', 'dispatches_per_step', 'compute_passes_per_step',
+];
+
+/** The FLOPs bench.rs must report for BENCH (its definition, computed independently). */
+function benchPrefillFlops({ layers, promptTokens: p, prefillChunk: chunk }, { dim: d, ffn: f, vocab: v, heads: h }) {
+  const perLayer = 2 * d * d + 2 * d * d + 3 * d * f; // Q, K, V, O (no GQA in these shapes), gate, up, down
+  const projections = 2 * perLayer * layers * p;
+  const output = 2 * v * d * Math.ceil(p / chunk);
+  const attention = 2 * 2 * h * (d / h) * ((p * (p + 1)) / 2) * layers;
+  return projections + output + attention;
+}
+
+function benchProblems(rep) {
+  const p = [];
+  for (const k of BENCH_POSITIVE) if (typeof rep?.[k] !== 'number' || !Number.isFinite(rep[k]) || !(rep[k] > 0)) p.push(`${k}=${rep?.[k]}`);
+  if (!(rep?.encode_ms_per_step >= 0)) p.push(`encode_ms_per_step=${rep?.encode_ms_per_step}`);
+  for (const k of ['subgroups', 'shader_f16']) if (typeof rep?.[k] !== 'boolean') p.push(`${k}=${rep?.[k]}`);
+  if (typeof rep?.adapter !== 'string' || rep.adapter.length === 0) p.push(`adapter=${rep?.adapter}`);
+  if (!Array.isArray(rep?.kernels)) p.push('kernels is not an array');
+  if (!(rep?.gpu_ms_per_step === null || rep?.gpu_ms_per_step > 0)) p.push(`gpu_ms_per_step=${rep?.gpu_ms_per_step}`);
+  return p;
+}
+
+test('bench', async (t) => {
+  const page = await t.page(undefined, { captureDevices: true });
+  const r = await inPage(page, async ({ model, prompt, bench }) => {
+    const out = {};
+    // What the browser offers JavaScript, and what the engine's device got.
+    const adapter = await navigator.gpu.requestAdapter();
+    out.adapterFeatures = [...adapter.features].sort();
+    out.adapterInfo = { vendor: adapter.info?.vendor, architecture: adapter.info?.architecture, description: adapter.info?.description };
+    const { engine } = await T.engine({ model });
+    out.engineDeviceFeatures = window.__gpuDevices.map((d) => [...d.features].sort());
+    const opts = { maxTokens: 2, temperature: 0 };
+    out.textBefore = (await engine.completeText(prompt, opts)).text;
+    out.m0 = await engine.memoryUsage();
+    out.bad = {
+      zero: await T.capture(() => engine.bench({ ...bench, layers: 0 })),
+      unknown: await T.capture(() => engine.bench({ ...bench, bogus: 1 })),
+      quant: await T.capture(() => engine.bench({ ...bench, quant: 'q2_k' })),
+      shape: await T.capture(() => engine.bench({ ...bench, shape: '13b' })),
+    };
+    const devicesBefore = window.__gpuDevices.length;
+    const lines = [];
+    const t0 = performance.now();
+    out.report = await engine.bench({ ...bench, onLog: (l) => lines.push(l) });
+    out.ms = performance.now() - t0;
+    out.lines = lines;
+    // The bench's own device: destroyed before bench() resolved (its `lost` says so at once).
+    const benchDevices = window.__gpuDevices.slice(devicesBefore);
+    out.benchDeviceFeatures = benchDevices.map((d) => [...d.features].sort());
+    out.benchDeviceLost = await Promise.all(
+      benchDevices.map((d) => Promise.race([d.lost.then((i) => i.reason), new Promise((res) => setTimeout(() => res('not lost after 2 s'), 2000))])),
+    );
+    out.m1 = await engine.memoryUsage();
+    await engine.resetCache();
+    out.textAfter = (await engine.completeText(prompt, opts)).text;
+    await engine.dispose();
+    // The same through a Worker engine (no model loaded there).
+    const w = await CL.createWorkerEngine();
+    out.w0 = await w.memoryUsage();
+    out.wBad = await T.capture(() => w.bench({ ...bench, promptTokens: 0 }));
+    const wLines = [];
+    const wt0 = performance.now();
+    out.wReport = await w.bench({ ...bench, onLog: (l) => wLines.push(l) });
+    out.wMs = performance.now() - wt0;
+    out.wLines = wLines;
+    out.w1 = await w.memoryUsage();
+    await w.dispose();
+    T.show('bench (in-page)', out.report);
+    T.show('bench (worker)', out.wReport);
+    return out;
+  }, { model: TINY_URL, prompt: PROMPT, bench: BENCH });
+  await t.shot(page, 'bench');
+  t.figure('adapter features offered to JavaScript', r.adapterFeatures);
+  t.figure('engine device features', r.engineDeviceFeatures);
+  t.figure('bench device features', r.benchDeviceFeatures);
+  t.figure('report (in-page)', r.report);
+  t.figure('log lines', r.lines);
+  t.figure('bench wall time', `in-page ${ms(r.ms)}, worker ${ms(r.wMs)}`);
+  t.figure('memoryUsage before / after', { before: r.m0, after: r.m1 });
+  for (const [k, v] of Object.entries(r.bad)) eq(v.error?.name, 'InvalidRequestError', `bench() with a bad option (${k})`);
+  eq(r.wBad.error?.name, 'InvalidRequestError', 'Worker bench() with promptTokens 0');
+  check(r.wBad.error?.isOwnClass, 'the Worker error keeps its class');
+  // Fields present, positive, and the same names as `codellama bench --json`.
+  for (const [label, rep] of [['in-page', r.report], ['worker', r.wReport]]) {
+    const probs = benchProblems(rep);
+    check(probs.length === 0, `${label} report: ${probs.join(', ')}`);
+    eq([rep.shape, rep.layers, rep.prompt_tokens, rep.decode_tokens, rep.prefill_chunk, rep.quant], [BENCH.shape, BENCH.layers, BENCH.promptTokens, BENCH.decodeTokens, BENCH.prefillChunk, 'q4_0'], `${label} report options`);
+    eq(rep.prefill_flops, benchPrefillFlops(BENCH, BENCH_SHAPE), `${label} prefill_flops`);
+    check(Math.abs(rep.prefill_flops_efficiency - rep.prefill_gflops / rep.fma_gflops) < 1e-9 * rep.prefill_flops_efficiency, `${label} prefill_flops_efficiency`);
+    check(Math.abs(rep.prefill_gflops - rep.prefill_flops / 1e9 * rep.prefill_tok_s / rep.prompt_tokens) < 1e-6 * rep.prefill_gflops, `${label} prefill_gflops vs prefill_tok_s`);
+  }
+  eq(Object.keys(r.wReport).sort(), Object.keys(r.report).sort(), 'Worker and in-page report fields');
+  check(r.lines.length >= 5 && r.lines.some((l) => l.startsWith('f32 FMA peak')) && r.lines.some((l) => l.startsWith('prefill:')), `log lines ${JSON.stringify(r.lines)}`);
+  eq(r.wLines.map((l) => l.split(':')[0]), r.lines.map((l) => l.split(':')[0]), 'Worker log lines (onLog through postMessage) vs in-page');
+  const bin = findCodellamaBin();
+  check(bin, 'the codellama CLI is needed for the native report: run scripts/test-web.sh (it builds it) or set CODELLAMA_BIN');
+  const t0 = Date.now();
+  const native = nativeBench(bin, BENCH, { quiet: true });
+  t.figure('native report (same options)', native);
+  t.log(`native bench: ${Date.now() - t0} ms with ${bin}`);
+  eq(Object.keys(r.report).sort(), Object.keys(native).sort(), 'browser vs native `codellama bench --json` field names');
+  eq([r.report.weights_bytes, r.report.decode_bytes_per_token, r.report.kv_bytes_per_token, r.report.prefill_flops],
+    [native.weights_bytes, native.decode_bytes_per_token, native.kv_bytes_per_token, native.prefill_flops], 'browser vs native sizes and FLOPs');
+  // What wgpu reports is what the device has: the bench's device, and the engine's.
+  eq(r.benchDeviceFeatures.length, 1, 'devices the bench created');
+  eq(r.report.subgroups, r.benchDeviceFeatures[0].includes('subgroups'), 'report.subgroups vs the bench device\'s features');
+  eq(r.report.shader_f16, r.benchDeviceFeatures[0].includes('shader-f16'), 'report.shader_f16 vs the bench device\'s features');
+  // No GPU memory left behind: the device (with every buffer and pipeline on it) is destroyed; the
+  // loaded model and its cache are untouched, and the wasm heap is back (the synthetic weights,
+  // ~25 MB here, went through it).
+  eq(r.benchDeviceLost, ['destroyed'], 'the bench device after bench()');
+  eq([r.m1.gpuBytes, r.m1.kvBytes, r.m1.deviceRecoveries], [r.m0.gpuBytes, r.m0.kvBytes, r.m0.deviceRecoveries], 'memoryUsage gpuBytes, kvBytes after bench()');
+  check(r.m0.gpuBytes > 0, 'no model loaded before the bench');
+  check(r.m1.wasmHeapBytes - r.m0.wasmHeapBytes < 1 << 20, `wasm heap grew by ${r.m1.wasmHeapBytes - r.m0.wasmHeapBytes} bytes over bench()`);
+  check(r.w1.wasmHeapBytes - r.w0.wasmHeapBytes < 1 << 20, `Worker wasm heap grew by ${r.w1.wasmHeapBytes - r.w0.wasmHeapBytes} bytes over bench()`);
+  eq([r.w1.gpuBytes, r.w1.kvBytes], [0, 0], 'Worker memoryUsage after bench()');
+  // The engine keeps working.
+  eq(r.textAfter, r.textBefore, 'greedy text after bench() (cache reset) vs before');
+}, { timeoutMs: 300_000 });
 
 // ---------------------------------------------------------------------------------------------
 // 8. Memory: a ≥ 1 GiB synthetic model through the in-page engine

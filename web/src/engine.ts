@@ -36,6 +36,8 @@ import { TaskQueue } from './queue.js';
 import { createWasmEngine, type WasmEngine } from './wasm-loader.js';
 import type {
   AdapterInfo,
+  BenchOptions,
+  BenchReport,
   ChatMessage,
   CodeLlamaEngine,
   EngineOptions,
@@ -398,6 +400,32 @@ export class Engine implements CodeLlamaEngine {
       this.#info = null;
       this.#reloadable = null;
       this.#lostModel = false;
+    });
+  }
+
+  bench(opts: BenchOptions = {}): Promise<BenchReport> {
+    const { onLog, ...rest } = opts;
+    let json: string;
+    try {
+      this.#engine();
+      json = JSON.stringify(rest);
+    } catch (e) {
+      return Promise.reject(toCodeLlamaError(e));
+    }
+    const log = (line: string) => {
+      if (onLog === undefined) return;
+      try {
+        onLog(line);
+      } catch (e) {
+        console.error('codellama-webgpu: onLog threw', e);
+      }
+    };
+    return this.#queue.run(async () => {
+      try {
+        return JSON.parse(await this.#engine().bench(json, log)) as BenchReport;
+      } catch (e) {
+        throw toCodeLlamaError(e);
+      }
     });
   }
 

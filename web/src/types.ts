@@ -244,6 +244,89 @@ export interface MemoryUsage {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Benchmark
+// ---------------------------------------------------------------------------------------------
+
+/** Options of {@link CodeLlamaEngine.bench}: `codellama bench`'s flags, with the same defaults. */
+export interface BenchOptions {
+  /**
+   * The synthetic model's shape: `'7b'` (Code Llama 7B's: dim 4096, 32 heads, FFN 11008, vocab
+   * 32016) or `'small'` (dim 512, 4 heads, FFN 1536, vocab 32016: quick runs on software
+   * adapters). Default `'7b'`.
+   */
+  shape?: '7b' | 'small';
+  /** Transformer blocks of the synthetic model (32: the real 7B). Default 32. */
+  layers?: number;
+  /** Quantization mix. Default `'q4_0'`. */
+  quant?: 'q4_0' | 'q4_k_m';
+  /** Prompt tokens of the prefill measurement. Default 512. */
+  promptTokens?: number;
+  /** Tokens of the decode measurement. Default 128. */
+  decodeTokens?: number;
+  /** Tokens per prefill batch. Default 128. */
+  prefillChunk?: number;
+  /** Called with a line of text after each phase (what `codellama bench` prints). */
+  onLog?: (line: string) => void;
+}
+
+/** One kernel class's share of a decode step (from timestamps; empty where the adapter has none). */
+export interface BenchKernelTime {
+  class: string;
+  ms: number;
+  bytes: number;
+  gbps: number;
+  efficiency: number;
+}
+
+/**
+ * What {@link CodeLlamaEngine.bench} resolves to: the object `codellama bench --json` prints,
+ * with the same (snake_case) field names, so browser and native figures compare field by field.
+ */
+export interface BenchReport {
+  adapter: string;
+  /** `'7b'` or `'small'`. */
+  shape: string;
+  layers: number;
+  quant: string;
+  /** Copy kernel: bytes read + written per second, GB/s (1e9). */
+  copy_gbps: number;
+  /** Read kernel: bytes read per second, GB/s. */
+  read_gbps: number;
+  /** f32 multiply-add peak (2 flops per FMA), GFLOP/s. */
+  fma_gflops: number;
+  /** The device has subgroup operations (as wgpu reports them). */
+  subgroups: boolean;
+  /** The device has `shader-f16`. */
+  shader_f16: boolean;
+  load_seconds: number;
+  weights_bytes: number;
+  kv_bytes_per_token: number;
+  prompt_tokens: number;
+  prefill_chunk: number;
+  prefill_tok_s: number;
+  /** FLOPs of the measured prefill (projections, output projection per batch, attention). */
+  prefill_flops: number;
+  prefill_gflops: number;
+  /** prefill_gflops / fma_gflops. */
+  prefill_flops_efficiency: number;
+  decode_tokens: number;
+  decode_tok_s: number;
+  /** Weight bytes one decode step reads. */
+  decode_bytes_per_token: number;
+  decode_gbps: number;
+  /** decode_gbps / copy_gbps. */
+  decode_efficiency: number;
+  /** decode_gbps / read_gbps. */
+  decode_read_efficiency: number;
+  dispatches_per_step: number;
+  compute_passes_per_step: number;
+  encode_ms_per_step: number;
+  kernels: BenchKernelTime[];
+  /** GPU time of a decode step by timestamps (`null` where the adapter has none inside passes). */
+  gpu_ms_per_step: number | null;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The engine
 // ---------------------------------------------------------------------------------------------
 
@@ -286,6 +369,12 @@ export interface CodeLlamaEngine {
   resetCache(): Promise<void>;
   /** Frees the model and KV cache GPU memory. The engine stays usable for another `load`. */
   unload(): Promise<void>;
+  /**
+   * Runs the `codellama bench` benchmark (bandwidth, FMA peak, prefill and decode of a synthetic
+   * 7B-shaped model) on a WebGPU device of its own, destroyed before the promise settles: a
+   * loaded model stays loaded and no GPU memory is left behind. Queued like a generation.
+   */
+  bench(opts?: BenchOptions): Promise<BenchReport>;
   /** Frees everything (and terminates the Worker of a Worker engine). The engine is unusable afterwards. */
   dispose(): Promise<void>;
 }
@@ -361,6 +450,7 @@ export type WorkerRequest =
   | { type: 'memoryUsage'; id: number }
   | { type: 'resetCache'; id: number }
   | { type: 'unload'; id: number }
+  | { type: 'bench'; id: number; opts: Omit<BenchOptions, 'onLog'> }
   | { type: 'dispose'; id: number };
 
 /** What each request type resolves to. */
@@ -376,12 +466,14 @@ export interface WorkerResultMap {
   memoryUsage: MemoryUsage;
   resetCache: void;
   unload: void;
+  bench: BenchReport;
   dispose: void;
 }
 
 /** Worker → page. */
 export type WorkerResponse =
   | { type: 'progress'; id: number; progress: LoadProgress }
+  /** A generation's text, or a bench's log line. */
   | { type: 'text'; id: number; text: string }
   | { type: 'result'; id: number; value: WorkerResultMap[keyof WorkerResultMap] }
   | { type: 'error'; id: number; error: SerializedError };

@@ -9,6 +9,8 @@ import { isUrlSource, resolveUrl } from './sources.js';
 import { packageFileUrl } from './package-url.js';
 import type {
   AdapterInfo,
+  BenchOptions,
+  BenchReport,
   ChatMessage,
   CodeLlamaEngine,
   GenerateOptions,
@@ -267,6 +269,18 @@ export class WorkerEngine implements CodeLlamaEngine {
 
   unload(): Promise<void> {
     return this.#safe(() => this.call<'unload'>({ type: 'unload' }));
+  }
+
+  bench(opts: BenchOptions = {}): Promise<BenchReport> {
+    const { onLog, ...rest } = opts;
+    const onText = (line: string) => {
+      try {
+        onLog?.(line);
+      } catch (e) {
+        console.error('codellama-webgpu: onLog threw', e);
+      }
+    };
+    return this.#safe(() => this.call<'bench'>({ type: 'bench', opts: rest }, { onText }));
   }
 
   /** Disposes the worker's engine and terminates the worker. Idempotent. */

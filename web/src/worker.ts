@@ -109,6 +109,11 @@ export function hostEngine(scope: WorkerScope = globalThis as unknown as WorkerS
         return ok<'resetCache'>(msg.id, await (await getEngine()).resetCache());
       case 'unload':
         return ok<'unload'>(msg.id, await (await getEngine()).unload());
+      case 'bench':
+        return ok<'bench'>(
+          msg.id,
+          await (await getEngine()).bench({ ...msg.opts, onLog: (text) => post({ type: 'text', id: msg.id, text }) }),
+        );
       case 'dispose': {
         for (const c of controllers.values()) c.abort();
         if (engine !== null) await engine.dispose();

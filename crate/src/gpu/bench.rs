@@ -1,26 +1,84 @@
-//! The benchmark behind `codellama bench`: the adapter's streaming bandwidth
-//! (a WGSL copy kernel and a read kernel), then prefill and decode speed of a
-//! synthetic 7B-shaped model, and how close decode comes to the bandwidth
-//! ceiling (a decode step reads every weight once).
+//! The benchmark behind `codellama bench` and the browser engine's `bench()`:
+//! the adapter's streaming bandwidth (a WGSL copy kernel and a read kernel)
+//! and f32 multiply-add peak (a WGSL kernel of independent FMA chains), then
+//! prefill and decode speed of a synthetic 7B-shaped model (or a smaller one
+//! for quick runs on software adapters), how close decode
+//! comes to the bandwidth ceiling (a decode step reads every weight once) and
+//! prefill to the arithmetic one (a batch reuses every weight it reads).
+//!
+//! Portable: timings come from [`crate::clock::now`] and every wait is an
+//! `await` on the GPU (no blocking), so the same code runs natively and in
+//! the browser.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::decoder::{DecoderOptions, GpuDecoder};
 use super::kernels::Bound;
 use super::profile::{KernelClass, Profiler};
 use super::weights::GpuWeights;
 use super::{GpuContext, GpuError, KernelKey};
+use crate::clock;
 use crate::error::Error;
-use crate::model::{SyntheticModel, SyntheticQuant};
+use crate::model::{Config, SyntheticModel, SyntheticQuant};
 use crate::sampler::SamplerConfig;
 
 /// Decode steps profiled by timestamps after the timed ones.
 const PROFILED_STEPS: usize = 4;
 
+/// The synthetic model's shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BenchShape {
+    /// Code Llama 7B's (dim 4096, 32 heads, FFN 11008, vocab 32016).
+    #[default]
+    Codellama7b,
+    /// dim 512, 4 heads of 128, FFN 1536, vocab 32016: the 7B's head size
+    /// and vocabulary at an eighth of its width (1/60 of its weights per
+    /// layer), for quick runs on slow software adapters (the browser tests
+    /// on SwiftShader).
+    Small,
+}
+
+impl BenchShape {
+    pub fn parse(s: &str) -> Option<BenchShape> {
+        match s.to_ascii_lowercase().as_str() {
+            "7b" => Some(BenchShape::Codellama7b),
+            "small" => Some(BenchShape::Small),
+            _ => None,
+        }
+    }
+
+    /// `"7b"` or `"small"` (what [`BenchShape::parse`] reads).
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchShape::Codellama7b => "7b",
+            BenchShape::Small => "small",
+        }
+    }
+
+    /// A synthetic model of this shape with `layers` blocks.
+    pub fn model(self, layers: usize, quant: SyntheticQuant) -> SyntheticModel {
+        let seven_b = SyntheticModel::codellama_7b(layers, quant);
+        match self {
+            BenchShape::Codellama7b => seven_b,
+            BenchShape::Small => SyntheticModel::new(
+                Config {
+                    dim: 512,
+                    n_heads: 4,
+                    n_kv_heads: 4,
+                    ffn_dim: 1536,
+                    ..seven_b.config
+                },
+                quant,
+                seven_b.seed,
+            ),
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
+    pub shape: BenchShape,
     pub layers: usize,
     pub quant: SyntheticQuant,
     pub prompt_tokens: usize,
@@ -31,6 +89,7 @@ pub struct BenchOptions {
 impl Default for BenchOptions {
     fn default() -> Self {
         BenchOptions {
+            shape: BenchShape::Codellama7b,
             layers: 32,
             quant: SyntheticQuant::Q4_0,
             prompt_tokens: 512,
@@ -44,17 +103,33 @@ impl Default for BenchOptions {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
     pub adapter: String,
+    /// The synthetic model's shape: `"7b"` or `"small"`.
+    pub shape: String,
     pub layers: usize,
     pub quant: String,
     /// Copy kernel: bytes read + written per second, GB/s (1e9).
     pub copy_gbps: f64,
     /// Read kernel: bytes read per second, GB/s.
     pub read_gbps: f64,
+    /// FMA kernel: f32 multiply-adds per second x 2, GFLOP/s (1e9).
+    pub fma_gflops: f64,
+    /// Whether the device has subgroup operations (`Features::SUBGROUP`).
+    pub subgroups: bool,
+    /// Whether the device has `shader-f16`.
+    pub shader_f16: bool,
     pub load_seconds: f64,
     pub weights_bytes: u64,
     pub kv_bytes_per_token: u64,
     pub prompt_tokens: usize,
+    /// Tokens per prefill batch (as the decoder clamped it).
+    pub prefill_chunk: usize,
     pub prefill_tok_s: f64,
+    /// FLOPs of the measured prefill ([`prefill_flops`]).
+    pub prefill_flops: u64,
+    /// prefill_flops / prefill time, GFLOP/s.
+    pub prefill_gflops: f64,
+    /// prefill_gflops / fma_gflops.
+    pub prefill_flops_efficiency: f64,
     pub decode_tokens: usize,
     pub decode_tok_s: f64,
     /// Weight bytes one decode step reads.
@@ -91,15 +166,47 @@ pub struct KernelTime {
     pub efficiency: f64,
 }
 
+/// `Params` of `shaders/bandwidth.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct BandwidthParams {
+    /// vec4<u32> elements (copy, read).
     n: u32,
-    _pad: [u32; 3],
+    /// FMA rounds per invocation (fma_peak).
+    iters: u32,
+    /// fma_peak's multiplier and addend.
+    mul: f32,
+    add: f32,
 }
 
+/// One submission of `reps` dispatches of `bound`, timed to its completion
+/// (a 4-byte read-back of `dst`), in seconds.
+async fn time_dispatches(
+    ctx: &GpuContext,
+    bound: &Bound,
+    grid: (u32, u32),
+    reps: u32,
+    dst: &wgpu::Buffer,
+) -> Result<f64, GpuError> {
+    let mut enc = ctx.encoder("bench");
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        for _ in 0..reps {
+            bound.dispatch(&mut pass, grid);
+        }
+    }
+    let start = clock::now();
+    ctx.submit(enc).await?;
+    ctx.read_back_bytes(dst, 0, 4).await?;
+    Ok(clock::now() - start)
+}
+
+/// Seconds one timed submission of the bandwidth kernels aims at.
+const BANDWIDTH_SECONDS: f64 = 0.25;
+
 /// Streaming bandwidth in GB/s: `(copy, read)`, over buffers of up to 256 MiB
-/// (capped by the binding limit), best of a few runs.
+/// (capped by the binding limit), best of three submissions of as many
+/// dispatches as take about [`BANDWIDTH_SECONDS`].
 pub async fn measure_bandwidth(ctx: &GpuContext) -> Result<(f64, f64), GpuError> {
     let limit = ctx
         .limits()
@@ -113,7 +220,9 @@ pub async fn measure_bandwidth(ctx: &GpuContext) -> Result<(f64, f64), GpuError>
         "bandwidth params",
         &BandwidthParams {
             n: n as u32,
-            _pad: [0; 3],
+            iters: 0,
+            mul: 0.0,
+            add: 0.0,
         },
     );
     let copy = Bound::new(
@@ -133,40 +242,110 @@ pub async fn measure_bandwidth(ctx: &GpuContext) -> Result<(f64, f64), GpuError>
     let copy_grid = (groups.min(max_x) as u32, groups.div_ceil(max_x) as u32);
     // Enough invocations to fill any GPU, few enough that each loops a while.
     let read_grid = ((groups / 16).clamp(1, max_x) as u32, 1);
-    let reps = 8;
-    let time = |bound: &Bound, grid: (u32, u32)| {
-        let mut enc = ctx.encoder("bandwidth");
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            for _ in 0..reps {
-                bound.dispatch(&mut pass, grid);
-            }
-        }
-        enc
-    };
-    let mut best = (0.0f64, 0.0f64);
-    for round in 0..4 {
-        for (which, bound, grid, moved) in [
-            (0, &copy, copy_grid, 2 * bytes),
-            (1, &read, read_grid, bytes),
-        ] {
-            let enc = time(bound, grid);
-            let start = Instant::now();
-            ctx.submit(enc).await?;
-            ctx.read_back_bytes(&dst, 0, 4).await?;
-            let secs = start.elapsed().as_secs_f64();
-            let gbps = (reps as u64 * moved) as f64 / secs / 1e9;
-            // The first round warms up (pipeline creation, page faults).
-            if round > 0 {
-                if which == 0 {
-                    best.0 = best.0.max(gbps);
-                } else {
-                    best.1 = best.1.max(gbps);
-                }
-            }
+    let mut best = [0.0f64; 2];
+    for (slot, bound, grid, moved) in [
+        (0, &copy, copy_grid, 2 * bytes),
+        (1, &read, read_grid, bytes),
+    ] {
+        // A warm-up submission of one dispatch (pipeline creation, page
+        // faults) sizes the timed ones: enough dispatches that each takes
+        // about BANDWIDTH_SECONDS (submission overhead negligible on fast
+        // GPUs, seconds rather than minutes on slow software adapters).
+        let once = time_dispatches(ctx, bound, grid, 1, &dst).await?;
+        let reps = (BANDWIDTH_SECONDS / once.max(1e-6))
+            .ceil()
+            .clamp(1.0, 256.0) as u32;
+        for _ in 0..3 {
+            let secs = time_dispatches(ctx, bound, grid, reps, &dst).await?;
+            best[slot] = best[slot].max(f64::from(reps) * moved as f64 / secs / 1e9);
         }
     }
+    // 512 MiB freed before the model is uploaded.
+    src.destroy();
+    dst.destroy();
+    Ok((best[0], best[1]))
+}
+
+/// Workgroups of the FMA kernel (256 invocations each): 512 Ki invocations,
+/// more than any GPU keeps resident.
+const FMA_GROUPS: u32 = 2048;
+/// Flops per invocation per round: 32 vec4 FMAs.
+const FMA_FLOPS_PER_ROUND: u64 = 32 * 4 * 2;
+/// The FMA kernel is timed once a submission takes at least this long.
+const FMA_MIN_SECONDS: f64 = 0.1;
+
+/// The f32 multiply-add peak in GFLOP/s (2 flops per FMA): `fma_peak` over
+/// [`FMA_GROUPS`] workgroups, its rounds per invocation grown until one
+/// submission takes [`FMA_MIN_SECONDS`], then the best of three.
+pub async fn measure_fma(ctx: &GpuContext) -> Result<f64, GpuError> {
+    let invocations = u64::from(FMA_GROUPS) * 256;
+    let src = ctx.storage_zeroed("fma src", 16).await?;
+    let dst = ctx.storage_zeroed("fma dst", invocations * 16).await?;
+    let params_of = |iters: u32| BandwidthParams {
+        n: 0,
+        iters,
+        mul: 0.999,
+        add: 0.001,
+    };
+    let mut iters: u32 = 16;
+    let params = ctx.uniform("fma params", &params_of(iters));
+    let bound = Bound::new(
+        ctx,
+        KernelKey::FmaPeak,
+        &[(&params, None), (&src, None), (&dst, None)],
+    )
+    .await?;
+    // WebGPU guarantees 65535 workgroups per dimension.
+    let grid = (FMA_GROUPS, 1);
+    let run = |iters: u32| {
+        ctx.queue()
+            .write_buffer(&params, 0, bytemuck::bytes_of(&params_of(iters)));
+        time_dispatches(ctx, &bound, grid, 1, &dst)
+    };
+    // Calibration (its first run also warms up).
+    let cap = 1u32 << 22;
+    loop {
+        let secs = run(iters).await?;
+        if secs >= FMA_MIN_SECONDS || iters >= cap {
+            break;
+        }
+        let grow = (1.5 * FMA_MIN_SECONDS / secs.max(1e-6)).clamp(2.0, 64.0);
+        iters = ((f64::from(iters) * grow) as u32).min(cap);
+    }
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let secs = run(iters).await?;
+        let flops = invocations * u64::from(iters) * FMA_FLOPS_PER_ROUND;
+        best = best.max(flops as f64 / secs / 1e9);
+    }
+    // Freed now rather than when the benchmark's buffers are (the browser
+    // engine destroys them all at the end).
+    dst.destroy();
     Ok(best)
+}
+
+/// FLOPs of prefilling `prompt` tokens from position 0 in batches of `chunk`
+/// tokens through a model shaped like `c`: 2 x the weight elements of every
+/// projection of every layer (Q, K, V, O, gate, up, down) per token; the
+/// output projection (2 x vocab x dim) for the last token of each batch;
+/// attention's QK^T and AV, 2 x 2 x n_heads x head_dim per position
+/// attended, a token at position p attending p + 1 positions, in every
+/// layer. Norms, RoPE, softmax and SwiGLU are left out (a few flops per
+/// value, not per weight).
+pub fn prefill_flops(c: &Config, prompt: usize, chunk: usize) -> u64 {
+    let (d, kv, f, v) = (
+        c.dim as u64,
+        c.kv_dim() as u64,
+        c.ffn_dim as u64,
+        c.vocab_size as u64,
+    );
+    let (layers, p) = (c.n_layers as u64, prompt as u64);
+    let weights_per_layer = 2 * d * d + 2 * d * kv + 3 * d * f;
+    let projections = 2 * weights_per_layer * layers * p;
+    let output = 2 * v * d * prompt.div_ceil(chunk.max(1)) as u64;
+    let attended = p * (p + 1) / 2;
+    let attention = 2 * 2 * (c.n_heads * c.head_dim()) as u64 * attended * layers;
+    projections + output + attention
 }
 
 /// Runs the whole benchmark; `log` gets a line per phase.
@@ -179,14 +358,33 @@ pub async fn run(
     log(&format!(
         "bandwidth: copy {copy_gbps:.1} GB/s, read {read_gbps:.1} GB/s"
     ));
-    let model = SyntheticModel::codellama_7b(opts.layers, opts.quant);
-    let start = Instant::now();
+    let fma_gflops = measure_fma(&ctx).await?;
+    let features = ctx.features();
+    log(&format!(
+        "f32 FMA peak: {fma_gflops:.1} GFLOP/s; subgroups {}, shader-f16 {}",
+        yes_no(features.subgroups),
+        yes_no(features.f16)
+    ));
+    let model = opts.shape.model(opts.layers, opts.quant);
+    let c = &model.config;
+    let shape = format!(
+        "{} (dim {}, {} heads, FFN {}, vocab {})",
+        match opts.shape {
+            BenchShape::Codellama7b => "7B-shaped",
+            BenchShape::Small => "small",
+        },
+        c.dim,
+        c.n_heads,
+        c.ffn_dim,
+        c.vocab_size
+    );
+    let start = clock::now();
     let weights = GpuWeights::from_synthetic(&ctx, &model).await?;
-    let load_seconds = start.elapsed().as_secs_f64();
+    let load_seconds = clock::now() - start;
     let weights_bytes = weights.gpu_bytes;
     let decode_bytes_per_token = weights.decode_bytes_per_token();
     log(&format!(
-        "model: 7B-shaped, {} layers, {}, {:.2} GB on the GPU, uploaded in {load_seconds:.1} s",
+        "model: {shape}, {} layers, {}, {:.2} GB on the GPU, uploaded in {load_seconds:.1} s",
         opts.layers,
         opts.quant.name(),
         weights_bytes as f64 / 1e9
@@ -216,25 +414,31 @@ pub async fn run(
     dec.sample(&greedy, &prompt, 0).await?;
     dec.truncate(0);
 
-    let start = Instant::now();
+    let start = clock::now();
     dec.feed(&prompt).await?;
     let mut token = dec.sample(&greedy, &prompt, 0).await?;
-    let prefill_secs = start.elapsed().as_secs_f64();
+    let prefill_secs = clock::now() - start;
     let prefill_tok_s = opts.prompt_tokens as f64 / prefill_secs;
+    let prefill_chunk = dec.options().prefill_chunk;
+    let prefill_flops = prefill_flops(dec.config(), opts.prompt_tokens, prefill_chunk);
+    let prefill_gflops = prefill_flops as f64 / prefill_secs / 1e9;
     log(&format!(
-        "prefill: {} tokens in {prefill_secs:.2} s: {prefill_tok_s:.1} tok/s",
-        opts.prompt_tokens
+        "prefill: {} tokens in {prefill_secs:.2} s: {prefill_tok_s:.1} tok/s, \
+         {:.1} GFLOP: {prefill_gflops:.2} GFLOP/s = {:.1}% of the FMA peak",
+        opts.prompt_tokens,
+        prefill_flops as f64 / 1e9,
+        100.0 * prefill_gflops / fma_gflops
     ));
 
     let mut recent = prompt.clone();
-    let start = Instant::now();
+    let start = clock::now();
     for i in 0..opts.decode_tokens {
         recent.push(token);
         token = dec
             .step_and_sample(token, &greedy, &recent, i as u32 + 1)
             .await?;
     }
-    let decode_secs = start.elapsed().as_secs_f64();
+    let decode_secs = clock::now() - start;
     let decode_tok_s = opts.decode_tokens as f64 / decode_secs;
     let stats = dec.last_encode_stats();
 
@@ -312,15 +516,23 @@ pub async fn run(
     ));
     Ok(BenchReport {
         adapter: ctx.adapter_summary(),
+        shape: opts.shape.name().to_string(),
         layers: opts.layers,
         quant: opts.quant.name().to_string(),
         copy_gbps,
         read_gbps,
+        fma_gflops,
+        subgroups: features.subgroups,
+        shader_f16: features.f16,
         load_seconds,
         weights_bytes,
         kv_bytes_per_token: dec.kv_bytes_per_token(),
         prompt_tokens: opts.prompt_tokens,
+        prefill_chunk,
         prefill_tok_s,
+        prefill_flops,
+        prefill_gflops,
+        prefill_flops_efficiency: prefill_gflops / fma_gflops,
         decode_tokens: opts.decode_tokens,
         decode_tok_s,
         decode_bytes_per_token,
@@ -333,4 +545,12 @@ pub async fn run(
         kernels,
         gpu_ms_per_step,
     })
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }

@@ -368,6 +368,9 @@ pub enum KernelKey {
     Elementwise(ElementwiseOp),
     /// `shaders/bandwidth.wgsl`: `copy` (true) or `read` (false).
     Bandwidth { copy: bool },
+    /// `shaders/bandwidth.wgsl` `fma_peak`: independent f32 multiply-add
+    /// chains, the adapter's arithmetic peak.
+    FmaPeak,
     /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV chunk.
     KvWrite(KvFormat),
     /// `shaders/attention.wgsl` `attend`: one chunk's scores merged into the
@@ -422,6 +425,7 @@ impl KernelKey {
         ];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
         keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
+        keys.push(KernelKey::FmaPeak);
         keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
         keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
         keys.push(KernelKey::AttendFinalize);
@@ -451,7 +455,7 @@ impl KernelKey {
             KernelKey::RmsNorm { .. } => ShaderFamily::Norm,
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
-            KernelKey::Bandwidth { .. } => ShaderFamily::Bandwidth,
+            KernelKey::Bandwidth { .. } | KernelKey::FmaPeak => ShaderFamily::Bandwidth,
             KernelKey::KvWrite(_) | KernelKey::AttendChunk(_) | KernelKey::AttendFinalize => {
                 ShaderFamily::Attention
             }
@@ -464,6 +468,7 @@ impl KernelKey {
         match self {
             KernelKey::Bandwidth { copy: true } => "stream_copy",
             KernelKey::Bandwidth { copy: false } => "stream_read",
+            KernelKey::FmaPeak => "fma_peak",
             KernelKey::KvWrite(_) => "kv_write",
             KernelKey::AttendChunk(_) => "attend",
             KernelKey::AttendFinalize => "finalize",
@@ -482,6 +487,7 @@ impl KernelKey {
             ],
             KernelKey::Rope
             | KernelKey::Bandwidth { .. }
+            | KernelKey::FmaPeak
             | KernelKey::AttendFinalize
             | KernelKey::Sample => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],

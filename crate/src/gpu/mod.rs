@@ -15,7 +15,6 @@
 //!   group as its bytes arrive; [`weights`]: a whole model's tensors.
 
 pub mod attention;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 mod buffers;
 mod context;

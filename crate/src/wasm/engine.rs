@@ -25,6 +25,7 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use super::bench::{self, BenchRequest};
 use super::errors::{ErrorName, WasmError, WasmResult};
 use super::generate;
 use super::json::{parse, to_json, AdapterJson, LoadOptions};
@@ -409,6 +410,40 @@ impl WasmEngine {
                 Ok(stats) => Ok(JsValue::from_str(&to_json(&stats))),
                 Err(e) => Err(e.into()),
             }
+        })
+    }
+
+    /// Runs `codellama bench` (options JSON: `{layers?, quant?, promptTokens?,
+    /// decodeTokens?, prefillChunk?}`, the CLI's defaults) on a WebGPU device
+    /// of its own, calling `on_log(line)` per phase. Resolves to the report:
+    /// the JSON object `codellama bench --json` prints, the same snake_case
+    /// fields. Everything it allocates, device included, is destroyed before
+    /// it resolves; a loaded model is untouched. `EngineBusyError` while
+    /// another operation runs.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn bench(
+        &self,
+        #[wasm_bindgen(js_name = optsJson)] opts_json: &str,
+        #[wasm_bindgen(js_name = onLog, unchecked_param_type = "(line: string) => void")]
+        on_log: Function,
+    ) -> Promise {
+        let opts = match parse::<BenchRequest>("bench options", opts_json).and_then(|r| r.options())
+        {
+            Ok(o) => o,
+            Err(e) => return reject(e),
+        };
+        let inner = Rc::clone(&self.inner);
+        {
+            let mut st = inner.state.borrow_mut();
+            if let Some(running) = st.busy {
+                return reject(WasmError::busy(running));
+            }
+            st.busy = Some("bench");
+        }
+        future_to_promise(async move {
+            let result = bench::run(&opts, &on_log).await;
+            inner.state.borrow_mut().busy = None;
+            Ok(JsValue::from_str(&to_json(&result?)))
         })
     }
 

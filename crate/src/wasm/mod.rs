@@ -3,12 +3,14 @@
 //! shapes, error names) is `/work/notes/web-design.md`.
 //!
 //! - [`engine`]: the `#[wasm_bindgen]` type, its state and busy handling;
+//! - [`bench`]: `codellama bench` on a device of its own;
 //! - [`load`]: streaming a GGUF file onto the GPU chunk by chunk;
 //! - [`generate`]: a request to prompt tokens, options and timings;
 //! - [`json`]: the JSON shapes;
 //! - [`errors`]: error names and the one conversion into a JS `Error`;
 //! - [`platform`]: clock, panic hook, adapter description.
 
+pub mod bench;
 pub mod engine;
 pub mod errors;
 pub mod generate;

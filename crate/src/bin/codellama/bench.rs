@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use codellama_webgpu::gpu::bench::{self, BenchOptions};
+use codellama_webgpu::gpu::bench::{self, BenchOptions, BenchShape};
 use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuOptions};
 use codellama_webgpu::model::{SyntheticModel, SyntheticQuant};
@@ -19,9 +19,17 @@ fn quant(s: &str) -> Result<SyntheticQuant, String> {
     SyntheticQuant::parse(s).ok_or_else(|| format!("unknown quantization {s:?} (q4_0 or q4_k_m)"))
 }
 
+fn shape(s: &str) -> Result<BenchShape, String> {
+    BenchShape::parse(s).ok_or_else(|| format!("unknown model shape {s:?} (7b or small)"))
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Transformer blocks of the 7B-shaped model (32 is the real 7B).
+    /// Model shape: 7b (Code Llama 7B's) or small (dim 512, 4 heads, FFN 1536, vocab 32016: for
+    /// quick runs on software adapters).
+    #[arg(long, default_value = "7b", value_parser = shape)]
+    shape: BenchShape,
+    /// Transformer blocks of the model (32 is the real 7B).
     #[arg(long, default_value_t = 32)]
     layers: usize,
     /// Quantization mix: q4_0 or q4_k_m.
@@ -45,6 +53,7 @@ pub fn bench(a: &BenchArgs) -> Res {
     let ctx = Arc::new(GpuContext::new(&GpuOptions::default())?);
     eprintln!("adapter: {}", ctx.adapter_summary());
     let opts = BenchOptions {
+        shape: a.shape,
         layers: a.layers.max(1),
         quant: a.quant,
         prompt_tokens: a.prompt_tokens.max(1),
