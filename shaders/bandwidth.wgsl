@@ -14,7 +14,7 @@
 // Dispatch: (min(groups, max_x), ceil(groups / max_x), 1), groups = ceil(n / WG)
 // for copy, a fixed grid for read and fma_peak.
 
-const WG: u32 = 256u;
+// WG: from the generated prelude (crate/src/gpu/keys.rs BANDWIDTH_WG).
 
 struct Params {
     n: u32,         // vec4<u32> elements (copy, read); unused by fma_peak

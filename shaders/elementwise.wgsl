@@ -7,7 +7,7 @@
 // dimension.
 
 override OP: u32 = 0u;
-const WG: u32 = 256u;
+// WG: from the generated prelude (crate/src/gpu/keys.rs ELEMENTWISE_WG).
 
 struct Step {
     tokens: u32,

@@ -14,7 +14,7 @@ override LAST: bool = false;
 // Columns per group and invocations per workgroup (crate/src/gpu/keys.rs
 // NORM_GROUP), at most MAX_GROUP.
 override GROUP: u32 = 256u;
-const MAX_GROUP: u32 = 256u;
+// MAX_GROUP: from the generated prelude (crate/src/gpu/keys.rs NORM_GROUP).
 
 struct Step {
     tokens: u32,

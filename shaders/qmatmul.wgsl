@@ -38,20 +38,11 @@ override ROWS: u32 = 4u;
 // matvec: tokens per workgroup (1 when decoding).
 override TT: u32 = 1u;
 
-const MAX_ROWS: u32 = 16u;
-const MAX_ACC: u32 = 128u;
-const MAX_PARTIALS: u32 = 1024u;
-
-const EPILOGUE_STORE: u32 = 0u;
-const EPILOGUE_ACCUMULATE: u32 = 1u;
-const EPILOGUE_SWIGLU: u32 = 2u;
-
-const F32: u32 = 0u;
-const F16: u32 = 1u;
-const Q8_0: u32 = 2u;
-const Q4_0: u32 = 3u;
-const Q4_K: u32 = 4u;
-const Q6_K: u32 = 5u;
+// From the generated prelude (crate/src/gpu/keys.rs ShaderFamily::prelude):
+// the FORMAT codes F32, F16, Q8_0, Q4_0, Q4_K, Q6_K; the EPILOGUE codes
+// EPILOGUE_STORE, EPILOGUE_ACCUMULATE, EPILOGUE_SWIGLU; MAX_ROWS (rows per
+// workgroup), MAX_ACC (rows x tokens), MAX_PARTIALS (lanes x rows x tokens);
+// matmul's tile TM x TN x TK; EMBED_WG.
 
 struct Params {
     // Rows of this part of W.
@@ -815,9 +806,6 @@ fn x_quad(off: u32, c: u32) -> vec4<f32> {
 // (ceil(rows / TN) tiles, or ceil(rows / 2 / (TN / 2)) with SwiGLU); tiles
 // past step.tokens return.
 
-const TM: u32 = 64u;
-const TN: u32 = 64u;
-const TK: u32 = 32u;
 
 var<workgroup> w_tile: array<vec4<f32>, 512>; // (TK, TN / 4): row quads, k-major
 var<workgroup> x_tile: array<vec4<f32>, 512>; // (TK, TM / 4): token quads, k-major
@@ -941,7 +929,7 @@ fn matmul(
 // matrix (>= total_rows) gives zeros, written by the part at row_base 0.
 // Dispatch: (ceil(cols / (4 * 64)), tokens).
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(EMBED_WG)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.y;
     let c = 4u * gid.x;

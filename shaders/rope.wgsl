@@ -10,7 +10,7 @@
 // position 16383 an f32 angle would already be off by ~1e-3 rad.
 // Dispatch: (ceil((n_heads + n_kv_heads) * head_dim / 2 / WG), tokens, 1).
 
-const WG: u32 = 64u;
+// WG: from the generated prelude (crate/src/gpu/keys.rs ROPE_WG).
 
 struct Step {
     tokens: u32,

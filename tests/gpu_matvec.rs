@@ -260,6 +260,7 @@ fn bad_shapes_are_errors() {
 fn every_format_variant_validates() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let source = ShaderFamily::QMatmul.source();
+    let source = source.as_str();
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
     // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32, which wgpu grants

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::decoder::{DecoderOptions, GpuDecoder};
 use super::kernels::Bound;
+use super::keys::BANDWIDTH_WG;
 use super::profile::{KernelClass, Profiler};
 use super::weights::GpuWeights;
 use super::{GpuContext, GpuError, KernelKey};
@@ -238,7 +239,7 @@ pub async fn measure_bandwidth(ctx: &GpuContext) -> Result<(f64, f64), GpuError>
     )
     .await?;
     let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
-    let groups = n.div_ceil(256);
+    let groups = n.div_ceil(BANDWIDTH_WG as usize);
     let copy_grid = (groups.min(max_x) as u32, groups.div_ceil(max_x) as u32);
     // Enough invocations to fill any GPU, few enough that each loops a while.
     let read_grid = ((groups / 16).clamp(1, max_x) as u32, 1);
@@ -278,7 +279,7 @@ const FMA_MIN_SECONDS: f64 = 0.1;
 /// [`FMA_GROUPS`] workgroups, its rounds per invocation grown until one
 /// submission takes [`FMA_MIN_SECONDS`], then the best of three.
 pub async fn measure_fma(ctx: &GpuContext) -> Result<f64, GpuError> {
-    let invocations = u64::from(FMA_GROUPS) * 256;
+    let invocations = u64::from(FMA_GROUPS) * u64::from(BANDWIDTH_WG);
     let src = ctx.storage_zeroed("fma src", 16).await?;
     let dst = ctx.storage_zeroed("fma dst", invocations * 16).await?;
     let params_of = |iters: u32| BandwidthParams {
@@ -430,15 +431,22 @@ pub async fn run(
         100.0 * prefill_gflops / fma_gflops
     ));
 
+    // Decode as generation runs it: each step launched before the previous
+    // token is read (the sampled id stays on the GPU), one step ahead.
     let mut recent = prompt.clone();
     let start = clock::now();
-    for i in 0..opts.decode_tokens {
+    recent.push(token);
+    dec.launch(Some(token), &greedy, &recent, 1).await?;
+    for i in 1..=opts.decode_tokens {
+        if i < opts.decode_tokens {
+            dec.launch(None, &greedy, &recent, i as u32 + 1).await?;
+        }
+        token = dec.finish().await?;
         recent.push(token);
-        token = dec
-            .step_and_sample(token, &greedy, &recent, i as u32 + 1)
-            .await?;
     }
     let decode_secs = clock::now() - start;
+    // The last token sampled was never fed: the profiled steps feed it.
+    recent.pop();
     let decode_tok_s = opts.decode_tokens as f64 / decode_secs;
     let stats = dec.last_encode_stats();
 

@@ -6,12 +6,8 @@
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::keys::{ElementwiseOp, KernelKey, NORM_GROUP};
+use super::keys::{ElementwiseOp, KernelKey, ELEMENTWISE_WG, NORM_GROUP, ROPE_WG};
 use super::step::StepUniform;
-
-/// Workgroup sizes, equal to the `WG` constants of the shaders.
-const ROPE_WG: u32 = 64;
-const ELEMENTWISE_WG: u32 = 256;
 
 /// A pipeline and its bind group: one dispatch's worth of state, made once.
 #[derive(Debug)]

@@ -7,11 +7,8 @@ use crate::gpu::keys::{Epilogue, KernelKey, MatvecShape};
 use crate::gpu::step::{StepParams, StepUniform};
 use crate::gpu::{GpuContext, GpuError};
 
-/// Tiles of the `matmul` entry point (`TM`, `TN` in the shader).
-pub const MATMUL_TILE_TOKENS: u32 = 64;
-pub const MATMUL_TILE_ROWS: u32 = 64;
-/// `embed`: threads per workgroup, each writing 4 values.
-const EMBED_WG: u32 = 64;
+use crate::gpu::keys::EMBED_WG;
+pub use crate::gpu::keys::{MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS};
 
 /// Which kernel multiplies a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
