@@ -185,16 +185,44 @@ fn store_swiglu(t: u32, i: u32, gate: f32, up: f32) {
 // Dispatch: (gx, ceil(step.tokens / TT), gz) with row group wid.x + wid.z * gx
 // (ceil(rows / ROWS) groups, or ceil(rows / 2 / (ROWS / 2)) with SwiGLU).
 
-// The row length of wq4, in vec4<u32> (16 bytes), per FORMAT.
+// The row length of wq4, in vec4<u32> (16 bytes), per FORMAT (F32 and F16
+// rows are read through wq4 only when whole vec4s: cols % 4, cols % 8 == 0).
 fn row_vec4s() -> u32 {
     switch FORMAT {
-        case F32: { return (p.cols + 3u) / 4u; }       // padded to 4 values
-        case F16: { return (p.cols + 7u) / 8u; }       // padded to 8 values
+        case F32: { return p.cols / 4u; }
+        case F16: { return p.cols / 8u; }
         case Q8_0: { return p.cols / 32u * 2u; }       // 32 bytes per block
         case Q4_0: { return p.cols / 32u; }            // 16 bytes per block
         case Q4_K: { return p.cols / 256u * 8u; }      // 128 bytes per super-block
         default: { return p.cols / 256u * 13u; }       // Q6_K: 208 bytes per super-block
     }
+}
+
+// F32 and F16 rows that are not whole vec4s: word i of (part) row `row`'s
+// unit u as a vec4 of 4 words (F32: values 4i.., F16: 8i..; past the row: 0).
+fn unaligned_words(row: u32, u: u32, i: u32) -> vec4<u32> {
+    var v = vec4<u32>(0u);
+    if FORMAT == F32 {
+        let c = 32u * u + 4u * i;
+        let e = row * p.cols + c;
+        for (var k = 0u; k < 4u; k++) {
+            if c + k < p.cols {
+                v[k] = wq[e + k];
+            }
+        }
+        return v;
+    }
+    // F16: halves c .. c + 8, two per word, the row starting mid-word when
+    // row * cols is odd.
+    let c = 32u * u + 8u * i;
+    let e = row * p.cols + c;
+    for (var k = 0u; k < 8u; k++) {
+        if c + k < p.cols {
+            let h = (wq[(e + k) >> 1u] >> (16u * ((e + k) & 1u))) & 0xffffu;
+            v[k / 2u] |= h << (16u * (k % 2u));
+        }
+    }
+    return v;
 }
 
 // Columns per lane unit.
@@ -225,11 +253,18 @@ fn load_unit(row: u32, u: u32) -> WUnit {
     let base = row * row_vec4s();
     if FORMAT == F32 || FORMAT == F16 {
         let n = select(4u, 8u, FORMAT == F32);
-        let v0 = n * u;
-        let end = row_vec4s();
-        for (var i = 0u; i < n; i++) {
-            if v0 + i < end {
-                w.q[i] = wq4[base + v0 + i];
+        let aligned = select((p.cols & 7u) == 0u, (p.cols & 3u) == 0u, FORMAT == F32);
+        if aligned {
+            let v0 = n * u;
+            let end = row_vec4s();
+            for (var i = 0u; i < n; i++) {
+                if v0 + i < end {
+                    w.q[i] = wq4[base + v0 + i];
+                }
+            }
+        } else {
+            for (var i = 0u; i < n; i++) {
+                w.q[i] = unaligned_words(row, u, i);
             }
         }
         return w;
@@ -714,7 +749,7 @@ fn unit_scale(row: u32, u: u32) -> vec2<f32> {
 fn unit_quad(row: u32, u: u32, q: u32, s: vec2<f32>) -> vec4<f32> {
     let c = 32u * u + 4u * q;
     if FORMAT == F32 {
-        let e = row * ((p.cols + 3u) & ~3u) + c;
+        let e = row * p.cols + c;
         if c + 4u <= p.cols {
             return vec4<f32>(
                 bitcast<f32>(wq[e]),
@@ -732,13 +767,13 @@ fn unit_quad(row: u32, u: u32, q: u32, s: vec2<f32>) -> vec4<f32> {
         return v;
     }
     if FORMAT == F16 {
-        let e = row * ((p.cols + 7u) & ~7u) + c;
-        if c + 4u <= p.cols {
+        let e = row * p.cols + c;
+        if (e & 1u) == 0u && c + 4u <= p.cols {
             let a = unpack2x16float(wq[e >> 1u]);
             let b = unpack2x16float(wq[(e >> 1u) + 1u]);
             return vec4<f32>(a, b);
         }
-        // The row's tail.
+        // A row that starts mid-word (odd cols) or the row's tail.
         var v = vec4<f32>(0.0);
         for (var i = 0u; i < 4u; i++) {
             if c + i < p.cols {

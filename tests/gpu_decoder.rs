@@ -21,7 +21,7 @@ use codellama_webgpu::generate::Backend;
 use codellama_webgpu::gpu::attention::KvFormat;
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::weights::GpuWeights;
-use codellama_webgpu::gpu::{GpuContext, GpuOptions};
+use codellama_webgpu::gpu::{GpuContext, GpuOptions, KernelPreset};
 use codellama_webgpu::sampler::SamplerConfig;
 use logit_stats::{argmax, cosine, top2_gap};
 
@@ -56,10 +56,41 @@ fn models() -> Vec<PathBuf> {
     out
 }
 
+/// One context per kernel preset (the GPU one's tiled prefill matmul and
+/// 32-lane matvec, the CPU-adapter one's batched matvec), both run on
+/// whatever adapter there is; made once per test binary.
+fn contexts() -> &'static [Arc<GpuContext>] {
+    static CONTEXTS: std::sync::OnceLock<Vec<Arc<GpuContext>>> = std::sync::OnceLock::new();
+    CONTEXTS.get_or_init(|| {
+        KernelPreset::ALL
+            .into_iter()
+            .map(|preset| {
+                let opts = GpuOptions {
+                    preset: Some(preset),
+                    ..Default::default()
+                };
+                Arc::new(GpuContext::new(&opts).unwrap_or_else(|e| {
+                    panic!("the GPU decoder tests need a wgpu adapter (lavapipe in CI): {e}")
+                }))
+            })
+            .collect()
+    })
+}
+
+/// The context of the adapter's own preset.
 fn context() -> Arc<GpuContext> {
-    Arc::new(GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| {
-        panic!("the GPU decoder tests need a wgpu adapter (lavapipe in CI): {e}")
-    }))
+    let any = &contexts()[0];
+    let own = if any.is_cpu_adapter() {
+        KernelPreset::Cpu
+    } else {
+        KernelPreset::Gpu
+    };
+    Arc::clone(
+        contexts()
+            .iter()
+            .find(|c| c.preset() == own)
+            .expect("a context per preset"),
+    )
 }
 
 fn gpu(ctx: &Arc<GpuContext>, path: &Path, opts: DecoderOptions) -> GpuDecoder {
@@ -123,7 +154,6 @@ fn compare(
 
 #[test]
 fn logits_match_the_cpu_reference_on_every_fixture_model() {
-    let ctx = context();
     for path in models() {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let w = CpuWeights::load(&path).expect("CPU weights");
@@ -132,126 +162,152 @@ fn logits_match_the_cpu_reference_on_every_fixture_model() {
         let cpu = CpuDecoder::new(&w, tokens.len())
             .logits_for(&tokens)
             .expect("CPU logits");
+        for ctx in contexts() {
+            let name = format!("{name} ({:?} preset)", ctx.preset());
 
-        // Prefill path: 300 tokens in chunks of 64 (the last one short).
-        let mut dec = gpu(
-            &ctx,
-            &path,
-            DecoderOptions {
-                max_len: 320,
-                prefill_chunk: 64,
-                kv_format: KvFormat::F16,
-                all_logits: true,
-            },
-        );
-        let got = ctx
-            .block_on(dec.feed_all_logits(&tokens))
-            .expect("GPU logits");
-        let (cos, at, diff, checked) = compare(&name, &got, &cpu, 0.9999);
-        eprintln!(
+            // Prefill path: 300 tokens in chunks of 64 (the last one short).
+            let mut dec = gpu(
+                ctx,
+                &path,
+                DecoderOptions {
+                    max_len: 320,
+                    prefill_chunk: 64,
+                    kv_format: KvFormat::F16,
+                    all_logits: true,
+                },
+            );
+            let got = ctx
+                .block_on(dec.feed_all_logits(&tokens))
+                .expect("GPU logits");
+            let (cos, at, diff, checked) = compare(&name, &got, &cpu, 0.9999);
+            eprintln!(
             "{name} ({} heads / {} kv, {:?}): prefill: worst cosine {cos:.7} at position {at}, \
              max |diff| {diff:.2e}, argmax identical at {checked} positions with gap > 1e-2",
             c.n_heads, c.n_kv_heads, w.token_embd.ty
         );
 
-        // Decode path: 240 tokens of prefill, then one token per step across
-        // the KV chunk boundary at 256.
-        dec.truncate(0);
-        ctx.block_on(dec.feed(&tokens[..240])).expect("prefill");
-        let mut rows = Vec::new();
-        for &t in &tokens[240..] {
-            ctx.block_on(dec.feed(&[t])).expect("decode step");
-            rows.push(ctx.block_on(dec.logits()).expect("logits"));
-        }
-        let (cos, at, diff, checked) = compare(&name, &rows, &cpu[240..], 0.9999);
-        eprintln!(
+            // Decode path: 240 tokens of prefill, then one token per step across
+            // the KV chunk boundary at 256.
+            dec.truncate(0);
+            ctx.block_on(dec.feed(&tokens[..240])).expect("prefill");
+            let mut rows = Vec::new();
+            for &t in &tokens[240..] {
+                ctx.block_on(dec.feed(&[t])).expect("decode step");
+                rows.push(ctx.block_on(dec.logits()).expect("logits"));
+            }
+            let (cos, at, diff, checked) = compare(&name, &rows, &cpu[240..], 0.9999);
+            eprintln!(
             "{name}: decode 240..300: worst cosine {cos:.7} at position {}, max |diff| {diff:.2e}, \
              argmax checked at {checked}",
             240 + at
         );
+        }
     }
 }
 
 #[test]
 fn greedy_generation_matches_the_cpu_backend() {
-    let ctx = context();
     for path in models() {
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let w = CpuWeights::load(&path).expect("CPU weights");
-        let tokens = prompt(w.config.vocab_size, 20);
-        let greedy = SamplerConfig::greedy();
-        // One decoding step: (tokens so far, token to feed first, step) -> next.
-        type Step<'a> = dyn FnMut(&[u32], Option<u32>, u32) -> u32 + 'a;
-        let run = |b: &mut Step| {
-            let mut recent = tokens.clone();
-            let mut out = Vec::new();
-            let mut last = None;
-            for step in 0..64u32 {
-                let t = b(&recent, last, step);
-                out.push(t);
-                recent.push(t);
-                last = Some(t);
-            }
-            out
-        };
-        // The reference rounds its cache as the GPU's f16 cache does, so only
-        // the arithmetic differs (f16 storage alone moves logits by ~1e-4,
-        // enough to flip the near-ties random-weight models are full of).
-        let mut cpu_dec = CpuDecoder::new(&w, 128).with_kv_rounding(KvRounding::F16);
-        pollster::block_on(cpu_dec.feed(&tokens)).unwrap();
-        let cpu_tokens = run(&mut |recent, last, step| {
-            pollster::block_on(async {
-                match last {
-                    None => cpu_dec.sample(&greedy, recent, step).await,
-                    Some(t) => cpu_dec.step_and_sample(t, &greedy, recent, step).await,
+        for ctx in contexts() {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            let w = CpuWeights::load(&path).expect("CPU weights");
+            let tokens = prompt(w.config.vocab_size, 20);
+            let greedy = SamplerConfig::greedy();
+            // One decoding step: (tokens so far, token to feed first, step) -> next.
+            type Step<'a> = dyn FnMut(&[u32], Option<u32>, u32) -> u32 + 'a;
+            let run = |b: &mut Step| {
+                let mut recent = tokens.clone();
+                let mut out = Vec::new();
+                let mut last = None;
+                for step in 0..64u32 {
+                    let t = b(&recent, last, step);
+                    out.push(t);
+                    recent.push(t);
+                    last = Some(t);
                 }
-            })
-            .unwrap()
-        });
-        let mut dec = gpu(
-            &ctx,
-            &path,
-            DecoderOptions {
-                max_len: 128,
-                prefill_chunk: 16,
-                ..Default::default()
-            },
-        );
-        ctx.block_on(Backend::feed(&mut dec, &tokens)).unwrap();
-        let gpu_tokens = run(&mut |recent, last, step| {
-            ctx.block_on(async {
-                match last {
-                    None => Backend::sample(&mut dec, &greedy, recent, step).await,
-                    Some(t) => dec.step_and_sample(t, &greedy, recent, step).await,
+                out
+            };
+            // The reference rounds its cache as the GPU's f16 cache does, so only
+            // the arithmetic differs (f16 storage alone moves logits by ~1e-4,
+            // enough to flip the near-ties random-weight models are full of).
+            let mut cpu_dec = CpuDecoder::new(&w, 128).with_kv_rounding(KvRounding::F16);
+            pollster::block_on(cpu_dec.feed(&tokens)).unwrap();
+            let cpu_tokens = run(&mut |recent, last, step| {
+                pollster::block_on(async {
+                    match last {
+                        None => cpu_dec.sample(&greedy, recent, step).await,
+                        Some(t) => cpu_dec.step_and_sample(t, &greedy, recent, step).await,
+                    }
+                })
+                .unwrap()
+            });
+            let mut dec = gpu(
+                ctx,
+                &path,
+                DecoderOptions {
+                    max_len: 128,
+                    prefill_chunk: 16,
+                    ..Default::default()
+                },
+            );
+            ctx.block_on(Backend::feed(&mut dec, &tokens)).unwrap();
+            let gpu_tokens = run(&mut |recent, last, step| {
+                ctx.block_on(async {
+                    match last {
+                        None => Backend::sample(&mut dec, &greedy, recent, step).await,
+                        Some(t) => dec.step_and_sample(t, &greedy, recent, step).await,
+                    }
+                })
+                .unwrap()
+            });
+            // Pipelined as generation runs it: each step launched before the
+            // previous token is read, fed by the id left on the GPU.
+            dec.truncate(0);
+            ctx.block_on(Backend::feed(&mut dec, &tokens)).unwrap();
+            let pipelined = ctx.block_on(async {
+                let first = Backend::sample(&mut dec, &greedy, &tokens, 0).await?;
+                let mut out = vec![first];
+                dec.launch(Some(first), &greedy, &tokens, 1).await?;
+                for step in 1..64u32 {
+                    if step + 1 < 64 {
+                        dec.launch(None, &greedy, &tokens, step + 1).await?;
+                    }
+                    out.push(dec.finish().await?);
                 }
-            })
-            .unwrap()
-        });
-        let same = cpu_tokens
-            .iter()
-            .zip(&gpu_tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
-        eprintln!("{name}: {same} of 64 greedy tokens identical");
-        if same < 64 {
-            // Where they part: the reference's logits at that step.
-            let mut d = CpuDecoder::new(&w, 128).with_kv_rounding(KvRounding::F16);
-            let mut seq = tokens.clone();
-            seq.extend_from_slice(&cpu_tokens[..same]);
-            let rows = d.logits_for(&seq).unwrap();
-            let last = rows.last().unwrap();
-            let (c, g) = (cpu_tokens[same] as usize, gpu_tokens[same] as usize);
-            eprintln!(
+                Ok::<_, codellama_webgpu::Error>(out)
+            });
+            let pipelined = pipelined.unwrap();
+            assert_eq!(
+                pipelined, gpu_tokens,
+                "{name}: pipelined decoding differs from step-by-step"
+            );
+            assert_eq!(dec.len(), tokens.len() + 63, "{name}: cache length");
+            let same = cpu_tokens
+                .iter()
+                .zip(&gpu_tokens)
+                .take_while(|(a, b)| a == b)
+                .count();
+            eprintln!("{name}: {same} of 64 greedy tokens identical");
+            if same < 64 {
+                // Where they part: the reference's logits at that step.
+                let mut d = CpuDecoder::new(&w, 128).with_kv_rounding(KvRounding::F16);
+                let mut seq = tokens.clone();
+                seq.extend_from_slice(&cpu_tokens[..same]);
+                let rows = d.logits_for(&seq).unwrap();
+                let last = rows.last().unwrap();
+                let (c, g) = (cpu_tokens[same] as usize, gpu_tokens[same] as usize);
+                eprintln!(
                 "{name}: at step {same} the CPU picks {c} (logit {}), the GPU {g} (logit {}), CPU top-2 gap {:e}",
                 last[c],
                 last[g],
                 top2_gap(last)
             );
+            }
+            assert_eq!(
+                gpu_tokens, cpu_tokens,
+                "{name}: greedy tokens differ from position {same}"
+            );
         }
-        assert_eq!(
-            gpu_tokens, cpu_tokens,
-            "{name}: greedy tokens differ from position {same}"
-        );
     }
 }
 

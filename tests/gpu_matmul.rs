@@ -31,23 +31,27 @@ impl Rng {
 }
 
 /// One context per kernel preset (GPU and CPU-adapter shapes and
-/// kernels), both run on whatever adapter there is.
-fn contexts() -> Vec<GpuContext> {
-    KernelPreset::ALL
-        .into_iter()
-        .map(|preset| {
-            let opts = GpuOptions {
-                preset: Some(preset),
-                ..Default::default()
-            };
-            GpuContext::new(&opts).unwrap_or_else(|e| {
-                panic!(
-                    "no GPU adapter for the matmul tests: {e}. Install a Vulkan driver \
-                     (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
-                )
+/// kernels), both run on whatever adapter there is; made once and shared by
+/// the tests of this binary, so that each pipeline is compiled once.
+fn contexts() -> &'static [GpuContext] {
+    static CONTEXTS: std::sync::OnceLock<Vec<GpuContext>> = std::sync::OnceLock::new();
+    CONTEXTS.get_or_init(|| {
+        KernelPreset::ALL
+            .into_iter()
+            .map(|preset| {
+                let opts = GpuOptions {
+                    preset: Some(preset),
+                    ..Default::default()
+                };
+                GpuContext::new(&opts).unwrap_or_else(|e| {
+                    panic!(
+                        "no GPU adapter for the matmul tests: {e}. Install a Vulkan driver \
+                         (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
+                    )
+                })
             })
-        })
-        .collect()
+            .collect()
+    })
 }
 
 const FORMATS: [GgmlType; 6] = [
@@ -291,7 +295,6 @@ fn matmul_case(ctx: &GpuContext, ty: GgmlType, tokens: usize, rows: usize, cols:
 
 fn run_format(ty: GgmlType) {
     for ctx in contexts() {
-        let ctx = &ctx;
         eprintln!("adapter: {}", ctx.adapter_summary());
         let mut worst = Report::default();
         for &tokens in &[1, 3, 17, 69] {
@@ -342,7 +345,6 @@ fn matmul_q6_k_matches_cpu() {
 #[test]
 fn matmul_large_matches_cpu() {
     for ctx in contexts() {
-        let ctx = &ctx;
         matmul_case(ctx, GgmlType::Q4K, 69, 333, 4096);
         matmul_case(ctx, GgmlType::Q8_0, 64 + 5, 1000, 1024);
     }
@@ -354,7 +356,6 @@ fn matmul_large_matches_cpu() {
 #[test]
 fn accumulate_and_parts_match_cpu() {
     for ctx in contexts() {
-        let ctx = &ctx;
         for ty in FORMATS {
             let cols = *widths(ty).last().unwrap();
             let rows = 103;
@@ -413,7 +414,6 @@ fn accumulate_and_parts_match_cpu() {
 #[test]
 fn embed_matches_cpu() {
     for ctx in contexts() {
-        let ctx = &ctx;
         for ty in FORMATS {
             let dim = match ty {
                 GgmlType::F32 | GgmlType::F16 => 33,
@@ -467,7 +467,6 @@ fn embed_matches_cpu() {
 #[test]
 fn bad_shapes_are_errors() {
     for ctx in contexts() {
-        let ctx = &ctx;
         let mut rng = Rng(9);
         let (info, bytes) = random_tensor(GgmlType::Q4_0, 5, 64, &mut rng);
         let m = GpuMatrix::upload(ctx, &info, &bytes).unwrap();
@@ -532,7 +531,6 @@ fn fused_epilogues_match_cpu() {
     use codellama_webgpu::gpu::{Epilogue, MatvecShape};
     let groups_of = |cols: usize| cols.div_ceil(64);
     for ctx in contexts() {
-        let ctx = &ctx;
         let kernels = [
             None,
             Some(BatchKernel::Tiled),

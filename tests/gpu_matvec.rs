@@ -27,23 +27,27 @@ impl Rng {
 }
 
 /// One context per kernel preset (GPU and CPU-adapter shapes and
-/// kernels), both run on whatever adapter there is.
-fn contexts() -> Vec<GpuContext> {
-    KernelPreset::ALL
-        .into_iter()
-        .map(|preset| {
-            let opts = GpuOptions {
-                preset: Some(preset),
-                ..Default::default()
-            };
-            GpuContext::new(&opts).unwrap_or_else(|e| {
-                panic!(
-                    "no GPU adapter for the matvec tests: {e}. Install a Vulkan driver \
-                     (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
-                )
+/// kernels), both run on whatever adapter there is; made once and shared by
+/// the tests of this binary, so that each pipeline is compiled once.
+fn contexts() -> &'static [GpuContext] {
+    static CONTEXTS: std::sync::OnceLock<Vec<GpuContext>> = std::sync::OnceLock::new();
+    CONTEXTS.get_or_init(|| {
+        KernelPreset::ALL
+            .into_iter()
+            .map(|preset| {
+                let opts = GpuOptions {
+                    preset: Some(preset),
+                    ..Default::default()
+                };
+                GpuContext::new(&opts).unwrap_or_else(|e| {
+                    panic!(
+                        "no GPU adapter for the matvec tests: {e}. Install a Vulkan driver \
+                         (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
+                    )
+                })
             })
-        })
-        .collect()
+            .collect()
+    })
 }
 
 /// A random `(rows, cols)` tensor of type `ty` in file bytes. Quantized
@@ -157,7 +161,6 @@ const ROWS: [usize; 4] = [1, 7, 333, 4096];
 
 fn run_format(ty: GgmlType, cols: &[usize]) {
     for ctx in contexts() {
-        let ctx = &ctx;
         eprintln!("adapter: {}", ctx.adapter_summary());
         for &rows in &ROWS {
             for &c in cols {
@@ -202,7 +205,6 @@ fn q6_k_matches_cpu() {
 #[test]
 fn split_matrices_match_cpu() {
     for ctx in contexts() {
-        let ctx = &ctx;
         for ty in [
             GgmlType::F32,
             GgmlType::F16,
@@ -224,7 +226,6 @@ fn split_matrices_match_cpu() {
 #[test]
 fn bad_shapes_are_errors() {
     for ctx in contexts() {
-        let ctx = &ctx;
         let mut rng = Rng(5);
         let (info, bytes) = random_tensor(GgmlType::Q8_0, 3, 64, &mut rng);
         let m = GpuMatrix::upload(ctx, &info, &bytes).expect("upload");

@@ -103,11 +103,10 @@ fn stream_sizes_are_as_documented() {
         let p: Repacked = repack(ty, rows, cols, &vec![0u8; n]).unwrap();
         (p.quants.len(), p.scales.len())
     };
-    // F32, F16: each row padded to whole 16-byte words (8 and 4 words for
-    // 5 values). Then 3 rows of 3 blocks: 9 blocks, scales two per word
-    // rounded up; Q4_K: 5 words of scales per block.
-    assert_eq!(sizes(GgmlType::F32, 3, 5), (3 * 8, 0));
-    assert_eq!(sizes(GgmlType::F16, 3, 5), (3 * 4, 0));
+    // 3 rows of 3 blocks: 9 blocks, scales two per word rounded up; Q4_K: 5
+    // words of scales per block.
+    assert_eq!(sizes(GgmlType::F32, 3, 5), (15, 0));
+    assert_eq!(sizes(GgmlType::F16, 3, 5), (8, 0));
     assert_eq!(sizes(GgmlType::Q8_0, 3, 96), (9 * 8, 5));
     assert_eq!(sizes(GgmlType::Q4_0, 3, 96), (9 * 4, 5));
     assert_eq!(sizes(GgmlType::Q4K, 3, 768), (9 * 32, 9 * 5));

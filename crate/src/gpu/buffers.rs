@@ -169,7 +169,9 @@ impl GpuContext {
             .map_err(|e| self.lost_or(GpuError::ReadBack(e.to_string())))?;
         if let Err(e) = slot.await {
             // A lost device fails every mapping: say so, not "map failed".
-            return Err(self.lost_or(GpuError::ReadBack(e.to_string())));
+            return Err(self
+                .lost_or_settled(GpuError::ReadBack(e.to_string()))
+                .await);
         }
         self.check()?;
         let bytes = {
@@ -219,7 +221,9 @@ impl GpuContext {
         #[cfg(target_arch = "wasm32")]
         let _ = submission;
         if let Err(e) = slot.await {
-            return Err(self.lost_or(GpuError::ReadBack(e.to_string())));
+            return Err(self
+                .lost_or_settled(GpuError::ReadBack(e.to_string()))
+                .await);
         }
         self.check()?;
         let bytes = {
@@ -245,7 +249,9 @@ impl GpuContext {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| self.lost_or(GpuError::ReadBack(e.to_string())))?;
         if let Err(e) = slot.await {
-            return Err(self.lost_or(GpuError::ReadBack(e.to_string())));
+            return Err(self
+                .lost_or_settled(GpuError::ReadBack(e.to_string()))
+                .await);
         }
         self.check()
     }

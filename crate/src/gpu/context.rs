@@ -208,6 +208,23 @@ impl GpuContext {
         }
     }
 
+    /// [`GpuContext::lost_or`] for a failure seen by an asynchronous callback
+    /// (a mapping that failed): in the browser the device's `lost` promise
+    /// settles in a task of its own, which may run after the failed mapping's,
+    /// so the event loop is given a few turns (up to ~50 ms) for the loss to be
+    /// recorded before `e` is taken as the cause. Natively the loss callback
+    /// has run by the time a mapping fails.
+    pub async fn lost_or_settled(&self, e: GpuError) -> GpuError {
+        #[cfg(target_arch = "wasm32")]
+        for _ in 0..5 {
+            if self.lost_reason().is_some() {
+                break;
+            }
+            next_task(10).await;
+        }
+        self.lost_or(e)
+    }
+
     /// `Err(DeviceLost)` once the device is lost; `Err` with the first error
     /// that escaped every error scope since the last check.
     pub fn check(&self) -> Result<(), GpuError> {
@@ -373,4 +390,25 @@ impl std::fmt::Debug for GpuContext {
             .field("features", &self.features)
             .finish_non_exhaustive()
     }
+}
+
+/// Resolves after a `setTimeout` of `ms` milliseconds (in a page or a Worker:
+/// the global's own `setTimeout`), giving the event loop a turn.
+#[cfg(target_arch = "wasm32")]
+async fn next_task(ms: i32) {
+    use wasm_bindgen::{JsCast, JsValue};
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&JsValue::NULL, &resolve, &JsValue::from(ms));
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }

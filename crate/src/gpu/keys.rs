@@ -217,8 +217,8 @@ impl QFormat {
     pub fn row_bytes(self, cols: u64) -> (u64, u64) {
         let nb = cols / self.ggml_type().block_elems() as u64;
         match self {
-            QFormat::F32 => (4 * cols.next_multiple_of(4), 0),
-            QFormat::F16 => (2 * cols.next_multiple_of(8), 0),
+            QFormat::F32 => (4 * cols, 0),
+            QFormat::F16 => (2 * cols, 0),
             QFormat::Q8_0 => (32 * nb, 2 * nb),
             QFormat::Q4_0 => (16 * nb, 2 * nb),
             QFormat::Q4K => (128 * nb, 20 * nb),

@@ -11,16 +11,18 @@
 //!
 //! | format | `quants` | `scales` |
 //! |---|---|---|
-//! | F32  | `(rows, cols4)` f32 bits, `cols4 = cols` rounded up to 4 (the pad is 0) | empty |
-//! | F16  | `(rows, cols8 / 2)` u32, `cols8 = cols` rounded up to 8: element `c` of row `r` in half `c % 2` of word `r * cols8 / 2 + c / 2` (the pad is 0) | empty |
+//! | F32  | `(rows, cols)` f32 bits, as in the file | empty |
+//! | F16  | `(rows * cols / 2)` u32, the file's halves two per word (element `e` in half `e % 2` of word `e / 2`; a last odd half is padded with 0) | empty |
 //! | Q8_0 | `(rows, nb, 8)` u32: the 32 i8 quants of block `g`, 4 per word | `(rows * nb / 2)` u32: f16 `d` of block `g` in half `g % 2` of word `g / 2` |
 //! | Q4_0 | `(rows, nb, 4)` u32: the 16 nibble bytes `qs` of block `g` | as Q8_0 |
 //! | Q4_K | `(rows, nb, 32)` u32: the 128 nibble bytes `qs` | `(rows, nb, 5)` u32: `d | dmin << 16` (the block's first 4 bytes), then the 8 six-bit scales one per byte (sub-block `j` in byte `j % 4` of word `1 + j / 4`), then the 8 mins likewise (words 3, 4): ggml's `get_scale_min_k4` done once at load, exactly |
 //! | Q6_K | `(rows, nb, 52)` u32: the block's first 208 bytes, `ql[128]` (words 0..32), `qh[64]` (32..48), i8 `scales[16]` (48..52) | as Q8_0 (`d`, which the file keeps last) |
 //!
-//! Every row of `quants` is a whole number of 16-byte `vec4<u32>`s (F32 and
-//! F16 rows are padded for that), so the decode kernel reads weights with
-//! 16-byte loads from a 16-byte aligned row start in every format.
+//! Every row of `quants` of a block format is a whole number of 16-byte
+//! `vec4<u32>`s, and so are F32 rows of a multiple of 4 values and F16 rows of
+//! a multiple of 8 (every real model's): the decode kernel reads those with
+//! 16-byte loads from 16-byte aligned row starts, and other F32/F16 widths a
+//! word at a time.
 //!
 //! [`Repacked::dequantize_row`] expands a row from these streams on the CPU,
 //! reading words exactly as the kernel does; the tests check it bit for bit
@@ -73,16 +75,6 @@ pub fn supported(ty: GgmlType) -> bool {
             | GgmlType::Q4K
             | GgmlType::Q6K
     )
-}
-
-/// Elements per row in the `quants` stream: `cols` for block formats, rounded
-/// up to 4 (F32) or 8 (F16) values so that every row is whole 16-byte words.
-pub fn padded_cols(ty: GgmlType, cols: usize) -> usize {
-    match ty {
-        GgmlType::F32 => cols.next_multiple_of(4),
-        GgmlType::F16 => cols.next_multiple_of(8),
-        _ => cols,
-    }
 }
 
 /// Packs little-endian bytes (a multiple of 4) into words.
@@ -167,20 +159,8 @@ pub fn repack_into(
         });
     }
     match ty {
-        GgmlType::F32 => {
-            let pad = padded_cols(ty, cols) - cols;
-            for row in bytes.chunks_exact(4 * cols) {
-                quants.extend(words(row));
-                quants.extend(std::iter::repeat_n(0, pad));
-            }
-        }
-        GgmlType::F16 => {
-            let pad = (padded_cols(ty, cols) - cols) / 2;
-            for row in bytes.chunks_exact(2 * cols) {
-                pack_halves(row.chunks_exact(2).map(|b| [b[0], b[1]]), quants);
-                quants.extend(std::iter::repeat_n(0, pad));
-            }
-        }
+        GgmlType::F32 => quants.extend(words(bytes)),
+        GgmlType::F16 => pack_halves(bytes.chunks_exact(2).map(|b| [b[0], b[1]]), quants),
         GgmlType::Q8_0 => {
             let blocks: &[BlockQ8_0] = bytemuck::cast_slice(bytes);
             quants.reserve(blocks.len() * 8);
@@ -265,15 +245,13 @@ impl Repacked {
         let (q, s) = (&self.quants, &self.scales);
         match self.ty {
             GgmlType::F32 => {
-                let stride = padded_cols(self.ty, self.cols);
                 for (c, y) in out.iter_mut().enumerate() {
-                    *y = f32::from_bits(q[r * stride + c]);
+                    *y = f32::from_bits(q[r * self.cols + c]);
                 }
             }
             GgmlType::F16 => {
-                let stride = padded_cols(self.ty, self.cols);
                 for (c, y) in out.iter_mut().enumerate() {
-                    *y = half_at(q, r * stride + c);
+                    *y = half_at(q, r * self.cols + c);
                 }
             }
             GgmlType::Q8_0 => {

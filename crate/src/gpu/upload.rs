@@ -13,8 +13,8 @@
 //!
 //! | format | bytes per row (`quants`, `scales`) | rows per group |
 //! |---|---|---|
-//! | F32  | `4 cols4` (`cols` rounded up to 4), 0 | 1 |
-//! | F16  | `2 cols8` (`cols` rounded up to 8), 0 | 1 |
+//! | F32  | `4 cols`, 0 | 1 |
+//! | F16  | `2 cols`, 0 | 1, 2 for odd `cols` |
 //! | Q8_0, Q4_0 | `32 nb` / `16 nb`, `2 nb` | 1, 2 for odd blocks per row `nb` |
 //! | Q4_K | `128 nb`, `20 nb` | 1 |
 //! | Q6_K | `208 nb`, `2 nb` | 1, 2 for odd `nb` |
