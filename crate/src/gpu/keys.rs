@@ -10,6 +10,21 @@
 
 use crate::ggml_type::GgmlType;
 
+/// Positions per KV cache chunk (`CHUNK` in `attention.wgsl`): the cache
+/// grows, and `attend` is dispatched, one chunk at a time.
+pub const KV_CHUNK: u32 = 256;
+
+/// Positions per decode split of attention (`SPLIT` in `attention.wgsl`): a
+/// decode step's `attend` runs one workgroup per (split, row tile, KV head)
+/// of each chunk, so a 7B step (32 KV heads, one row each) has 128
+/// workgroups per chunk. A multiple of 64 (the shader's lanes) dividing
+/// [`KV_CHUNK`].
+pub const ATTN_SPLIT: u32 = 64;
+
+/// Query rows per `attend` workgroup in prefill (`ROWS`): each K and V value
+/// loaded serves that many (token, head) rows of one KV head.
+pub const ATTN_PREFILL_ROWS: u32 = 8;
+
 /// Columns per RMSNorm partial sum, and invocations of its workgroups
 /// (`GROUP` in `norm.wgsl`; a power of two, at most 256).
 pub const NORM_GROUP: u32 = 256;
@@ -320,6 +335,47 @@ impl KvFormat {
     }
 }
 
+/// What an `attend` dispatch computes (`MODE` in `attention.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttendMode {
+    /// A few tokens: one workgroup per [`ATTN_SPLIT`] positions writes that
+    /// split's partial softmax state; `combine` merges them.
+    Decode,
+    /// Many tokens: one workgroup per chunk and row tile, the rows' state
+    /// carried from chunk to chunk.
+    Prefill,
+}
+
+impl AttendMode {
+    pub const ALL: [AttendMode; 2] = [AttendMode::Decode, AttendMode::Prefill];
+
+    pub fn code(self) -> u32 {
+        match self {
+            AttendMode::Decode => 0,
+            AttendMode::Prefill => 1,
+        }
+    }
+
+    /// The query rows per workgroup (`ROWS`) the mode is built with:
+    /// prefill [`ATTN_PREFILL_ROWS`]; decode the KV group size (query heads
+    /// per KV head) rounded up to a power of two, at most 8, so that a
+    /// decode step reads each K and V value once per KV head.
+    pub fn rows(self, group: usize) -> u32 {
+        match self {
+            AttendMode::Prefill => ATTN_PREFILL_ROWS,
+            AttendMode::Decode => (group.clamp(1, 8) as u32).next_power_of_two(),
+        }
+    }
+
+    /// Every `rows` value [`AttendMode::rows`] returns.
+    pub fn all_rows(self) -> &'static [u32] {
+        match self {
+            AttendMode::Prefill => &[ATTN_PREFILL_ROWS],
+            AttendMode::Decode => &[1, 2, 4, 8],
+        }
+    }
+}
+
 /// One compute pipeline: a kernel family, its entry point and the values of
 /// its `override` constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -335,11 +391,16 @@ pub enum KernelKey {
     Bandwidth { copy: bool },
     /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV chunk.
     KvWrite(KvFormat),
-    /// `shaders/attention.wgsl` `attend`: one chunk's scores merged into the
-    /// running online-softmax state.
-    AttendChunk(KvFormat),
-    /// `shaders/attention.wgsl` `finalize`: `out = acc / l`.
-    AttendFinalize,
+    /// `shaders/attention.wgsl` `attend`: one chunk of the cache, `rows`
+    /// query rows per workgroup, as `mode` says.
+    Attend {
+        format: KvFormat,
+        mode: AttendMode,
+        rows: u32,
+    },
+    /// `shaders/attention.wgsl` `combine`: a decode step's split partials
+    /// merged into the output.
+    AttendCombine,
     /// `shaders/sample.wgsl`: token sampling, one workgroup.
     Sample,
     /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
@@ -388,8 +449,14 @@ impl KernelKey {
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
         keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
         keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
-        keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
-        keys.push(KernelKey::AttendFinalize);
+        for format in KvFormat::ALL {
+            for mode in AttendMode::ALL {
+                for &rows in mode.all_rows() {
+                    keys.push(KernelKey::Attend { format, mode, rows });
+                }
+            }
+        }
+        keys.push(KernelKey::AttendCombine);
         keys.push(KernelKey::Sample);
         let mut shapes: Vec<MatvecShape> = KernelPreset::ALL
             .iter()
@@ -417,7 +484,7 @@ impl KernelKey {
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
             KernelKey::Bandwidth { .. } => ShaderFamily::Bandwidth,
-            KernelKey::KvWrite(_) | KernelKey::AttendChunk(_) | KernelKey::AttendFinalize => {
+            KernelKey::KvWrite(_) | KernelKey::Attend { .. } | KernelKey::AttendCombine => {
                 ShaderFamily::Attention
             }
             KernelKey::Sample => ShaderFamily::Sample,
@@ -430,8 +497,8 @@ impl KernelKey {
             KernelKey::Bandwidth { copy: true } => "stream_copy",
             KernelKey::Bandwidth { copy: false } => "stream_read",
             KernelKey::KvWrite(_) => "kv_write",
-            KernelKey::AttendChunk(_) => "attend",
-            KernelKey::AttendFinalize => "finalize",
+            KernelKey::Attend { .. } => "attend",
+            KernelKey::AttendCombine => "combine",
             KernelKey::QMatmul { entry, .. } => entry.name(),
             _ => "main",
         }
@@ -445,14 +512,12 @@ impl KernelKey {
                 ("LAST", if last { 1.0 } else { 0.0 }),
                 ("GROUP", f64::from(NORM_GROUP)),
             ],
-            KernelKey::Rope
-            | KernelKey::Bandwidth { .. }
-            | KernelKey::AttendFinalize
-            | KernelKey::Sample => Vec::new(),
+            KernelKey::Rope | KernelKey::Bandwidth { .. } | KernelKey::Sample => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
-            KernelKey::KvWrite(f) | KernelKey::AttendChunk(f) => {
-                vec![("FORMAT", f64::from(f.code()))]
-            }
+            // The write and combine entries read neither MODE nor ROWS.
+            KernelKey::KvWrite(format) => attention_constants(format, AttendMode::Decode, 1),
+            KernelKey::AttendCombine => attention_constants(KvFormat::F16, AttendMode::Decode, 1),
+            KernelKey::Attend { format, mode, rows } => attention_constants(format, mode, rows),
             KernelKey::QMatmul {
                 format,
                 epilogue,
@@ -471,4 +536,15 @@ impl KernelKey {
     pub(super) fn label(self) -> String {
         format!("{self:?}")
     }
+}
+
+/// Every override of `attention.wgsl`.
+fn attention_constants(format: KvFormat, mode: AttendMode, rows: u32) -> Vec<(&'static str, f64)> {
+    vec![
+        ("FORMAT", f64::from(format.code())),
+        ("CHUNK", f64::from(KV_CHUNK)),
+        ("SPLIT", f64::from(ATTN_SPLIT)),
+        ("ROWS", f64::from(rows)),
+        ("MODE", f64::from(mode.code())),
+    ]
 }
