@@ -1,33 +1,69 @@
 // Causal grouped-query attention over the chunked KV cache
-// (crate/src/gpu/attention.rs). Three entry points, run in this order for one
-// layer, each dispatch bound to ONE chunk (256 positions) of the cache:
+// (crate/src/gpu/attention.rs, whose module docs hold the whole argument).
+// Each dispatch binds ONE chunk (CHUNK positions) of one layer's cache:
 //
 //   kv_write  for every chunk that positions pos..pos+tokens fall in:
-//             quantizes k, v of the batch into the chunk.
+//             rounds k, v of the batch to the cache format and stores them.
 //             Dispatch (tokens in this chunk, n_kv_heads, 1).
-//   attend    for every chunk 0..=(kv_len-1)/CHUNK: the scores of the chunk's
-//             positions for each (token, head), the chunk-local softmax
-//             (max m_c, sum l_c) and accumulator acc_c = sum_j e^(s_j - m_c) v_j,
-//             merged into the running (m, l, acc) in `state` with the stable
-//             online-softmax rule (chunk 0 initialises it).
-//             Dispatch (n_heads, tokens from the first one reaching the chunk, 1).
-//   finalize  out = acc / l. Dispatch (x, y, 1) with x * y * FINAL_WG >= tokens * n_heads * head_dim.
+//   attend    for every chunk 0..=(kv_len-1)/CHUNK. A workgroup serves ROWS
+//             query rows (token, head) that share one KV head, so each K and
+//             V value it loads is used ROWS times, over a range of the
+//             chunk's positions taken in blocks of WG (one position per lane
+//             for the scores, lanes along head_dim for V, online softmax
+//             across blocks). Dispatch (ranges, row tiles, n_kv_heads).
+//             MODE 0 (decode, few tokens): the range is split wg.x (SPLIT
+//             positions) of the chunk and the workgroup writes that split's
+//             partial (m, l, acc) to its own slot of `scratch`: no workgroup
+//             reads another's result, so the chunk dispatches are independent
+//             and a decode step has (chunk splits x row tiles x kv heads)
+//             workgroups per chunk. When kv_len <= SPLIT (one split in all)
+//             it writes out = acc / l itself.
+//             MODE 1 (prefill): the range is the whole chunk; the rows' state
+//             carried from the previous chunk in `scratch` is merged in, and
+//             the chunk that holds a row's last position writes its out row
+//             instead of the state.
+//   combine   MODE 0 only, when kv_len > SPLIT: merges the partials of every
+//             split a row reaches with the stable rule (M = max m_s, weights
+//             exp(m_s - M)) and writes out. Dispatch (n_heads, tokens, 1).
 //
 // Query token t sits at position pos + t and attends positions 0..=pos+t.
-// KV head of query head h: h / (n_heads / n_kv_heads). All arithmetic is f32;
-// f16 values stay packed two per u32 (pack2x16float / unpack2x16float, no
-// shader-f16), Q8 values four per u32 (i8, low byte first), no subgroups.
+// KV head of query head h: h / (n_heads / n_kv_heads); row R of a dispatch
+// (counted from the chunk's first token, t_first) is token t_first + R / group,
+// head g * group + R % group. All arithmetic is f32; f16 values stay packed
+// two per u32 (pack2x16float / unpack2x16float, no shader-f16), Q8 values four
+// per u32 (i8, low byte first), no subgroups.
+//
+// The cache slice of one layer in one chunk (a = n_kv_heads, nq = quads per
+// block, a quad = 4 u32 = 8 f16 or 16 i8 values of one (position, KV head),
+// zero past head_dim):
+//   K quants  (a, nq, CHUNK) quads at quad 0: quad w of every position of a
+//             head contiguous, so lanes = positions read consecutive quads.
+//   V quants  (a, CHUNK, nq) quads at quad v_base: a position's block
+//             contiguous, so lanes along head_dim read consecutive quads.
+//   Q8 only: K scales (a, CHUNK) f32 at word ks_base, V scales at vs_base.
+// F16: value i of a block in half i % 2 of word i / 2. Q8: value i in byte
+// i % 4 of word i / 4 (i8), x = q * scale.
 
-// 0 F16, 1 Q8 (KvFormat in attention.rs).
-override FORMAT: u32 = 0u;
+// 0 F16, 1 Q8 (KvFormat::code). Every override is set by
+// crate/src/gpu/keys.rs (KernelKey::constants); none has a default here.
+override FORMAT: u32;
+// Positions per chunk (KV_CHUNK).
+override CHUNK: u32;
+// Positions per decode split (ATTN_SPLIT); a multiple of WG dividing CHUNK.
+override SPLIT: u32;
+// Query rows per attend workgroup (AttendMode rows), 1 ..= MAX_ROWS.
+override ROWS: u32;
+// 0 decode (split partials), 1 prefill (running state) (AttendMode::code).
+override MODE: u32;
 
-// Positions per chunk (KV_CHUNK in attention.rs).
-const CHUNK: u32 = 256u;
-// attend: one invocation per position of the chunk, and per value of a head.
-const WG: u32 = 256u;
-const MAX_HD: u32 = 256u;
-const WRITE_WG: u32 = 64u;
-const FINAL_WG: u32 = 256u;
+// From the generated prelude (crate/src/gpu/keys.rs ShaderFamily::prelude):
+// WG (ATTN_WG: lanes of attend and combine, positions per attend block),
+// MAX_ROWS (ATTN_MAX_ROWS), MAX_HD (MAX_HEAD_DIM: the largest head_dim, sizes
+// the arrays below), WRITE_WG (KV_WRITE_WG: lanes of kv_write).
+// vec4<f32> per q row in `qs`.
+const QV: u32 = MAX_HD / 4u;
+// The score of a masked position.
+const NEG: f32 = -3.0e38;
 
 struct Step {
     tokens: u32,       // tokens in this batch (1 when decoding)
@@ -36,20 +72,15 @@ struct Step {
     sample_step: u32,
 }
 
-// One layer's slice of one chunk, in u32 words (a = n_kv_heads, bw = block_words):
-//   K quants (CHUNK, a, bw) at 0, V quants (CHUNK, a, bw) at v_base,
-//   Q8 only: K scales (CHUNK, a) f32 at ks_base, V scales (CHUNK, a) f32 at vs_base.
-// F16: bw = head_dim / 2, value i of a block in half i % 2 of word i / 2.
-// Q8:  bw = ceil(head_dim / 4), value i in byte i % 4 of word i / 4 (i8), x = q * scale.
 struct Params {
     n_heads: u32,
     n_kv_heads: u32,
     head_dim: u32,
     chunk: u32,        // this chunk's index: positions chunk * CHUNK ..
-    block_words: u32,
-    v_base: u32,
-    ks_base: u32,
-    vs_base: u32,
+    quads: u32,        // nq: quads per block
+    v_base: u32,       // quads
+    ks_base: u32,      // words
+    vs_base: u32,      // words
     scale: f32,        // 1 / sqrt(head_dim)
     // q, k, v of token t in the qkv binding: at t * stride + q_off (k_off,
     // v_off) (crate/src/gpu/kernels.rs QkvLayout).
@@ -57,9 +88,9 @@ struct Params {
     q_off: u32,
     k_off: u32,
     v_off: u32,
+    max_splits: u32,   // MODE 0 partial slots per row
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -67,13 +98,15 @@ struct Params {
 // kv_write, attend: (tokens, stride) f32 rows holding q (n_heads, head_dim),
 // k and v (n_kv_heads, head_dim) at q_off, k_off, v_off
 @group(0) @binding(2) var<storage, read> qkv: array<f32>;
-// kv_write
-@group(0) @binding(4) var<storage, read_write> cache_w: array<u32>;  // one layer's slice of one chunk (see Params)
-@group(0) @binding(6) var<storage, read> cache: array<u32>;          // one layer's slice of one chunk (see Params)
-// attend, finalize
-@group(0) @binding(7) var<storage, read_write> state: array<f32>;    // (tokens, n_heads, 2 + head_dim): m, l, acc
-// finalize
-@group(0) @binding(8) var<storage, read_write> out: array<f32>;      // (tokens, n_heads * head_dim) f32
+// kv_write: one layer's slice of one chunk (see above), as words
+@group(0) @binding(4) var<storage, read_write> cache_w: array<u32>;
+// attend: the same slice, as quads
+@group(0) @binding(6) var<storage, read> cache: array<vec4<u32>>;
+// attend, combine: MODE 0 partials (tokens, n_heads, max_splits, 2 + head_dim)
+// f32 (m, l, acc); MODE 1 the running state (tokens, n_heads, 2 + head_dim)
+@group(0) @binding(7) var<storage, read_write> scratch: array<f32>;
+// attend, combine: (tokens, n_heads * head_dim) f32
+@group(0) @binding(8) var<storage, read_write> out: array<f32>;
 
 // The first batch token whose position reaches chunk c (host: first_token).
 fn first_token(c: u32) -> u32 {
@@ -108,6 +141,16 @@ fn q8_code(x: f32, m: f32, inv: f32) -> f32 {
     return q;
 }
 
+// Word index of word i (of nq * 4) of the K (part 0) or V (part 1) block of
+// KV head g at chunk position j.
+fn block_word(part: u32, g: u32, j: u32, i: u32) -> u32 {
+    let nq = p.quads;
+    if (part == 0u) {
+        return ((g * nq + i / 4u) * CHUNK + j) * 4u + i % 4u;
+    }
+    return (p.v_base + (g * CHUNK + j) * nq) * 4u + i;
+}
+
 @compute @workgroup_size(WRITE_WG)
 fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c0 = p.chunk * CHUNK;
@@ -117,14 +160,21 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         return;
     }
     let hd = p.head_dim;
-    let bw = p.block_words;
+    let words = 4u * p.quads;
     let src = g * hd;
-    let blk = (step.pos + t - c0) * p.n_kv_heads + g;
+    let j = step.pos + t - c0;
     if (FORMAT == 0u) {
-        for (var w = lid; w < bw; w += WRITE_WG) {
-            let i = src + 2u * w;
-            cache_w[blk * bw + w] = pack2x16float(vec2<f32>(in_val(0u, t, i), in_val(0u, t, i + 1u)));
-            cache_w[p.v_base + blk * bw + w] = pack2x16float(vec2<f32>(in_val(1u, t, i), in_val(1u, t, i + 1u)));
+        // Values past head_dim (the last quad's padding) are stored as 0.
+        for (var w = lid; w < words; w += WRITE_WG) {
+            let i = 2u * w;
+            var kp = vec2<f32>(0.0);
+            var vp = vec2<f32>(0.0);
+            if (i < hd) {
+                kp = vec2<f32>(in_val(0u, t, src + i), in_val(0u, t, src + i + 1u));
+                vp = vec2<f32>(in_val(1u, t, src + i), in_val(1u, t, src + i + 1u));
+            }
+            cache_w[block_word(0u, g, j, w)] = pack2x16float(kp);
+            cache_w[block_word(1u, g, j, w)] = pack2x16float(vp);
         }
         return;
     }
@@ -148,8 +198,7 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         if (m > 0.0) {
             inv = 127.0 / m;
         }
-        let qbase = select(0u, p.v_base, part == 1u) + blk * bw;
-        for (var w = lid; w < bw; w += WRITE_WG) {
+        for (var w = lid; w < words; w += WRITE_WG) {
             var word = 0u;
             for (var b = 0u; b < 4u; b++) {
                 let i = 4u * w + b;
@@ -158,159 +207,341 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
                     word |= (bitcast<u32>(qv) & 0xffu) << (8u * b);
                 }
             }
-            cache_w[qbase + w] = word;
+            cache_w[block_word(part, g, j, w)] = word;
         }
         if (lid == 0u) {
-            cache_w[select(p.ks_base, p.vs_base, part == 1u) + blk] = bitcast<u32>(m / 127.0);
+            cache_w[select(p.ks_base, p.vs_base, part == 1u) + g * CHUNK + j] = bitcast<u32>(m / 127.0);
         }
     }
 }
 
 // ------------------------------------------------------------------ attend
 
-var<workgroup> qs: array<f32, MAX_HD>;   // the query row, zero-padded
-var<workgroup> probs: array<f32, WG>;    // e^(s_j - m_c)
+// The tile's query rows, zero past head_dim up to whole quads; after the last
+// block, the V lane groups' partial sums (groups 1..G-1).
+var<workgroup> qs: array<vec4<f32>, MAX_ROWS * QV>;
+// (ROWS, WG): a block's scores, then its weights e^(s - m).
+var<workgroup> probs: array<f32, MAX_ROWS * WG>;
+// Block maxima (lane sub * ROWS + r), then the lane groups' sums of weights.
 var<workgroup> red: array<f32, WG>;
-var<workgroup> prev: vec2<f32>;          // running (m, l) before this chunk
+// MODE 1: each row's (m, l) carried from the previous chunk.
+var<workgroup> carried: array<vec2<f32>, MAX_ROWS>;
 
-fn q8_byte(w: u32, b: u32) -> f32 {
-    return f32((bitcast<i32>(w) << (24u - 8u * b)) >> 24u);
+// Four i8 of a word (low byte first) as f32.
+fn i8x4(w: u32) -> vec4<f32> {
+    let x = vec4<i32>(bitcast<i32>(w));
+    return vec4<f32>((x << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
 
-// q . k of block `blk` (unscaled by 1/sqrt(head_dim)).
-fn dot_k(blk: u32) -> f32 {
-    let bw = p.block_words;
-    let base = blk * bw;
-    var acc = 0.0;
+// The f32 values of one quad: 8 (F16: x[0], x[1]) or 16 (Q8: x[0..4]).
+fn unpack_quad(q: vec4<u32>) -> array<vec4<f32>, 4> {
+    var x: array<vec4<f32>, 4>;
     if (FORMAT == 0u) {
-        for (var w = 0u; w < bw; w++) {
-            let kv = unpack2x16float(cache[base + w]);
-            acc += qs[2u * w] * kv.x + qs[2u * w + 1u] * kv.y;
-        }
-        return acc;
+        x[0] = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+        x[1] = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+    } else {
+        x[0] = i8x4(q.x);
+        x[1] = i8x4(q.y);
+        x[2] = i8x4(q.z);
+        x[3] = i8x4(q.w);
     }
-    for (var w = 0u; w < bw; w++) {
-        let word = cache[base + w];
-        let kv = vec4<f32>(q8_byte(word, 0u), q8_byte(word, 1u), q8_byte(word, 2u), q8_byte(word, 3u));
-        acc += dot(vec4<f32>(qs[4u * w], qs[4u * w + 1u], qs[4u * w + 2u], qs[4u * w + 3u]), kv);
-    }
-    return acc * bitcast<f32>(cache[p.ks_base + blk]);
+    return x;
 }
 
-// Value d of V block `blk`.
-fn v_at(blk: u32, d: u32) -> f32 {
-    let bw = p.block_words;
-    if (FORMAT == 0u) {
-        let pair = unpack2x16float(cache[p.v_base + blk * bw + d / 2u]);
-        return select(pair.x, pair.y, (d & 1u) == 1u);
-    }
-    let word = cache[p.v_base + blk * bw + d / 4u];
-    return q8_byte(word, d & 3u) * bitcast<f32>(cache[p.vs_base + blk]);
+// vec4<f32> per quad: 2 (F16) or 4 (Q8).
+fn quad_vecs() -> u32 {
+    return select(2u, 4u, FORMAT == 1u);
+}
+
+// Word `i` of the slice (the Q8 scales).
+fn cache_word(i: u32) -> u32 {
+    return cache[i / 4u][i % 4u];
 }
 
 @compute @workgroup_size(WG)
 fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let h = wg.x;
+    let g = wg.z;
+    let group = p.n_heads / p.n_kv_heads;
     let c0 = p.chunk * CHUNK;
-    let t = first_token(p.chunk) + wg.y;
-    if (h >= p.n_heads || t >= step.tokens || step.pos + t < c0) {
+    let t_first = first_token(p.chunk);
+    if (g >= p.n_kv_heads || t_first >= step.tokens) {
         return;
     }
-    // Causal: positions c0..=pos+t of this chunk.
-    let n = min(CHUNK, step.pos + t + 1u - c0);
+    let total_rows = (step.tokens - t_first) * group;
+    let r0 = wg.y * ROWS;
+    if (r0 >= total_rows) {
+        return;
+    }
+    let nrows = min(ROWS, total_rows - r0);
+    let t_last = t_first + (r0 + nrows - 1u) / group;
+    var start = c0;
+    var end = c0 + CHUNK;
+    if (MODE == 0u) {
+        start = c0 + wg.x * SPLIT;
+        end = start + SPLIT;
+    }
+    // Causal: nothing past the tile's last position.
+    end = min(end, step.pos + t_last + 1u);
+    if (start >= end) {
+        return;
+    }
     let hd = p.head_dim;
-    let g = h / (p.n_heads / p.n_kv_heads);
-    let row = t * p.n_heads + h;
-    let sbase = row * (hd + 2u);
-    let first = p.chunk == 0u;
+    let nq = p.quads;
+    let qv = quad_vecs();
 
-    for (var i = lid; i < MAX_HD; i += WG) {
-        var x = 0.0;
-        if (i < hd) {
-            x = qkv[t * p.stride + p.q_off + h * hd + i];
+    // Each row's token, head and last position (rows past nrows repeat the
+    // last one; they are computed and never written).
+    var tok: array<u32, MAX_ROWS>;
+    var head: array<u32, MAX_ROWS>;
+    var lim: array<u32, MAX_ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+        let rr = r0 + min(r, nrows - 1u);
+        tok[r] = t_first + rr / group;
+        head[r] = g * group + rr % group;
+        lim[r] = step.pos + tok[r];
+    }
+
+    for (var i = lid; i < ROWS * nq * qv; i += WG) {
+        let r = i / (nq * qv);
+        let k = i % (nq * qv);
+        let rr = r0 + min(r, nrows - 1u);
+        let base = (t_first + rr / group) * p.stride + p.q_off + (g * group + rr % group) * hd;
+        var x = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {
+            if (4u * k + c < hd) {
+                x[c] = qkv[base + 4u * k + c];
+            }
         }
-        qs[i] = x;
+        qs[r * QV + k] = x;
     }
-    if (lid == 0u && !first) {
-        prev = vec2<f32>(state[sbase], state[sbase + 1u]);
+    if (MODE == 1u && lid == 0u && p.chunk > 0u) {
+        for (var r = 0u; r < ROWS; r++) {
+            let sb = (tok[r] * p.n_heads + head[r]) * (hd + 2u);
+            carried[r] = vec2<f32>(scratch[sb], scratch[sb + 1u]);
+        }
+    }
+
+    // V lanes: lane = quad w of lane group jg; G groups share the positions.
+    let w = lid % nq;
+    let jg = lid / nq;
+    let vg = min(min(WG / nq, 8u), 1u + (MAX_ROWS * QV) / (ROWS * nq * qv));
+    let vlane = jg < vg;
+    var m_run: array<f32, MAX_ROWS>;
+    var l_run: array<f32, MAX_ROWS>;
+    var acc: array<vec4<f32>, 32>;  // (MAX_ROWS, 4): row r's values of quad w
+    for (var r = 0u; r < MAX_ROWS; r++) {
+        m_run[r] = NEG;
+        l_run[r] = 0.0;
+    }
+    for (var i = 0u; i < 32u; i++) {
+        acc[i] = vec4<f32>(0.0);
     }
     workgroupBarrier();
 
-    // Scores, one position per invocation.
-    var s = -3.0e38;
-    if (lid < n) {
-        s = dot_k(lid * p.n_kv_heads + g) * p.scale;
-    }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k /= 2u) {
-        if (lid < k) {
-            red[lid] = max(red[lid], red[lid + k]);
+    let kbase = g * nq * CHUNK;
+    for (var b = start; b < end; b += WG) {
+        let n = min(WG, end - b);
+        // Scores: lane = position b + lid.
+        let j = b - c0 + lid;
+        var s: array<f32, MAX_ROWS>;
+        for (var r = 0u; r < ROWS; r++) {
+            s[r] = 0.0;
+        }
+        if (lid < n) {
+            for (var k = 0u; k < nq; k++) {
+                let x = unpack_quad(cache[kbase + k * CHUNK + j]);
+                for (var r = 0u; r < ROWS; r++) {
+                    let q = r * QV + k * qv;
+                    var d = dot(qs[q], x[0]) + dot(qs[q + 1u], x[1]);
+                    if (FORMAT == 1u) {
+                        d += dot(qs[q + 2u], x[2]) + dot(qs[q + 3u], x[3]);
+                    }
+                    s[r] += d;
+                }
+            }
+            if (FORMAT == 1u) {
+                let ks = bitcast<f32>(cache_word(p.ks_base + g * CHUNK + j));
+                for (var r = 0u; r < ROWS; r++) {
+                    s[r] *= ks;
+                }
+            }
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            var x = NEG;
+            if (lid < n && b + lid <= lim[r]) {
+                x = s[r] * p.scale;
+            }
+            s[r] = x;
+            probs[r * WG + lid] = x;
+        }
+        workgroupBarrier();
+
+        // Block max per row: lane (sub, r) over positions sub, sub + S, ...
+        let rr = lid % ROWS;
+        let sub = lid / ROWS;
+        let subs = WG / ROWS;
+        var mx = NEG;
+        for (var jj = sub; jj < n; jj += subs) {
+            mx = max(mx, probs[rr * WG + jj]);
+        }
+        red[lid] = mx;
+        workgroupBarrier();
+        for (var k = subs / 2u; k > 0u; k /= 2u) {
+            if (sub < k) {
+                red[lid] = max(red[lid], red[lid + k * ROWS]);
+            }
+            workgroupBarrier();
+        }
+        var alpha: array<f32, MAX_ROWS>;
+        for (var r = 0u; r < ROWS; r++) {
+            let m_new = max(m_run[r], red[r]);
+            alpha[r] = exp(m_run[r] - m_new);
+            m_run[r] = m_new;
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            var e = 0.0;
+            if (s[r] > NEG) {
+                e = exp(s[r] - m_run[r]);
+            }
+            probs[r * WG + lid] = e;
+        }
+        workgroupBarrier();
+
+        // acc = acc * alpha + sum_j e_j v_j, lanes along head_dim.
+        if (vlane) {
+            for (var r = 0u; r < ROWS; r++) {
+                l_run[r] *= alpha[r];
+                for (var k = 0u; k < qv; k++) {
+                    acc[r * 4u + k] *= alpha[r];
+                }
+            }
+            for (var jj = jg; jj < n; jj += vg) {
+                let pj = b - c0 + jj;
+                var x = unpack_quad(cache[p.v_base + (g * CHUNK + pj) * nq + w]);
+                if (FORMAT == 1u) {
+                    let vs = bitcast<f32>(cache_word(p.vs_base + g * CHUNK + pj));
+                    for (var k = 0u; k < 4u; k++) {
+                        x[k] *= vs;
+                    }
+                }
+                for (var r = 0u; r < ROWS; r++) {
+                    let e = probs[r * WG + jj];
+                    l_run[r] += e;
+                    for (var k = 0u; k < qv; k++) {
+                        acc[r * 4u + k] += e * x[k];
+                    }
+                }
+            }
         }
         workgroupBarrier();
     }
-    let m_c = red[0];
-    workgroupBarrier();
-    var e = 0.0;
-    if (lid < n) {
-        e = exp(s - m_c);
-    }
-    probs[lid] = e;
-    red[lid] = e;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k /= 2u) {
-        if (lid < k) {
-            red[lid] += red[lid + k];
-        }
-        workgroupBarrier();
-    }
-    let l_c = red[0];
 
-    // Merge weights: new = old * a + chunk * b.
-    var m_new = m_c;
-    var a = 0.0;
-    var b = 1.0;
-    if (!first) {
-        m_new = max(prev.x, m_c);
-        a = exp(prev.x - m_new);
-        b = exp(m_c - m_new);
-    }
-    for (var d = lid; d < hd; d += WG) {
-        var acc = 0.0;
-        for (var j = 0u; j < n; j++) {
-            acc += probs[j] * v_at(j * p.n_kv_heads + g, d);
-        }
-        let i = sbase + 2u + d;
-        if (first) {
-            state[i] = acc;
-        } else {
-            state[i] = state[i] * a + acc * b;
+    // Lane groups 1..G-1 hand their sums to group 0 (qs is free now).
+    if (vlane && jg > 0u) {
+        for (var r = 0u; r < ROWS; r++) {
+            for (var k = 0u; k < qv; k++) {
+                qs[(((jg - 1u) * ROWS + r) * nq + w) * qv + k] = acc[r * 4u + k];
+            }
+            if (w == 0u) {
+                red[jg * ROWS + r] = l_run[r];
+            }
         }
     }
-    if (lid == 0u) {
-        state[sbase] = m_new;
-        if (first) {
-            state[sbase + 1u] = l_c;
+    workgroupBarrier();
+    if (!vlane || jg > 0u) {
+        return;
+    }
+    for (var gg = 1u; gg < vg; gg++) {
+        for (var r = 0u; r < ROWS; r++) {
+            for (var k = 0u; k < qv; k++) {
+                acc[r * 4u + k] += qs[(((gg - 1u) * ROWS + r) * nq + w) * qv + k];
+            }
+            l_run[r] += red[gg * ROWS + r];
+        }
+    }
+
+    // Lanes w of group 0 write values 4k.. of quad w (k < qv) of each row.
+    for (var r = 0u; r < ROWS; r++) {
+        if (r >= nrows || lim[r] < start) {
+            continue;
+        }
+        var m = m_run[r];
+        var l = l_run[r];
+        var a = 0.0;
+        var bb = 1.0;
+        let sb = (tok[r] * p.n_heads + head[r]) * (hd + 2u);
+        if (MODE == 1u && p.chunk > 0u) {
+            let prev = carried[r];
+            let m_new = max(prev.x, m);
+            a = exp(prev.x - m_new);
+            bb = exp(m - m_new);
+            m = m_new;
+            l = prev.y * a + l * bb;
+        }
+        let last = lim[r] / CHUNK == p.chunk;
+        var dst = 0u;
+        var to_out = true;
+        if (MODE == 0u) {
+            to_out = step.kv_len <= SPLIT;
+            if (!to_out) {
+                let slot = (tok[r] * p.n_heads + head[r]) * p.max_splits + start / SPLIT;
+                dst = slot * (hd + 2u);
+            }
         } else {
-            state[sbase + 1u] = prev.y * a + l_c * b;
+            to_out = last;
+            dst = sb;
+        }
+        if (!to_out && w == 0u) {
+            scratch[dst] = m;
+            scratch[dst + 1u] = l;
+        }
+        for (var k = 0u; k < qv; k++) {
+            let v = acc[r * 4u + k];
+            for (var c = 0u; c < 4u; c++) {
+                let d = (w * qv + k) * 4u + c;
+                if (d < hd) {
+                    var x = v[c];
+                    if (MODE == 1u && p.chunk > 0u) {
+                        x = scratch[sb + 2u + d] * a + x * bb;
+                    }
+                    if (to_out) {
+                        out[tok[r] * p.n_heads * hd + head[r] * hd + d] = x / l;
+                    } else {
+                        scratch[dst + 2u + d] = x;
+                    }
+                }
+            }
         }
     }
 }
 
-// ---------------------------------------------------------------- finalize
+// ----------------------------------------------------------------- combine
 
-@compute @workgroup_size(FINAL_WG)
-fn finalize(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = (wg.x + wg.y * nwg.x) * FINAL_WG + lid;
-    let hd = p.head_dim;
-    if (i >= step.tokens * p.n_heads * hd) {
+@compute @workgroup_size(WG)
+fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wg.x;
+    let t = wg.y;
+    if (h >= p.n_heads || t >= step.tokens) {
         return;
     }
-    let row = i / hd;
-    let sbase = row * (hd + 2u);
-    out[i] = state[sbase + 2u + i % hd] / state[sbase + 1u];
+    let hd = p.head_dim;
+    let ns = (step.pos + t) / SPLIT + 1u;
+    let base = (t * p.n_heads + h) * p.max_splits * (hd + 2u);
+    var m = NEG;
+    for (var s = 0u; s < ns; s++) {
+        m = max(m, scratch[base + s * (hd + 2u)]);
+    }
+    var l = 0.0;
+    for (var s = 0u; s < ns; s++) {
+        let o = base + s * (hd + 2u);
+        l += exp(scratch[o] - m) * scratch[o + 1u];
+    }
+    for (var d = lid; d < hd; d += WG) {
+        var a = 0.0;
+        for (var s = 0u; s < ns; s++) {
+            let o = base + s * (hd + 2u);
+            a += exp(scratch[o] - m) * scratch[o + 2u + d];
+        }
+        out[t * p.n_heads * hd + h * hd + d] = a / l;
+    }
 }

@@ -14,7 +14,7 @@
 // +inf or are all -inf; token[1..6] = the trace (sampler::SampleTrace):
 // candidates, total (lo, hi), drawn total (lo, hi); 0 when greedy.
 
-const WG: u32 = 256u;
+// WG (SAMPLE_WG): from the generated prelude (crate/src/gpu/keys.rs).
 const NONE: u32 = 0xffffffffu;
 const NEG_INF_KEY: u32 = 0x007fffffu;
 const NEG_INF_BITS: u32 = 0xff800000u;

@@ -2,8 +2,9 @@
 //! reference (`cpu::attention` over a cache rounded as the GPU stores it:
 //! f16 round trip or q8 quantize-dequantize), on the default adapter
 //! (lavapipe here and in CI): MHA and GQA, head_dim 48/64/128, decode across
-//! chunk boundaries, prefill batches crossing a chunk, both formats, several
-//! layers, truncate-and-rewrite, growth and the max_len error. Each check
+//! chunk boundaries and decode-split edges, prefill batches crossing a
+//! chunk, both formats, several layers, truncate-and-rewrite, growth and the
+//! max_len error. Each check
 //! prints its max abs error and where it occurred. Without an adapter these
 //! tests fail: they never skip.
 
@@ -245,6 +246,70 @@ fn prefill_and_truncate_rewrite() {
             h.batch(2);
             eprintln!("WORST {}", h.worst.1);
         }
+    }
+}
+
+/// Decode and small batches at the edges of the 64-position decode splits
+/// (contexts of exactly 64, 65, 128, 256 positions, a batch of 4 crossing a
+/// split), over four chunks, for grouped-query shapes whose row tiles hold
+/// several heads and tokens (groups 8, 2 and 3, the last tiling rows across
+/// tokens unevenly), and a head_dim (42) that pads its last quad. Batches of
+/// up to `decode_tokens` tokens take the split path, larger ones the
+/// prefill path; both are checked.
+#[test]
+fn split_edges_over_many_chunks() {
+    let ctx = context();
+    for format in KvFormat::ALL {
+        for (heads, kv_heads, hd) in [(16, 2, 64), (6, 3, 42), (6, 2, 128)] {
+            let mut h = Harness::new(&ctx, config(1, heads, kv_heads, hd, format));
+            assert_eq!(h.att.decode_tokens(), 4);
+            h.batch(2); // 0..2: one split, written by attend itself
+            h.batch(61); // 2..63
+            h.batch(1); // 63: kv_len 64, still one split
+            h.batch(1); // 64: the second split, combined
+            h.batch(4); // 65..69
+            h.batch(57); // 69..126
+            h.batch(4); // 126..130: a batch of 4 across a split edge
+            h.batch(125); // 130..255
+            h.batch(1); // 255: kv_len 256, the whole first chunk
+            h.batch(4); // 256..260: the second chunk
+            h.batch(500); // 260..760
+            h.batch(9); // 760..769: the fourth chunk, prefill path
+            h.batch(3); // 769..772
+            h.batch(1); // 772
+            assert_eq!(h.att.chunks(), 4);
+            eprintln!("WORST {}", h.worst.1);
+        }
+    }
+}
+
+/// Dispatches recorded per layer: `kv_write` per chunk touched, `attend` per
+/// chunk, `combine` only for decode-path steps past one split.
+#[test]
+fn dispatches_per_step() {
+    let ctx = context();
+    let mut h = Harness::new(&ctx, config(2, 4, 4, 64, KvFormat::F16));
+    h.att.reserve(&ctx, 1000).expect("reserve");
+    h.att.set_len(1000).expect("set_len");
+    let mut encoder = ctx.encoder("t");
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+    for (pos, tokens, want) in [
+        (0, 1, 2),     // write, attend
+        (63, 1, 2),    // kv_len 64: one split
+        (64, 1, 3),    // + combine
+        (255, 1, 3),   // one chunk
+        (256, 1, 4),   // two chunks
+        (254, 4, 5),   // the batch's positions in two chunks
+        (700, 1, 5),   // three chunks
+        (0, 5, 2),     // prefill path: no combine
+        (250, 300, 6), // writes to chunks 0..=2, attends 0..=2
+    ] {
+        let got = h
+            .att
+            .encode(&mut pass, 1, &StepParams::batch(pos, tokens, 0))
+            .expect("encode");
+        eprintln!("pos {pos} tokens {tokens}: {got} dispatches");
+        assert_eq!(got, want, "pos {pos} tokens {tokens}");
     }
 }
 

@@ -10,6 +10,33 @@
 
 use crate::ggml_type::GgmlType;
 
+/// Positions per KV cache chunk (`CHUNK` in `attention.wgsl`): the cache
+/// grows, and `attend` is dispatched, one chunk at a time.
+pub const KV_CHUNK: u32 = 256;
+
+/// Positions per decode split of attention (`SPLIT` in `attention.wgsl`): a
+/// decode step's `attend` runs one workgroup per (split, row tile, KV head)
+/// of each chunk, so a 7B step (32 KV heads, one row each) has 128
+/// workgroups per chunk. A multiple of [`ATTN_WG`] dividing [`KV_CHUNK`].
+pub const ATTN_SPLIT: u32 = 64;
+
+/// Query rows per `attend` workgroup in prefill (`ROWS`): each K and V value
+/// loaded serves that many (token, head) rows of one KV head.
+pub const ATTN_PREFILL_ROWS: u32 = 8;
+
+/// Lanes of `attend` and `combine`, and positions per `attend` block (`WG`
+/// in `attention.wgsl`).
+pub const ATTN_WG: u32 = 64;
+/// The most query rows an `attend` workgroup serves (`MAX_ROWS`).
+pub const ATTN_MAX_ROWS: u32 = 8;
+/// The largest head_dim attention takes (`MAX_HD`; sizes its q arrays).
+pub const MAX_HEAD_DIM: u32 = 256;
+/// Invocations of a `kv_write` workgroup (`WRITE_WG`).
+pub const KV_WRITE_WG: u32 = 64;
+/// Invocations of the sampler's one workgroup (`WG` in `sample.wgsl`), also
+/// its radix-select bins: one per byte value.
+pub const SAMPLE_WG: u32 = 256;
+
 /// Columns per RMSNorm partial sum, and invocations of its workgroups
 /// (`GROUP` and `MAX_GROUP` in `norm.wgsl`; a power of two).
 pub const NORM_GROUP: u32 = 256;
@@ -121,7 +148,13 @@ impl ShaderFamily {
             ShaderFamily::Rope => consts.push(("WG", ROPE_WG)),
             ShaderFamily::Elementwise => consts.push(("WG", ELEMENTWISE_WG)),
             ShaderFamily::Bandwidth => consts.push(("WG", BANDWIDTH_WG)),
-            ShaderFamily::Attention | ShaderFamily::Sample => {}
+            ShaderFamily::Attention => consts.extend([
+                ("WG", ATTN_WG),
+                ("MAX_ROWS", ATTN_MAX_ROWS),
+                ("MAX_HD", MAX_HEAD_DIM),
+                ("WRITE_WG", KV_WRITE_WG),
+            ]),
+            ShaderFamily::Sample => consts.push(("WG", SAMPLE_WG)),
         }
         let mut out = String::new();
         if !consts.is_empty() {
@@ -424,6 +457,49 @@ pub enum Binding {
     ReadWrite,
 }
 
+/// What an `attend` dispatch computes (`MODE` in `attention.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttendMode {
+    /// A few tokens: one workgroup per [`ATTN_SPLIT`] positions writes that
+    /// split's partial softmax state; `combine` merges them.
+    Decode,
+    /// Many tokens: one workgroup per chunk and row tile, the rows' state
+    /// carried from chunk to chunk.
+    Prefill,
+}
+
+impl AttendMode {
+    pub const ALL: [AttendMode; 2] = [AttendMode::Decode, AttendMode::Prefill];
+
+    pub fn code(self) -> u32 {
+        match self {
+            AttendMode::Decode => 0,
+            AttendMode::Prefill => 1,
+        }
+    }
+
+    /// The query rows per workgroup (`ROWS`) the mode is built with:
+    /// prefill [`ATTN_PREFILL_ROWS`]; decode the KV group size (query heads
+    /// per KV head) rounded up to a power of two, at most [`ATTN_MAX_ROWS`], so that a
+    /// decode step reads each K and V value once per KV head.
+    pub fn rows(self, group: usize) -> u32 {
+        match self {
+            AttendMode::Prefill => ATTN_PREFILL_ROWS,
+            AttendMode::Decode => {
+                (group.clamp(1, ATTN_MAX_ROWS as usize) as u32).next_power_of_two()
+            }
+        }
+    }
+
+    /// Every `rows` value [`AttendMode::rows`] returns.
+    pub fn all_rows(self) -> &'static [u32] {
+        match self {
+            AttendMode::Prefill => &[ATTN_PREFILL_ROWS],
+            AttendMode::Decode => &[1, 2, 4, 8],
+        }
+    }
+}
+
 /// One compute pipeline: a kernel family, its entry point and the values of
 /// its `override` constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -442,11 +518,16 @@ pub enum KernelKey {
     FmaPeak,
     /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV chunk.
     KvWrite(KvFormat),
-    /// `shaders/attention.wgsl` `attend`: one chunk's scores merged into the
-    /// running online-softmax state.
-    AttendChunk(KvFormat),
-    /// `shaders/attention.wgsl` `finalize`: `out = acc / l`.
-    AttendFinalize,
+    /// `shaders/attention.wgsl` `attend`: one chunk of the cache, `rows`
+    /// query rows per workgroup, as `mode` says.
+    Attend {
+        format: KvFormat,
+        mode: AttendMode,
+        rows: u32,
+    },
+    /// `shaders/attention.wgsl` `combine`: a decode step's split partials
+    /// merged into the output.
+    AttendCombine,
     /// `shaders/sample.wgsl`: token sampling, one workgroup.
     Sample,
     /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
@@ -496,8 +577,14 @@ impl KernelKey {
         keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
         keys.push(KernelKey::FmaPeak);
         keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
-        keys.extend(KvFormat::ALL.map(KernelKey::AttendChunk));
-        keys.push(KernelKey::AttendFinalize);
+        for format in KvFormat::ALL {
+            for mode in AttendMode::ALL {
+                for &rows in mode.all_rows() {
+                    keys.push(KernelKey::Attend { format, mode, rows });
+                }
+            }
+        }
+        keys.push(KernelKey::AttendCombine);
         keys.push(KernelKey::Sample);
         let mut shapes: Vec<MatvecShape> = KernelPreset::ALL
             .iter()
@@ -525,7 +612,7 @@ impl KernelKey {
             KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
             KernelKey::Bandwidth { .. } | KernelKey::FmaPeak => ShaderFamily::Bandwidth,
-            KernelKey::KvWrite(_) | KernelKey::AttendChunk(_) | KernelKey::AttendFinalize => {
+            KernelKey::KvWrite(_) | KernelKey::Attend { .. } | KernelKey::AttendCombine => {
                 ShaderFamily::Attention
             }
             KernelKey::Sample => ShaderFamily::Sample,
@@ -539,8 +626,8 @@ impl KernelKey {
             KernelKey::Bandwidth { copy: false } => "stream_read",
             KernelKey::FmaPeak => "fma_peak",
             KernelKey::KvWrite(_) => "kv_write",
-            KernelKey::AttendChunk(_) => "attend",
-            KernelKey::AttendFinalize => "finalize",
+            KernelKey::Attend { .. } => "attend",
+            KernelKey::AttendCombine => "combine",
             KernelKey::QMatmul { entry, .. } => entry.name(),
             _ => "main",
         }
@@ -557,12 +644,12 @@ impl KernelKey {
             KernelKey::Rope
             | KernelKey::Bandwidth { .. }
             | KernelKey::FmaPeak
-            | KernelKey::AttendFinalize
             | KernelKey::Sample => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
-            KernelKey::KvWrite(f) | KernelKey::AttendChunk(f) => {
-                vec![("FORMAT", f64::from(f.code()))]
-            }
+            // The write and combine entries read neither MODE nor ROWS.
+            KernelKey::KvWrite(format) => attention_constants(format, AttendMode::Decode, 1),
+            KernelKey::AttendCombine => attention_constants(KvFormat::F16, AttendMode::Decode, 1),
+            KernelKey::Attend { format, mode, rows } => attention_constants(format, mode, rows),
             KernelKey::QMatmul {
                 format,
                 epilogue,
@@ -625,3 +712,19 @@ impl KernelKey {
         format!("{self:?}")
     }
 }
+
+/// Every override of `attention.wgsl`.
+fn attention_constants(format: KvFormat, mode: AttendMode, rows: u32) -> Vec<(&'static str, f64)> {
+    vec![
+        ("FORMAT", f64::from(format.code())),
+        ("CHUNK", f64::from(KV_CHUNK)),
+        ("SPLIT", f64::from(ATTN_SPLIT)),
+        ("ROWS", f64::from(rows)),
+        ("MODE", f64::from(mode.code())),
+    ]
+}
+
+const _: () = assert!(ATTN_SPLIT.is_multiple_of(ATTN_WG) && KV_CHUNK.is_multiple_of(ATTN_SPLIT));
+const _: () = assert!(ATTN_PREFILL_ROWS <= ATTN_MAX_ROWS && ATTN_MAX_ROWS.is_power_of_two());
+const _: () = assert!(MAX_HEAD_DIM.is_multiple_of(8));
+const _: () = assert!(SAMPLE_WG == 256);

@@ -47,6 +47,10 @@
 //! encoder; [`GpuSampler::read_token`] (or a copy of
 //! [`GpuSampler::token_buffer`]) gives the token.
 
+mod host;
+
+pub use host::sample_host;
+
 use super::{GpuContext, GpuError, KernelKey};
 use crate::sampler::{
     exp_table, penalized_ids, SampleTrace, SamplerConfig, SamplerError, SamplingConstants,
@@ -379,23 +383,4 @@ async fn bind(
         })
     })
     .await
-}
-
-/// Samples from host `logits` on the GPU (uploads them, samples once, reads
-/// the token back): for tests and one-off use.
-pub async fn sample_host(
-    ctx: &GpuContext,
-    logits: &[f32],
-    config: &SamplerConfig,
-    recent: &[u32],
-    step: u32,
-) -> Result<u32, GpuError> {
-    let buffer = ctx.storage_f32("sample logits", logits).await?;
-    let mut sampler = GpuSampler::new(ctx, &buffer, logits.len()).await?;
-    sampler.configure(ctx, config).await?;
-    sampler.prepare(ctx, step, recent)?;
-    let mut encoder = ctx.encoder("sample");
-    sampler.encode_pass(&mut encoder);
-    ctx.submit(encoder).await?;
-    sampler.read_token(ctx).await
 }

@@ -9,15 +9,23 @@
 //! device's `max_buffer_size`). Layer `l`'s slice starts at
 //! `l * slice_stride`, a multiple of 256 bytes (the storage-binding offset
 //! alignment), and is bound on its own as a buffer range, so the shader never
-//! sees the layer index. Within a slice, in u32 words (`a = n_kv_heads`,
-//! `bw` = words per block):
+//! sees the layer index. A block is the `head_dim` values of one (position,
+//! KV head), stored as `nq` quads of 4 u32 words ([`KvFormat::block_quads`]:
+//! 8 f16 or 16 i8 values a quad, zero past `head_dim`). Within a slice
+//! (`a = n_kv_heads`), head-major:
 //!
 //! | part | shape | F16 | Q8 |
 //! |---|---|---|---|
-//! | K quants | `(256, a, bw)` | `bw = head_dim / 2`, two halves per word (low first) | `bw = ceil(head_dim / 4)`, four i8 per word (low byte first) |
-//! | V quants | `(256, a, bw)` | same | same |
-//! | K scales | `(256, a)` f32 | — | `absmax / 127` of the block |
-//! | V scales | `(256, a)` f32 | — | same |
+//! | K quants | `(a, nq, 256)` quads | `nq = ceil(head_dim / 8)`, two halves per word (low first) | `nq = ceil(head_dim / 16)`, four i8 per word (low byte first) |
+//! | V quants | `(a, 256, nq)` quads | same | same |
+//! | K scales | `(a, 256)` f32 | — | `absmax / 127` of the block |
+//! | V scales | `(a, 256)` f32 | — | same |
+//!
+//! K is stored transposed by quad: quad `w` of all 256 positions of a head is
+//! contiguous, so the score lanes (one position each) load 64 consecutive
+//! 16-byte quads per step. V keeps each block contiguous, so the lanes that
+//! accumulate `sum_j p_j v_j` (one quad of `head_dim` each) load consecutive
+//! quads of one position. Both reads are coalesced and 16 bytes wide.
 //!
 //! Why one buffer per chunk rather than one per (layer, chunk): growing the
 //! context by 256 positions is one allocation (not `n_layers`), every layer
@@ -28,52 +36,100 @@
 //!
 //! # Attention
 //!
-//! One layer, recorded by [`KvAttention::encode`] in one compute pass:
-//! `kv_write` once per chunk the batch's positions fall in (1 to 3 for a
-//! 512-token batch); `attend` once per chunk `0..=(kv_len - 1) / 256`, each
-//! computing the chunk's scores, its local softmax max `m_c`, sum `l_c` and
-//! accumulator `acc_c` per (token, head), merged into the running `(m, l,
-//! acc)` state with the stable online-softmax rule (`m = max(m, m_c)`, both
-//! sides rescaled by `exp(old - m)`), chunk 0 initialising it; then
-//! `finalize` writes `out = acc / l`. The causal mask is applied inside every
-//! chunk (`attend` covers positions up to `pos + t` only; tokens whose
-//! position does not reach a chunk are not dispatched for it). A decode step
-//! is therefore split across chunks: each `attend` dispatch covers 256
-//! positions for every head, one invocation per position, never one
-//! workgroup looping over the whole context.
+//! One layer, recorded by [`KvAttention::encode`] in one compute pass.
+//! `kv_write` runs once per chunk the batch's positions fall in (1 to 3 for a
+//! 512-token batch). Then `attend` once per chunk `0..=(kv_len - 1) / 256`
+//! (each dispatch binds one chunk: WebGPU gives a stage 8 storage buffers, so
+//! a kernel cannot see an unbounded list of chunk buffers). An `attend`
+//! workgroup serves up to `ROWS` query rows `(token, head)` of ONE KV head, so
+//! every K and V value it loads serves all of them (the query heads of a
+//! grouped-query KV head, the tokens of a prefill tile), and walks a range
+//! of positions in blocks of 64: per block, the scores (lane = position,
+//! causal mask per row), the block's max per row, the running max `m`,
+//! weights `e = exp(s - m)`, and `acc = acc * exp(m_old - m) + sum e v`,
+//! `l` likewise (the stable online softmax).
 //!
-//! Each dispatch binds one chunk (WebGPU gives a stage 8 storage buffers, so
-//! a kernel cannot see an unbounded list of chunk buffers), and WebGPU orders
-//! dispatches that share a writable buffer; the chunks of one layer are thus
-//! processed one after the other, each dispatch `n_heads x tokens`
-//! workgroups wide.
+//! - Decode (`tokens <= `[`KvAttention::decode_tokens`]): the range is one
+//!   split of [`ATTN_SPLIT`] = 64 positions. Dispatch `(splits of the chunk,
+//!   row tiles, n_kv_heads)`: a 7B decode step has 4 x 1 x 32 = 128
+//!   workgroups per chunk, at any context length. Each writes its split's
+//!   partial `(m, l, acc)` to its own slot of the scratch buffer (rows do
+//!   not share slots, no dispatch reads another's), and `combine` (one
+//!   workgroup per (token, head)) merges a row's partials with `M = max_s
+//!   m_s`, weights `exp(m_s - M)`, and writes `out = sum w acc / sum w l`.
+//!   When `kv_len <= 64` the single split writes `out` itself and no
+//!   `combine` is recorded.
+//! - Prefill (more tokens): the range is the whole chunk, the row tile 8
+//!   rows (8 tokens of one head for MHA). Dispatch `(1, row tiles,
+//!   n_kv_heads)`, already `tokens / 8 x n_heads` workgroups wide; each K
+//!   and V value is loaded once per tile. A row's state is carried from
+//!   chunk to chunk in the scratch buffer (merged with the same rule as
+//!   `combine`), and the chunk holding the row's last position writes its
+//!   `out` row: no separate finalize. The chunks of one layer run in order
+//!   anyway (WebGPU orders dispatches that share a writable buffer), and the
+//!   state carried is `tokens x n_heads x (head_dim + 2)` floats, where
+//!   partials of every split would grow with the context
+//!   (`512 x 32 x 64 x 130` f32 = 545 MB for a 7B at 4096 positions).
+//!
+//! Dispatches per layer: `kv_write` per chunk touched (1 for a decode
+//! step), `attend` per chunk, and `combine` for a decode step past 64
+//! positions.
+//!
+//! # Exactness
+//!
+//! The GPU computes the CPU reference's (`cpu::attention`) arithmetic on the
+//! values the cache stores ([`KvFormat::round_trip`]), in f32, up to the
+//! order of sums and the split of the softmax: the CPU takes `M` over all
+//! positions and sums `exp(s_j - M) v_j` in position order; the GPU sums each
+//! block with its own running max and rescales by `exp(m_old - m_new)`, and
+//! `combine` (or the prefill carry) rescales whole splits by `exp(m_s - M)`.
+//! `exp(a) exp(b) = exp(a + b)` up to a few ulp of each factor, every weight
+//! is at most 1 and every `m` is an actual score (no overflow, no
+//! `inf - inf`), so each output differs from the CPU's by a few ulp of the
+//! largest `|v|` times a small multiple of `log2(kv_len)` — the same bound as
+//! any re-association of the reference's sums, far under the tests' `2e-5`
+//! for `|v| <= 1`. Masked positions get weight exactly 0 (never `exp` of a
+//! sentinel); Q8 values are dequantized as `q * scale` before weighting,
+//! exactly the stored f32 (K's scale multiplies the finished dot product, one
+//! rounding more, as before).
+
+mod host;
 
 use super::context::GpuContext;
 use super::error::GpuError;
 use super::kernels::QkvLayout;
-use super::keys::KernelKey;
 pub use super::keys::KvFormat;
+use super::keys::{AttendMode, KernelKey, ATTN_SPLIT};
 use super::step::{StepParams, StepUniform};
 
 const K: &str = "attention";
 
-/// Positions per KV chunk (`CHUNK` in the shader).
-pub const KV_CHUNK: usize = 256;
+/// Positions per KV chunk (`CHUNK` in the shader, set from
+/// [`super::keys::KV_CHUNK`]).
+pub const KV_CHUNK: usize = super::keys::KV_CHUNK as usize;
 /// The largest supported head size (`MAX_HD` in the shader).
-pub const MAX_HEAD_DIM: usize = 256;
+pub const MAX_HEAD_DIM: usize = super::keys::MAX_HEAD_DIM as usize;
+/// The most tokens a batch may have to take the decode path (split partials
+/// and `combine`); larger batches take the prefill path.
+pub const DECODE_TOKENS: usize = 4;
 /// Storage-binding offsets are multiples of this (WebGPU's
 /// `min_storage_buffer_offset_alignment` default and maximum).
 const ALIGN: u64 = 256;
-/// Workgroup sizes of `kv_write` and `finalize` (`WRITE_WG`, `FINAL_WG`).
-const FINAL_WG: usize = 256;
+const SPLIT: usize = ATTN_SPLIT as usize;
 
 impl KvFormat {
-    /// u32 words of one block of quants (one position, one KV head).
-    pub fn block_words(self, head_dim: usize) -> usize {
+    /// Quads (16 bytes: 8 f16 or 16 i8 values) of one block of quants (one
+    /// position, one KV head), the last zero-padded past `head_dim`.
+    pub fn block_quads(self, head_dim: usize) -> usize {
         match self {
-            KvFormat::F16 => head_dim.div_ceil(2),
-            KvFormat::Q8 => head_dim.div_ceil(4),
+            KvFormat::F16 => head_dim.div_ceil(8),
+            KvFormat::Q8 => head_dim.div_ceil(16),
         }
+    }
+
+    /// u32 words of one block of quants.
+    pub fn block_words(self, head_dim: usize) -> usize {
+        4 * self.block_quads(head_dim)
     }
 
     /// Bytes one block takes, quants and scale.
@@ -144,16 +200,22 @@ impl AttentionConfig {
                 ),
             ));
         }
-        if c.max_tokens > u16::MAX as usize || c.n_heads > u16::MAX as usize {
+        let group = c.n_heads / c.n_kv_heads;
+        let tiles = (c.max_tokens * group).div_ceil(AttendMode::Prefill.rows(group) as usize);
+        if c.max_tokens > u16::MAX as usize
+            || c.n_heads > u16::MAX as usize
+            || tiles > u16::MAX as usize
+        {
             return Err(GpuError::shape(
                 K,
                 format!(
-                    "max_tokens {} and n_heads {} must be at most 65535 (workgroups per dimension)",
+                    "max_tokens {} and n_heads {} must be at most 65535, and so must \
+                     max_tokens * n_heads / n_kv_heads / 8 (workgroups per dimension)",
                     c.max_tokens, c.n_heads
                 ),
             ));
         }
-        let state = c.state_bytes();
+        let state = c.scratch_bytes();
         let max_len_ok = c
             .max_len
             .checked_add(KV_CHUNK)
@@ -175,23 +237,40 @@ impl AttentionConfig {
         (self.n_layers * 2 * self.n_kv_heads * self.format.block_bytes(self.head_dim)) as u64
     }
 
-    /// Bytes of the running-softmax state: `(max_tokens, n_heads, 2 + head_dim)` f32.
-    pub fn state_bytes(&self) -> u64 {
-        (self.max_tokens * self.n_heads * (2 + self.head_dim) * 4) as u64
+    /// The most tokens a batch may have to take the decode path.
+    pub fn decode_tokens(&self) -> usize {
+        DECODE_TOKENS.min(self.max_tokens)
     }
 
-    /// Where things are in one layer's slice of a chunk, in words.
+    /// Partial slots per (token, head) of the decode path: one per
+    /// [`ATTN_SPLIT`] positions of `max_len`.
+    pub fn max_splits(&self) -> usize {
+        self.max_len.div_ceil(SPLIT)
+    }
+
+    /// Bytes of the attention scratch: the decode path's partials
+    /// `(decode_tokens, n_heads, max_splits, 2 + head_dim)` f32 or the
+    /// prefill path's carried state `(max_tokens, n_heads, 2 + head_dim)`
+    /// f32, whichever is larger (they share the buffer).
+    pub fn scratch_bytes(&self) -> u64 {
+        let row = (self.n_heads * (2 + self.head_dim) * 4) as u64;
+        let partials = (self.decode_tokens() * self.max_splits()) as u64 * row;
+        partials.max(self.max_tokens as u64 * row)
+    }
+
+    /// Where things are in one layer's slice of a chunk.
     fn slice(&self) -> SliceLayout {
-        let bw = self.format.block_words(self.head_dim);
+        let nq = self.format.block_quads(self.head_dim);
         let blocks = KV_CHUNK * self.n_kv_heads;
-        let quants = blocks * bw;
+        let quants = blocks * nq;
+        // K quants, V quants (quads), then Q8's K and V scales (words).
         let (ks_base, vs_base, words) = match self.format {
-            KvFormat::F16 => (0, 0, 2 * quants),
-            KvFormat::Q8 => (2 * quants, 2 * quants + blocks, 2 * quants + 2 * blocks),
+            KvFormat::F16 => (0, 0, 8 * quants),
+            KvFormat::Q8 => (8 * quants, 8 * quants + blocks, 8 * quants + 2 * blocks),
         };
         let bytes = 4 * words as u64;
         SliceLayout {
-            block_words: bw as u32,
+            quads: nq as u32,
             v_base: quants as u32,
             ks_base: ks_base as u32,
             vs_base: vs_base as u32,
@@ -203,8 +282,11 @@ impl AttentionConfig {
 
 #[derive(Clone, Copy, Debug)]
 struct SliceLayout {
-    block_words: u32,
+    /// Quads per block.
+    quads: u32,
+    /// Start of V's quants, in quads.
     v_base: u32,
+    /// Starts of Q8's K and V scales, in words.
     ks_base: u32,
     vs_base: u32,
     /// Bytes of one layer's slice (bound).
@@ -235,7 +317,7 @@ struct Params {
     n_kv_heads: u32,
     head_dim: u32,
     chunk: u32,
-    block_words: u32,
+    quads: u32,
     v_base: u32,
     ks_base: u32,
     vs_base: u32,
@@ -244,16 +326,19 @@ struct Params {
     q_off: u32,
     k_off: u32,
     v_off: u32,
-    _pad: [u32; 3],
+    max_splits: u32,
+    _pad: [u32; 2],
 }
 
 /// One chunk: its buffers and, per layer, the bind groups of `kv_write` and
-/// `attend`.
+/// of the decode and prefill `attend` (pipelines with automatic layouts
+/// take bind groups made from their own layout only).
 #[derive(Debug)]
 struct Chunk {
     buffers: Vec<wgpu::Buffer>,
     write: Vec<wgpu::BindGroup>,
-    attend: Vec<wgpu::BindGroup>,
+    decode: Vec<wgpu::BindGroup>,
+    prefill: Vec<wgpu::BindGroup>,
 }
 
 /// The KV cache of one sequence and the attention of every layer over it,
@@ -265,22 +350,25 @@ pub struct KvAttention {
     /// Layers per chunk buffer.
     layers_per_buffer: usize,
     write: wgpu::ComputePipeline,
-    attend: wgpu::ComputePipeline,
-    finalize: wgpu::ComputePipeline,
+    decode: wgpu::ComputePipeline,
+    /// `ROWS` of `decode`.
+    decode_rows: usize,
+    prefill: wgpu::ComputePipeline,
+    combine: wgpu::ComputePipeline,
     qkv: wgpu::Buffer,
     layout: QkvLayout,
     out: wgpu::Buffer,
     step: wgpu::Buffer,
-    state: wgpu::Buffer,
-    finalize_group: wgpu::BindGroup,
+    scratch: wgpu::Buffer,
+    combine_group: wgpu::BindGroup,
     chunks: Vec<Chunk>,
     len: usize,
 }
 
 impl KvAttention {
-    /// Checks the shapes, creates the pipelines, the running-softmax state
-    /// and the `finalize` bind group; no chunk is allocated yet
-    /// ([`KvAttention::reserve_async`]).
+    /// Checks the shapes, creates the pipelines, the scratch (split
+    /// partials, carried state) and the `combine` bind group; no chunk is
+    /// allocated yet ([`KvAttention::reserve_async`]).
     pub async fn new_async(
         ctx: &GpuContext,
         cfg: AttentionConfig,
@@ -315,25 +403,33 @@ impl KvAttention {
         if io.out == io.qkv {
             return Err(GpuError::shape(K, "out and qkv are one buffer"));
         }
-        ctx.check_binding_size("attention state", cfg.state_bytes())?;
+        ctx.check_binding_size("attention scratch", cfg.scratch_bytes())?;
 
-        let write = ctx.pipeline(KernelKey::KvWrite(cfg.format)).await?;
-        let attend = ctx.pipeline(KernelKey::AttendChunk(cfg.format)).await?;
-        let finalize = ctx.pipeline(KernelKey::AttendFinalize).await?;
-        let state = ctx
-            .storage_zeroed("attention state", cfg.state_bytes())
+        let group = cfg.n_heads / cfg.n_kv_heads;
+        let format = cfg.format;
+        let attend = |mode: AttendMode| KernelKey::Attend {
+            format,
+            mode,
+            rows: mode.rows(group),
+        };
+        let write = ctx.pipeline(KernelKey::KvWrite(format)).await?;
+        let decode = ctx.pipeline(attend(AttendMode::Decode)).await?;
+        let prefill = ctx.pipeline(attend(AttendMode::Prefill)).await?;
+        let combine = ctx.pipeline(KernelKey::AttendCombine).await?;
+        let scratch = ctx
+            .storage_zeroed("attention scratch", cfg.scratch_bytes())
             .await?;
         let params = params_uniform(ctx, &cfg, &slice, io.layout, 0);
         let step = io.step.buffer().clone();
-        let finalize_group = ctx
+        let combine_group = ctx
             .scoped(|| {
                 ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("attention finalize"),
-                    layout: &finalize.get_bind_group_layout(0),
+                    label: Some("attention combine"),
+                    layout: &combine.get_bind_group_layout(0),
                     entries: &[
                         whole(0, &step),
                         whole(1, &params),
-                        whole(7, &state),
+                        whole(7, &scratch),
                         range(8, io.out, 0, out_bytes),
                     ],
                 })
@@ -344,14 +440,16 @@ impl KvAttention {
             slice,
             layers_per_buffer,
             write,
-            attend,
-            finalize,
+            decode,
+            decode_rows: AttendMode::Decode.rows(group) as usize,
+            prefill,
+            combine,
             qkv: io.qkv.clone(),
             layout: io.layout,
             out: io.out.clone(),
             step,
-            state,
-            finalize_group,
+            scratch,
+            combine_group,
             chunks: Vec::new(),
             len: 0,
         })
@@ -404,12 +502,19 @@ impl KvAttention {
         }
         let params = params_uniform(ctx, cfg, &self.slice, self.layout, index);
         let qkv_bytes = 4 * (cfg.max_tokens * self.layout.stride) as u64;
+        let out_bytes = 4 * (cfg.max_tokens * cfg.n_heads * cfg.head_dim) as u64;
         let write_layout = self.write.get_bind_group_layout(0);
-        let attend_layout = self.attend.get_bind_group_layout(0);
-        let (write, attend) = ctx
+        let attend_layouts = [
+            self.decode.get_bind_group_layout(0),
+            self.prefill.get_bind_group_layout(0),
+        ];
+        let (write, [decode, prefill]) = ctx
             .scoped(|| {
                 let mut write = Vec::with_capacity(cfg.n_layers);
-                let mut attend = Vec::with_capacity(cfg.n_layers);
+                let mut attend = [
+                    Vec::with_capacity(cfg.n_layers),
+                    Vec::with_capacity(cfg.n_layers),
+                ];
                 for layer in 0..cfg.n_layers {
                     let buffer = &buffers[layer / self.layers_per_buffer];
                     let offset = self.slice.stride * (layer % self.layers_per_buffer) as u64;
@@ -423,17 +528,20 @@ impl KvAttention {
                             range(4, buffer, offset, self.slice.bytes),
                         ],
                     }));
-                    attend.push(ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some("attend"),
-                        layout: &attend_layout,
-                        entries: &[
-                            whole(0, &self.step),
-                            whole(1, &params),
-                            range(2, &self.qkv, 0, qkv_bytes),
-                            range(6, buffer, offset, self.slice.bytes),
-                            whole(7, &self.state),
-                        ],
-                    }));
+                    for (groups, layout) in attend.iter_mut().zip(&attend_layouts) {
+                        groups.push(ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some("attend"),
+                            layout,
+                            entries: &[
+                                whole(0, &self.step),
+                                whole(1, &params),
+                                range(2, &self.qkv, 0, qkv_bytes),
+                                range(6, buffer, offset, self.slice.bytes),
+                                whole(7, &self.scratch),
+                                range(8, &self.out, 0, out_bytes),
+                            ],
+                        }));
+                    }
                 }
                 (write, attend)
             })
@@ -441,16 +549,18 @@ impl KvAttention {
         Ok(Chunk {
             buffers,
             write,
-            attend,
+            decode,
+            prefill,
         })
     }
 
-    /// Records `kv_write`, `attend` and `finalize` of `layer` for the batch
-    /// `step` (one compute pass, dispatches only): k, v of the batch go to
-    /// positions `pos..kv_len`, `out` gets the batch's attention over
-    /// `0..kv_len`. The shaders read pos, tokens and kv_len from the `Step`
-    /// uniform, which must hold `step` at submit; `step` here sizes the
-    /// dispatches.
+    /// Records `kv_write`, `attend` and (decode steps past one split)
+    /// `combine` of `layer` for the batch `step` (one compute pass,
+    /// dispatches only) and returns the number of dispatches: k, v of the
+    /// batch go to positions `pos..kv_len`, `out` gets the batch's attention
+    /// over `0..kv_len`. The shaders read pos, tokens and kv_len from the
+    /// `Step` uniform, which must hold `step` at submit; `step` here sizes
+    /// the dispatches.
     ///
     /// Errors: `ContextFull` past `max_len`; a shape error when `kv_len`
     /// exceeds the reserved chunks, the batch exceeds `max_tokens`, or `pos`
@@ -464,27 +574,55 @@ impl KvAttention {
         let (pos, tokens, kv_len) = self.check_step(layer, step)?;
         let first_chunk = pos / KV_CHUNK;
         let last_chunk = (kv_len - 1) / KV_CHUNK;
+        let n_kv = self.cfg.n_kv_heads as u32;
         pass.set_pipeline(&self.write);
         for c in first_chunk..=last_chunk {
             let from = first_token(c, pos);
             let to = ((c + 1) * KV_CHUNK).min(kv_len) - pos;
             pass.set_bind_group(0, &self.chunks[c].write[layer], &[]);
-            pass.dispatch_workgroups((to - from) as u32, self.cfg.n_kv_heads as u32, 1);
+            pass.dispatch_workgroups((to - from) as u32, n_kv, 1);
         }
-        pass.set_pipeline(&self.attend);
+        let decode = tokens <= self.decode_tokens();
+        let group = self.cfg.n_heads / self.cfg.n_kv_heads;
+        let rows = if decode {
+            pass.set_pipeline(&self.decode);
+            self.decode_rows
+        } else {
+            pass.set_pipeline(&self.prefill);
+            AttendMode::Prefill.rows(group) as usize
+        };
         for c in 0..=last_chunk {
-            let from = first_token(c, pos);
-            pass.set_bind_group(0, &self.chunks[c].attend[layer], &[]);
-            pass.dispatch_workgroups(self.cfg.n_heads as u32, (tokens - from) as u32, 1);
+            let tiles = ((tokens - first_token(c, pos)) * group).div_ceil(rows);
+            // Decode: the splits of the chunk the last token reaches.
+            let ranges = if decode {
+                (((c + 1) * KV_CHUNK).min(kv_len) - c * KV_CHUNK).div_ceil(SPLIT)
+            } else {
+                1
+            };
+            let chunk = &self.chunks[c];
+            let group = if decode {
+                &chunk.decode[layer]
+            } else {
+                &chunk.prefill[layer]
+            };
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(ranges as u32, tiles as u32, n_kv);
         }
-        let values = tokens * self.cfg.n_heads * self.cfg.head_dim;
-        let groups = values.div_ceil(FINAL_WG);
-        let gx = groups.min(u16::MAX as usize);
-        let gy = groups.div_ceil(gx);
-        pass.set_pipeline(&self.finalize);
-        pass.set_bind_group(0, &self.finalize_group, &[]);
-        pass.dispatch_workgroups(gx as u32, gy as u32, 1);
-        Ok((last_chunk - first_chunk + 1) + (last_chunk + 1) + 1)
+        let mut dispatches = (last_chunk - first_chunk + 1) + (last_chunk + 1);
+        if decode && kv_len > SPLIT {
+            pass.set_pipeline(&self.combine);
+            pass.set_bind_group(0, &self.combine_group, &[]);
+            pass.dispatch_workgroups(self.cfg.n_heads as u32, tokens as u32, 1);
+            dispatches += 1;
+        }
+        Ok(dispatches)
+    }
+
+    /// The most tokens a batch may have to take the decode path (split
+    /// partials and `combine`, [`DECODE_TOKENS`] or `max_tokens`); larger
+    /// batches take the prefill path.
+    pub fn decode_tokens(&self) -> usize {
+        self.cfg.decode_tokens()
     }
 
     /// `(pos, tokens, kv_len)` of a valid step.
@@ -545,83 +683,6 @@ impl KvAttention {
             ));
         }
         Ok((pos, tokens, kv_len))
-    }
-
-    /// Uploads q, k, v (`(tokens, heads, head_dim)` f32 each) to the io
-    /// buffers, writes the `Step` uniform for a batch at `pos`, runs
-    /// [`KvAttention::encode`] for `layer`, submits and reads `out`
-    /// (`(tokens, n_heads * head_dim)`) back. Does not change `len`: call
-    /// [`KvAttention::advance`] once every layer has been written. Tests and
-    /// tools; the decoder records `encode` in its own pass.
-    pub async fn attention_host_async(
-        &self,
-        ctx: &GpuContext,
-        layer: usize,
-        pos: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-    ) -> Result<Vec<f32>, GpuError> {
-        let c = &self.cfg;
-        let q_row = c.n_heads * c.head_dim;
-        let kv_row = c.n_kv_heads * c.head_dim;
-        let tokens = k.len() / kv_row;
-        if tokens == 0
-            || k.len() != tokens * kv_row
-            || v.len() != k.len()
-            || q.len() != tokens * q_row
-        {
-            return Err(GpuError::shape(
-                K,
-                format!(
-                    "q {} k {} v {} values are not (tokens, {}, {hd}), (tokens, {}, {hd}) x 2",
-                    q.len(),
-                    k.len(),
-                    v.len(),
-                    c.n_heads,
-                    c.n_kv_heads,
-                    hd = c.head_dim
-                ),
-            ));
-        }
-        let step = StepParams::batch(pos, tokens, 0);
-        self.check_step(layer, &step)?;
-        // Each token's q, k, v into its row of the qkv buffer.
-        let l = self.layout;
-        let mut rows = vec![0f32; tokens * l.stride];
-        for t in 0..tokens {
-            let row = &mut rows[t * l.stride..(t + 1) * l.stride];
-            row[l.q..l.q + q_row].copy_from_slice(&q[t * q_row..(t + 1) * q_row]);
-            row[l.k..l.k + kv_row].copy_from_slice(&k[t * kv_row..(t + 1) * kv_row]);
-            row[l.v..l.v + kv_row].copy_from_slice(&v[t * kv_row..(t + 1) * kv_row]);
-        }
-        let queue = ctx.queue();
-        queue.write_buffer(&self.qkv, 0, bytemuck::cast_slice(&rows));
-        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
-        let mut encoder = ctx.encoder("attention");
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("attention"),
-                timestamp_writes: None,
-            });
-            self.encode(&mut pass, layer, &step)?;
-        }
-        ctx.submit(encoder).await?;
-        ctx.read_back_f32(&self.out, tokens * q_row).await
-    }
-
-    /// Blocking [`KvAttention::attention_host_async`] (native only).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn attention_host(
-        &self,
-        ctx: &GpuContext,
-        layer: usize,
-        pos: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-    ) -> Result<Vec<f32>, GpuError> {
-        ctx.block_on(self.attention_host_async(ctx, layer, pos, q, k, v))
     }
 
     pub fn config(&self) -> &AttentionConfig {
@@ -693,8 +754,8 @@ impl KvAttention {
         kv_len as u64 * self.cfg.bytes_per_token() / self.cfg.n_layers as u64
     }
 
-    /// Bytes of the chunk buffers allocated so far (the state scratch,
-    /// [`AttentionConfig::state_bytes`], is apart).
+    /// Bytes of the chunk buffers allocated so far (the scratch,
+    /// [`AttentionConfig::scratch_bytes`], is apart).
     pub fn allocated_bytes(&self) -> u64 {
         self.chunks
             .iter()
@@ -729,7 +790,7 @@ fn params_uniform(
             n_kv_heads: cfg.n_kv_heads as u32,
             head_dim: cfg.head_dim as u32,
             chunk: chunk as u32,
-            block_words: slice.block_words,
+            quads: slice.quads,
             v_base: slice.v_base,
             ks_base: slice.ks_base,
             vs_base: slice.vs_base,
@@ -738,7 +799,8 @@ fn params_uniform(
             q_off: layout.q as u32,
             k_off: layout.k as u32,
             v_off: layout.v as u32,
-            _pad: [0; 3],
+            max_splits: cfg.max_splits() as u32,
+            _pad: [0; 2],
         },
     )
 }

@@ -1,0 +1,86 @@
+//! Attention from host slices (tests and tools): q, k, v uploaded, one
+//! layer's `encode` run in a pass of its own, `out` read back. The decoder
+//! records [`KvAttention::encode`] in its own pass instead.
+
+use super::{KvAttention, K};
+use crate::gpu::step::StepParams;
+use crate::gpu::{GpuContext, GpuError};
+
+impl KvAttention {
+    /// Uploads q, k, v (`(tokens, heads, head_dim)` f32 each) to the io
+    /// buffers, writes the `Step` uniform for a batch at `pos`, runs
+    /// [`KvAttention::encode`] for `layer`, submits and reads `out`
+    /// (`(tokens, n_heads * head_dim)`) back. Does not change `len`: call
+    /// [`KvAttention::advance`] once every layer has been written. Tests and
+    /// tools; the decoder records `encode` in its own pass.
+    pub async fn attention_host_async(
+        &self,
+        ctx: &GpuContext,
+        layer: usize,
+        pos: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<Vec<f32>, GpuError> {
+        let c = &self.cfg;
+        let q_row = c.n_heads * c.head_dim;
+        let kv_row = c.n_kv_heads * c.head_dim;
+        let tokens = k.len() / kv_row;
+        if tokens == 0
+            || k.len() != tokens * kv_row
+            || v.len() != k.len()
+            || q.len() != tokens * q_row
+        {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "q {} k {} v {} values are not (tokens, {}, {hd}), (tokens, {}, {hd}) x 2",
+                    q.len(),
+                    k.len(),
+                    v.len(),
+                    c.n_heads,
+                    c.n_kv_heads,
+                    hd = c.head_dim
+                ),
+            ));
+        }
+        let step = StepParams::batch(pos, tokens, 0);
+        self.check_step(layer, &step)?;
+        // Each token's q, k, v into its row of the qkv buffer.
+        let l = self.layout;
+        let mut rows = vec![0f32; tokens * l.stride];
+        for t in 0..tokens {
+            let row = &mut rows[t * l.stride..(t + 1) * l.stride];
+            row[l.q..l.q + q_row].copy_from_slice(&q[t * q_row..(t + 1) * q_row]);
+            row[l.k..l.k + kv_row].copy_from_slice(&k[t * kv_row..(t + 1) * kv_row]);
+            row[l.v..l.v + kv_row].copy_from_slice(&v[t * kv_row..(t + 1) * kv_row]);
+        }
+        let queue = ctx.queue();
+        queue.write_buffer(&self.qkv, 0, bytemuck::cast_slice(&rows));
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let mut encoder = ctx.encoder("attention");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("attention"),
+                timestamp_writes: None,
+            });
+            self.encode(&mut pass, layer, &step)?;
+        }
+        ctx.submit(encoder).await?;
+        ctx.read_back_f32(&self.out, tokens * q_row).await
+    }
+
+    /// Blocking [`KvAttention::attention_host_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn attention_host(
+        &self,
+        ctx: &GpuContext,
+        layer: usize,
+        pos: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<Vec<f32>, GpuError> {
+        ctx.block_on(self.attention_host_async(ctx, layer, pos, q, k, v))
+    }
+}
