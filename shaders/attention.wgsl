@@ -44,7 +44,7 @@
 // F16: value i of a block in half i % 2 of word i / 2. Q8: value i in byte
 // i % 4 of word i / 4 (i8), x = q * scale.
 
-// 0 F16, 1 Q8 (KvFormat::code). Every override is set by
+// KV_F16 or KV_Q8 (KvFormat::code). Every override is set by
 // crate/src/gpu/keys.rs (KernelKey::constants); none has a default here.
 override FORMAT: u32;
 // Positions per chunk (KV_CHUNK).
@@ -53,10 +53,12 @@ override CHUNK: u32;
 override SPLIT: u32;
 // Query rows per attend workgroup (AttendMode rows), 1 ..= MAX_ROWS.
 override ROWS: u32;
-// 0 decode (split partials), 1 prefill (running state) (AttendMode::code).
+// MODE_DECODE (split partials) or MODE_PREFILL (running state)
+// (AttendMode::code).
 override MODE: u32;
 
 // From the generated prelude (crate/src/gpu/keys.rs ShaderFamily::prelude):
+// KV_F16, KV_Q8 (KvFormat codes), MODE_DECODE, MODE_PREFILL (AttendMode codes),
 // WG (ATTN_WG: lanes of attend and combine, positions per attend block),
 // MAX_ROWS (ATTN_MAX_ROWS), MAX_HD (MAX_HEAD_DIM: the largest head_dim, sizes
 // the arrays below), WRITE_WG (KV_WRITE_WG: lanes of kv_write).
@@ -163,7 +165,7 @@ fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     let words = 4u * p.quads;
     let src = g * hd;
     let j = step.pos + t - c0;
-    if (FORMAT == 0u) {
+    if (FORMAT == KV_F16) {
         // Values past head_dim (the last quad's padding) are stored as 0.
         for (var w = lid; w < words; w += WRITE_WG) {
             let i = 2u * w;
@@ -236,7 +238,7 @@ fn i8x4(w: u32) -> vec4<f32> {
 // The f32 values of one quad: 8 (F16: x[0], x[1]) or 16 (Q8: x[0..4]).
 fn unpack_quad(q: vec4<u32>) -> array<vec4<f32>, 4> {
     var x: array<vec4<f32>, 4>;
-    if (FORMAT == 0u) {
+    if (FORMAT == KV_F16) {
         x[0] = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
         x[1] = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
     } else {
@@ -250,7 +252,7 @@ fn unpack_quad(q: vec4<u32>) -> array<vec4<f32>, 4> {
 
 // vec4<f32> per quad: 2 (F16) or 4 (Q8).
 fn quad_vecs() -> u32 {
-    return select(2u, 4u, FORMAT == 1u);
+    return select(2u, 4u, FORMAT == KV_Q8);
 }
 
 // Word `i` of the slice (the Q8 scales).
@@ -276,7 +278,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let t_last = t_first + (r0 + nrows - 1u) / group;
     var start = c0;
     var end = c0 + CHUNK;
-    if (MODE == 0u) {
+    if (MODE == MODE_DECODE) {
         start = c0 + wg.x * SPLIT;
         end = start + SPLIT;
     }
@@ -314,7 +316,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         }
         qs[r * QV + k] = x;
     }
-    if (MODE == 1u && lid == 0u && p.chunk > 0u) {
+    if (MODE == MODE_PREFILL && lid == 0u && p.chunk > 0u) {
         for (var r = 0u; r < ROWS; r++) {
             let sb = (tok[r] * p.n_heads + head[r]) * (hd + 2u);
             carried[r] = vec2<f32>(scratch[sb], scratch[sb + 1u]);
@@ -353,13 +355,13 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
                 for (var r = 0u; r < ROWS; r++) {
                     let q = r * QV + k * qv;
                     var d = dot(qs[q], x[0]) + dot(qs[q + 1u], x[1]);
-                    if (FORMAT == 1u) {
+                    if (FORMAT == KV_Q8) {
                         d += dot(qs[q + 2u], x[2]) + dot(qs[q + 3u], x[3]);
                     }
                     s[r] += d;
                 }
             }
-            if (FORMAT == 1u) {
+            if (FORMAT == KV_Q8) {
                 let ks = bitcast<f32>(cache_word(p.ks_base + g * CHUNK + j));
                 for (var r = 0u; r < ROWS; r++) {
                     s[r] *= ks;
@@ -418,7 +420,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
             for (var jj = jg; jj < n; jj += vg) {
                 let pj = b - c0 + jj;
                 var x = unpack_quad(cache[p.v_base + (g * CHUNK + pj) * nq + w]);
-                if (FORMAT == 1u) {
+                if (FORMAT == KV_Q8) {
                     let vs = bitcast<f32>(cache_word(p.vs_base + g * CHUNK + pj));
                     for (var k = 0u; k < 4u; k++) {
                         x[k] *= vs;
@@ -470,7 +472,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         var a = 0.0;
         var bb = 1.0;
         let sb = (tok[r] * p.n_heads + head[r]) * (hd + 2u);
-        if (MODE == 1u && p.chunk > 0u) {
+        if (MODE == MODE_PREFILL && p.chunk > 0u) {
             let prev = carried[r];
             let m_new = max(prev.x, m);
             a = exp(prev.x - m_new);
@@ -481,7 +483,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         let last = lim[r] / CHUNK == p.chunk;
         var dst = 0u;
         var to_out = true;
-        if (MODE == 0u) {
+        if (MODE == MODE_DECODE) {
             to_out = step.kv_len <= SPLIT;
             if (!to_out) {
                 let slot = (tok[r] * p.n_heads + head[r]) * p.max_splits + start / SPLIT;
@@ -501,7 +503,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
                 let d = (w * qv + k) * 4u + c;
                 if (d < hd) {
                     var x = v[c];
-                    if (MODE == 1u && p.chunk > 0u) {
+                    if (MODE == MODE_PREFILL && p.chunk > 0u) {
                         x = scratch[sb + 2u + d] * a + x * bb;
                     }
                     if (to_out) {

@@ -1,13 +1,14 @@
 // Elementwise kernels, in place on `a` over step.tokens rows of `width`
 // values, the operation chosen by `OP`:
-//   OP = 0: residual add   a = a + b
-//   OP = 1: SwiGLU         a = silu(a) * b,  silu(v) = v / (1 + exp(-v))
+//   OP_ADD:    residual add   a = a + b
+//   OP_SWIGLU: SwiGLU         a = silu(a) * b,  silu(v) = v / (1 + exp(-v))
 // f32 arithmetic. Dispatch: (min(groups, max_x), ceil(groups / max_x), 1)
 // with groups = ceil(tokens * width / WG); the 2-D grid covers n beyond one
 // dimension.
 
-override OP: u32 = 0u;
-// WG: from the generated prelude (crate/src/gpu/keys.rs ELEMENTWISE_WG).
+override OP: u32;
+// WG (ELEMENTWISE_WG), OP_ADD, OP_SWIGLU (ElementwiseOp codes): from the
+// generated prelude (crate/src/gpu/keys.rs).
 
 struct Step {
     tokens: u32,
@@ -38,7 +39,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= step.tokens * p.width) {
         return;
     }
-    if (OP == 0u) {
+    if (OP == OP_ADD) {
         a[i] = a[i] + b[i];
     } else {
         a[i] = silu(a[i]) * b[i];

@@ -10,10 +10,10 @@
 // final norm before the logits).
 // Dispatch: (ceil(dim / GROUP), rows, 1) (rows = 1 with LAST).
 
-override LAST: bool = false;
+override LAST: bool;
 // Columns per group and invocations per workgroup (crate/src/gpu/keys.rs
-// NORM_GROUP), at most MAX_GROUP.
-override GROUP: u32 = 256u;
+// NORM_GROUP), at most MAX_GROUP. Every override is set by KernelKey::constants.
+override GROUP: u32;
 // MAX_GROUP: from the generated prelude (crate/src/gpu/keys.rs NORM_GROUP).
 
 struct Step {

@@ -26,17 +26,18 @@
 // bound and dispatched on its own: `p.rows` rows starting at `p.row_base` of
 // the matrix (never with SwiGLU).
 
-// 0 F32, 1 F16, 2 Q8_0, 3 Q4_0, 4 Q4_K, 5 Q6_K (QFormat::code in qmatmul.rs).
-override FORMAT: u32 = 0u;
-// matvec, matmul: 0 store, 1 accumulate, 2 SwiGLU (EPILOGUE_* below).
-override EPILOGUE: u32 = 0u;
+// Every override is set by crate/src/gpu/keys.rs (KernelKey::constants).
+// F32, F16, Q8_0, Q4_0, Q4_K or Q6_K (QFormat codes, from the prelude).
+override FORMAT: u32;
+// matvec, matmul: EPILOGUE_STORE, EPILOGUE_ACCUMULATE or EPILOGUE_SWIGLU.
+override EPILOGUE: u32;
 // matvec: lanes per workgroup (along K).
-override WG: u32 = 32u;
+override WG: u32;
 // matvec: rows per workgroup; ROWS * TT at most MAX_ACC, WG * ROWS * TT at
 // most MAX_PARTIALS.
-override ROWS: u32 = 4u;
+override ROWS: u32;
 // matvec: tokens per workgroup (1 when decoding).
-override TT: u32 = 1u;
+override TT: u32;
 
 // From the generated prelude (crate/src/gpu/keys.rs ShaderFamily::prelude):
 // the FORMAT codes F32, F16, Q8_0, Q4_0, Q4_K, Q6_K; the EPILOGUE codes

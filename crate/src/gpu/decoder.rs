@@ -8,11 +8,14 @@
 //! that samples on the GPU reads back 4 bytes (the token id), not the
 //! vocabulary's logits.
 //!
-//! Per layer a decode step is 8 dispatch groups: the two RMSNorms run as
-//! parallel partial sums whose matrix products finish them, Q | K | V is one
-//! stacked product (three where the formats differ), gate | up one product
-//! with SwiGLU in its epilogue, the residual adds are the epilogues of Wo and
-//! W2, and attention is `kv_write`, an `attend` per KV chunk and `finalize`.
+//! Per layer a decode step is 9 dispatches: RMSNorm partials, Q | K | V,
+//! RoPE, `kv_write`, `attend`, Wo, RMSNorm partials, gate | up, W2. Each
+//! RMSNorm runs as parallel partial sums that the next product finishes;
+//! Q | K | V is one stacked product (three where the formats differ), gate |
+//! up one with SwiGLU in its epilogue; the residual adds are the epilogues of
+//! Wo and W2; `attend` runs once per KV chunk, and a `combine` of its splits
+//! joins it past 64 positions. The step ends with the final norm, the output
+//! projection and the sampler: one compute pass in all.
 
 use std::sync::Arc;
 

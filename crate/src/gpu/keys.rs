@@ -146,9 +146,17 @@ impl ShaderFamily {
             }
             ShaderFamily::Norm => consts.push(("MAX_GROUP", NORM_GROUP)),
             ShaderFamily::Rope => consts.push(("WG", ROPE_WG)),
-            ShaderFamily::Elementwise => consts.push(("WG", ELEMENTWISE_WG)),
+            ShaderFamily::Elementwise => consts.extend([
+                ("WG", ELEMENTWISE_WG),
+                ("OP_ADD", ElementwiseOp::Add.code()),
+                ("OP_SWIGLU", ElementwiseOp::SwiGlu.code()),
+            ]),
             ShaderFamily::Bandwidth => consts.push(("WG", BANDWIDTH_WG)),
             ShaderFamily::Attention => consts.extend([
+                ("KV_F16", KvFormat::F16.code()),
+                ("KV_Q8", KvFormat::Q8.code()),
+                ("MODE_DECODE", AttendMode::Decode.code()),
+                ("MODE_PREFILL", AttendMode::Prefill.code()),
                 ("WG", ATTN_WG),
                 ("MAX_ROWS", ATTN_MAX_ROWS),
                 ("MAX_HD", MAX_HEAD_DIM),
