@@ -5,6 +5,8 @@
 //   kv_write  for every chunk that positions pos..pos+tokens fall in:
 //             rounds k, v of the batch to the cache format and stores them.
 //             Dispatch (tokens in this chunk, n_kv_heads, 1).
+//             kv_write_rope (the decoder's): RoPE in place on the batch's q
+//             and k first, in the same workgroups.
 //   attend    for every chunk 0..=(kv_len-1)/CHUNK. A workgroup serves ROWS
 //             query rows (token, head) that share one KV head, so each K and
 //             V value it loads is used ROWS times, over a range of the
@@ -97,9 +99,15 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
-// kv_write, attend: (tokens, stride) f32 rows holding q (n_heads, head_dim),
-// k and v (n_kv_heads, head_dim) at q_off, k_off, v_off
+// attend: (tokens, stride) f32 rows holding q (n_heads, head_dim), k and v
+// (n_kv_heads, head_dim) at q_off, k_off, v_off
 @group(0) @binding(2) var<storage, read> qkv: array<f32>;
+// kv_write, kv_write_rope: the same rows, written by kv_write_rope (RoPE in
+// place on q and k)
+@group(0) @binding(5) var<storage, read_write> qkv_rw: array<f32>;
+// kv_write_rope: (max_len, head_dim / 2) (cos, sin) of every (position,
+// pair), computed on the host in f64 (crate/src/gpu/kernels.rs RopeTable)
+@group(0) @binding(3) var<storage, read> rope: array<vec2<f32>>;
 // kv_write: one layer's slice of one chunk (see above), as words
 @group(0) @binding(4) var<storage, read_write> cache_w: array<u32>;
 // attend: the same slice, as quads
@@ -121,7 +129,7 @@ var<workgroup> wred: array<f32, WRITE_WG>;
 
 // Value i of token t's k (part 0) or v (part 1) rows.
 fn in_val(part: u32, t: u32, i: u32) -> f32 {
-    return qkv[t * p.stride + select(p.k_off, p.v_off, part == 1u) + i];
+    return qkv_rw[t * p.stride + select(p.k_off, p.v_off, part == 1u) + i];
 }
 
 // The Q8 code of x in a block of absmax m (inv = 127 / m, 0 when m is 0): the integer nearest
@@ -153,14 +161,66 @@ fn block_word(part: u32, g: u32, j: u32, i: u32) -> u32 {
     return (p.v_base + (g * CHUNK + j) * nq) * 4u + i;
 }
 
+// The (token, KV head) of a kv_write workgroup of chunk p.chunk, or none
+// (x = 0xffffffff) when the workgroup has no position of this chunk.
+fn write_target(wg: vec3<u32>) -> vec2<u32> {
+    let t = first_token(p.chunk) + wg.x;
+    if (t >= step.tokens || step.pos + t >= (p.chunk + 1u) * CHUNK || wg.y >= p.n_kv_heads) {
+        return vec2<u32>(0xffffffffu, 0u);
+    }
+    return vec2<u32>(t, wg.y);
+}
+
 @compute @workgroup_size(WRITE_WG)
 fn kv_write(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let c0 = p.chunk * CHUNK;
-    let t = first_token(p.chunk) + wg.x;
-    let g = wg.y;
-    if (t >= step.tokens || step.pos + t >= c0 + CHUNK || g >= p.n_kv_heads) {
+    let tg = write_target(wg);
+    if (tg.x == 0xffffffffu) {
         return;
     }
+    store_kv(tg.x, tg.y, lid);
+}
+
+// RoPE on adjacent pairs (Meta's layout, used by GGUF `llama` tensors), then
+// kv_write: token t (position pos + t) gets pair (2i, 2i+1) of its key head g
+// and of the query heads g * group .. (g + 1) * group rotated in place by the
+// angle (pos + t) * theta^(-2i / head_dim), whose (cos, sin) the table holds
+// (no angle is formed in f32: at position 16383 it would already be off by
+// ~1e-3 rad); every query head belongs to one KV head and every token to one
+// chunk, so each value is rotated once. The rotated k is what goes to the
+// cache, the rotated q what `attend` reads.
+@compute @workgroup_size(WRITE_WG)
+fn kv_write_rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tg = write_target(wg);
+    if (tg.x == 0xffffffffu) {
+        return;
+    }
+    let t = tg.x;
+    let g = tg.y;
+    let half = p.head_dim / 2u;
+    let group = p.n_heads / p.n_kv_heads;
+    let row = (step.pos + t) * half;
+    // Pairs of the group's query heads, then of the key head.
+    for (var i = lid; i < (group + 1u) * half; i += WRITE_WG) {
+        let head = i / half;
+        let pair = i % half;
+        var at = t * p.stride + p.k_off + g * p.head_dim + 2u * pair;
+        if (head < group) {
+            at = t * p.stride + p.q_off + (g * group + head) * p.head_dim + 2u * pair;
+        }
+        let cs = rope[row + pair];
+        let a = qkv_rw[at];
+        let b = qkv_rw[at + 1u];
+        qkv_rw[at] = a * cs.x - b * cs.y;
+        qkv_rw[at + 1u] = a * cs.y + b * cs.x;
+    }
+    storageBarrier();
+    store_kv(t, g, lid);
+}
+
+// Token t's k and v of KV head g, rounded to the cache format, into its
+// position of the chunk.
+fn store_kv(t: u32, g: u32, lid: u32) {
+    let c0 = p.chunk * CHUNK;
     let hd = p.head_dim;
     let words = 4u * p.quads;
     let src = g * hd;

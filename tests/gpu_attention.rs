@@ -76,6 +76,7 @@ impl<'c> Harness<'c> {
                     layout,
                     out: &out,
                     step: &step,
+                    rope: None,
                 };
                 KvAttention::new_async(ctx, cfg, io).await
             })

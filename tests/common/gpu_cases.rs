@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use codellama_webgpu::cpu::{self, CpuDecoder, CpuWeights};
 use codellama_webgpu::gguf::{self, Event, GgufReader, ReaderOptions, TensorInfo};
+use codellama_webgpu::gpu::attention::{AttentionConfig, AttentionIo, KvAttention};
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
-use codellama_webgpu::gpu::kernels::{Elementwise, QkvLayout, RmsNorm, Rope, RopeShape, RopeTable};
+use codellama_webgpu::gpu::kernels::{Elementwise, QkvLayout, RmsNorm, RopeTable};
 use codellama_webgpu::gpu::weights::{GpuWeights, WeightLoader};
 use codellama_webgpu::gpu::{
     ElementwiseOp, GpuContext, GpuError, GpuSampler, KvFormat, StepParams, StepUniform,
@@ -223,39 +224,49 @@ pub async fn rope_matches_cpu(ctx: &GpuContext) -> CaseResult {
             cpu::rope(&mut want_q[t * qrow..][..qrow], head_dim, pos + t, theta);
             cpu::rope(&mut want_k[t * krow..][..krow], head_dim, pos + t, theta);
         }
-        // q and k in one buffer as the decoder's q | k | v rows (v here
-        // 3 values of padding between them, untouched).
+        // q | k | v rows as the decoder's, with 3 values between q and k
+        // that RoPE must leave alone; v is zero.
         let layout = QkvLayout {
-            stride: qrow + krow + 3,
+            stride: qrow + 3 + 2 * krow,
             q: 0,
             k: qrow + 3,
-            v: qrow,
+            v: qrow + 3 + krow,
         };
         let mut rows = vec![7.5f32; tokens * layout.stride];
         for t in 0..tokens {
             let r = &mut rows[t * layout.stride..(t + 1) * layout.stride];
             r[..qrow].copy_from_slice(&q[t * qrow..(t + 1) * qrow]);
-            r[qrow + 3..].copy_from_slice(&k[t * krow..(t + 1) * krow]);
+            r[layout.k..layout.v].copy_from_slice(&k[t * krow..(t + 1) * krow]);
+            r[layout.v..].fill(0.0);
         }
+        // RoPE runs in the attention's kv_write_rope: one layer, a cache
+        // reserved (and held) up to the batch's first position.
         let got = async {
-            let qkb = ctx.storage_f32("qk", &rows).await?;
             let table = RopeTable::new(ctx, head_dim, theta, max_len).await?;
-            let shape = RopeShape {
-                max_tokens: tokens,
+            let qkv = ctx.storage_f32("qkv", &rows).await?;
+            let out = ctx
+                .storage_zeroed("att", (tokens * qrow * 4) as u64)
+                .await?;
+            let cfg = AttentionConfig {
+                n_layers: 1,
                 n_heads,
                 n_kv_heads: n_kv,
                 head_dim,
-                layout: QkvLayout {
-                    v: layout.q,
-                    ..layout
-                },
+                max_len,
+                max_tokens: tokens,
+                format: KvFormat::F16,
             };
-            let rope = Rope::new(ctx, &step, &table, &qkb, shape).await?;
-            run_pass(ctx, &step, StepParams::batch(pos, tokens, 0), |p| {
-                rope.encode(p, tokens)
-            })
-            .await?;
-            ctx.read_back_f32(&qkb, rows.len()).await
+            let io = AttentionIo {
+                qkv: &qkv,
+                layout,
+                out: &out,
+                step: &step,
+                rope: Some(&table),
+            };
+            let mut att = KvAttention::new_async(ctx, cfg, io).await?;
+            att.reserve_async(ctx, pos + tokens).await?;
+            att.set_len(pos)?;
+            att.kv_write_host_async(ctx, 0, pos, &rows).await
         }
         .await;
         let all = at("rope on the GPU", got)?;
@@ -263,10 +274,10 @@ pub async fn rope_matches_cpu(ctx: &GpuContext) -> CaseResult {
         for r in all.chunks_exact(layout.stride) {
             got_q.extend_from_slice(&r[..qrow]);
             ensure!(
-                r[qrow..qrow + 3] == [7.5; 3],
-                "rope case {case} wrote between q and k"
+                r[qrow..qrow + 3] == [7.5; 3] && r[layout.v..].iter().all(|&v| v == 0.0),
+                "rope case {case} wrote between q and k, or into v"
             );
-            got_k.extend_from_slice(&r[qrow + 3..]);
+            got_k.extend_from_slice(&r[layout.k..layout.v]);
         }
         for (what, got, want, row) in [("q", &got_q, &want_q, qrow), ("k", &got_k, &want_k, krow)] {
             let (err, at) = max_error(got, want)?;

@@ -8,8 +8,9 @@
 //! that samples on the GPU reads back 4 bytes (the token id), not the
 //! vocabulary's logits.
 //!
-//! Per layer a decode step is 9 dispatches: RMSNorm partials, Q | K | V,
-//! RoPE, `kv_write`, `attend`, Wo, RMSNorm partials, gate | up, W2. Each
+//! Per layer a decode step is 8 dispatches: RMSNorm partials, Q | K | V,
+//! `kv_write_rope` (RoPE on q and k, k and v into the cache), `attend`, Wo,
+//! RMSNorm partials, gate | up, W2. Each
 //! RMSNorm runs as parallel partial sums that the next product finishes;
 //! Q | K | V is one stacked product (three where the formats differ), gate |
 //! up one with SwiGLU in its epilogue; the residual adds are the epilogues of
@@ -20,7 +21,7 @@
 use std::sync::Arc;
 
 use super::attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat};
-use super::kernels::{Elementwise, QkvLayout, RmsNorm, Rope, RopeShape, RopeTable};
+use super::kernels::{Elementwise, QkvLayout, RmsNorm, RopeTable};
 use super::profile::{Interval, KernelClass, Profiler};
 use super::qmatmul::{EmbedBinding, GpuMatrix, MatmulBinding, MatvecBinding, Norm, Output};
 use super::sample::GpuSampler;
@@ -169,7 +170,7 @@ pub struct GpuDecoder {
     step: StepUniform,
     act: Activations,
     embed: EmbedBinding,
-    rope: Rope,
+    /// RoPE's table, bound to the attention's `kv_write_rope`.
     _rope_table: RopeTable,
     swiglu: Option<Elementwise>,
     layers: Vec<LayerKernels>,
@@ -249,20 +250,6 @@ impl GpuDecoder {
             .bind_embed(g, &step, &act.ids, &act.x, t)
             .await?;
         let rope_table = RopeTable::new(g, c.head_dim(), c.rope_theta, opts.max_len).await?;
-        let rope = Rope::new(
-            g,
-            &step,
-            &rope_table,
-            &act.qkv,
-            RopeShape {
-                max_tokens: t,
-                n_heads: c.n_heads,
-                n_kv_heads: c.n_kv_heads,
-                head_dim: c.head_dim(),
-                layout,
-            },
-        )
-        .await?;
         let swiglu = match &act.h3 {
             Some(h3) => Some(
                 Elementwise::new(g, ElementwiseOp::SwiGlu, &step, &act.h, h3, t, c.ffn_dim).await?,
@@ -390,6 +377,7 @@ impl GpuDecoder {
                 layout,
                 out: &act.att,
                 step: &step,
+                rope: Some(&rope_table),
             },
         )
         .await?;
@@ -413,7 +401,6 @@ impl GpuDecoder {
             step,
             act,
             embed,
-            rope,
             _rope_table: rope_table,
             swiglu,
             layers,
@@ -763,9 +750,8 @@ impl GpuDecoder {
             for proj in &k.qkv {
                 proj.encode(rec, n)?;
             }
-            // q, k rotated for positions pos..pos+n
-            rec.run(KernelClass::Rope, 0, |p| self.rope.encode(p, n))?;
-            // k, v -> cache; att = softmax(q K^T / sqrt(hd)) V      (n, dim)
+            // q, k rotated for positions pos..pos+n; k, v -> cache;
+            // att = softmax(q K^T / sqrt(hd)) V                      (n, dim)
             let kv = self.attention.bytes_read(step.kv_len as usize);
             rec.run(KernelClass::Attention, kv, |p| {
                 self.attention.encode(p, l, step)

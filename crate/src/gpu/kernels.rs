@@ -1,12 +1,13 @@
-//! Shape-checked, bind-once wrappers of the small kernels: RMSNorm, RoPE and
-//! the in-place elementwise ops. `new` checks shapes against the buffers,
+//! Shape-checked, bind-once wrappers of the small kernels: RMSNorm and the
+//! in-place elementwise ops; RoPE's table (RoPE itself runs in the
+//! attention's `kv_write_rope`) and the q | k | v row layout. `new` checks shapes against the buffers,
 //! creates the static uniform and the bind group once; `encode` only records a
 //! dispatch into a compute pass. Buffers hold f32 (or u32) values laid out as
 //! each wrapper states; a buffer may be larger than its shape, never smaller.
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::keys::{ElementwiseOp, KernelKey, ELEMENTWISE_WG, NORM_GROUP, ROPE_WG};
+use super::keys::{ElementwiseOp, KernelKey, ELEMENTWISE_WG, NORM_GROUP};
 use super::step::StepUniform;
 
 /// A pipeline and its bind group: one dispatch's worth of state, made once.
@@ -219,129 +220,18 @@ impl RopeTable {
         self.max_len
     }
 
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// The `(max_len, head_dim / 2)` `vec2<f32>` table.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
     /// Bytes the table takes on the GPU.
     pub fn bytes(&self) -> u64 {
         self.buffer.size()
-    }
-}
-
-/// The shape of RoPE's inputs: `max_tokens` tokens of `n_heads` query and
-/// `n_kv_heads` key heads of `head_dim`, placed in one buffer as `layout`
-/// says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RopeShape {
-    pub max_tokens: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    pub layout: QkvLayout,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RopeParams {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    max_len: u32,
-    stride: u32,
-    q_off: u32,
-    k_off: u32,
-    _pad: u32,
-}
-
-/// RoPE in place on the queries and keys of a batch; token `t` is at position
-/// `step.pos + t` (the `Step` uniform).
-#[derive(Debug)]
-pub struct Rope {
-    bound: Bound,
-    _params: wgpu::Buffer,
-    shape: RopeShape,
-}
-
-impl Rope {
-    /// - `qk`: `(max_tokens, layout.stride)` f32 holding each token's q
-    ///   `(n_heads, head_dim)` at `layout.q` and k `(n_kv_heads, head_dim)`
-    ///   at `layout.k`
-    /// - `table`: a [`RopeTable`] of the same `head_dim`
-    pub async fn new(
-        ctx: &GpuContext,
-        step: &StepUniform,
-        table: &RopeTable,
-        qk: &wgpu::Buffer,
-        shape: RopeShape,
-    ) -> Result<Rope, GpuError> {
-        const K: &str = "rope";
-        let RopeShape {
-            max_tokens,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            layout,
-        } = shape;
-        positive(
-            K,
-            &[
-                ("tokens", max_tokens),
-                ("n_heads", n_heads),
-                ("n_kv_heads", n_kv_heads),
-                ("head_dim", head_dim),
-            ],
-        )?;
-        if table.head_dim != head_dim {
-            return Err(GpuError::shape(
-                K,
-                format!(
-                    "the table is for head_dim {}, the shape says {head_dim}",
-                    table.head_dim
-                ),
-            ));
-        }
-        layout.check(K, n_heads, n_kv_heads, head_dim)?;
-        let qk_bytes = fits(ctx, K, "qk", qk, elements(K, max_tokens, layout.stride)?)?;
-        workgroups_1d(ctx, K, max_tokens)?;
-        let params = ctx.uniform(
-            "rope params",
-            &RopeParams {
-                n_heads: n_heads as u32,
-                n_kv_heads: n_kv_heads as u32,
-                head_dim: head_dim as u32,
-                max_len: table.max_len as u32,
-                stride: layout.stride as u32,
-                q_off: layout.q as u32,
-                k_off: layout.k as u32,
-                _pad: 0,
-            },
-        );
-        let bound = Bound::new(
-            ctx,
-            KernelKey::Rope,
-            &[
-                (step.buffer(), None),
-                (&params, None),
-                (qk, Some(qk_bytes)),
-                (&table.buffer, None),
-            ],
-        )
-        .await?;
-        Ok(Rope {
-            bound,
-            _params: params,
-            shape,
-        })
-    }
-
-    /// Records the rotation of the first `tokens` tokens.
-    pub fn encode(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        tokens: usize,
-    ) -> Result<usize, GpuError> {
-        check_rows("rope", tokens, self.shape.max_tokens)?;
-        let pairs = (self.shape.n_heads + self.shape.n_kv_heads) * self.shape.head_dim / 2;
-        let gx = pairs.div_ceil(ROPE_WG as usize) as u32;
-        self.bound.dispatch(pass, (gx, tokens as u32));
-        Ok(1)
     }
 }
 

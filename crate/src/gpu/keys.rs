@@ -47,9 +47,7 @@ pub const MATMUL_TILE_ROWS: u32 = 64;
 pub const MATMUL_TILE_K: u32 = 32;
 /// `qmatmul.wgsl` `embed`: invocations per workgroup, 4 values each.
 pub const EMBED_WG: u32 = 64;
-/// `rope.wgsl`, `elementwise.wgsl`, `bandwidth.wgsl`: invocations per
-/// workgroup.
-pub const ROPE_WG: u32 = 64;
+/// `elementwise.wgsl`, `bandwidth.wgsl`: invocations per workgroup.
 pub const ELEMENTWISE_WG: u32 = 256;
 pub const BANDWIDTH_WG: u32 = 256;
 
@@ -57,7 +55,6 @@ pub const BANDWIDTH_WG: u32 = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderFamily {
     Norm,
-    Rope,
     Elementwise,
     /// Quantized matrix products and embedding lookup (`gpu::qmatmul`).
     QMatmul,
@@ -71,9 +68,8 @@ pub enum ShaderFamily {
 
 impl ShaderFamily {
     /// Every family, one per file under `shaders/`.
-    pub const ALL: [ShaderFamily; 7] = [
+    pub const ALL: [ShaderFamily; 6] = [
         ShaderFamily::Norm,
-        ShaderFamily::Rope,
         ShaderFamily::Elementwise,
         ShaderFamily::QMatmul,
         ShaderFamily::Bandwidth,
@@ -84,7 +80,6 @@ impl ShaderFamily {
     pub fn name(self) -> &'static str {
         match self {
             ShaderFamily::Norm => "norm.wgsl",
-            ShaderFamily::Rope => "rope.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
             ShaderFamily::QMatmul => "qmatmul.wgsl",
             ShaderFamily::Bandwidth => "bandwidth.wgsl",
@@ -145,7 +140,6 @@ impl ShaderFamily {
                 ]);
             }
             ShaderFamily::Norm => consts.push(("MAX_GROUP", NORM_GROUP)),
-            ShaderFamily::Rope => consts.push(("WG", ROPE_WG)),
             ShaderFamily::Elementwise => consts.extend([
                 ("WG", ELEMENTWISE_WG),
                 ("OP_ADD", ElementwiseOp::Add.code()),
@@ -194,7 +188,6 @@ impl ShaderFamily {
     fn builtin_source(self) -> &'static str {
         match self {
             ShaderFamily::Norm => include_str!("../../../shaders/norm.wgsl"),
-            ShaderFamily::Rope => include_str!("../../../shaders/rope.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             ShaderFamily::QMatmul => include_str!("../../../shaders/qmatmul.wgsl"),
             ShaderFamily::Bandwidth => include_str!("../../../shaders/bandwidth.wgsl"),
@@ -515,8 +508,6 @@ pub enum KernelKey {
     /// `shaders/norm.wgsl`: RMSNorm's parallel half (`x * w`, partial sums
     /// of `x²`), of every row or (`last`) of the batch's last row.
     RmsNorm { last: bool },
-    /// `shaders/rope.wgsl`: RoPE on adjacent pairs.
-    Rope,
     /// `shaders/elementwise.wgsl` with `OP` selecting the operation.
     Elementwise(ElementwiseOp),
     /// `shaders/bandwidth.wgsl`: `copy` (true) or `read` (false).
@@ -524,8 +515,10 @@ pub enum KernelKey {
     /// `shaders/bandwidth.wgsl` `fma_peak`: independent f32 multiply-add
     /// chains, the adapter's arithmetic peak.
     FmaPeak,
-    /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV chunk.
-    KvWrite(KvFormat),
+    /// `shaders/attention.wgsl` `kv_write`: k, v of a batch into one KV
+    /// chunk; with `rope`, `kv_write_rope`: RoPE in place on the batch's q
+    /// and k first (the decoder's).
+    KvWrite { format: KvFormat, rope: bool },
     /// `shaders/attention.wgsl` `attend`: one chunk of the cache, `rows`
     /// query rows per workgroup, as `mode` says.
     Attend {
@@ -579,12 +572,15 @@ impl KernelKey {
         let mut keys = vec![
             KernelKey::RmsNorm { last: false },
             KernelKey::RmsNorm { last: true },
-            KernelKey::Rope,
         ];
         keys.extend(ElementwiseOp::ALL.map(KernelKey::Elementwise));
         keys.extend([true, false].map(|copy| KernelKey::Bandwidth { copy }));
         keys.push(KernelKey::FmaPeak);
-        keys.extend(KvFormat::ALL.map(KernelKey::KvWrite));
+        for format in KvFormat::ALL {
+            for rope in [false, true] {
+                keys.push(KernelKey::KvWrite { format, rope });
+            }
+        }
         for format in KvFormat::ALL {
             for mode in AttendMode::ALL {
                 for &rows in mode.all_rows() {
@@ -617,10 +613,9 @@ impl KernelKey {
     pub fn family(self) -> ShaderFamily {
         match self {
             KernelKey::RmsNorm { .. } => ShaderFamily::Norm,
-            KernelKey::Rope => ShaderFamily::Rope,
             KernelKey::Elementwise(_) => ShaderFamily::Elementwise,
             KernelKey::Bandwidth { .. } | KernelKey::FmaPeak => ShaderFamily::Bandwidth,
-            KernelKey::KvWrite(_) | KernelKey::Attend { .. } | KernelKey::AttendCombine => {
+            KernelKey::KvWrite { .. } | KernelKey::Attend { .. } | KernelKey::AttendCombine => {
                 ShaderFamily::Attention
             }
             KernelKey::Sample => ShaderFamily::Sample,
@@ -633,7 +628,8 @@ impl KernelKey {
             KernelKey::Bandwidth { copy: true } => "stream_copy",
             KernelKey::Bandwidth { copy: false } => "stream_read",
             KernelKey::FmaPeak => "fma_peak",
-            KernelKey::KvWrite(_) => "kv_write",
+            KernelKey::KvWrite { rope: false, .. } => "kv_write",
+            KernelKey::KvWrite { rope: true, .. } => "kv_write_rope",
             KernelKey::Attend { .. } => "attend",
             KernelKey::AttendCombine => "combine",
             KernelKey::QMatmul { entry, .. } => entry.name(),
@@ -649,13 +645,10 @@ impl KernelKey {
                 ("LAST", if last { 1.0 } else { 0.0 }),
                 ("GROUP", f64::from(NORM_GROUP)),
             ],
-            KernelKey::Rope
-            | KernelKey::Bandwidth { .. }
-            | KernelKey::FmaPeak
-            | KernelKey::Sample => Vec::new(),
+            KernelKey::Bandwidth { .. } | KernelKey::FmaPeak | KernelKey::Sample => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
             // The write and combine entries read neither MODE nor ROWS.
-            KernelKey::KvWrite(format) => attention_constants(format, AttendMode::Decode, 1),
+            KernelKey::KvWrite { format, .. } => attention_constants(format, AttendMode::Decode, 1),
             KernelKey::AttendCombine => attention_constants(KvFormat::F16, AttendMode::Decode, 1),
             KernelKey::Attend { format, mode, rows } => attention_constants(format, mode, rows),
             KernelKey::QMatmul {

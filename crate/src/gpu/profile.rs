@@ -20,9 +20,8 @@ pub enum KernelClass {
     Norm,
     /// A matrix product over weights of one format (matvec or matmul).
     Matmul(QFormat),
-    /// RoPE (`rope.wgsl`).
-    Rope,
-    /// K, V into the cache, attention over it (`attention.wgsl`).
+    /// RoPE on q and k, k and v into the cache, attention over it
+    /// (`attention.wgsl`).
     Attention,
     /// Residual adds, SwiGLU (`elementwise.wgsl`).
     Elementwise,
@@ -39,7 +38,6 @@ impl KernelClass {
             KernelClass::Embed => "embed".into(),
             KernelClass::Norm => "norm".into(),
             KernelClass::Matmul(f) => format!("matmul_{}", format!("{f:?}").to_lowercase()),
-            KernelClass::Rope => "rope".into(),
             KernelClass::Attention => "attention".into(),
             KernelClass::Elementwise => "elementwise".into(),
             KernelClass::Copy => "copy".into(),

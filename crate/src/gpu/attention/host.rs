@@ -83,4 +83,42 @@ impl KvAttention {
     ) -> Result<Vec<f32>, GpuError> {
         ctx.block_on(self.attention_host_async(ctx, layer, pos, q, k, v))
     }
+
+    /// Uploads `rows` (`(tokens, layout.stride)` f32: each token's row of
+    /// the qkv buffer, q, k and v where the layout says), writes the `Step`
+    /// uniform for a batch at `pos`, records only `kv_write` of `layer`
+    /// (`kv_write_rope` where the attention has a RoPE table: q and k
+    /// rotated in place), submits and reads the rows back. Tests of RoPE;
+    /// does not change `len`.
+    pub async fn kv_write_host_async(
+        &self,
+        ctx: &GpuContext,
+        layer: usize,
+        pos: usize,
+        rows: &[f32],
+    ) -> Result<Vec<f32>, GpuError> {
+        let stride = self.layout.stride;
+        let tokens = rows.len() / stride;
+        if tokens == 0 || rows.len() != tokens * stride {
+            return Err(GpuError::shape(
+                K,
+                format!("{} values are not rows of {stride}", rows.len()),
+            ));
+        }
+        let step = StepParams::batch(pos, tokens, 0);
+        let (pos, _, kv_len) = self.check_step(layer, &step)?;
+        let queue = ctx.queue();
+        queue.write_buffer(&self.qkv, 0, bytemuck::cast_slice(rows));
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let mut encoder = ctx.encoder("kv_write");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("kv_write"),
+                timestamp_writes: None,
+            });
+            self.encode_write(&mut pass, layer, pos, kv_len);
+        }
+        ctx.submit(encoder).await?;
+        ctx.read_back_f32(&self.qkv, rows.len()).await
+    }
 }

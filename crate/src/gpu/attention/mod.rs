@@ -38,7 +38,10 @@
 //!
 //! One layer, recorded by [`KvAttention::encode`] in one compute pass.
 //! `kv_write` runs once per chunk the batch's positions fall in (1 to 3 for a
-//! 512-token batch). Then `attend` once per chunk `0..=(kv_len - 1) / 256`
+//! 512-token batch); the decoder's variant, `kv_write_rope`, first applies
+//! RoPE in place to the token's key head and the query heads that share it
+//! (the table's f64-made `(cos, sin)`, the CPU's `rope` formula `a c - b s`,
+//! `a s + b c` in f32), so RoPE costs no dispatch of its own. Then `attend` once per chunk `0..=(kv_len - 1) / 256`
 //! (each dispatch binds one chunk: WebGPU gives a stage 8 storage buffers, so
 //! a kernel cannot see an unbounded list of chunk buffers). An `attend`
 //! workgroup serves up to `ROWS` query rows `(token, head)` of ONE KV head, so
@@ -71,8 +74,8 @@
 //!   partials of every split would grow with the context
 //!   (`512 x 32 x 64 x 130` f32 = 545 MB for a 7B at 4096 positions).
 //!
-//! Dispatches per layer: `kv_write` per chunk touched (1 for a decode
-//! step), `attend` per chunk, and `combine` for a decode step past 64
+//! Dispatches per layer: `kv_write` (with RoPE) per chunk touched (1 for a
+//! decode step), `attend` per chunk, and `combine` for a decode step past 64
 //! positions.
 //!
 //! # Exactness
@@ -97,7 +100,7 @@ mod host;
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::kernels::QkvLayout;
+use super::kernels::{QkvLayout, RopeTable};
 pub use super::keys::KvFormat;
 use super::keys::{AttendMode, KernelKey, ATTN_SPLIT};
 use super::step::{StepParams, StepUniform};
@@ -299,10 +302,15 @@ struct SliceLayout {
 /// used from offset 0 and at least as large as the shapes say.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionIo<'a> {
-    /// `(max_tokens, layout.stride)` f32: each token's q (RoPE applied), k
-    /// (RoPE applied) and v where `layout` says.
+    /// `(max_tokens, layout.stride)` f32: each token's q, k and v where
+    /// `layout` says; with `rope`, q and k before RoPE, which `kv_write_rope`
+    /// applies in place; without, after it.
     pub qkv: &'a wgpu::Buffer,
     pub layout: QkvLayout,
+    /// RoPE's `(cos, sin)` table (the decoder's), for positions up to at
+    /// least `max_len`; `None`: q and k arrive rotated (tests of attention
+    /// alone).
+    pub rope: Option<&'a RopeTable>,
     /// `(max_tokens, n_heads * head_dim)` f32, written; not `qkv`.
     pub out: &'a wgpu::Buffer,
     /// The forward pass's `Step` uniform (pos, tokens, kv_len).
@@ -350,6 +358,8 @@ pub struct KvAttention {
     /// Layers per chunk buffer.
     layers_per_buffer: usize,
     write: wgpu::ComputePipeline,
+    /// RoPE's table, bound to `kv_write_rope` (`write`), if any.
+    rope: Option<wgpu::Buffer>,
     decode: wgpu::ComputePipeline,
     /// `ROWS` of `decode`.
     decode_rows: usize,
@@ -412,7 +422,27 @@ impl KvAttention {
             mode,
             rows: mode.rows(group),
         };
-        let write = ctx.pipeline(KernelKey::KvWrite(format)).await?;
+        if let Some(table) = io.rope {
+            if table.head_dim() != cfg.head_dim || table.max_len() < cfg.max_len {
+                return Err(GpuError::shape(
+                    K,
+                    format!(
+                        "the RoPE table is for head_dim {} and {} positions; attention needs \
+                         head_dim {} and {} positions",
+                        table.head_dim(),
+                        table.max_len(),
+                        cfg.head_dim,
+                        cfg.max_len
+                    ),
+                ));
+            }
+        }
+        let write = ctx
+            .pipeline(KernelKey::KvWrite {
+                format,
+                rope: io.rope.is_some(),
+            })
+            .await?;
         let decode = ctx.pipeline(attend(AttendMode::Decode)).await?;
         let prefill = ctx.pipeline(attend(AttendMode::Prefill)).await?;
         let combine = ctx.pipeline(KernelKey::AttendCombine).await?;
@@ -440,6 +470,7 @@ impl KvAttention {
             slice,
             layers_per_buffer,
             write,
+            rope: io.rope.map(|t| t.buffer().clone()),
             decode,
             decode_rows: AttendMode::Decode.rows(group) as usize,
             prefill,
@@ -518,15 +549,19 @@ impl KvAttention {
                 for layer in 0..cfg.n_layers {
                     let buffer = &buffers[layer / self.layers_per_buffer];
                     let offset = self.slice.stride * (layer % self.layers_per_buffer) as u64;
+                    let mut entries = vec![
+                        whole(0, &self.step),
+                        whole(1, &params),
+                        range(5, &self.qkv, 0, qkv_bytes),
+                        range(4, buffer, offset, self.slice.bytes),
+                    ];
+                    if let Some(table) = &self.rope {
+                        entries.push(whole(3, table));
+                    }
                     write.push(ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
                         label: Some("kv_write"),
                         layout: &write_layout,
-                        entries: &[
-                            whole(0, &self.step),
-                            whole(1, &params),
-                            range(2, &self.qkv, 0, qkv_bytes),
-                            range(4, buffer, offset, self.slice.bytes),
-                        ],
+                        entries: &entries,
                     }));
                     for (groups, layout) in attend.iter_mut().zip(&attend_layouts) {
                         groups.push(ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
@@ -572,16 +607,9 @@ impl KvAttention {
         step: &StepParams,
     ) -> Result<usize, GpuError> {
         let (pos, tokens, kv_len) = self.check_step(layer, step)?;
-        let first_chunk = pos / KV_CHUNK;
         let last_chunk = (kv_len - 1) / KV_CHUNK;
         let n_kv = self.cfg.n_kv_heads as u32;
-        pass.set_pipeline(&self.write);
-        for c in first_chunk..=last_chunk {
-            let from = first_token(c, pos);
-            let to = ((c + 1) * KV_CHUNK).min(kv_len) - pos;
-            pass.set_bind_group(0, &self.chunks[c].write[layer], &[]);
-            pass.dispatch_workgroups((to - from) as u32, n_kv, 1);
-        }
+        let mut dispatches = self.encode_write(pass, layer, pos, kv_len);
         let decode = tokens <= self.decode_tokens();
         let group = self.cfg.n_heads / self.cfg.n_kv_heads;
         let rows = if decode {
@@ -608,7 +636,7 @@ impl KvAttention {
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(ranges as u32, tiles as u32, n_kv);
         }
-        let mut dispatches = (last_chunk - first_chunk + 1) + (last_chunk + 1);
+        dispatches += last_chunk + 1;
         if decode && kv_len > SPLIT {
             pass.set_pipeline(&self.combine);
             pass.set_bind_group(0, &self.combine_group, &[]);
@@ -616,6 +644,27 @@ impl KvAttention {
             dispatches += 1;
         }
         Ok(dispatches)
+    }
+
+    /// Records `kv_write` (`kv_write_rope` with a RoPE table) of `layer`
+    /// for positions `pos..kv_len` of a checked step: one dispatch per chunk
+    /// they fall in, whose number it returns.
+    fn encode_write(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        layer: usize,
+        pos: usize,
+        kv_len: usize,
+    ) -> usize {
+        let (first_chunk, last_chunk) = (pos / KV_CHUNK, (kv_len - 1) / KV_CHUNK);
+        pass.set_pipeline(&self.write);
+        for c in first_chunk..=last_chunk {
+            let from = first_token(c, pos);
+            let to = ((c + 1) * KV_CHUNK).min(kv_len) - pos;
+            pass.set_bind_group(0, &self.chunks[c].write[layer], &[]);
+            pass.dispatch_workgroups((to - from) as u32, self.cfg.n_kv_heads as u32, 1);
+        }
+        last_chunk - first_chunk + 1
     }
 
     /// The most tokens a batch may have to take the decode path (split
