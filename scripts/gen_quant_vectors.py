@@ -17,7 +17,7 @@ All randomness comes from SHAKE-256 of fixed seeds, so the output does not depen
 on numpy's generators. ``--check`` regenerates everything in memory and fails
 if a committed file differs.
 
-    /work/tools/venv/bin/python scripts/gen_quant_vectors.py [--check]
+    .venv/bin/python scripts/gen_quant_vectors.py [--check]
 """
 
 from __future__ import annotations

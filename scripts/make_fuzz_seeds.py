@@ -6,7 +6,7 @@ seeds are a few KB each and still cover what the reader parses: every metadata v
 alignment padding, and a non-default alignment. Each file is prefixed with the target's two
 control bytes (chunk size, total length told).
 
-    /work/tools/venv/bin/python scripts/make_fuzz_seeds.py
+    .venv/bin/python scripts/make_fuzz_seeds.py
 """
 
 from pathlib import Path

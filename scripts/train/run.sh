@@ -4,7 +4,7 @@
 # See scripts/train/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV=${TRAIN_VENV:-/work/tools/train-venv}
+VENV=${TRAIN_VENV:-.venv-train}
 WORK=${TRAIN_WORK:-build/demo-train}
 [ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV"; "$VENV/bin/pip" install -r scripts/train/requirements.txt; }
 PY="nice -n 19 $VENV/bin/python"

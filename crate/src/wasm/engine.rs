@@ -1,5 +1,5 @@
 //! `WasmEngine`: the raw JSON-in/JSON-out engine the TypeScript package wraps
-//! (the contract is `/work/notes/web-design.md`).
+//! (the contract is the package API of `web/README.md`, typed in `web/src/types.ts`).
 //!
 //! State lives in an `Rc<Inner>` that every async method clones into its
 //! future; what an operation works on (the load in progress, the session) is

@@ -1,6 +1,6 @@
 //! The engine's errors and their one crossing into JavaScript: a JS `Error`
 //! whose `name` is one of the stable names of the contract
-//! (`/work/notes/web-design.md`; the JS classes are in `web/src/errors.ts`)
+//! (`web/README.md`; the JS classes are in `web/src/errors.ts`)
 //! and whose `message` is the Rust `Display` text.
 
 use wasm_bindgen::JsValue;

@@ -1,6 +1,6 @@
 //! The browser engine (wasm32 only): [`WasmEngine`], the JSON-in/JSON-out
 //! API the TypeScript package (`web/`) wraps. The contract (names, JSON
-//! shapes, error names) is `/work/notes/web-design.md`.
+//! shapes, error names) is `web/README.md` (types in `web/src/types.ts`).
 //!
 //! - [`engine`]: the `#[wasm_bindgen]` type, its state and busy handling;
 //! - [`bench`]: `codellama bench` on a device of its own;
