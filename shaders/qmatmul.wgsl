@@ -174,7 +174,9 @@ fn store_swiglu(t: u32, i: u32, gate: f32, up: f32) {
 // sub-block, and Q4_0's and Q6_K's offsets (q - 8, q - 32) folded into one
 // product with the unit's sum of x. Each (row, token) has one f32
 // accumulator per lane; the WG partial sums meet in workgroup memory: one
-// barrier, then each (row, token) is summed by one lane in lane order.
+// barrier, then each (row, token) is summed by one lane in lane order. In
+// modules with subgroups (SUBGROUPS, where the workgroup is one subgroup)
+// lanes_sum (subgroupAdd) adds them instead, in the adapter's order.
 //
 // Rounding: every weight is dequantized exactly as the CPU reference does
 // (the same f32 products of the same factors), but sums run in another order
@@ -391,72 +393,187 @@ fn unit_sums(xv: array<vec4<f32>, 16>) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
-// sum over the unit of W[row, c] * x[c], with the row's unit weights `w`
-// (load_unit), the x values `xv` (unit_x) and their unit_sums `xs`.
-fn unit_dot(w: WUnit, xv: array<vec4<f32>, 16>, xs: vec4<f32>) -> f32 {
+// One row's unit dequantized up to its scales: v[i] multiplies x vec4 i of
+// unit_x (entries past the unit 0), s the scales (per FORMAT, as in WUnit;
+// Q6_K: s.x, s.y the scales of quarters j, j + 2). The offsets (Q4_0's 8,
+// Q4_K's mins, Q6_K's 32) are left to deq_dot, which folds them into one
+// product with the unit's sums of x.
+struct DUnit {
+    v: array<vec4<f32>, 16>,
+    s: vec4<f32>,
+}
+
+fn unit_deq(w: WUnit) -> DUnit {
+    // Written out as values: no array is built element by element.
     if FORMAT == F32 {
-        var a = bitcast<vec4<f32>>(w.q[0]) * xv[0] + bitcast<vec4<f32>>(w.q[1]) * xv[1];
-        a += bitcast<vec4<f32>>(w.q[2]) * xv[2] + bitcast<vec4<f32>>(w.q[3]) * xv[3];
-        a += bitcast<vec4<f32>>(w.q[4]) * xv[4] + bitcast<vec4<f32>>(w.q[5]) * xv[5];
-        a += bitcast<vec4<f32>>(w.q[6]) * xv[6] + bitcast<vec4<f32>>(w.q[7]) * xv[7];
-        return hsum(a);
+        return DUnit(array<vec4<f32>, 16>(
+            bitcast<vec4<f32>>(w.q[0]),
+            bitcast<vec4<f32>>(w.q[1]),
+            bitcast<vec4<f32>>(w.q[2]),
+            bitcast<vec4<f32>>(w.q[3]),
+            bitcast<vec4<f32>>(w.q[4]),
+            bitcast<vec4<f32>>(w.q[5]),
+            bitcast<vec4<f32>>(w.q[6]),
+            bitcast<vec4<f32>>(w.q[7]),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+        ), w.s);
     }
     if FORMAT == F16 {
-        var a = vec4<f32>(unpack2x16float(w.q[0].x), unpack2x16float(w.q[0].y)) * xv[0];
-        a += vec4<f32>(unpack2x16float(w.q[0].z), unpack2x16float(w.q[0].w)) * xv[1];
-        a += vec4<f32>(unpack2x16float(w.q[1].x), unpack2x16float(w.q[1].y)) * xv[2];
-        a += vec4<f32>(unpack2x16float(w.q[1].z), unpack2x16float(w.q[1].w)) * xv[3];
-        a += vec4<f32>(unpack2x16float(w.q[2].x), unpack2x16float(w.q[2].y)) * xv[4];
-        a += vec4<f32>(unpack2x16float(w.q[2].z), unpack2x16float(w.q[2].w)) * xv[5];
-        a += vec4<f32>(unpack2x16float(w.q[3].x), unpack2x16float(w.q[3].y)) * xv[6];
-        a += vec4<f32>(unpack2x16float(w.q[3].z), unpack2x16float(w.q[3].w)) * xv[7];
-        return hsum(a);
+        return DUnit(array<vec4<f32>, 16>(
+            vec4<f32>(unpack2x16float(w.q[0].x), unpack2x16float(w.q[0].y)),
+            vec4<f32>(unpack2x16float(w.q[0].z), unpack2x16float(w.q[0].w)),
+            vec4<f32>(unpack2x16float(w.q[1].x), unpack2x16float(w.q[1].y)),
+            vec4<f32>(unpack2x16float(w.q[1].z), unpack2x16float(w.q[1].w)),
+            vec4<f32>(unpack2x16float(w.q[2].x), unpack2x16float(w.q[2].y)),
+            vec4<f32>(unpack2x16float(w.q[2].z), unpack2x16float(w.q[2].w)),
+            vec4<f32>(unpack2x16float(w.q[3].x), unpack2x16float(w.q[3].y)),
+            vec4<f32>(unpack2x16float(w.q[3].z), unpack2x16float(w.q[3].w)),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+        ), w.s);
     }
     if FORMAT == Q8_0 {
-        let w0 = w.q[0];
-        let w1 = w.q[1];
-        var a = i8x4(w0.x) * xv[0] + i8x4(w0.y) * xv[1];
-        a += i8x4(w0.z) * xv[2] + i8x4(w0.w) * xv[3];
-        a += i8x4(w1.x) * xv[4] + i8x4(w1.y) * xv[5];
-        a += i8x4(w1.z) * xv[6] + i8x4(w1.w) * xv[7];
-        return w.s.x * hsum(a);
+        return DUnit(array<vec4<f32>, 16>(
+            i8x4(w.q[0].x),
+            i8x4(w.q[0].y),
+            i8x4(w.q[0].z),
+            i8x4(w.q[0].w),
+            i8x4(w.q[1].x),
+            i8x4(w.q[1].y),
+            i8x4(w.q[1].z),
+            i8x4(w.q[1].w),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+        ), w.s);
     }
     if FORMAT == Q4_0 {
         // Value j < 16 is the low nibble of byte j, j >= 16 the high nibble
-        // of byte j - 16: d * sum((q - 8) x) = d * (sum(q x) - 8 sum(x)).
-        let q = w.q[0];
-        var a = nib4(q.x, 0u) * xv[0] + nib4(q.x, 4u) * xv[4];
-        a += nib4(q.y, 0u) * xv[1] + nib4(q.y, 4u) * xv[5];
-        a += nib4(q.z, 0u) * xv[2] + nib4(q.z, 4u) * xv[6];
-        a += nib4(q.w, 0u) * xv[3] + nib4(q.w, 4u) * xv[7];
-        return w.s.x * (hsum(a) - 8.0 * xs.x);
+        // of byte j - 16.
+        return DUnit(array<vec4<f32>, 16>(
+            nib4(w.q[0].x, 0u),
+            nib4(w.q[0].y, 0u),
+            nib4(w.q[0].z, 0u),
+            nib4(w.q[0].w, 0u),
+            nib4(w.q[0].x, 4u),
+            nib4(w.q[0].y, 4u),
+            nib4(w.q[0].z, 4u),
+            nib4(w.q[0].w, 4u),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+        ), w.s);
     }
     if FORMAT == Q4_K {
-        // Low nibbles: sub-block 2j (x vec4s 0..8); high: 2j + 1 (8..16);
-        // value = d sc q - dmin m per sub-block.
-        let w0 = w.q[0];
-        let w1 = w.q[1];
-        var lo = nib4(w0.x, 0u) * xv[0] + nib4(w0.y, 0u) * xv[1];
-        lo += nib4(w0.z, 0u) * xv[2] + nib4(w0.w, 0u) * xv[3];
-        lo += nib4(w1.x, 0u) * xv[4] + nib4(w1.y, 0u) * xv[5];
-        lo += nib4(w1.z, 0u) * xv[6] + nib4(w1.w, 0u) * xv[7];
-        var hi = nib4(w0.x, 4u) * xv[8] + nib4(w0.y, 4u) * xv[9];
-        hi += nib4(w0.z, 4u) * xv[10] + nib4(w0.w, 4u) * xv[11];
-        hi += nib4(w1.x, 4u) * xv[12] + nib4(w1.y, 4u) * xv[13];
-        hi += nib4(w1.z, 4u) * xv[14] + nib4(w1.w, 4u) * xv[15];
-        return (w.s.x * hsum(lo) - w.s.y * xs.x) + (w.s.z * hsum(hi) - w.s.w * xs.y);
+        // Low nibbles: sub-block 2j (x vec4s 0..8); high: 2j + 1 (8..16).
+        return DUnit(array<vec4<f32>, 16>(
+            nib4(w.q[0].x, 0u),
+            nib4(w.q[0].y, 0u),
+            nib4(w.q[0].z, 0u),
+            nib4(w.q[0].w, 0u),
+            nib4(w.q[1].x, 0u),
+            nib4(w.q[1].y, 0u),
+            nib4(w.q[1].z, 0u),
+            nib4(w.q[1].w, 0u),
+            nib4(w.q[0].x, 4u),
+            nib4(w.q[0].y, 4u),
+            nib4(w.q[0].z, 4u),
+            nib4(w.q[0].w, 4u),
+            nib4(w.q[1].x, 4u),
+            nib4(w.q[1].y, 4u),
+            nib4(w.q[1].z, 4u),
+            nib4(w.q[1].w, 4u),
+        ), w.s);
     }
-    // Q6_K: q = (nibble of ql) | (2 bits of qh) << 4, value = d * sc * (q - 32):
-    // quarter j from the low nibbles and qh bits 2j, quarter j + 2 from the
-    // high nibbles and bits 2j + 4 (see load_unit).
-    let ql = w.q[0];
-    let qh = w.q[1];
+    // Q6_K: q = (nibble of ql) | (2 bits of qh) << 4: quarter j from the low
+    // nibbles and qh bits 2j, quarter j + 2 from the high nibbles and bits
+    // 2j + 4 (see load_unit).
     let hs = 2u * u32(w.s.z);
-    let t0 = q6x4(ql.x, qh.x, 0u, hs) * xv[0] + q6x4(ql.y, qh.y, 0u, hs) * xv[1]
-        + q6x4(ql.z, qh.z, 0u, hs) * xv[2] + q6x4(ql.w, qh.w, 0u, hs) * xv[3];
-    let t1 = q6x4(ql.x, qh.x, 4u, hs + 4u) * xv[4] + q6x4(ql.y, qh.y, 4u, hs + 4u) * xv[5]
-        + q6x4(ql.z, qh.z, 4u, hs + 4u) * xv[6] + q6x4(ql.w, qh.w, 4u, hs + 4u) * xv[7];
-    return w.s.x * (hsum(t0) - 32.0 * xs.x) + w.s.y * (hsum(t1) - 32.0 * xs.y);
+    return DUnit(array<vec4<f32>, 16>(
+            q6x4(w.q[0].x, w.q[1].x, 0u, hs),
+            q6x4(w.q[0].y, w.q[1].y, 0u, hs),
+            q6x4(w.q[0].z, w.q[1].z, 0u, hs),
+            q6x4(w.q[0].w, w.q[1].w, 0u, hs),
+            q6x4(w.q[0].x, w.q[1].x, 4u, hs + 4u),
+            q6x4(w.q[0].y, w.q[1].y, 4u, hs + 4u),
+            q6x4(w.q[0].z, w.q[1].z, 4u, hs + 4u),
+            q6x4(w.q[0].w, w.q[1].w, 4u, hs + 4u),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+            vec4<f32>(0.0),
+        ), w.s);
+}
+
+// sum over the unit of W[row, c] * x[c], with the row's dequantized unit
+// `d` (unit_deq), the x values `xv` (unit_x) and their unit_sums `xs`.
+fn deq_dot(d: DUnit, xv: array<vec4<f32>, 16>, xs: vec4<f32>) -> f32 {
+    if FORMAT == F32 || FORMAT == F16 || FORMAT == Q8_0 {
+        var a = d.v[0] * xv[0] + d.v[1] * xv[1];
+        a += d.v[2] * xv[2] + d.v[3] * xv[3];
+        a += d.v[4] * xv[4] + d.v[5] * xv[5];
+        a += d.v[6] * xv[6] + d.v[7] * xv[7];
+        if FORMAT == Q8_0 {
+            return d.s.x * hsum(a);
+        }
+        return hsum(a);
+    }
+    if FORMAT == Q4_0 {
+        // d * sum((q - 8) x) = d * (sum(q x) - 8 sum(x)).
+        var a = d.v[0] * xv[0] + d.v[4] * xv[4];
+        a += d.v[1] * xv[1] + d.v[5] * xv[5];
+        a += d.v[2] * xv[2] + d.v[6] * xv[6];
+        a += d.v[3] * xv[3] + d.v[7] * xv[7];
+        return d.s.x * (hsum(a) - 8.0 * xs.x);
+    }
+    if FORMAT == Q4_K {
+        // value = d sc q - dmin m per sub-block.
+        var lo = d.v[0] * xv[0] + d.v[1] * xv[1];
+        lo += d.v[2] * xv[2] + d.v[3] * xv[3];
+        lo += d.v[4] * xv[4] + d.v[5] * xv[5];
+        lo += d.v[6] * xv[6] + d.v[7] * xv[7];
+        var hi = d.v[8] * xv[8] + d.v[9] * xv[9];
+        hi += d.v[10] * xv[10] + d.v[11] * xv[11];
+        hi += d.v[12] * xv[12] + d.v[13] * xv[13];
+        hi += d.v[14] * xv[14] + d.v[15] * xv[15];
+        return (d.s.x * hsum(lo) - d.s.y * xs.x) + (d.s.z * hsum(hi) - d.s.w * xs.y);
+    }
+    // Q6_K: value = d * sc * (q - 32).
+    let t0 = d.v[0] * xv[0] + d.v[1] * xv[1] + d.v[2] * xv[2] + d.v[3] * xv[3];
+    let t1 = d.v[4] * xv[4] + d.v[5] * xv[5] + d.v[6] * xv[6] + d.v[7] * xv[7];
+    return d.s.x * (hsum(t0) - 32.0 * xs.x) + d.s.y * (hsum(t1) - 32.0 * xs.y);
+}
+
+// unit_dot of the decode path: the same products and sums as a batch's.
+fn unit_dot(w: WUnit, xv: array<vec4<f32>, 16>, xs: vec4<f32>) -> f32 {
+    return deq_dot(unit_deq(w), xv, xs);
 }
 
 var<workgroup> partial: array<f32, MAX_PARTIALS>; // (ROWS * TT, WG)
@@ -526,125 +643,164 @@ fn matvec(
             reduce_store(&acc, lane, g, t0, live);
         }
     } else {
-        // Tokens in groups of up to 4: per unit, every row's weights are loaded
-        // once (w) and multiplied with each token's x values (loaded once per
-        // token). Rows and tokens are written out, so that the weights and
-        // accumulators are indexed by constants and stay in registers (or
-        // cheap spill slots) on every compiler.
+        // Tokens in groups of up to 4: per unit, each token's x values are
+        // loaded once (for all rows), each row's weights loaded and dequantized
+        // once (for all tokens) and multiplied with every token's x. Rows and
+        // tokens are written out, so that the x values and accumulators are
+        // indexed by constants and stay in registers (or cheap spill slots) on
+        // every compiler. Absent tokens of the last group multiply zeros.
         for (var tg = 0u; tg < tokens; tg += 4u) {
             var a0: array<f32, MAX_ROWS>;
             var a1: array<f32, MAX_ROWS>;
             var a2: array<f32, MAX_ROWS>;
             var a3: array<f32, MAX_ROWS>;
+            let n = min(4u, tokens - tg);
             for (var u = lane; u < units; u += WG) {
-                var w: array<WUnit, MAX_ROWS>;
-                if 0u < ROWS && row_live(0u, live) { w[0] = load_unit(matvec_row(g, 0u), u); }
-                if 1u < ROWS && row_live(1u, live) { w[1] = load_unit(matvec_row(g, 1u), u); }
-                if 2u < ROWS && row_live(2u, live) { w[2] = load_unit(matvec_row(g, 2u), u); }
-                if 3u < ROWS && row_live(3u, live) { w[3] = load_unit(matvec_row(g, 3u), u); }
-                if 4u < ROWS && row_live(4u, live) { w[4] = load_unit(matvec_row(g, 4u), u); }
-                if 5u < ROWS && row_live(5u, live) { w[5] = load_unit(matvec_row(g, 5u), u); }
-                if 6u < ROWS && row_live(6u, live) { w[6] = load_unit(matvec_row(g, 6u), u); }
-                if 7u < ROWS && row_live(7u, live) { w[7] = load_unit(matvec_row(g, 7u), u); }
-                if 8u < ROWS && row_live(8u, live) { w[8] = load_unit(matvec_row(g, 8u), u); }
-                if 9u < ROWS && row_live(9u, live) { w[9] = load_unit(matvec_row(g, 9u), u); }
-                if 10u < ROWS && row_live(10u, live) { w[10] = load_unit(matvec_row(g, 10u), u); }
-                if 11u < ROWS && row_live(11u, live) { w[11] = load_unit(matvec_row(g, 11u), u); }
-                if 12u < ROWS && row_live(12u, live) { w[12] = load_unit(matvec_row(g, 12u), u); }
-                if 13u < ROWS && row_live(13u, live) { w[13] = load_unit(matvec_row(g, 13u), u); }
-                if 14u < ROWS && row_live(14u, live) { w[14] = load_unit(matvec_row(g, 14u), u); }
-                if 15u < ROWS && row_live(15u, live) { w[15] = load_unit(matvec_row(g, 15u), u); }
-                if 0u < TT && tg + 0u < tokens {
-                    let xv = unit_x(t0 + tg + 0u, u);
-                    let xs = unit_sums(xv);
-                    if 0u < ROWS && row_live(0u, live) { a0[0] += unit_dot(w[0], xv, xs); }
-                    if 1u < ROWS && row_live(1u, live) { a0[1] += unit_dot(w[1], xv, xs); }
-                    if 2u < ROWS && row_live(2u, live) { a0[2] += unit_dot(w[2], xv, xs); }
-                    if 3u < ROWS && row_live(3u, live) { a0[3] += unit_dot(w[3], xv, xs); }
-                    if 4u < ROWS && row_live(4u, live) { a0[4] += unit_dot(w[4], xv, xs); }
-                    if 5u < ROWS && row_live(5u, live) { a0[5] += unit_dot(w[5], xv, xs); }
-                    if 6u < ROWS && row_live(6u, live) { a0[6] += unit_dot(w[6], xv, xs); }
-                    if 7u < ROWS && row_live(7u, live) { a0[7] += unit_dot(w[7], xv, xs); }
-                    if 8u < ROWS && row_live(8u, live) { a0[8] += unit_dot(w[8], xv, xs); }
-                    if 9u < ROWS && row_live(9u, live) { a0[9] += unit_dot(w[9], xv, xs); }
-                    if 10u < ROWS && row_live(10u, live) { a0[10] += unit_dot(w[10], xv, xs); }
-                    if 11u < ROWS && row_live(11u, live) { a0[11] += unit_dot(w[11], xv, xs); }
-                    if 12u < ROWS && row_live(12u, live) { a0[12] += unit_dot(w[12], xv, xs); }
-                    if 13u < ROWS && row_live(13u, live) { a0[13] += unit_dot(w[13], xv, xs); }
-                    if 14u < ROWS && row_live(14u, live) { a0[14] += unit_dot(w[14], xv, xs); }
-                    if 15u < ROWS && row_live(15u, live) { a0[15] += unit_dot(w[15], xv, xs); }
+                var x0: array<vec4<f32>, 16>;
+                var s0: vec4<f32>;
+                var x1: array<vec4<f32>, 16>;
+                var s1: vec4<f32>;
+                var x2: array<vec4<f32>, 16>;
+                var s2: vec4<f32>;
+                var x3: array<vec4<f32>, 16>;
+                var s3: vec4<f32>;
+                x0 = unit_x(t0 + tg, u);
+                s0 = unit_sums(x0);
+                if 1u < TT && 1u < n {
+                    x1 = unit_x(t0 + tg + 1u, u);
+                    s1 = unit_sums(x1);
                 }
-                if 1u < TT && tg + 1u < tokens {
-                    let xv = unit_x(t0 + tg + 1u, u);
-                    let xs = unit_sums(xv);
-                    if 0u < ROWS && row_live(0u, live) { a1[0] += unit_dot(w[0], xv, xs); }
-                    if 1u < ROWS && row_live(1u, live) { a1[1] += unit_dot(w[1], xv, xs); }
-                    if 2u < ROWS && row_live(2u, live) { a1[2] += unit_dot(w[2], xv, xs); }
-                    if 3u < ROWS && row_live(3u, live) { a1[3] += unit_dot(w[3], xv, xs); }
-                    if 4u < ROWS && row_live(4u, live) { a1[4] += unit_dot(w[4], xv, xs); }
-                    if 5u < ROWS && row_live(5u, live) { a1[5] += unit_dot(w[5], xv, xs); }
-                    if 6u < ROWS && row_live(6u, live) { a1[6] += unit_dot(w[6], xv, xs); }
-                    if 7u < ROWS && row_live(7u, live) { a1[7] += unit_dot(w[7], xv, xs); }
-                    if 8u < ROWS && row_live(8u, live) { a1[8] += unit_dot(w[8], xv, xs); }
-                    if 9u < ROWS && row_live(9u, live) { a1[9] += unit_dot(w[9], xv, xs); }
-                    if 10u < ROWS && row_live(10u, live) { a1[10] += unit_dot(w[10], xv, xs); }
-                    if 11u < ROWS && row_live(11u, live) { a1[11] += unit_dot(w[11], xv, xs); }
-                    if 12u < ROWS && row_live(12u, live) { a1[12] += unit_dot(w[12], xv, xs); }
-                    if 13u < ROWS && row_live(13u, live) { a1[13] += unit_dot(w[13], xv, xs); }
-                    if 14u < ROWS && row_live(14u, live) { a1[14] += unit_dot(w[14], xv, xs); }
-                    if 15u < ROWS && row_live(15u, live) { a1[15] += unit_dot(w[15], xv, xs); }
+                if 2u < TT && 2u < n {
+                    x2 = unit_x(t0 + tg + 2u, u);
+                    s2 = unit_sums(x2);
                 }
-                if 2u < TT && tg + 2u < tokens {
-                    let xv = unit_x(t0 + tg + 2u, u);
-                    let xs = unit_sums(xv);
-                    if 0u < ROWS && row_live(0u, live) { a2[0] += unit_dot(w[0], xv, xs); }
-                    if 1u < ROWS && row_live(1u, live) { a2[1] += unit_dot(w[1], xv, xs); }
-                    if 2u < ROWS && row_live(2u, live) { a2[2] += unit_dot(w[2], xv, xs); }
-                    if 3u < ROWS && row_live(3u, live) { a2[3] += unit_dot(w[3], xv, xs); }
-                    if 4u < ROWS && row_live(4u, live) { a2[4] += unit_dot(w[4], xv, xs); }
-                    if 5u < ROWS && row_live(5u, live) { a2[5] += unit_dot(w[5], xv, xs); }
-                    if 6u < ROWS && row_live(6u, live) { a2[6] += unit_dot(w[6], xv, xs); }
-                    if 7u < ROWS && row_live(7u, live) { a2[7] += unit_dot(w[7], xv, xs); }
-                    if 8u < ROWS && row_live(8u, live) { a2[8] += unit_dot(w[8], xv, xs); }
-                    if 9u < ROWS && row_live(9u, live) { a2[9] += unit_dot(w[9], xv, xs); }
-                    if 10u < ROWS && row_live(10u, live) { a2[10] += unit_dot(w[10], xv, xs); }
-                    if 11u < ROWS && row_live(11u, live) { a2[11] += unit_dot(w[11], xv, xs); }
-                    if 12u < ROWS && row_live(12u, live) { a2[12] += unit_dot(w[12], xv, xs); }
-                    if 13u < ROWS && row_live(13u, live) { a2[13] += unit_dot(w[13], xv, xs); }
-                    if 14u < ROWS && row_live(14u, live) { a2[14] += unit_dot(w[14], xv, xs); }
-                    if 15u < ROWS && row_live(15u, live) { a2[15] += unit_dot(w[15], xv, xs); }
+                if 3u < TT && 3u < n {
+                    x3 = unit_x(t0 + tg + 3u, u);
+                    s3 = unit_sums(x3);
                 }
-                if 3u < TT && tg + 3u < tokens {
-                    let xv = unit_x(t0 + tg + 3u, u);
-                    let xs = unit_sums(xv);
-                    if 0u < ROWS && row_live(0u, live) { a3[0] += unit_dot(w[0], xv, xs); }
-                    if 1u < ROWS && row_live(1u, live) { a3[1] += unit_dot(w[1], xv, xs); }
-                    if 2u < ROWS && row_live(2u, live) { a3[2] += unit_dot(w[2], xv, xs); }
-                    if 3u < ROWS && row_live(3u, live) { a3[3] += unit_dot(w[3], xv, xs); }
-                    if 4u < ROWS && row_live(4u, live) { a3[4] += unit_dot(w[4], xv, xs); }
-                    if 5u < ROWS && row_live(5u, live) { a3[5] += unit_dot(w[5], xv, xs); }
-                    if 6u < ROWS && row_live(6u, live) { a3[6] += unit_dot(w[6], xv, xs); }
-                    if 7u < ROWS && row_live(7u, live) { a3[7] += unit_dot(w[7], xv, xs); }
-                    if 8u < ROWS && row_live(8u, live) { a3[8] += unit_dot(w[8], xv, xs); }
-                    if 9u < ROWS && row_live(9u, live) { a3[9] += unit_dot(w[9], xv, xs); }
-                    if 10u < ROWS && row_live(10u, live) { a3[10] += unit_dot(w[10], xv, xs); }
-                    if 11u < ROWS && row_live(11u, live) { a3[11] += unit_dot(w[11], xv, xs); }
-                    if 12u < ROWS && row_live(12u, live) { a3[12] += unit_dot(w[12], xv, xs); }
-                    if 13u < ROWS && row_live(13u, live) { a3[13] += unit_dot(w[13], xv, xs); }
-                    if 14u < ROWS && row_live(14u, live) { a3[14] += unit_dot(w[14], xv, xs); }
-                    if 15u < ROWS && row_live(15u, live) { a3[15] += unit_dot(w[15], xv, xs); }
+                if 0u < ROWS && row_live(0u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 0u), u));
+                    a0[0] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[0] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[0] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[0] += deq_dot(d, x3, s3); }
+                }
+                if 1u < ROWS && row_live(1u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 1u), u));
+                    a0[1] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[1] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[1] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[1] += deq_dot(d, x3, s3); }
+                }
+                if 2u < ROWS && row_live(2u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 2u), u));
+                    a0[2] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[2] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[2] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[2] += deq_dot(d, x3, s3); }
+                }
+                if 3u < ROWS && row_live(3u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 3u), u));
+                    a0[3] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[3] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[3] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[3] += deq_dot(d, x3, s3); }
+                }
+                if 4u < ROWS && row_live(4u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 4u), u));
+                    a0[4] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[4] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[4] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[4] += deq_dot(d, x3, s3); }
+                }
+                if 5u < ROWS && row_live(5u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 5u), u));
+                    a0[5] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[5] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[5] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[5] += deq_dot(d, x3, s3); }
+                }
+                if 6u < ROWS && row_live(6u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 6u), u));
+                    a0[6] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[6] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[6] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[6] += deq_dot(d, x3, s3); }
+                }
+                if 7u < ROWS && row_live(7u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 7u), u));
+                    a0[7] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[7] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[7] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[7] += deq_dot(d, x3, s3); }
+                }
+                if 8u < ROWS && row_live(8u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 8u), u));
+                    a0[8] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[8] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[8] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[8] += deq_dot(d, x3, s3); }
+                }
+                if 9u < ROWS && row_live(9u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 9u), u));
+                    a0[9] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[9] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[9] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[9] += deq_dot(d, x3, s3); }
+                }
+                if 10u < ROWS && row_live(10u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 10u), u));
+                    a0[10] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[10] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[10] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[10] += deq_dot(d, x3, s3); }
+                }
+                if 11u < ROWS && row_live(11u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 11u), u));
+                    a0[11] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[11] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[11] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[11] += deq_dot(d, x3, s3); }
+                }
+                if 12u < ROWS && row_live(12u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 12u), u));
+                    a0[12] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[12] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[12] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[12] += deq_dot(d, x3, s3); }
+                }
+                if 13u < ROWS && row_live(13u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 13u), u));
+                    a0[13] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[13] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[13] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[13] += deq_dot(d, x3, s3); }
+                }
+                if 14u < ROWS && row_live(14u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 14u), u));
+                    a0[14] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[14] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[14] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[14] += deq_dot(d, x3, s3); }
+                }
+                if 15u < ROWS && row_live(15u, live) {
+                    let d = unit_deq(load_unit(matvec_row(g, 15u), u));
+                    a0[15] += deq_dot(d, x0, s0);
+                    if 1u < TT { a1[15] += deq_dot(d, x1, s1); }
+                    if 2u < TT { a2[15] += deq_dot(d, x2, s2); }
+                    if 3u < TT { a3[15] += deq_dot(d, x3, s3); }
                 }
             }
-            if 0u < TT && tg + 0u < tokens {
+            if 0u < TT && 0u < n {
                 reduce_store(&a0, lane, g, t0 + tg + 0u, live);
             }
-            if 1u < TT && tg + 1u < tokens {
+            if 1u < TT && 1u < n {
                 reduce_store(&a1, lane, g, t0 + tg + 1u, live);
             }
-            if 2u < TT && tg + 2u < tokens {
+            if 2u < TT && 2u < n {
                 reduce_store(&a2, lane, g, t0 + tg + 2u, live);
             }
-            if 3u < TT && tg + 3u < tokens {
+            if 3u < TT && 3u < n {
                 reduce_store(&a3, lane, g, t0 + tg + 3u, live);
             }
         }
@@ -655,6 +811,31 @@ fn matvec(
 // in workgroup memory), finished by the norm and stored by one lane each:
 // one barrier before, one after (the memory is reused).
 fn reduce_store(acc: ptr<function, array<f32, MAX_ROWS>>, lane: u32, g: u32, t: u32, live: u32) {
+    if SUBGROUPS {
+        // The workgroup is one subgroup (ModuleKey::flavor_prelude's
+        // lanes_sum is subgroupAdd; the engine builds this flavor only where
+        // WG is the adapter's fixed subgroup size): every lane gets every
+        // row's sum, no workgroup memory, no barrier.
+        var sums: array<f32, MAX_ROWS>;
+        if 0u < ROWS { sums[0] = lanes_sum((*acc)[0]); }
+        if 1u < ROWS { sums[1] = lanes_sum((*acc)[1]); }
+        if 2u < ROWS { sums[2] = lanes_sum((*acc)[2]); }
+        if 3u < ROWS { sums[3] = lanes_sum((*acc)[3]); }
+        if 4u < ROWS { sums[4] = lanes_sum((*acc)[4]); }
+        if 5u < ROWS { sums[5] = lanes_sum((*acc)[5]); }
+        if 6u < ROWS { sums[6] = lanes_sum((*acc)[6]); }
+        if 7u < ROWS { sums[7] = lanes_sum((*acc)[7]); }
+        if 8u < ROWS { sums[8] = lanes_sum((*acc)[8]); }
+        if 9u < ROWS { sums[9] = lanes_sum((*acc)[9]); }
+        if 10u < ROWS { sums[10] = lanes_sum((*acc)[10]); }
+        if 11u < ROWS { sums[11] = lanes_sum((*acc)[11]); }
+        if 12u < ROWS { sums[12] = lanes_sum((*acc)[12]); }
+        if 13u < ROWS { sums[13] = lanes_sum((*acc)[13]); }
+        if 14u < ROWS { sums[14] = lanes_sum((*acc)[14]); }
+        if 15u < ROWS { sums[15] = lanes_sum((*acc)[15]); }
+        store_rows(&sums, lane, g, t, live);
+        return;
+    }
     // Written out: the accumulators are never indexed by a variable.
     if 0u < ROWS { partial[0u * WG + lane] = (*acc)[0]; }
     if 1u < ROWS { partial[1u * WG + lane] = (*acc)[1]; }
@@ -673,30 +854,46 @@ fn reduce_store(acc: ptr<function, array<f32, MAX_ROWS>>, lane: u32, g: u32, t: 
     if 14u < ROWS { partial[14u * WG + lane] = (*acc)[14]; }
     if 15u < ROWS { partial[15u * WG + lane] = (*acc)[15]; }
     workgroupBarrier();
-    if EPILOGUE == EPILOGUE_SWIGLU {
-        let half = ROWS / 2u;
-        for (var r = lane; r < half; r += WG) {
-            if r < live {
-                var a = 0.0;
-                var b = 0.0;
-                for (var l = 0u; l < WG; l++) {
-                    a += partial[r * WG + l];
-                    b += partial[(r + half) * WG + l];
-                }
-                let s = norm_scale(t);
-                store_swiglu(t, g * half + r, a * s, b * s);
-            }
-        }
-    } else {
-        for (var r = lane; r < live; r += WG) {
-            var a = 0.0;
-            for (var l = 0u; l < WG; l++) {
-                a += partial[r * WG + l];
-            }
-            store_y(t, g * ROWS + r, a * norm_scale(t));
+    let s = norm_scale(t);
+    let n = min(store_rows_count(), live);
+    for (var r = lane; r < n; r += WG) {
+        if EPILOGUE == EPILOGUE_SWIGLU {
+            let half = ROWS / 2u;
+            store_swiglu(t, g * half + r, partial_sum(r) * s, partial_sum(r + half) * s);
+        } else {
+            store_y(t, g * ROWS + r, partial_sum(r) * s);
         }
     }
     workgroupBarrier();
+}
+
+// Row r's partial sums in workgroup memory, added in lane order.
+fn partial_sum(r: u32) -> f32 {
+    var a = 0.0;
+    for (var l = 0u; l < WG; l++) {
+        a += partial[r * WG + l];
+    }
+    return a;
+}
+
+// Stores (rows) or SwiGLU pairs (gate rows) per workgroup.
+fn store_rows_count() -> u32 {
+    return select(ROWS, ROWS / 2u, EPILOGUE == EPILOGUE_SWIGLU);
+}
+
+// Stores token t's row sums `sums` (rows lane, lane + WG, ... and, with
+// SwiGLU, their up rows are read), times the norm's scale, as the epilogue
+// says.
+fn store_rows(sums: ptr<function, array<f32, MAX_ROWS>>, lane: u32, g: u32, t: u32, live: u32) {
+    let s = norm_scale(t);
+    let n = min(store_rows_count(), live);
+    for (var r = lane; r < n; r += WG) {
+        if EPILOGUE == EPILOGUE_SWIGLU {
+            store_swiglu(t, g * (ROWS / 2u) + r, (*sums)[r] * s, (*sums)[r + ROWS / 2u] * s);
+        } else {
+            store_y(t, g * ROWS + r, (*sums)[r] * s);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -836,22 +1033,37 @@ fn x_quad(off: u32, c: u32) -> vec4<f32> {
 // accumulates rows 4 tx .. 4 tx + 4 for tokens 4 ty .. 4 ty + 4: per k one
 // vec4 read of W and one of X for 16 multiply-adds (register blocking).
 // Rounding: every product is an exactly dequantized weight times x, summed
-// over k in order per output.
-// Workgroup memory: 2 * TK * 64 * 4 bytes = 16 KiB.
+// over k in order per output. With f16 tiles (QEntry::MatmulF16: tile_t is
+// f16) each dequantized weight and each x value is rounded to f16 once as it
+// is stored (the f32 -> f16 conversion, to nearest even), then converted
+// back exactly: the products and sums are the f32 kernel's over those
+// rounded values (tests: against a CPU reference that rounds the same way).
+// With SwiGLU each thread's four rows are two gate rows and their up rows
+// (tile_pair), so the epilogue needs no exchange between threads.
+// Workgroup memory: 2 * TK * 64 * sizeof(tile_t) bytes = 16 KiB (f16: 8).
 // Dispatch: (gx, ceil(tokens / TM), gz) with row tile wid.x + wid.z * gx
 // (ceil(rows / TN) tiles, or ceil(rows / 2 / (TN / 2)) with SwiGLU); tiles
 // past step.tokens return.
 
 
-var<workgroup> w_tile: array<vec4<f32>, 512>; // (TK, TN / 4): row quads, k-major
-var<workgroup> x_tile: array<vec4<f32>, 512>; // (TK, TM / 4): token quads, k-major
+// tile_t (f32, or f16 in modules with shader-f16: ModuleKey::flavor_prelude).
+var<workgroup> w_tile: array<vec4<tile_t>, 512>; // (TK, TN / 4): row quads, k-major
+var<workgroup> x_tile: array<vec4<tile_t>, 512>; // (TK, TM / 4): token quads, k-major
+
+// The SwiGLU pair (gate row, up row p.rows / 2 later) at tile position n:
+// position 4 s + a holds pair 2 s + a % 2, its gate row for a < 2 and its up
+// row for a >= 2, so that the thread owning positions 4 s .. 4 s + 4 holds
+// two gate rows and their up rows.
+fn tile_pair(tile: u32, n: u32) -> u32 {
+    return tile * (TN / 2u) + 2u * (n / 4u) + n % 2u;
+}
 
 // Row n (< TN) of row tile `tile`, in this part: consecutive rows, or with
-// SwiGLU TN / 2 gate rows and the matching up rows.
+// SwiGLU gate and up rows as tile_pair says.
 fn tile_row(tile: u32, n: u32) -> u32 {
     if EPILOGUE == EPILOGUE_SWIGLU {
-        let half = TN / 2u;
-        return select(p.rows / 2u + tile * half + n - half, tile * half + n, n < half);
+        let pair = tile_pair(tile, n);
+        return select(pair, p.rows / 2u + pair, n % 4u >= 2u);
     }
     return tile * TN + n;
 }
@@ -859,7 +1071,7 @@ fn tile_row(tile: u32, n: u32) -> u32 {
 // Whether row n of row tile `tile` exists.
 fn tile_row_live(tile: u32, n: u32) -> bool {
     if EPILOGUE == EPILOGUE_SWIGLU {
-        return tile * (TN / 2u) + n % (TN / 2u) < p.rows / 2u;
+        return tile_pair(tile, n) < p.rows / 2u;
     }
     return tile * TN + n < p.rows;
 }
@@ -902,15 +1114,15 @@ fn matmul(
         }
         // Element (k, n) of a tile lives in vec4 k * 16 + n / 4, lane n % 4.
         for (var e = 0u; e < 4u; e++) {
-            w_tile[(4u * q0 + e) * 16u + l_row / 4u][l_row % 4u] = w0[e];
-            w_tile[(4u * q0 + 4u + e) * 16u + l_row / 4u][l_row % 4u] = w1[e];
-            x_tile[(4u * q0 + e) * 16u + l_row / 4u][l_row % 4u] = x0[e];
-            x_tile[(4u * q0 + 4u + e) * 16u + l_row / 4u][l_row % 4u] = x1[e];
+            w_tile[(4u * q0 + e) * 16u + l_row / 4u][l_row % 4u] = tile_t(w0[e]);
+            w_tile[(4u * q0 + 4u + e) * 16u + l_row / 4u][l_row % 4u] = tile_t(w1[e]);
+            x_tile[(4u * q0 + e) * 16u + l_row / 4u][l_row % 4u] = tile_t(x0[e]);
+            x_tile[(4u * q0 + 4u + e) * 16u + l_row / 4u][l_row % 4u] = tile_t(x1[e]);
         }
         workgroupBarrier();
         for (var k = 0u; k < TK; k++) {
-            let a = w_tile[k * 16u + tx];
-            let b = x_tile[k * 16u + ty];
+            let a = vec4<f32>(w_tile[k * 16u + tx]);
+            let b = vec4<f32>(x_tile[k * 16u + ty]);
             acc[0] += a * b.x;
             acc[1] += a * b.y;
             acc[2] += a * b.z;
@@ -919,25 +1131,15 @@ fn matmul(
         workgroupBarrier();
     }
     if EPILOGUE == EPILOGUE_SWIGLU {
-        // Threads tx >= 8 hold up rows 32 + 4 (tx - 8) ..: they hand them
-        // to thread tx - 8 (same tokens) through workgroup memory.
-        if tx >= 8u {
-            for (var j = 0u; j < 4u; j++) {
-                w_tile[(4u * ty + j) * 8u + tx - 8u] = acc[j];
-            }
-        }
-        workgroupBarrier();
-        if tx < 8u {
-            for (var j = 0u; j < 4u; j++) {
-                let t = tok0 + 4u * ty + j;
-                if t < tokens {
-                    let s = norm_scale(t);
-                    let up = w_tile[(4u * ty + j) * 8u + tx];
-                    for (var a = 0u; a < 4u; a++) {
-                        let n = 4u * tx + a;
-                        if tile_row_live(tile, n) {
-                            store_swiglu(t, tile * (TN / 2u) + n, acc[j][a] * s, up[a] * s);
-                        }
+        // Rows 4 tx, 4 tx + 1 are gate rows of pairs 2 tx, 2 tx + 1 (of this
+        // tile), rows 4 tx + 2, 4 tx + 3 their up rows (tile_pair).
+        for (var j = 0u; j < 4u; j++) {
+            let t = tok0 + 4u * ty + j;
+            if t < tokens {
+                let s = norm_scale(t);
+                for (var a = 0u; a < 2u; a++) {
+                    if tile_row_live(tile, 4u * tx + a) {
+                        store_swiglu(t, tile * (TN / 2u) + 2u * tx + a, acc[j][a] * s, acc[j][a + 2u] * s);
                     }
                 }
             }

@@ -13,6 +13,9 @@
 #[path = "common/logit_stats.rs"]
 mod logit_stats;
 
+#[path = "common/contexts.rs"]
+mod shared_contexts;
+use shared_contexts::contexts;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,27 +57,6 @@ fn models() -> Vec<PathBuf> {
         out.push(fixtures().join(format!("models/{name}.gguf")));
     }
     out
-}
-
-/// One context per kernel preset (the GPU one's tiled prefill matmul and
-/// 32-lane matvec, the CPU-adapter one's batched matvec), both run on
-/// whatever adapter there is; made once per test binary.
-fn contexts() -> &'static [Arc<GpuContext>] {
-    static CONTEXTS: std::sync::OnceLock<Vec<Arc<GpuContext>>> = std::sync::OnceLock::new();
-    CONTEXTS.get_or_init(|| {
-        KernelPreset::ALL
-            .into_iter()
-            .map(|preset| {
-                let opts = GpuOptions {
-                    preset: Some(preset),
-                    ..Default::default()
-                };
-                Arc::new(GpuContext::new(&opts).unwrap_or_else(|e| {
-                    panic!("the GPU decoder tests need a wgpu adapter (lavapipe in CI): {e}")
-                }))
-            })
-            .collect()
-    })
 }
 
 /// The context of the adapter's own preset.
@@ -202,6 +184,57 @@ fn logits_match_the_cpu_reference_on_every_fixture_model() {
             240 + at
         );
         }
+    }
+}
+
+/// The prefill path with f16 workgroup tiles (`GpuOptions::f16_prefill`,
+/// the GPU preset's tiled matmul, where the adapter has `shader-f16`: x and
+/// the dequantized weights rounded to f16 once) still meets the end-to-end
+/// criterion on every fixture model: cosine >= 0.9999 to the CPU reference
+/// and the same argmax wherever the reference's top-2 gap exceeds 1e-2.
+#[test]
+fn f16_prefill_meets_the_same_criterion() {
+    let ctx = Arc::new(
+        GpuContext::new(&GpuOptions {
+            preset: Some(KernelPreset::Gpu),
+            f16_prefill: true,
+            ..Default::default()
+        })
+        .expect("a GPU adapter"),
+    );
+    if !ctx.features().f16 {
+        eprintln!("{}: no shader-f16, nothing to test", ctx.adapter_summary());
+        return;
+    }
+    assert!(matches!(
+        ctx.batch_kernel(),
+        codellama_webgpu::gpu::qmatmul::BatchKernel::Tiled { f16: true }
+    ));
+    for path in models() {
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let w = CpuWeights::load(&path).expect("CPU weights");
+        let tokens = prompt(w.config.vocab_size, 200);
+        let cpu = CpuDecoder::new(&w, tokens.len())
+            .logits_for(&tokens)
+            .expect("CPU logits");
+        let mut dec = gpu(
+            &ctx,
+            &path,
+            DecoderOptions {
+                max_len: 224,
+                prefill_chunk: 64,
+                kv_format: KvFormat::F16,
+                all_logits: true,
+            },
+        );
+        let got = ctx
+            .block_on(dec.feed_all_logits(&tokens))
+            .expect("GPU logits");
+        let (cos, at, diff, checked) = compare(&format!("{name} f16 prefill"), &got, &cpu, 0.9999);
+        eprintln!(
+            "{name}: f16 prefill: worst cosine {cos:.7} at position {at}, max |diff| {diff:.2e}, \
+             argmax identical at {checked} positions with gap > 1e-2"
+        );
     }
 }
 

@@ -6,13 +6,14 @@
 //! unit, row parts, accumulation, and embedding ids at 0, vocab - 1 and past
 //! the vocabulary. Needs a GPU adapter (lavapipe in CI).
 
+#[path = "common/contexts.rs"]
+mod shared_contexts;
 use codellama_webgpu::cpu::QMatrix;
 use codellama_webgpu::gguf::TensorInfo;
 use codellama_webgpu::gpu::qmatmul::GpuMatrix;
-use codellama_webgpu::gpu::{
-    GpuContext, GpuError, GpuOptions, KernelPreset, StepParams, StepUniform,
-};
+use codellama_webgpu::gpu::{GpuContext, GpuError, StepParams, StepUniform};
 use codellama_webgpu::GgmlType;
+use shared_contexts::contexts;
 
 /// xorshift64*: reproducible random data without a dependency.
 struct Rng(u64);
@@ -28,30 +29,6 @@ impl Rng {
     fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
-}
-
-/// One context per kernel preset (GPU and CPU-adapter shapes and
-/// kernels), both run on whatever adapter there is; made once and shared by
-/// the tests of this binary, so that each pipeline is compiled once.
-fn contexts() -> &'static [GpuContext] {
-    static CONTEXTS: std::sync::OnceLock<Vec<GpuContext>> = std::sync::OnceLock::new();
-    CONTEXTS.get_or_init(|| {
-        KernelPreset::ALL
-            .into_iter()
-            .map(|preset| {
-                let opts = GpuOptions {
-                    preset: Some(preset),
-                    ..Default::default()
-                };
-                GpuContext::new(&opts).unwrap_or_else(|e| {
-                    panic!(
-                        "no GPU adapter for the matmul tests: {e}. Install a Vulkan driver \
-                         (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
-                    )
-                })
-            })
-            .collect()
-    })
 }
 
 const FORMATS: [GgmlType; 6] = [
@@ -311,6 +288,68 @@ fn run_format(ty: GgmlType) {
     }
 }
 
+/// `matmul` with f16 workgroup tiles ([`BatchKernel::Tiled`] `f16`, where
+/// the device has `shader-f16`) rounds each dequantized weight and each x
+/// value to f16 (to nearest even) once and does everything else in f32: it
+/// matches the f64 reference over the same rounded values within the f32
+/// kernels' tolerance.
+#[test]
+fn matmul_f16_tiles_match_rounded_reference() {
+    use codellama_webgpu::gpu::qmatmul::BatchKernel;
+    let round =
+        |v: &[f32]| -> Vec<f32> { v.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() };
+    let mut ran = false;
+    for ctx in contexts() {
+        if !ctx.features().f16 {
+            eprintln!("{}: no shader-f16, no f16 tiles", ctx.adapter_summary());
+            continue;
+        }
+        ran = true;
+        for ty in FORMATS {
+            let mut worst = Report::default();
+            for &tokens in &[1, 17, 69] {
+                for &rows in &[7, 300] {
+                    for &cols in widths(ty) {
+                        let mut rng = Rng(0xf16
+                            ^ (tokens * 1_000_003 + rows * 7919 + cols) as u64
+                            ^ (ty as u64) << 48);
+                        let (info, bytes) = random_tensor(ty, rows, cols, &mut rng);
+                        // x values of several magnitudes, so that f16's
+                        // rounding is exercised at every exponent.
+                        let x: Vec<f32> = (0..tokens * cols)
+                            .map(|i| rng.unit() * [1.0, 37.5, 0.013][i % 3])
+                            .collect();
+                        let (_, w) = dequantized(&info, &bytes);
+                        let want = reference(&round(&w), &round(&x), tokens, rows, cols, &[]);
+                        let m = upload(ctx, &info, &bytes, None);
+                        let got = ctx
+                            .block_on(m.matmul_host_with_async(
+                                ctx,
+                                &x,
+                                tokens,
+                                BatchKernel::Tiled { f16: true },
+                            ))
+                            .unwrap_or_else(|e| panic!("{}: matmul f16 tiles: {e}", info.name));
+                        let rep = compare(&got, &want, rows);
+                        assert_close(
+                            &format!("matmul f16 tiles {ty:?} tokens {tokens} ({rows}, {cols})"),
+                            &rep,
+                            cols,
+                        );
+                        if rep.rel >= worst.rel {
+                            worst = rep;
+                        }
+                    }
+                }
+            }
+            eprintln!("matmul f16 tiles {ty:?} worst: {worst:?}");
+        }
+    }
+    if !ran {
+        eprintln!("no adapter with shader-f16: the f16 tiles were not run");
+    }
+}
+
 #[test]
 fn matmul_f32_matches_cpu() {
     run_format(GgmlType::F32);
@@ -531,20 +570,32 @@ fn fused_epilogues_match_cpu() {
     use codellama_webgpu::gpu::{Epilogue, MatvecShape};
     let groups_of = |cols: usize| cols.div_ceil(64);
     for ctx in contexts() {
-        let kernels = [
+        let mut kernels = vec![
             None,
-            Some(BatchKernel::Tiled),
+            Some(BatchKernel::Tiled { f16: false }),
             Some(BatchKernel::Lanes(MatvecShape {
                 lanes: 8,
                 rows: 16,
                 tokens: 8,
+                subgroup: false,
             })),
             Some(BatchKernel::Lanes(MatvecShape {
                 lanes: 32,
                 rows: 4,
                 tokens: 3,
+                subgroup: false,
             })),
         ];
+        // The subgroup reduction, where the adapter allows it (lavapipe: 8
+        // lanes); the decode shape (None) uses it too where it applies.
+        if let Some(lanes) = ctx.subgroup_lanes() {
+            kernels.push(Some(BatchKernel::Lanes(MatvecShape {
+                lanes,
+                rows: 16,
+                tokens: 3,
+                subgroup: true,
+            })));
+        }
         for ty in FORMATS {
             let cols = *widths(ty).last().unwrap();
             let ffn = 37;
@@ -553,7 +604,7 @@ fn fused_epilogues_match_cpu() {
             let (_, w) = dequantized(&info, &bytes);
             let m = upload(ctx, &info, &bytes, None);
             let eps = 1e-5f32;
-            for kernel in kernels {
+            for &kernel in &kernels {
                 let tokens = if kernel.is_some() { 11 } else { 1 };
                 let x: Vec<f32> = (0..tokens * cols).map(|_| 3.0 * rng.unit()).collect();
                 let nw: Vec<f32> = (0..cols).map(|_| 0.5 + rng.unit()).collect();

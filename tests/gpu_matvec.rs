@@ -3,12 +3,15 @@
 //! adapter (lavapipe in CI): without one every GPU test fails and says so.
 //! The naga test at the end needs none.
 
+#[path = "common/contexts.rs"]
+mod shared_contexts;
 use codellama_webgpu::cpu::QMatrix;
 use codellama_webgpu::gguf::TensorInfo;
 use codellama_webgpu::gpu::qmatmul::GpuMatrix;
-use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions, KernelPreset};
+use codellama_webgpu::gpu::{GpuContext, GpuError, KernelPreset};
 use codellama_webgpu::gpu::{KernelKey, ShaderFamily};
 use codellama_webgpu::GgmlType;
+use shared_contexts::contexts_both_reductions;
 
 /// xorshift64*: reproducible random data without a dependency.
 struct Rng(u64);
@@ -24,30 +27,6 @@ impl Rng {
     fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
-}
-
-/// One context per kernel preset (GPU and CPU-adapter shapes and
-/// kernels), both run on whatever adapter there is; made once and shared by
-/// the tests of this binary, so that each pipeline is compiled once.
-fn contexts() -> &'static [GpuContext] {
-    static CONTEXTS: std::sync::OnceLock<Vec<GpuContext>> = std::sync::OnceLock::new();
-    CONTEXTS.get_or_init(|| {
-        KernelPreset::ALL
-            .into_iter()
-            .map(|preset| {
-                let opts = GpuOptions {
-                    preset: Some(preset),
-                    ..Default::default()
-                };
-                GpuContext::new(&opts).unwrap_or_else(|e| {
-                    panic!(
-                        "no GPU adapter for the matvec tests: {e}. Install a Vulkan driver \
-                         (lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
-                    )
-                })
-            })
-            .collect()
-    })
 }
 
 /// A random `(rows, cols)` tensor of type `ty` in file bytes. Quantized
@@ -160,7 +139,7 @@ fn check(ctx: &GpuContext, ty: GgmlType, rows: usize, cols: usize, part_bytes: O
 const ROWS: [usize; 4] = [1, 7, 333, 4096];
 
 fn run_format(ty: GgmlType, cols: &[usize]) {
-    for ctx in contexts() {
+    for ctx in contexts_both_reductions() {
         eprintln!("adapter: {}", ctx.adapter_summary());
         for &rows in &ROWS {
             for &c in cols {
@@ -204,7 +183,7 @@ fn q6_k_matches_cpu() {
 /// the same products; odd-width F16 parts start mid-word in the file.
 #[test]
 fn split_matrices_match_cpu() {
-    for ctx in contexts() {
+    for ctx in contexts_both_reductions() {
         for ty in [
             GgmlType::F32,
             GgmlType::F16,
@@ -225,7 +204,7 @@ fn split_matrices_match_cpu() {
 /// Shapes and formats the kernel cannot take are typed errors.
 #[test]
 fn bad_shapes_are_errors() {
-    for ctx in contexts() {
+    for ctx in contexts_both_reductions() {
         let mut rng = Rng(5);
         let (info, bytes) = random_tensor(GgmlType::Q8_0, 3, 64, &mut rng);
         let m = GpuMatrix::upload(ctx, &info, &bytes).expect("upload");
@@ -260,29 +239,41 @@ fn bad_shapes_are_errors() {
 #[test]
 fn every_format_variant_validates() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    let source = ShaderFamily::QMatmul.source();
-    let source = source.as_str();
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
-    // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32, which wgpu grants
-    // wherever WebGPU runs (it is not the `shader-f16` feature).
-    let caps = Capabilities::default() | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-    let info = Validator::new(ValidationFlags::all(), caps)
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
+    // Each key's own module (with or without subgroups), validated with the
+    // capabilities its flavor may use: unpack2x16float needs
+    // SHADER_FLOAT16_IN_FLOAT32, which wgpu grants wherever WebGPU runs (it
+    // is not the `shader-f16` feature).
+    let parse = |key: KernelKey| {
+        let m = key.module();
+        let source = m.source();
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&source)));
+        let mut caps = Capabilities::default() | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        if m.features.subgroups {
+            caps |= Capabilities::SUBGROUP;
+        }
+        if m.features.f16 {
+            caps |= Capabilities::SHADER_FLOAT16;
+        }
+        let info = Validator::new(ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&source)));
+        (module, info)
+    };
     let keys: Vec<KernelKey> = KernelKey::all()
         .into_iter()
         .filter(|k| k.family() == ShaderFamily::QMatmul)
         .collect();
     // matvec: per format, every epilogue (store, accumulate, SwiGLU) in
-    // every workgroup shape; matmul: every epilogue; embed.
+    // every workgroup shape; matmul: every epilogue, f32 and f16 tiles; embed.
     let mut shapes: Vec<_> = KernelPreset::ALL
         .iter()
         .flat_map(|p| p.matvec_shapes())
         .collect();
     shapes.dedup();
-    assert_eq!(keys.len(), 6 * 3 * shapes.len() + 6 * 3 + 6, "{keys:?}");
+    assert_eq!(keys.len(), 6 * 3 * shapes.len() + 2 * 6 * 3 + 6, "{keys:?}");
     for key in keys {
+        let (module, info) = parse(key);
         let mut constants = naga::back::PipelineConstants::default();
         for (name, value) in key.constants() {
             constants.insert(name.to_string(), value);

@@ -5,27 +5,41 @@
 
 use std::path::{Path, PathBuf};
 
-use codellama_webgpu::gpu::{KernelKey, ShaderFamily};
+use codellama_webgpu::gpu::{KernelKey, ModuleKey, ShaderFamily, ShaderFeatures};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 
 fn shaders_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders")
 }
 
-/// What the engine may enable: `shader-f16` and subgroups where the adapter
-/// has them. Kernels must also have paths that use neither.
-fn capabilities() -> Capabilities {
-    Capabilities::default()
-        | Capabilities::SHADER_FLOAT16
-        | Capabilities::SUBGROUP
-        | Capabilities::SUBGROUP_BARRIER
-        | Capabilities::SHADER_FLOAT16_IN_FLOAT32
+/// What a module of the flavor `features` may use: subgroups only where the
+/// flavor says so, so that every plain module validates without them (every
+/// kernel runs on adapters that have neither subgroups nor `shader-f16`).
+fn capabilities(features: ShaderFeatures) -> Capabilities {
+    // pack2x16float and unpack2x16float are core WGSL (naga files them
+    // under this capability, which every wgpu device has).
+    let mut c = Capabilities::default() | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    if features.subgroups {
+        c |= Capabilities::SUBGROUP;
+    }
+    if features.f16 {
+        c |= Capabilities::SHADER_FLOAT16;
+    }
+    c
 }
 
 fn parse_and_validate(name: &str, source: &str) -> (naga::Module, ModuleInfo) {
+    parse_and_validate_with(name, source, ShaderFeatures::default())
+}
+
+fn parse_and_validate_with(
+    name: &str,
+    source: &str,
+    features: ShaderFeatures,
+) -> (naga::Module, ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string_with_path(source, name)));
-    let info = Validator::new(ValidationFlags::all(), capabilities())
+    let info = Validator::new(ValidationFlags::all(), capabilities(features))
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string_with_path(source, name)));
     (module, info)
@@ -48,7 +62,15 @@ fn every_shader_file_validates() {
             .into_iter()
             .find(|f| f.name() == name)
             .unwrap_or_else(|| panic!("{name} is not a ShaderFamily"));
-        let source = format!("{}{file}", family.prelude());
+        let source = format!(
+            "{}{}{file}",
+            family.prelude(),
+            ModuleKey {
+                family,
+                features: ShaderFeatures::default()
+            }
+            .flavor_prelude()
+        );
         let (module, _) = parse_and_validate(&name, &source);
         assert!(
             module
@@ -77,9 +99,11 @@ fn every_shader_file_validates() {
 
 #[test]
 fn every_kernel_variant_validates_with_its_constants() {
+    let mut flavors = std::collections::HashSet::new();
     for key in KernelKey::all() {
-        let family = key.family();
-        let (module, info) = parse_and_validate(family.name(), &family.source());
+        let m = key.module();
+        flavors.insert(m.features);
+        let (module, info) = parse_and_validate_with(m.family.name(), &m.source(), m.features);
         let mut constants = naga::back::PipelineConstants::default();
         for (name, value) in key.constants() {
             constants.insert(name.to_string(), value);
@@ -104,4 +128,14 @@ fn every_kernel_variant_validates_with_its_constants() {
         .unwrap_or_else(|e| panic!("{key:?}: SPIR-V: {e}"));
         eprintln!("{key:?}: ok ({} SPIR-V words)", spv.len());
     }
+    assert!(
+        flavors.contains(&ShaderFeatures {
+            subgroups: true,
+            f16: false
+        }) && flavors.contains(&ShaderFeatures {
+            subgroups: false,
+            f16: true
+        }),
+        "no kernel variant uses subgroups, or none f16"
+    );
 }

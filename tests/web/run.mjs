@@ -1050,6 +1050,9 @@ function benchProblems(rep) {
   if (!(rep?.encode_ms_per_step >= 0)) p.push(`encode_ms_per_step=${rep?.encode_ms_per_step}`);
   for (const k of ['subgroups', 'shader_f16']) if (typeof rep?.[k] !== 'boolean') p.push(`${k}=${rep?.[k]}`);
   if (typeof rep?.adapter !== 'string' || rep.adapter.length === 0) p.push(`adapter=${rep?.adapter}`);
+  // wgpu's WebGPU backend requests no subgroups: the browser's matvec sums through workgroup memory.
+  if (!/^\d+x\d+ workgroup$/.test(rep?.matvec_kernel ?? '')) p.push(`matvec_kernel=${rep?.matvec_kernel}`);
+  if (!/^(tiled f32|lanes \d+x\d+x\d+ workgroup)$/.test(rep?.prefill_kernel ?? '')) p.push(`prefill_kernel=${rep?.prefill_kernel}`);
   if (!Array.isArray(rep?.kernels)) p.push('kernels is not an array');
   if (!(rep?.gpu_ms_per_step === null || rep?.gpu_ms_per_step > 0)) p.push(`gpu_ms_per_step=${rep?.gpu_ms_per_step}`);
   return p;

@@ -298,6 +298,10 @@ export interface BenchReport {
   subgroups: boolean;
   /** The device has `shader-f16`. */
   shader_f16: boolean;
+  /** Decode matvec shape and lane reduction, e.g. `"8x16 subgroup"`, `"32x4 workgroup"`. */
+  matvec_kernel: string;
+  /** Prefill product: `"tiled f32"`, `"tiled f16"` or `"lanes 8x16x4 workgroup"`. */
+  prefill_kernel: string;
   load_seconds: number;
   weights_bytes: number;
   kv_bytes_per_token: number;

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use super::decoder::{DecoderOptions, GpuDecoder};
 use super::kernels::Bound;
-use super::keys::BANDWIDTH_WG;
+use super::keys::{MatvecShape, BANDWIDTH_WG};
 use super::profile::{KernelClass, Profiler};
+use super::qmatmul::BatchKernel;
 use super::weights::GpuWeights;
 use super::{GpuContext, GpuError, KernelKey};
 use crate::clock;
@@ -118,6 +119,14 @@ pub struct BenchReport {
     pub subgroups: bool,
     /// Whether the device has `shader-f16`.
     pub shader_f16: bool,
+    /// The decode matvec's workgroup shape: lanes x rows, and whether its
+    /// lanes are summed by `subgroupAdd` (`"8x16 subgroup"`) or through
+    /// workgroup memory (`"32x4 workgroup"`).
+    pub matvec_kernel: String,
+    /// How a prefill batch is multiplied: `"tiled f32"`, `"tiled f16"`
+    /// (f16 workgroup tiles) or `"lanes 8x16x4 subgroup"` (matvec, tokens
+    /// per workgroup).
+    pub prefill_kernel: String,
     pub load_seconds: f64,
     pub weights_bytes: u64,
     pub kv_bytes_per_token: u64,
@@ -366,6 +375,11 @@ pub async fn run(
         yes_no(features.subgroups),
         yes_no(features.f16)
     ));
+    log(&format!(
+        "kernels: decode matvec {}, prefill {:?}",
+        matvec_kernel_name(ctx.matvec_shape()),
+        ctx.batch_kernel()
+    ));
     let model = opts.shape.model(opts.layers, opts.quant);
     let c = &model.config;
     let shape = format!(
@@ -532,6 +546,17 @@ pub async fn run(
         fma_gflops,
         subgroups: features.subgroups,
         shader_f16: features.f16,
+        matvec_kernel: matvec_kernel_name(ctx.matvec_shape()),
+        prefill_kernel: match ctx.batch_kernel() {
+            BatchKernel::Tiled { f16 } => format!("tiled {}", if f16 { "f16" } else { "f32" }),
+            BatchKernel::Lanes(s) => format!(
+                "lanes {}x{}x{} {}",
+                s.lanes,
+                s.rows,
+                s.tokens,
+                reduce_name(s)
+            ),
+        },
         load_seconds,
         weights_bytes,
         kv_bytes_per_token: dec.kv_bytes_per_token(),
@@ -561,4 +586,18 @@ fn yes_no(b: bool) -> &'static str {
     } else {
         "no"
     }
+}
+
+/// How a matvec shape sums its lanes.
+fn reduce_name(s: MatvecShape) -> &'static str {
+    if s.subgroup {
+        "subgroup"
+    } else {
+        "workgroup"
+    }
+}
+
+/// `"lanes x rows reduction"` of the decode matvec.
+fn matvec_kernel_name(s: MatvecShape) -> String {
+    format!("{}x{} {}", s.lanes, s.rows, reduce_name(s))
 }

@@ -18,6 +18,14 @@ pub struct GpuOptions {
     /// The kernel preset; `None` picks it from the adapter (CPU adapters get
     /// [`KernelPreset::Cpu`]). Tests run every preset on every adapter.
     pub preset: Option<KernelPreset>,
+    /// Never reduce with subgroup operations, even where the adapter allows
+    /// them (for comparisons; see [`GpuContext::subgroup_lanes`]).
+    pub no_subgroups: bool,
+    /// Prefill (the GPU preset's tiled `matmul`) with f16 workgroup tiles
+    /// where the device has `shader-f16` ([`super::QEntry::MatmulF16`]):
+    /// x and the dequantized weights rounded to f16 once, all arithmetic in
+    /// f32. Off by default: not yet measured faster on any GPU.
+    pub f16_prefill: bool,
 }
 
 /// Optional features the device was created with.
@@ -40,6 +48,9 @@ pub struct GpuContext {
     features: GpuFeatures,
     preset: KernelPreset,
     matvec_shape: MatvecShape,
+    batch_shape: Option<MatvecShape>,
+    f16_prefill: bool,
+    subgroup_lanes: Option<u32>,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Buffers created by the helpers since recording began; `None`: not
@@ -121,7 +132,19 @@ impl GpuContext {
         } else {
             KernelPreset::Gpu
         });
-        let matvec_shape = choose_matvec_shape(preset, &limits);
+        // A matvec workgroup sums its lanes with subgroupAdd when it is
+        // exactly one subgroup: the adapter's subgroup size is fixed and is
+        // the shape's lane count.
+        let subgroup_lanes = (features.subgroups
+            && !opts.no_subgroups
+            && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
+            .then_some(adapter_info.subgroup_min_size);
+        let with_subgroups = |s: MatvecShape| MatvecShape {
+            subgroup: subgroup_lanes == Some(s.lanes),
+            ..s
+        };
+        let matvec_shape = with_subgroups(choose_matvec_shape(preset, &limits));
+        let batch_shape = preset.batch().map(with_subgroups);
         Ok(GpuContext {
             device,
             queue,
@@ -130,6 +153,9 @@ impl GpuContext {
             features,
             preset,
             matvec_shape,
+            batch_shape,
+            f16_prefill: opts.f16_prefill && features.f16,
+            subgroup_lanes,
             lost,
             uncaptured,
             recorded: Mutex::new(None),
@@ -182,16 +208,27 @@ impl GpuContext {
 
     /// How this device multiplies a batch of tokens (the preset's kernel).
     pub fn batch_kernel(&self) -> super::qmatmul::BatchKernel {
-        match self.preset.batch() {
+        match self.batch_shape {
             Some(shape) => super::qmatmul::BatchKernel::Lanes(shape),
-            None => super::qmatmul::BatchKernel::Tiled,
+            None => super::qmatmul::BatchKernel::Tiled {
+                f16: self.f16_prefill,
+            },
         }
     }
 
     /// The decode matvec's workgroup shape on this device (the preset's,
-    /// unless `CODELLAMA_MATVEC` overrides it).
+    /// unless `CODELLAMA_MATVEC` overrides it; reducing with subgroups where
+    /// [`GpuContext::subgroup_lanes`] is its lane count).
     pub fn matvec_shape(&self) -> MatvecShape {
         self.matvec_shape
+    }
+
+    /// The lane count of a `matvec` workgroup that is exactly one subgroup,
+    /// so that it may sum its lanes with `subgroupAdd`: the adapter's
+    /// subgroup size where the device has subgroups and that size is fixed
+    /// (`None` otherwise, or with [`GpuOptions::no_subgroups`]).
+    pub fn subgroup_lanes(&self) -> Option<u32> {
+        self.subgroup_lanes
     }
 
     /// Why the device was lost, once it is (`None` while it works).
@@ -358,6 +395,7 @@ fn choose_matvec_shape(preset: KernelPreset, limits: &wgpu::Limits) -> MatvecSha
                 lanes,
                 rows,
                 tokens: 1,
+                subgroup: false,
             };
             if shape.fits(limits) {
                 return shape;
@@ -372,6 +410,7 @@ fn choose_matvec_shape(preset: KernelPreset, limits: &wgpu::Limits) -> MatvecSha
             lanes: 1,
             rows: 2,
             tokens: 1,
+            subgroup: false,
         }
     }
 }

@@ -35,7 +35,8 @@ pub use attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat, KV_CHUN
 pub use context::{GpuContext, GpuFeatures, GpuOptions};
 pub use error::GpuError;
 pub use keys::{
-    ElementwiseOp, Epilogue, KernelKey, KernelPreset, MatvecShape, QEntry, QFormat, ShaderFamily,
+    ElementwiseOp, Epilogue, KernelKey, KernelPreset, MatvecShape, ModuleKey, QEntry, QFormat,
+    ShaderFamily, ShaderFeatures,
 };
 /// The former name of [`qmatmul`].
 pub use qmatmul as matvec;

@@ -3,19 +3,21 @@
 //!
 //! Each kernel family is one WGSL file under `shaders/`; variants are selected
 //! through WGSL `override` constants passed as pipeline constants, never by
-//! editing shader text.
+//! editing shader text; a kernel that uses an optional device feature
+//! (subgroups) comes from a module of its own, the family's file after a
+//! prelude of that flavor ([`ModuleKey`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::context::GpuContext;
 use super::error::GpuError;
-use super::keys::{Binding, KernelKey, ShaderFamily};
+use super::keys::{Binding, KernelKey, ModuleKey};
 
-/// Shader modules per family and pipelines per key, created on first use.
+/// Shader modules and pipelines per key, created on first use.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<ShaderFamily, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<KernelKey, wgpu::ComputePipeline>>,
 }
 
@@ -26,7 +28,7 @@ impl GpuContext {
         if let Some(p) = lock(&self.pipelines.pipelines)?.get(&key) {
             return Ok(p.clone());
         }
-        let module = self.shader_module(key.family()).await?;
+        let module = self.shader_module(key.module()).await?;
         let constants = key.constants();
         let label = key.label();
         let layout = key.bindings().map(|b| self.fixed_layout(&label, &b));
@@ -91,20 +93,20 @@ impl GpuContext {
         Ok(())
     }
 
-    async fn shader_module(&self, family: ShaderFamily) -> Result<wgpu::ShaderModule, GpuError> {
-        if let Some(m) = lock(&self.pipelines.modules)?.get(&family) {
+    async fn shader_module(&self, key: ModuleKey) -> Result<wgpu::ShaderModule, GpuError> {
+        if let Some(m) = lock(&self.pipelines.modules)?.get(&key) {
             return Ok(m.clone());
         }
         let module = self
             .scoped(|| {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(family.name()),
-                        source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                        label: Some(key.family.name()),
+                        source: wgpu::ShaderSource::Wgsl(key.source().into()),
                     })
             })
             .await?;
-        lock(&self.pipelines.modules)?.insert(family, module.clone());
+        lock(&self.pipelines.modules)?.insert(key, module.clone());
         Ok(module)
     }
 }

@@ -47,10 +47,20 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Prefill with f16 workgroup tiles where the device has shader-f16 (GPU kernel preset).
+    #[arg(long)]
+    f16_prefill: bool,
+    /// Sum matvec lanes through workgroup memory even where subgroups could.
+    #[arg(long)]
+    no_subgroups: bool,
 }
 
 pub fn bench(a: &BenchArgs) -> Res {
-    let ctx = Arc::new(GpuContext::new(&GpuOptions::default())?);
+    let ctx = Arc::new(GpuContext::new(&GpuOptions {
+        f16_prefill: a.f16_prefill,
+        no_subgroups: a.no_subgroups,
+        ..GpuOptions::default()
+    })?);
     eprintln!("adapter: {}", ctx.adapter_summary());
     let opts = BenchOptions {
         shape: a.shape,

@@ -13,8 +13,9 @@ pub use crate::gpu::keys::{MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS};
 /// Which kernel multiplies a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchKernel {
-    /// `matmul`: register-blocked 64 x 64 tiles.
-    Tiled,
+    /// `matmul`: register-blocked 64 x 64 tiles, in workgroup memory as
+    /// f32, or (`f16`, [`QEntry::MatmulF16`]) as f16.
+    Tiled { f16: bool },
     /// `matvec` with several tokens per workgroup.
     Lanes(MatvecShape),
 }
@@ -117,7 +118,7 @@ impl MatmulBinding {
     ) -> Result<usize, GpuError> {
         check_tokens(&self.name, tokens, self.max_tokens)?;
         let per = match self.kernel {
-            BatchKernel::Tiled => MATMUL_TILE_TOKENS,
+            BatchKernel::Tiled { .. } => MATMUL_TILE_TOKENS,
             BatchKernel::Lanes(shape) => shape.tokens,
         };
         let gy = tokens.div_ceil(per as usize) as u32;
@@ -461,6 +462,18 @@ impl GpuMatrix {
                 ),
             ));
         }
+        if shape.subgroup && ctx.subgroup_lanes() != Some(shape.lanes) {
+            return Err(GpuError::shape(
+                K,
+                format!(
+                    "{}: matvec shape {shape:?} reduces with subgroups, which needs {} lanes \
+                     to be one subgroup (the device's fixed subgroup size: {:?})",
+                    self.name,
+                    shape.lanes,
+                    ctx.subgroup_lanes()
+                ),
+            ));
+        }
         let x4_bytes = io.x_bytes / 16 * 16;
         if x4_bytes == 0 {
             return Err(GpuError::shape(
@@ -584,7 +597,7 @@ impl GpuMatrix {
         let io = self.io(ctx, x, out, norm, step.buffer(), max_tokens)?;
         let max_dim = ctx.limits().max_compute_workgroups_per_dimension as usize;
         let per_tile = match kernel {
-            BatchKernel::Tiled => MATMUL_TILE_TOKENS,
+            BatchKernel::Tiled { .. } => MATMUL_TILE_TOKENS,
             BatchKernel::Lanes(shape) => shape.tokens,
         };
         let token_tiles = max_tokens.div_ceil(per_tile as usize);
@@ -607,8 +620,19 @@ impl GpuMatrix {
                     self.row_grids(ctx, shape.rows, out.epilogue)?,
                 )
             }
-            BatchKernel::Tiled => {
-                let key = self.kernel_key(QEntry::Matmul, out.epilogue, ctx.matvec_shape());
+            BatchKernel::Tiled { f16 } => {
+                if f16 && !ctx.features().f16 {
+                    return Err(GpuError::shape(
+                        K,
+                        format!("{}: f16 tiles need the device's shader-f16", self.name),
+                    ));
+                }
+                let entry = if f16 {
+                    QEntry::MatmulF16
+                } else {
+                    QEntry::Matmul
+                };
+                let key = self.kernel_key(entry, out.epilogue, ctx.matvec_shape());
                 let pipeline = ctx.pipeline(key).await?;
                 let groups = self
                     .bind_parts(
