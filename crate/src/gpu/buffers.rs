@@ -156,35 +156,11 @@ impl GpuContext {
             .await?;
         let mut encoder = self.encoder("read-back");
         encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, len);
-        self.submit(encoder).await?;
-
-        let slot = MapSlot::default();
-        let done = slot.clone();
-        staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| done.complete(r));
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| self.lost_or(GpuError::ReadBack(e.to_string())))?;
-        if let Err(e) = slot.await {
-            // A lost device fails every mapping: say so, not "map failed".
-            return Err(self
-                .lost_or_settled(GpuError::ReadBack(e.to_string()))
-                .await);
-        }
-        self.check()?;
-        let bytes = {
-            let view = staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| GpuError::ReadBack(e.to_string()))?;
-            view.to_vec()
-        };
-        staging.unmap();
+        let submission = self.submit(encoder).await?;
+        let bytes = self.map_read(&staging, submission).await;
         // Freed now (in the browser dropping the handle frees nothing).
         staging.destroy();
-        Ok(bytes)
+        bytes
     }
 
     /// Submits `encoder` without error scopes (the per-token path): errors
