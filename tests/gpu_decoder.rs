@@ -84,6 +84,21 @@ fn gpu(ctx: &Arc<GpuContext>, path: &Path, opts: DecoderOptions) -> GpuDecoder {
         .expect("GPU decoder")
 }
 
+/// A decoder of `max_len` positions (f16 cache) that prefills in chunks of
+/// 64 and keeps every position's logits.
+fn all_logits_decoder(ctx: &Arc<GpuContext>, path: &Path, max_len: usize) -> GpuDecoder {
+    gpu(
+        ctx,
+        path,
+        DecoderOptions {
+            max_len,
+            prefill_chunk: 64,
+            kv_format: KvFormat::F16,
+            all_logits: true,
+        },
+    )
+}
+
 /// A reproducible prompt: BOS, then ids spread over the vocabulary.
 fn prompt(vocab: usize, n: usize) -> Vec<u32> {
     std::iter::once(1)
@@ -148,16 +163,7 @@ fn logits_match_the_cpu_reference_on_every_fixture_model() {
             let name = format!("{name} ({:?} preset)", ctx.preset());
 
             // Prefill path: 300 tokens in chunks of 64 (the last one short).
-            let mut dec = gpu(
-                ctx,
-                &path,
-                DecoderOptions {
-                    max_len: 320,
-                    prefill_chunk: 64,
-                    kv_format: KvFormat::F16,
-                    all_logits: true,
-                },
-            );
+            let mut dec = all_logits_decoder(ctx, &path, 320);
             let got = ctx
                 .block_on(dec.feed_all_logits(&tokens))
                 .expect("GPU logits");
@@ -217,16 +223,7 @@ fn f16_prefill_meets_the_same_criterion() {
         let cpu = CpuDecoder::new(&w, tokens.len())
             .logits_for(&tokens)
             .expect("CPU logits");
-        let mut dec = gpu(
-            &ctx,
-            &path,
-            DecoderOptions {
-                max_len: 224,
-                prefill_chunk: 64,
-                kv_format: KvFormat::F16,
-                all_logits: true,
-            },
-        );
+        let mut dec = all_logits_decoder(&ctx, &path, 224);
         let got = ctx
             .block_on(dec.feed_all_logits(&tokens))
             .expect("GPU logits");

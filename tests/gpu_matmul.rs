@@ -10,7 +10,7 @@
 mod shared_contexts;
 use codellama_webgpu::cpu::QMatrix;
 use codellama_webgpu::gguf::TensorInfo;
-use codellama_webgpu::gpu::qmatmul::GpuMatrix;
+use codellama_webgpu::gpu::qmatmul::{BatchKernel, GpuMatrix};
 use codellama_webgpu::gpu::{GpuContext, GpuError, StepParams, StepUniform};
 use codellama_webgpu::GgmlType;
 use shared_contexts::contexts;
@@ -251,19 +251,51 @@ fn run_matmul(
 }
 
 fn matmul_case(ctx: &GpuContext, ty: GgmlType, tokens: usize, rows: usize, cols: usize) -> Report {
+    matmul_case_with(ctx, ty, tokens, rows, cols, None)
+}
+
+/// `Y = X Wᵀ` of a random `(rows, cols)` matrix of type `ty` through
+/// `kernel` (`None`: the device's own batch kernel) against the f64
+/// reference. With f16 tiles the reference multiplies W (as dequantized) and
+/// X rounded to f16, and X spans several magnitudes, so that the rounding is
+/// exercised at every exponent.
+fn matmul_case_with(
+    ctx: &GpuContext,
+    ty: GgmlType,
+    tokens: usize,
+    rows: usize,
+    cols: usize,
+    kernel: Option<BatchKernel>,
+) -> Report {
+    let f16 = matches!(kernel, Some(BatchKernel::Tiled { f16: true }));
     let mut rng =
         Rng(0x51_7cc1_b727 ^ (tokens * 1_000_003 + rows * 7919 + cols) as u64 ^ (ty as u64) << 48);
     let (info, bytes) = random_tensor(ty, rows, cols, &mut rng);
-    let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
+    let scale = |i: usize| if f16 { [1.0, 37.5, 0.013][i % 3] } else { 1.0 };
+    let x: Vec<f32> = (0..tokens * cols).map(|i| rng.unit() * scale(i)).collect();
     let (_, w) = dequantized(&info, &bytes);
-    let want = reference(&w, &x, tokens, rows, cols, &[]);
+    let round = |v: &[f32]| -> Vec<f32> {
+        v.iter()
+            .map(|&a| {
+                if f16 {
+                    half::f16::from_f32(a).to_f32()
+                } else {
+                    a
+                }
+            })
+            .collect()
+    };
+    let want = reference(&round(&w), &round(&x), tokens, rows, cols, &[]);
     let m = upload(ctx, &info, &bytes, None);
-    let got = m
-        .matmul_host(ctx, &x, tokens)
-        .unwrap_or_else(|e| panic!("{}: matmul: {e}", info.name));
+    let got = match kernel {
+        None => m.matmul_host(ctx, &x, tokens),
+        Some(k) => ctx.block_on(m.matmul_host_with_async(ctx, &x, tokens, k)),
+    }
+    .unwrap_or_else(|e| panic!("{}: matmul {kernel:?}: {e}", info.name));
     let rep = compare(&got, &want, rows);
+    let what = if f16 { "matmul f16 tiles" } else { "matmul" };
     assert_close(
-        &format!("matmul {ty:?} tokens {tokens} ({rows}, {cols})"),
+        &format!("{what} {ty:?} tokens {tokens} ({rows}, {cols})"),
         &rep,
         cols,
     );
@@ -295,9 +327,6 @@ fn run_format(ty: GgmlType) {
 /// kernels' tolerance.
 #[test]
 fn matmul_f16_tiles_match_rounded_reference() {
-    use codellama_webgpu::gpu::qmatmul::BatchKernel;
-    let round =
-        |v: &[f32]| -> Vec<f32> { v.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() };
     let mut ran = false;
     for ctx in contexts() {
         if !ctx.features().f16 {
@@ -310,32 +339,8 @@ fn matmul_f16_tiles_match_rounded_reference() {
             for &tokens in &[1, 17, 69] {
                 for &rows in &[7, 300] {
                     for &cols in widths(ty) {
-                        let mut rng = Rng(0xf16
-                            ^ (tokens * 1_000_003 + rows * 7919 + cols) as u64
-                            ^ (ty as u64) << 48);
-                        let (info, bytes) = random_tensor(ty, rows, cols, &mut rng);
-                        // x values of several magnitudes, so that f16's
-                        // rounding is exercised at every exponent.
-                        let x: Vec<f32> = (0..tokens * cols)
-                            .map(|i| rng.unit() * [1.0, 37.5, 0.013][i % 3])
-                            .collect();
-                        let (_, w) = dequantized(&info, &bytes);
-                        let want = reference(&round(&w), &round(&x), tokens, rows, cols, &[]);
-                        let m = upload(ctx, &info, &bytes, None);
-                        let got = ctx
-                            .block_on(m.matmul_host_with_async(
-                                ctx,
-                                &x,
-                                tokens,
-                                BatchKernel::Tiled { f16: true },
-                            ))
-                            .unwrap_or_else(|e| panic!("{}: matmul f16 tiles: {e}", info.name));
-                        let rep = compare(&got, &want, rows);
-                        assert_close(
-                            &format!("matmul f16 tiles {ty:?} tokens {tokens} ({rows}, {cols})"),
-                            &rep,
-                            cols,
-                        );
+                        let kernel = Some(BatchKernel::Tiled { f16: true });
+                        let rep = matmul_case_with(ctx, ty, tokens, rows, cols, kernel);
                         if rep.rel >= worst.rel {
                             worst = rep;
                         }

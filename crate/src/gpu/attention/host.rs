@@ -55,18 +55,10 @@ impl KvAttention {
             row[l.k..l.k + kv_row].copy_from_slice(&k[t * kv_row..(t + 1) * kv_row]);
             row[l.v..l.v + kv_row].copy_from_slice(&v[t * kv_row..(t + 1) * kv_row]);
         }
-        let queue = ctx.queue();
-        queue.write_buffer(&self.qkv, 0, bytemuck::cast_slice(&rows));
-        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
-        let mut encoder = ctx.encoder("attention");
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("attention"),
-                timestamp_writes: None,
-            });
-            self.encode(&mut pass, layer, &step)?;
-        }
-        ctx.submit(encoder).await?;
+        self.run_pass(ctx, &rows, &step, "attention", |pass| {
+            self.encode(pass, layer, &step).map(|_| ())
+        })
+        .await?;
         ctx.read_back_f32(&self.out, tokens * q_row).await
     }
 
@@ -107,18 +99,36 @@ impl KvAttention {
         }
         let step = StepParams::batch(pos, tokens, 0);
         let (pos, _, kv_len) = self.check_step(layer, &step)?;
+        self.run_pass(ctx, rows, &step, "kv_write", |pass| {
+            self.encode_write(pass, layer, pos, kv_len);
+            Ok(())
+        })
+        .await?;
+        ctx.read_back_f32(&self.qkv, rows.len()).await
+    }
+
+    /// Writes `rows` to the qkv buffer and `step` to the step uniform,
+    /// records `record` in a compute pass of its own and submits it.
+    async fn run_pass(
+        &self,
+        ctx: &GpuContext,
+        rows: &[f32],
+        step: &StepParams,
+        label: &str,
+        record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
+    ) -> Result<(), GpuError> {
         let queue = ctx.queue();
         queue.write_buffer(&self.qkv, 0, bytemuck::cast_slice(rows));
-        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
-        let mut encoder = ctx.encoder("kv_write");
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(step));
+        let mut encoder = ctx.encoder(label);
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("kv_write"),
+                label: Some(label),
                 timestamp_writes: None,
             });
-            self.encode_write(&mut pass, layer, pos, kv_len);
+            record(&mut pass)?;
         }
         ctx.submit(encoder).await?;
-        ctx.read_back_f32(&self.qkv, rows.len()).await
+        Ok(())
     }
 }
