@@ -38,6 +38,12 @@ override WG: u32;
 override ROWS: u32;
 // matvec: tokens per workgroup (1 when decoding).
 override TT: u32;
+// matvec: each lane takes whole Q6_K super-blocks (its 8 units in a row)
+// instead of every WG-th unit, so that a row's 16 scales and d are loaded
+// once per super-block, not once per unit (CPU adapters, where every load
+// is a loop over the lanes; on a GPU it would spread a warp's loads over 32
+// super-blocks). No effect on other formats.
+override RUNS: bool;
 
 // From the generated prelude (crate/src/gpu/keys.rs ShaderFamily::prelude):
 // the FORMAT codes F32, F16, Q8_0, Q4_0, Q4_K, Q6_K; the EPILOGUE codes
@@ -320,6 +326,86 @@ fn load_unit(row: u32, u: u32) -> WUnit {
     let s0 = bitcast<i32>(wq[4u * b + 48u + 2u * h]);
     let s1 = bitcast<i32>(wq[4u * b + 49u + 2u * h]);
     w.s = scale_at(sb) * vec4<f32>(
+        f32(extractBits(s0, 8u * (2u * j + m), 8u)),
+        f32(extractBits(s1, 8u * (2u * j + m), 8u)),
+        0.0,
+        0.0,
+    );
+    w.s.z = f32(j);
+    return w;
+}
+
+// The scales a lane keeps for one row over one run of units (RUNS, Q6_K):
+// the super-block's 16 i8 scales (words 48..52) and its d.
+struct RunScales {
+    q: vec4<u32>,
+    d: f32,
+}
+
+// A lane's first unit and the one after unit u: every WG-th unit, or with
+// RUNS (Q6_K) whole super-blocks, every WG-th one.
+fn first_unit(lane: u32) -> u32 {
+    return select(lane, 8u * lane, RUNS && FORMAT == Q6_K);
+}
+
+fn next_unit(u: u32) -> u32 {
+    if RUNS && FORMAT == Q6_K {
+        return select(u + 1u, u + 1u + 8u * (WG - 1u), u % 8u == 7u);
+    }
+    return u + WG;
+}
+
+// Row `row`'s scales for super-block `sb` of the row (only read with RUNS
+// and Q6_K).
+fn run_scales(row: u32, sb: u32) -> RunScales {
+    var rs: RunScales;
+    if RUNS && FORMAT == Q6_K {
+        let g = row * (p.cols / 256u) + sb;
+        rs.q = wq4[13u * g + 12u];
+        rs.d = scale_at(g);
+    }
+    return rs;
+}
+
+// run_scales of super-block sb for every live row of group g (written out:
+// the array is never indexed by a variable).
+fn rows_run_scales(rs: ptr<function, array<RunScales, MAX_ROWS>>, g: u32, sb: u32, live: u32) {
+    if 0u < ROWS && row_live(0u, live) { (*rs)[0] = run_scales(matvec_row(g, 0u), sb); }
+    if 1u < ROWS && row_live(1u, live) { (*rs)[1] = run_scales(matvec_row(g, 1u), sb); }
+    if 2u < ROWS && row_live(2u, live) { (*rs)[2] = run_scales(matvec_row(g, 2u), sb); }
+    if 3u < ROWS && row_live(3u, live) { (*rs)[3] = run_scales(matvec_row(g, 3u), sb); }
+    if 4u < ROWS && row_live(4u, live) { (*rs)[4] = run_scales(matvec_row(g, 4u), sb); }
+    if 5u < ROWS && row_live(5u, live) { (*rs)[5] = run_scales(matvec_row(g, 5u), sb); }
+    if 6u < ROWS && row_live(6u, live) { (*rs)[6] = run_scales(matvec_row(g, 6u), sb); }
+    if 7u < ROWS && row_live(7u, live) { (*rs)[7] = run_scales(matvec_row(g, 7u), sb); }
+    if 8u < ROWS && row_live(8u, live) { (*rs)[8] = run_scales(matvec_row(g, 8u), sb); }
+    if 9u < ROWS && row_live(9u, live) { (*rs)[9] = run_scales(matvec_row(g, 9u), sb); }
+    if 10u < ROWS && row_live(10u, live) { (*rs)[10] = run_scales(matvec_row(g, 10u), sb); }
+    if 11u < ROWS && row_live(11u, live) { (*rs)[11] = run_scales(matvec_row(g, 11u), sb); }
+    if 12u < ROWS && row_live(12u, live) { (*rs)[12] = run_scales(matvec_row(g, 12u), sb); }
+    if 13u < ROWS && row_live(13u, live) { (*rs)[13] = run_scales(matvec_row(g, 13u), sb); }
+    if 14u < ROWS && row_live(14u, live) { (*rs)[14] = run_scales(matvec_row(g, 14u), sb); }
+    if 15u < ROWS && row_live(15u, live) { (*rs)[15] = run_scales(matvec_row(g, 15u), sb); }
+}
+
+// load_unit, with the scales of the run that holds unit u (run_scales) where
+// runs are on: the same WUnit, from one 16-byte load per unit (Q6_K: ql
+// and qh) instead of three more.
+fn load_unit_in(row: u32, u: u32, rs: RunScales) -> WUnit {
+    if !(RUNS && FORMAT == Q6_K) {
+        return load_unit(row, u);
+    }
+    var w: WUnit;
+    let v = u % 8u;
+    let h = v / 4u;
+    let m = (v / 2u) % 2u;
+    let j = v % 2u;
+    let b = 13u * (row * (p.cols / 256u) + u / 8u);
+    w.q[0] = wq4[b + 4u * h + 2u * j + m];
+    w.q[1] = wq4[b + 8u + 2u * h + m];
+    let s0 = bitcast<i32>(rs.q[2u * h]);
+    let s1 = bitcast<i32>(rs.q[2u * h + 1u]);
+    w.s = rs.d * vec4<f32>(
         f32(extractBits(s0, 8u * (2u * j + m), 8u)),
         f32(extractBits(s1, 8u * (2u * j + m), 8u)),
         0.0,
@@ -620,25 +706,30 @@ fn matvec(
         // is written out so that the accumulators are indexed by constants.
         if tokens == 1u {
             var acc: array<f32, MAX_ROWS>;
-            for (var u = lane; u < units; u += WG) {
+            // With RUNS (Q6_K): each row's scales of the lane's super-block.
+            var rs: array<RunScales, MAX_ROWS>;
+            for (var u = first_unit(lane); u < units; u = next_unit(u)) {
+                if RUNS && FORMAT == Q6_K && u % 8u == 0u {
+                    rows_run_scales(&rs, g, u / 8u, live);
+                }
                 let xv = unit_x(t0, u);
                 let xs = unit_sums(xv);
-                if 0u < ROWS && row_live(0u, live) { acc[0] += unit_dot(load_unit(matvec_row(g, 0u), u), xv, xs); }
-                if 1u < ROWS && row_live(1u, live) { acc[1] += unit_dot(load_unit(matvec_row(g, 1u), u), xv, xs); }
-                if 2u < ROWS && row_live(2u, live) { acc[2] += unit_dot(load_unit(matvec_row(g, 2u), u), xv, xs); }
-                if 3u < ROWS && row_live(3u, live) { acc[3] += unit_dot(load_unit(matvec_row(g, 3u), u), xv, xs); }
-                if 4u < ROWS && row_live(4u, live) { acc[4] += unit_dot(load_unit(matvec_row(g, 4u), u), xv, xs); }
-                if 5u < ROWS && row_live(5u, live) { acc[5] += unit_dot(load_unit(matvec_row(g, 5u), u), xv, xs); }
-                if 6u < ROWS && row_live(6u, live) { acc[6] += unit_dot(load_unit(matvec_row(g, 6u), u), xv, xs); }
-                if 7u < ROWS && row_live(7u, live) { acc[7] += unit_dot(load_unit(matvec_row(g, 7u), u), xv, xs); }
-                if 8u < ROWS && row_live(8u, live) { acc[8] += unit_dot(load_unit(matvec_row(g, 8u), u), xv, xs); }
-                if 9u < ROWS && row_live(9u, live) { acc[9] += unit_dot(load_unit(matvec_row(g, 9u), u), xv, xs); }
-                if 10u < ROWS && row_live(10u, live) { acc[10] += unit_dot(load_unit(matvec_row(g, 10u), u), xv, xs); }
-                if 11u < ROWS && row_live(11u, live) { acc[11] += unit_dot(load_unit(matvec_row(g, 11u), u), xv, xs); }
-                if 12u < ROWS && row_live(12u, live) { acc[12] += unit_dot(load_unit(matvec_row(g, 12u), u), xv, xs); }
-                if 13u < ROWS && row_live(13u, live) { acc[13] += unit_dot(load_unit(matvec_row(g, 13u), u), xv, xs); }
-                if 14u < ROWS && row_live(14u, live) { acc[14] += unit_dot(load_unit(matvec_row(g, 14u), u), xv, xs); }
-                if 15u < ROWS && row_live(15u, live) { acc[15] += unit_dot(load_unit(matvec_row(g, 15u), u), xv, xs); }
+                if 0u < ROWS && row_live(0u, live) { acc[0] += unit_dot(load_unit_in(matvec_row(g, 0u), u, rs[0]), xv, xs); }
+                if 1u < ROWS && row_live(1u, live) { acc[1] += unit_dot(load_unit_in(matvec_row(g, 1u), u, rs[1]), xv, xs); }
+                if 2u < ROWS && row_live(2u, live) { acc[2] += unit_dot(load_unit_in(matvec_row(g, 2u), u, rs[2]), xv, xs); }
+                if 3u < ROWS && row_live(3u, live) { acc[3] += unit_dot(load_unit_in(matvec_row(g, 3u), u, rs[3]), xv, xs); }
+                if 4u < ROWS && row_live(4u, live) { acc[4] += unit_dot(load_unit_in(matvec_row(g, 4u), u, rs[4]), xv, xs); }
+                if 5u < ROWS && row_live(5u, live) { acc[5] += unit_dot(load_unit_in(matvec_row(g, 5u), u, rs[5]), xv, xs); }
+                if 6u < ROWS && row_live(6u, live) { acc[6] += unit_dot(load_unit_in(matvec_row(g, 6u), u, rs[6]), xv, xs); }
+                if 7u < ROWS && row_live(7u, live) { acc[7] += unit_dot(load_unit_in(matvec_row(g, 7u), u, rs[7]), xv, xs); }
+                if 8u < ROWS && row_live(8u, live) { acc[8] += unit_dot(load_unit_in(matvec_row(g, 8u), u, rs[8]), xv, xs); }
+                if 9u < ROWS && row_live(9u, live) { acc[9] += unit_dot(load_unit_in(matvec_row(g, 9u), u, rs[9]), xv, xs); }
+                if 10u < ROWS && row_live(10u, live) { acc[10] += unit_dot(load_unit_in(matvec_row(g, 10u), u, rs[10]), xv, xs); }
+                if 11u < ROWS && row_live(11u, live) { acc[11] += unit_dot(load_unit_in(matvec_row(g, 11u), u, rs[11]), xv, xs); }
+                if 12u < ROWS && row_live(12u, live) { acc[12] += unit_dot(load_unit_in(matvec_row(g, 12u), u, rs[12]), xv, xs); }
+                if 13u < ROWS && row_live(13u, live) { acc[13] += unit_dot(load_unit_in(matvec_row(g, 13u), u, rs[13]), xv, xs); }
+                if 14u < ROWS && row_live(14u, live) { acc[14] += unit_dot(load_unit_in(matvec_row(g, 14u), u, rs[14]), xv, xs); }
+                if 15u < ROWS && row_live(15u, live) { acc[15] += unit_dot(load_unit_in(matvec_row(g, 15u), u, rs[15]), xv, xs); }
             }
             reduce_store(&acc, lane, g, t0, live);
         }
@@ -655,7 +746,12 @@ fn matvec(
             var a2: array<f32, MAX_ROWS>;
             var a3: array<f32, MAX_ROWS>;
             let n = min(4u, tokens - tg);
-            for (var u = lane; u < units; u += WG) {
+            // With RUNS (Q6_K): each row's scales of the lane's super-block.
+            var rs: array<RunScales, MAX_ROWS>;
+            for (var u = first_unit(lane); u < units; u = next_unit(u)) {
+                if RUNS && FORMAT == Q6_K && u % 8u == 0u {
+                    rows_run_scales(&rs, g, u / 8u, live);
+                }
                 var x0: array<vec4<f32>, 16>;
                 var s0: vec4<f32>;
                 var x1: array<vec4<f32>, 16>;
@@ -679,112 +775,112 @@ fn matvec(
                     s3 = unit_sums(x3);
                 }
                 if 0u < ROWS && row_live(0u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 0u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 0u), u, rs[0]));
                     a0[0] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[0] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[0] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[0] += deq_dot(d, x3, s3); }
                 }
                 if 1u < ROWS && row_live(1u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 1u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 1u), u, rs[1]));
                     a0[1] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[1] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[1] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[1] += deq_dot(d, x3, s3); }
                 }
                 if 2u < ROWS && row_live(2u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 2u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 2u), u, rs[2]));
                     a0[2] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[2] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[2] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[2] += deq_dot(d, x3, s3); }
                 }
                 if 3u < ROWS && row_live(3u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 3u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 3u), u, rs[3]));
                     a0[3] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[3] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[3] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[3] += deq_dot(d, x3, s3); }
                 }
                 if 4u < ROWS && row_live(4u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 4u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 4u), u, rs[4]));
                     a0[4] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[4] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[4] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[4] += deq_dot(d, x3, s3); }
                 }
                 if 5u < ROWS && row_live(5u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 5u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 5u), u, rs[5]));
                     a0[5] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[5] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[5] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[5] += deq_dot(d, x3, s3); }
                 }
                 if 6u < ROWS && row_live(6u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 6u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 6u), u, rs[6]));
                     a0[6] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[6] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[6] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[6] += deq_dot(d, x3, s3); }
                 }
                 if 7u < ROWS && row_live(7u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 7u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 7u), u, rs[7]));
                     a0[7] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[7] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[7] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[7] += deq_dot(d, x3, s3); }
                 }
                 if 8u < ROWS && row_live(8u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 8u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 8u), u, rs[8]));
                     a0[8] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[8] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[8] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[8] += deq_dot(d, x3, s3); }
                 }
                 if 9u < ROWS && row_live(9u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 9u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 9u), u, rs[9]));
                     a0[9] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[9] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[9] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[9] += deq_dot(d, x3, s3); }
                 }
                 if 10u < ROWS && row_live(10u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 10u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 10u), u, rs[10]));
                     a0[10] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[10] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[10] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[10] += deq_dot(d, x3, s3); }
                 }
                 if 11u < ROWS && row_live(11u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 11u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 11u), u, rs[11]));
                     a0[11] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[11] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[11] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[11] += deq_dot(d, x3, s3); }
                 }
                 if 12u < ROWS && row_live(12u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 12u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 12u), u, rs[12]));
                     a0[12] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[12] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[12] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[12] += deq_dot(d, x3, s3); }
                 }
                 if 13u < ROWS && row_live(13u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 13u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 13u), u, rs[13]));
                     a0[13] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[13] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[13] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[13] += deq_dot(d, x3, s3); }
                 }
                 if 14u < ROWS && row_live(14u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 14u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 14u), u, rs[14]));
                     a0[14] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[14] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[14] += deq_dot(d, x2, s2); }
                     if 3u < TT { a3[14] += deq_dot(d, x3, s3); }
                 }
                 if 15u < ROWS && row_live(15u, live) {
-                    let d = unit_deq(load_unit(matvec_row(g, 15u), u));
+                    let d = unit_deq(load_unit_in(matvec_row(g, 15u), u, rs[15]));
                     a0[15] += deq_dot(d, x0, s0);
                     if 1u < TT { a1[15] += deq_dot(d, x1, s1); }
                     if 2u < TT { a2[15] += deq_dot(d, x2, s2); }

@@ -331,10 +331,12 @@ fn bench_prints_one_json_object_with_the_documented_keys() {
         "decode_tok_s",
         "decode_bytes_per_token",
         "decode_efficiency",
+        "warmup_seconds",
     ] {
         assert!(v.get(key).is_some(), "{key} missing from {out}");
     }
     assert!(v["copy_gbps"].as_f64().unwrap() > 0.0);
+    assert!(v["warmup_seconds"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
     // Every layer's matrices plus the output projection: about 221 MB.
     let bytes = v["decode_bytes_per_token"].as_u64().unwrap();

@@ -583,12 +583,14 @@ fn fused_epilogues_match_cpu() {
                 rows: 16,
                 tokens: 8,
                 subgroup: false,
+                runs: true,
             })),
             Some(BatchKernel::Lanes(MatvecShape {
                 lanes: 32,
                 rows: 4,
                 tokens: 3,
                 subgroup: false,
+                runs: false,
             })),
         ];
         // The subgroup reduction, where the adapter allows it (lavapipe: 8
@@ -599,6 +601,7 @@ fn fused_epilogues_match_cpu() {
                 rows: 16,
                 tokens: 3,
                 subgroup: true,
+                runs: true,
             })));
         }
         for ty in FORMATS {

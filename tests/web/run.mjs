@@ -1029,7 +1029,7 @@ const BENCH_SHAPE = { dim: 512, ffn: 1536, vocab: 32016, heads: 4 };
 // Fields that are counts or rates of work done: > 0 on any adapter. (encode_ms_per_step can be 0:
 // the browser's clock has 0.1 ms steps; kernels / gpu_ms_per_step need timestamps inside passes.)
 const BENCH_POSITIVE = [
-  'layers', 'copy_gbps', 'read_gbps', 'fma_gflops', 'load_seconds', 'weights_bytes', 'kv_bytes_per_token',
+  'layers', 'copy_gbps', 'read_gbps', 'fma_gflops', 'load_seconds', 'warmup_seconds', 'weights_bytes', 'kv_bytes_per_token',
   'prompt_tokens', 'prefill_chunk', 'prefill_tok_s', 'prefill_flops', 'prefill_gflops', 'prefill_flops_efficiency',
   'decode_tokens', 'decode_tok_s', 'decode_bytes_per_token', 'decode_gbps', 'decode_efficiency',
   'decode_read_efficiency', 'dispatches_per_step', 'compute_passes_per_step',

@@ -303,6 +303,8 @@ export interface BenchReport {
   /** Prefill product: `"tiled f32"`, `"tiled f16"` or `"lanes 8x16x4 workgroup"`. */
   prefill_kernel: string;
   load_seconds: number;
+  /** The untimed warm-up (one prefill batch, one sample, one decode step): every first-use cost. */
+  warmup_seconds: number;
   weights_bytes: number;
   kv_bytes_per_token: number;
   prompt_tokens: number;

@@ -128,6 +128,11 @@ pub struct BenchReport {
     /// per workgroup).
     pub prefill_kernel: String,
     pub load_seconds: f64,
+    /// The warm-up before anything is timed: one prefill batch, one sample
+    /// and one decode step. It holds every first-use cost (on llvmpipe the
+    /// shaders' machine code is compiled at a pipeline's first dispatch), so
+    /// it is what the first request after loading pays on top.
+    pub warmup_seconds: f64,
     pub weights_bytes: u64,
     pub kv_bytes_per_token: u64,
     pub prompt_tokens: usize,
@@ -423,11 +428,19 @@ pub async fn run(
         .collect();
     let greedy = SamplerConfig::greedy();
 
-    // Warm-up: pipelines, first chunk allocations.
-    dec.feed(&prompt[..prompt.len().min(opts.prefill_chunk)])
-        .await?;
-    dec.sample(&greedy, &prompt, 0).await?;
+    // Warm-up: every pipeline's first dispatch (prefill, sample, decode),
+    // first chunk allocations.
+    let start = clock::now();
+    let warm = &prompt[..prompt.len().min(opts.prefill_chunk)];
+    dec.feed(warm).await?;
+    let first = dec.sample(&greedy, warm, 0).await?;
+    dec.launch(Some(first), &greedy, warm, 1).await?;
+    dec.finish().await?;
     dec.truncate(0);
+    let warmup_seconds = clock::now() - start;
+    log(&format!(
+        "warm-up (first prefill batch, sample and decode step): {warmup_seconds:.2} s"
+    ));
 
     let start = clock::now();
     dec.feed(&prompt).await?;
@@ -558,6 +571,7 @@ pub async fn run(
             ),
         },
         load_seconds,
+        warmup_seconds,
         weights_bytes,
         kv_bytes_per_token: dec.kv_bytes_per_token(),
         prompt_tokens: opts.prompt_tokens,

@@ -396,6 +396,7 @@ fn choose_matvec_shape(preset: KernelPreset, limits: &wgpu::Limits) -> MatvecSha
                 rows,
                 tokens: 1,
                 subgroup: false,
+                runs: preset == KernelPreset::Cpu,
             };
             if shape.fits(limits) {
                 return shape;
@@ -411,6 +412,7 @@ fn choose_matvec_shape(preset: KernelPreset, limits: &wgpu::Limits) -> MatvecSha
             rows: 2,
             tokens: 1,
             subgroup: false,
+            runs: false,
         }
     }
 }

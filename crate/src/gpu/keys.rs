@@ -414,6 +414,12 @@ pub struct MatvecShape {
     pub rows: u32,
     pub tokens: u32,
     pub subgroup: bool,
+    /// Each lane takes whole Q6_K super-blocks (8 units in a row) instead of
+    /// every `lanes`-th unit, loading a row's scales once per super-block
+    /// instead of once per unit: for CPU adapters, where every load is a loop
+    /// over the lanes; on a GPU it would scatter a warp's loads over as many
+    /// super-blocks. Other formats ignore it.
+    pub runs: bool,
 }
 
 impl MatvecShape {
@@ -464,12 +470,14 @@ impl KernelPreset {
                 rows: 4,
                 tokens: 1,
                 subgroup: false,
+                runs: false,
             },
             KernelPreset::Cpu => MatvecShape {
                 lanes: 8,
                 rows: 16,
                 tokens: 1,
                 subgroup: false,
+                runs: true,
             },
         }
     }
@@ -486,6 +494,7 @@ impl KernelPreset {
                 rows: 16,
                 tokens: 4,
                 subgroup: false,
+                runs: true,
             }),
         }
     }
@@ -787,6 +796,7 @@ impl KernelKey {
                 ("WG", f64::from(shape.lanes)),
                 ("ROWS", f64::from(shape.rows)),
                 ("TT", f64::from(shape.tokens)),
+                ("RUNS", f64::from(u8::from(shape.runs))),
             ],
         }
     }
