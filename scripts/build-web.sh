@@ -3,7 +3,8 @@
 #   1. npm ci in web/ (only when node_modules is missing or older than package-lock.json),
 #   2. scripts/build-wasm.sh (cargo → wasm-bindgen → wasm-opt → web/src/wasm/),
 #   3. tsc -p web (ES2022 modules + .d.ts → web/dist/),
-#   4. copies the wasm-bindgen glue and the .wasm to web/dist/wasm/.
+#   4. copies the wasm-bindgen glue and the .wasm to web/dist/wasm/, and the two license
+#      files to web/.
 # Idempotent; downloads nothing but npm packages. SKIP_WASM=1 reuses web/src/wasm/ as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,13 @@ cp "$WEB"/src/wasm/codellama_webgpu.js "$WEB"/src/wasm/codellama_webgpu_bg.wasm 
 cp "$WEB"/src/wasm/*.d.ts "$WEB/dist/wasm/"
 # wasm-bindgen may emit JS snippets (inline_js / module imports) next to the glue.
 [[ -d $WEB/src/wasm/snippets ]] && cp -r "$WEB/src/wasm/snippets" "$WEB/dist/wasm/"
+# wasm-bindgen declares `[Symbol.dispose](): void` on its classes, which a consumer's
+# `tsc --strict` without `skipLibCheck` rejects unless its lib has esnext.disposable: the
+# published typings leave that member out (the method is still there at run time; the
+# package never uses it).
+sed -i '/\[Symbol\.dispose\]()/d' "$WEB"/dist/wasm/*.d.ts
+# The licenses the package declares (package.json "license"), from the repository root.
+cp "$ROOT/LICENSE-MIT" "$ROOT/LICENSE-APACHE" "$WEB/"
 
 wasm=$WEB/dist/wasm/codellama_webgpu_bg.wasm
 raw=$(stat -c %s "$wasm")

@@ -1217,12 +1217,43 @@ test('vite', async (t) => {
     const files = packed.files.map((f) => f.path);
     check(files.some((f) => f.endsWith('.wasm')), 'no .wasm in the tarball');
     check(files.includes('dist/index.d.ts'), 'no dist/index.d.ts in the tarball');
+    // The licenses package.json declares ship with it, and the fields npm shows are there.
+    for (const f of ['LICENSE-MIT', 'LICENSE-APACHE']) check(files.includes(f), `no ${f} in the tarball`);
+    const manifest = JSON.parse(readFileSync(join(WEB, 'package.json'), 'utf8'));
+    eq(manifest.license, 'MIT OR Apache-2.0', 'package.json license');
+    check(typeof manifest.engines?.node === 'string', 'package.json has no engines.node');
     // A minimal Vite app.
     const app = join(work, 'app');
     mkdirSync(app);
     for (const f of readdirSync(join(HERE, 'vite-app'))) copyFileSync(join(HERE, 'vite-app', f), join(app, f));
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'vite-app', private: true, type: 'module', version: '0.0.0' }, null, 2));
     execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The published typings under the strictest settings a consumer may use: strict, the
+    // default libs of an ES2022 browser app, and every .d.ts checked (no skipLibCheck).
+    const tsDir = join(work, 'types');
+    mkdirSync(tsDir);
+    writeFileSync(join(tsDir, 'tsconfig.json'), JSON.stringify({
+      compilerOptions: { strict: true, lib: ['ES2022', 'DOM'], skipLibCheck: false, target: 'ES2022', module: 'ES2022', moduleResolution: 'bundler', noEmit: true, typeRoots: [] },
+      files: ['main.ts'],
+    }, null, 2));
+    writeFileSync(join(tsDir, 'main.ts'), [
+      "import { createEngine, createWorkerEngine, type CodeLlamaEngine, type GenerationResult } from 'codellama-webgpu';",
+      "import 'codellama-webgpu/worker';",
+      'export async function run(url: string): Promise<GenerationResult> {',
+      "  const engine: CodeLlamaEngine = typeof Worker === 'undefined' ? await createEngine() : await createWorkerEngine();",
+      '  await engine.load(url);',
+      "  return engine.completeText('def add(a, b):', { maxTokens: 8 });",
+      '}',
+      '',
+    ].join('\n'));
+    // node_modules of the app, seen from the types folder.
+    execFileSync('ln', ['-s', join(app, 'node_modules'), join(tsDir, 'node_modules')]);
+    try {
+      execFileSync(process.execPath, [join(WEB, 'node_modules/typescript/bin/tsc'), '-p', tsDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      throw new Error(`tsc --strict (lib ES2022 + DOM, skipLibCheck false) over the installed package failed:\n${e.stdout}${e.stderr}`);
+    }
+    t.log('tsc --strict, lib ES2022 + DOM, skipLibCheck false: the installed package type-checks');
     // vite build, no config; vite itself comes from tests/web/node_modules.
     const vite = join(HERE, 'node_modules/vite/bin/vite.js');
     check(!existsSync(join(app, 'vite.config.js')) && !existsSync(join(app, 'vite.config.ts')), 'a vite config exists');
