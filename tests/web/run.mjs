@@ -297,7 +297,19 @@ test('openai', async (t) => {
     for await (const c of chatStream) chatText += c.choices[0]?.delta?.content ?? '';
     const chat = await openai.chat.completions.create({ messages: [{ role: 'user', content: 'Say hi' }], max_tokens: 6, temperature: 0 });
     T.show('openai', { plain: plain.choices[0].text, streamed, chatText });
-    return { plain, streamed, chunks, chatText, chat };
+    // Fields the engine does not implement reject, naming the field; their "off" values pass.
+    const msgs = [{ role: 'user', content: 'Say hi' }];
+    const rejected = {
+      logit_bias: await T.capture(() => openai.completions.create({ prompt, max_tokens: 1, logit_bias: { 13: 5 } })),
+      n: await T.capture(() => openai.completions.create({ prompt, max_tokens: 1, n: 2 })),
+      response_format: await T.capture(() => openai.chat.completions.create({ messages: msgs, max_tokens: 1, response_format: { type: 'json_object' } })),
+      tools: await T.capture(() => openai.chat.completions.create({ messages: msgs, max_tokens: 1, tools: [] })),
+      presence_penalty: await T.capture(() => openai.chat.completions.create({ messages: msgs, max_tokens: 1, presence_penalty: 0.5 })),
+    };
+    const neutral = await openai.chat.completions.create({
+      messages: msgs, max_tokens: 1, temperature: 0, presence_penalty: 0, frequency_penalty: 0, logprobs: false, logit_bias: {}, user: 'u1', response_format: null,
+    });
+    return { plain, streamed, chunks, chatText, chat, rejected, neutral: neutral.choices[0].message.content };
   }, { model: TINY_URL, prompt: PROMPT, n: GREEDY.maxTokens });
   await t.shot(page, 'openai');
   eq(r.plain.choices[0].text, ref, 'completions.create text vs greedy reference');
@@ -306,6 +318,11 @@ test('openai', async (t) => {
   eq(r.chatText, r.chat.choices[0].message.content, 'chat stream vs non-stream');
   check(r.plain.usage?.completion_tokens === GREEDY.maxTokens, `usage ${JSON.stringify(r.plain.usage)}`);
   t.figure('finish_reason', r.plain.choices[0].finish_reason);
+  for (const [field, got] of Object.entries(r.rejected)) {
+    check(got.error?.name === 'InvalidRequestError' && got.error.message.includes(field), `${field}: ${JSON.stringify(got)}`);
+  }
+  t.figure('rejected fields', Object.fromEntries(Object.entries(r.rejected).map(([k, v]) => [k, v.error?.message])));
+  eq(r.neutral, r.chat.choices[0].message.content.slice(0, r.neutral.length), 'a request with only neutral values of unsupported fields runs');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
  * ```
  *
  * `completions.create` with `suffix` runs fill-in-the-middle (prompt = text before the cursor).
+ * A field the engine does not implement (`response_format`, `logit_bias`, `tools`, `n > 1`, …)
+ * rejects with `InvalidRequestError` naming it, rather than being ignored.
  */
 
 import { InvalidRequestError } from './errors.js';
@@ -20,6 +22,8 @@ import type { ChatMessage, CodeLlamaEngine, GenerateOptions, Generation, Generat
 export interface OpenAISamplingParams {
   /** Ignored (the loaded model answers); echoed in responses. */
   model?: string;
+  /** Accepted and ignored (it only identifies the caller). */
+  user?: string;
   max_tokens?: number | null;
   temperature?: number | null;
   top_p?: number | null;
@@ -149,8 +153,45 @@ function randomId(prefix: string): string {
   return `${prefix}-${raw.slice(0, 24)}`;
 }
 
+/** Request fields both endpoints read. `user` is accepted and ignored (it only identifies the caller). */
+const COMMON_FIELDS = [
+  'model', 'max_tokens', 'temperature', 'top_p', 'stop', 'seed', 'n', 'stream', 'stream_options',
+  'top_k', 'min_p', 'repeat_penalty', 'repeat_last_n', 'user',
+];
+const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, 'prompt', 'suffix']);
+const CHAT_FIELDS = new Set([...COMMON_FIELDS, 'messages', 'max_completion_tokens']);
+
+/** OpenAI fields this engine does not implement, accepted only at the value that turns them off. */
+const NEUTRAL: Partial<Record<string, (v: unknown) => boolean>> = {
+  frequency_penalty: (v) => v === 0,
+  presence_penalty: (v) => v === 0,
+  logprobs: (v) => v === false || v === 0,
+  top_logprobs: (v) => v === 0,
+  logit_bias: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0,
+  echo: (v) => v === false,
+  best_of: (v) => v === 1,
+};
+
+/**
+ * Rejects a request that sets a field the engine would otherwise ignore (`response_format`,
+ * `logit_bias`, `tools`, …): an `InvalidRequestError` naming the field, as a server answers 400.
+ * `null` and `undefined` count as unset.
+ */
+function checkFields(params: object, known: Set<string>): void {
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || known.has(key)) continue;
+    const neutral = Object.hasOwn(NEUTRAL, key) ? NEUTRAL[key] : undefined;
+    if (neutral?.(value)) continue;
+    throw new InvalidRequestError(
+      neutral
+        ? `${key} = ${JSON.stringify(value)} is not supported by codellama-webgpu (leave it unset)`
+        : `${key} is not supported by codellama-webgpu`,
+    );
+  }
+}
+
 function samplingOptions(p: OpenAISamplingParams, maxTokens: number | null | undefined, signal?: AbortSignal): GenerateOptions {
-  if (p.n !== undefined && p.n !== null && p.n !== 1) throw new InvalidRequestError('only n = 1 is supported');
+  if (p.n !== undefined && p.n !== null && p.n !== 1) throw new InvalidRequestError('n: only n = 1 is supported');
   const o: GenerateOptions = {};
   if (maxTokens !== undefined && maxTokens !== null) o.maxTokens = maxTokens;
   if (p.temperature !== undefined && p.temperature !== null) o.temperature = p.temperature;
@@ -212,6 +253,7 @@ export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string
 
   async function createCompletion(params: CompletionCreateParams, options?: RequestOptions): Promise<Completion | ChunkStream<Completion>> {
     if (params === null || typeof params !== 'object') throw new InvalidRequestError('params must be an object');
+    checkFields(params, COMPLETION_FIELDS);
     let prompt = params.prompt;
     if (Array.isArray(prompt)) {
       if (prompt.length !== 1) throw new InvalidRequestError('only a single prompt is supported');
@@ -259,6 +301,7 @@ export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string
     options?: RequestOptions,
   ): Promise<ChatCompletion | ChunkStream<ChatCompletionChunk>> {
     if (params === null || typeof params !== 'object') throw new InvalidRequestError('params must be an object');
+    checkFields(params, CHAT_FIELDS);
     const messages = chatMessages(params.messages);
     const model = await modelName(params.model);
     const id = randomId('chatcmpl');
