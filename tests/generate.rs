@@ -134,7 +134,7 @@ fn stop_reasons_stop_strings_and_prefix_reuse() {
     // The context limit.
     let mut small = Session::new(CpuDecoder::new(&w, p.len() + 3));
     let (_, st) = run(&mut small, &tok, &p, &opts(SamplerConfig::greedy(), 100));
-    assert_eq!(st.stop_reason, StopReason::Length);
+    assert_eq!(st.stop_reason, StopReason::ContextFull);
     assert_eq!(st.generated_tokens, 4);
 
     // A prompt longer than the context is a typed error.

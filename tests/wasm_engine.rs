@@ -447,7 +447,7 @@ async fn tokenizes_generates_streams_reuses_and_cancels() {
     );
     JsFuture::from(slow).await.unwrap();
 
-    // The context fills up: stopReason "length".
+    // The context fills up: stopReason "context_full".
     let mut long_prompt = String::new();
     while engine.tokenize(&long_prompt, true).unwrap().len() < 500 {
         long_prompt.push_str("for ");
@@ -464,7 +464,7 @@ async fn tokenizes_generates_streams_reuses_and_cancels() {
     if st["stopReason"] == "stop_token" {
         console_log!("(the model chose EOS before the context filled up)");
     } else {
-        assert_eq!(st["stopReason"], "length", "{st}");
+        assert_eq!(st["stopReason"], "context_full", "{st}");
         assert_eq!(
             st["generatedTokens"].as_u64().unwrap() as usize,
             512 - n + 1,

@@ -21,8 +21,9 @@ pub enum StopReason {
     StopString,
     /// `max_tokens` were generated.
     MaxTokens,
-    /// The context is full.
-    Length,
+    /// The context is full (before `max_tokens`; OpenAI's `finish_reason`
+    /// reports both as `"length"`).
+    ContextFull,
     /// The caller's cancel flag was raised ([`GenerateOptions::cancel`]).
     Aborted,
 }
@@ -329,7 +330,7 @@ impl<B: Backend> Session<B> {
                     break StopReason::StopString;
                 }
                 if self.tokens.len() >= self.decoder.max_len() {
-                    break StopReason::Length;
+                    break StopReason::ContextFull;
                 }
                 // The token joins the cache with the next step; `recent` for its
                 // sampling already includes it.

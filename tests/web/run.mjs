@@ -181,7 +181,7 @@ function statsProblems(s, maxTokens) {
   num('prefillMs');
   num('decodeMs');
   num('tokensPerSecond');
-  if (!['stop_token', 'stop_string', 'max_tokens', 'length'].includes(s?.stopReason)) p.push(`stopReason=${s?.stopReason}`);
+  if (!['stop_token', 'stop_string', 'max_tokens', 'context_full'].includes(s?.stopReason)) p.push(`stopReason=${s?.stopReason}`);
   if (s && s.promptTokensComputed > s.promptTokens) p.push('promptTokensComputed > promptTokens');
   if (s && maxTokens && s.generatedTokens > maxTokens) p.push(`generatedTokens ${s.generatedTokens} > maxTokens ${maxTokens}`);
   return p;

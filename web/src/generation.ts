@@ -25,7 +25,7 @@ export interface GenerationSink {
 /** Raw stats as reported by the wasm layer (stopReason may be `"aborted"`). */
 export type RawGenerationStats = Omit<GenerationStats, 'stopReason'> & { stopReason: StopReason | 'aborted' };
 
-const STOP_REASONS: readonly string[] = ['stop_token', 'stop_string', 'max_tokens', 'length'];
+const STOP_REASONS: readonly string[] = ['stop_token', 'stop_string', 'max_tokens', 'context_full'];
 
 /** Validates raw stats: `"aborted"` becomes an {@link AbortError}. */
 export function finishStats(raw: RawGenerationStats, signal?: AbortSignal): GenerationStats {

@@ -134,9 +134,13 @@ export interface OpenAICompat {
   };
 }
 
-/** Maps an engine stop reason to OpenAI's `finish_reason`. */
+/**
+ * Maps an engine stop reason to OpenAI's `finish_reason`: `'length'` when the output was cut short
+ * (the token limit, or the context filling up first, as OpenAI and llama.cpp's server report it;
+ * `stats.stopReason` tells the two apart), else `'stop'`.
+ */
 export function finishReason(stats: GenerationStats): FinishReason {
-  return stats.stopReason === 'max_tokens' || stats.stopReason === 'length' ? 'length' : 'stop';
+  return stats.stopReason === 'max_tokens' || stats.stopReason === 'context_full' ? 'length' : 'stop';
 }
 
 function usage(stats: GenerationStats): CompletionUsage {

@@ -150,8 +150,11 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
-/** Why a generation ended. `'length'` = the context is full. */
-export type StopReason = 'stop_token' | 'stop_string' | 'max_tokens' | 'length';
+/**
+ * Why a generation ended: a stop token of the mode, a stop string, `maxTokens` generated, or the
+ * context filled up first (`'context_full'`). OpenAI's `finish_reason` is `'length'` for the last two.
+ */
+export type StopReason = 'stop_token' | 'stop_string' | 'max_tokens' | 'context_full';
 
 /** Figures of one finished generation. */
 export interface GenerationStats {
