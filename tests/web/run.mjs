@@ -434,7 +434,7 @@ test('worker', async (t) => {
   }, { model: TINY_URL, gqa: GQA_URL, prompt: PROMPT, opts: GREEDY });
   await t.shot(page, 'worker');
   t.figure('createWorkerEngine ms', Math.round(r.createMs));
-  t.figure('load progress events', r.progress.map((p) => `${p.bytesDone}/${p.bytesTotal} ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor} @${Math.round(p.at)}ms`));
+  t.figure('load progress events', r.progress.map((p) => `${p.phase} ${p.fraction.toFixed(3)} ${p.bytesDone}/${p.bytesTotal} ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor} @${Math.round(p.at)}ms`));
   t.figure('max main-thread gap while generating 40 tokens', `worker ${ms(r.workerGap)}, in-page ${ms(r.pageGap)}`);
   check(r.progress.length >= 2, `${r.progress.length} progress events`);
   const during = r.progress.filter((p) => p.bytesDone > 0 && p.bytesDone < GQA_BYTES);
@@ -442,6 +442,15 @@ test('worker', async (t) => {
   check(r.progress.every((p, i) => i === 0 || p.bytesDone >= r.progress[i - 1].bytesDone), 'bytesDone not monotonic');
   check(r.progress.some((p) => typeof p.tensor === 'string' && p.tensor.length > 0), 'no tensor name in progress');
   eq(r.progress[r.progress.length - 1].bytesDone, GQA_BYTES, 'last progress bytesDone');
+  // Phases in order, the fraction never decreasing and 1 only at 'ready', the last event.
+  const PHASES = ['open', 'stream', 'finish', 'ready'];
+  const order = r.progress.map((p) => PHASES.indexOf(p.phase));
+  check(order.every((k, i) => k >= 0 && (i === 0 || k >= order[i - 1])), `phases ${r.progress.map((p) => p.phase)}`);
+  eq([r.progress[0].phase, r.progress[r.progress.length - 1].phase], ['open', 'ready'], 'first and last phase');
+  check(r.progress.some((p) => p.phase === 'finish'), 'no finish phase');
+  check(r.progress.every((p, i) => p.fraction >= 0 && (i === 0 || p.fraction >= r.progress[i - 1].fraction)), 'fraction not monotonic');
+  check(r.progress.every((p) => (p.phase === 'ready') === (p.fraction === 1)), `fraction 1 exactly at ready: ${r.progress.map((p) => `${p.phase} ${p.fraction}`)}`);
+  check(during.some((p) => p.fraction > 0 && p.fraction < 1), 'no fraction strictly between 0 and 1 while streaming');
   eq(r.gqaInfo.fileBytes, GQA_BYTES, 'worker info.fileBytes (13 MB model)');
   eq(r.info.fileBytes, TINY_BYTES, 'worker info.fileBytes');
   check(!r.d.error && r.d.chunks.length >= 3, `worker streaming: ${r.d.chunks.length} chunks ${JSON.stringify(r.d.error ?? '')}`);

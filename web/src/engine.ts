@@ -55,7 +55,15 @@ import type {
 } from './types.js';
 
 type WasmModelInfo = Omit<ModelInfo, 'fromCache' | 'loadMs'>;
-type WasmProgress = Omit<LoadProgress, 'fromCache' | 'bytesPerSecond'>;
+type WasmProgress = Omit<LoadProgress, 'fromCache' | 'bytesPerSecond' | 'phase' | 'fraction'>;
+
+/** LoadProgress.fraction of a `'stream'` or `'finish'` event (below 1: only `'ready'` is done). */
+function loadFraction(p: Pick<LoadProgress, 'bytesDone' | 'bytesTotal' | 'tensorsDone' | 'tensorsTotal'>, before: number): number {
+  let f = 0;
+  if (p.bytesTotal !== null && p.bytesTotal > 0) f = p.bytesDone / p.bytesTotal;
+  else if (p.tensorsTotal !== null && p.tensorsTotal > 0) f = p.tensorsDone / p.tensorsTotal;
+  return Math.max(before, Math.min(f, 0.999));
+}
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
@@ -155,6 +163,8 @@ export class Engine implements CodeLlamaEngine {
     this.#info = null;
     let begun = false;
     let last: LoadProgress = {
+      phase: 'open',
+      fraction: 0,
       bytesDone: 0,
       bytesTotal: src.totalBytes,
       tensor: null,
@@ -183,17 +193,23 @@ export class Engine implements CodeLlamaEngine {
         fed += chunk.byteLength;
         throwIfAborted(signal);
         const secs = (now() - t0) / 1000;
-        report({
+        const counts = {
           bytesDone: p.bytesDone ?? fed,
           bytesTotal: p.bytesTotal ?? src.totalBytes,
-          tensor: p.tensor ?? null,
           tensorsDone: p.tensorsDone ?? 0,
           tensorsTotal: p.tensorsTotal ?? null,
+        };
+        report({
+          phase: 'stream',
+          fraction: loadFraction(counts, last.fraction),
+          ...counts,
+          tensor: p.tensor ?? null,
           fromCache: src.fromCache,
           bytesPerSecond: secs > 0 ? fed / secs : 0,
         });
       }
       throwIfAborted(signal);
+      report({ ...last, phase: 'finish', fraction: loadFraction(last, last.fraction) });
       const wasmInfo = JSON.parse(await raw.finishLoad()) as WasmModelInfo;
       begun = false;
       const loadMs = now() - t0;
@@ -204,6 +220,8 @@ export class Engine implements CodeLlamaEngine {
       this.#reloadable = source instanceof ReadableStream ? null : { source, opts: { ...opts, signal: undefined, onProgress: undefined } };
       report({
         ...last,
+        phase: 'ready',
+        fraction: 1,
         bytesDone: wasmInfo.fileBytes ?? last.bytesDone,
         bytesTotal: wasmInfo.fileBytes ?? last.bytesTotal,
         tensorsDone: last.tensorsTotal ?? last.tensorsDone,

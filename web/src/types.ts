@@ -53,8 +53,22 @@ export interface LoadOptions {
   cache?: boolean;
 }
 
+/**
+ * Phase of a running load: `'open'` (the source is open, nothing read yet), `'stream'` (reading
+ * the GGUF file and uploading its tensors to the GPU as they arrive), `'finish'` (the file is
+ * read; the decoder, its KV cache and pipelines are being made), `'ready'` (the model is loaded:
+ * the last event).
+ */
+export type LoadPhase = 'open' | 'stream' | 'finish' | 'ready';
+
 /** Progress of a running {@link CodeLlamaEngine.load}. */
 export interface LoadProgress {
+  phase: LoadPhase;
+  /**
+   * Share of the load done, 0 to 1, never decreasing: bytes read / file size when the size is
+   * known, else tensors uploaded / tensor count once the header is read; below 1 until `'ready'`.
+   */
+  fraction: number;
   /** Bytes of the GGUF file consumed so far. */
   bytesDone: number;
   /** File size, when known (Content-Length, Blob size, buffer length, or OPFS entry). */

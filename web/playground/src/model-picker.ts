@@ -79,7 +79,7 @@ export class ModelPicker {
     $('progress').hidden = false;
     $('cancel-load-btn').hidden = false;
     $<HTMLButtonElement>('load-btn').disabled = true;
-    this.#progress({ bytesDone: 0, bytesTotal: null, tensor: null, tensorsDone: 0, tensorsTotal: null, fromCache: false, bytesPerSecond: 0 });
+    this.#progress({ phase: 'open', fraction: 0, bytesDone: 0, bytesTotal: null, tensor: null, tensorsDone: 0, tensorsTotal: null, fromCache: false, bytesPerSecond: 0 });
     try {
       const info = await this.host.load(source, (p) => this.#progress(p), abort.signal);
       status.textContent = summary(label, info);
@@ -98,12 +98,12 @@ export class ModelPicker {
   }
 
   #progress(p: LoadProgress): void {
-    const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : 0;
-    $('progress-fill').style.width = `${(frac * 100).toFixed(1)}%`;
+    $('progress-fill').style.width = `${(p.fraction * 100).toFixed(1)}%`;
     const total = p.bytesTotal ? ` of ${formatBytes(p.bytesTotal)}` : '';
     const tensors = p.tensorsTotal ? ` · ${p.tensorsDone}/${p.tensorsTotal} tensors on the GPU` : '';
     const from = p.fromCache ? ' (from browser storage)' : '';
-    $('progress-text').textContent = `${formatBytes(p.bytesDone)}${total} · ${formatRate(p.bytesPerSecond)}${tensors}${from}`;
+    const finishing = p.phase === 'finish' ? ' · preparing the GPU kernels' : '';
+    $('progress-text').textContent = `${formatBytes(p.bytesDone)}${total} · ${formatRate(p.bytesPerSecond)}${tensors}${from}${finishing}`;
   }
 
   async refreshCached(): Promise<void> {
