@@ -310,33 +310,11 @@ fn load_unit(row: u32, u: u32) -> WUnit {
         );
         return w;
     }
-    // Q6_K unit u (8 per super-block u / 8, v = u % 8): half h = v / 4,
-    // positions l = 16 m .. 16 m + 16 (m = (v / 2) % 2) of quarters j and
-    // j + 2 (j = v % 2): the low and high nibbles of one 16-byte run of ql.
-    let v = u % 8u;
-    let h = v / 4u;
-    let m = (v / 2u) % 2u;
-    let j = v % 2u;
-    let sb = row * (p.cols / 256u) + u / 8u;
-    let b = 13u * sb;
-    w.q[0] = wq4[b + 4u * h + 2u * j + m];  // ql bytes 64 h + 32 j + 16 m ..
-    w.q[1] = wq4[b + 8u + 2u * h + m];      // qh bytes 32 h + 16 m ..
-    // Quarter k's scale is i8 scale 8 h + 2 k + m: byte 2 j + m of scale
-    // word 2 h (k = j) and 2 h + 1 (k = j + 2) (words 48.. of the block).
-    let s0 = bitcast<i32>(wq[4u * b + 48u + 2u * h]);
-    let s1 = bitcast<i32>(wq[4u * b + 49u + 2u * h]);
-    w.s = scale_at(sb) * vec4<f32>(
-        f32(extractBits(s0, 8u * (2u * j + m), 8u)),
-        f32(extractBits(s1, 8u * (2u * j + m), 8u)),
-        0.0,
-        0.0,
-    );
-    w.s.z = f32(j);
-    return w;
+    return q6k_unit(row, u, q6k_scales(row, u / 8u));
 }
 
-// The scales a lane keeps for one row over one run of units (RUNS, Q6_K):
-// the super-block's 16 i8 scales (words 48..52) and its d.
+// The scales of one Q6_K super-block of a row: its 16 i8 scales (words
+// 48..52 of the block) and d. With RUNS a lane keeps them for its run.
 struct RunScales {
     q: vec4<u32>,
     d: f32,
@@ -355,54 +333,48 @@ fn next_unit(u: u32) -> u32 {
     return u + WG;
 }
 
-// Row `row`'s scales for super-block `sb` of the row (only read with RUNS
-// and Q6_K).
-fn run_scales(row: u32, sb: u32) -> RunScales {
-    var rs: RunScales;
-    if RUNS && FORMAT == Q6_K {
-        let g = row * (p.cols / 256u) + sb;
-        rs.q = wq4[13u * g + 12u];
-        rs.d = scale_at(g);
-    }
-    return rs;
+// Row `row`'s scales of its super-block sb (Q6_K).
+fn q6k_scales(row: u32, sb: u32) -> RunScales {
+    let g = row * (p.cols / 256u) + sb;
+    return RunScales(wq4[13u * g + 12u], scale_at(g));
 }
 
-// run_scales of super-block sb for every live row of group g (written out:
-// the array is never indexed by a variable).
+// q6k_scales of super-block sb for every live row of group g, with RUNS
+// (written out: the array is never indexed by a variable).
 fn rows_run_scales(rs: ptr<function, array<RunScales, MAX_ROWS>>, g: u32, sb: u32, live: u32) {
-    if 0u < ROWS && row_live(0u, live) { (*rs)[0] = run_scales(matvec_row(g, 0u), sb); }
-    if 1u < ROWS && row_live(1u, live) { (*rs)[1] = run_scales(matvec_row(g, 1u), sb); }
-    if 2u < ROWS && row_live(2u, live) { (*rs)[2] = run_scales(matvec_row(g, 2u), sb); }
-    if 3u < ROWS && row_live(3u, live) { (*rs)[3] = run_scales(matvec_row(g, 3u), sb); }
-    if 4u < ROWS && row_live(4u, live) { (*rs)[4] = run_scales(matvec_row(g, 4u), sb); }
-    if 5u < ROWS && row_live(5u, live) { (*rs)[5] = run_scales(matvec_row(g, 5u), sb); }
-    if 6u < ROWS && row_live(6u, live) { (*rs)[6] = run_scales(matvec_row(g, 6u), sb); }
-    if 7u < ROWS && row_live(7u, live) { (*rs)[7] = run_scales(matvec_row(g, 7u), sb); }
-    if 8u < ROWS && row_live(8u, live) { (*rs)[8] = run_scales(matvec_row(g, 8u), sb); }
-    if 9u < ROWS && row_live(9u, live) { (*rs)[9] = run_scales(matvec_row(g, 9u), sb); }
-    if 10u < ROWS && row_live(10u, live) { (*rs)[10] = run_scales(matvec_row(g, 10u), sb); }
-    if 11u < ROWS && row_live(11u, live) { (*rs)[11] = run_scales(matvec_row(g, 11u), sb); }
-    if 12u < ROWS && row_live(12u, live) { (*rs)[12] = run_scales(matvec_row(g, 12u), sb); }
-    if 13u < ROWS && row_live(13u, live) { (*rs)[13] = run_scales(matvec_row(g, 13u), sb); }
-    if 14u < ROWS && row_live(14u, live) { (*rs)[14] = run_scales(matvec_row(g, 14u), sb); }
-    if 15u < ROWS && row_live(15u, live) { (*rs)[15] = run_scales(matvec_row(g, 15u), sb); }
+    if 0u < ROWS && row_live(0u, live) { (*rs)[0] = q6k_scales(matvec_row(g, 0u), sb); }
+    if 1u < ROWS && row_live(1u, live) { (*rs)[1] = q6k_scales(matvec_row(g, 1u), sb); }
+    if 2u < ROWS && row_live(2u, live) { (*rs)[2] = q6k_scales(matvec_row(g, 2u), sb); }
+    if 3u < ROWS && row_live(3u, live) { (*rs)[3] = q6k_scales(matvec_row(g, 3u), sb); }
+    if 4u < ROWS && row_live(4u, live) { (*rs)[4] = q6k_scales(matvec_row(g, 4u), sb); }
+    if 5u < ROWS && row_live(5u, live) { (*rs)[5] = q6k_scales(matvec_row(g, 5u), sb); }
+    if 6u < ROWS && row_live(6u, live) { (*rs)[6] = q6k_scales(matvec_row(g, 6u), sb); }
+    if 7u < ROWS && row_live(7u, live) { (*rs)[7] = q6k_scales(matvec_row(g, 7u), sb); }
+    if 8u < ROWS && row_live(8u, live) { (*rs)[8] = q6k_scales(matvec_row(g, 8u), sb); }
+    if 9u < ROWS && row_live(9u, live) { (*rs)[9] = q6k_scales(matvec_row(g, 9u), sb); }
+    if 10u < ROWS && row_live(10u, live) { (*rs)[10] = q6k_scales(matvec_row(g, 10u), sb); }
+    if 11u < ROWS && row_live(11u, live) { (*rs)[11] = q6k_scales(matvec_row(g, 11u), sb); }
+    if 12u < ROWS && row_live(12u, live) { (*rs)[12] = q6k_scales(matvec_row(g, 12u), sb); }
+    if 13u < ROWS && row_live(13u, live) { (*rs)[13] = q6k_scales(matvec_row(g, 13u), sb); }
+    if 14u < ROWS && row_live(14u, live) { (*rs)[14] = q6k_scales(matvec_row(g, 14u), sb); }
+    if 15u < ROWS && row_live(15u, live) { (*rs)[15] = q6k_scales(matvec_row(g, 15u), sb); }
 }
 
-// load_unit, with the scales of the run that holds unit u (run_scales) where
-// runs are on: the same WUnit, from one 16-byte load per unit (Q6_K: ql
-// and qh) instead of three more.
-fn load_unit_in(row: u32, u: u32, rs: RunScales) -> WUnit {
-    if !(RUNS && FORMAT == Q6_K) {
-        return load_unit(row, u);
-    }
+// The weights of Q6_K unit u of row `row` (8 per super-block u / 8, v = u %
+// 8), with the super-block's scales `rs`: half h = v / 4, positions l = 16 m
+// .. 16 m + 16 (m = (v / 2) % 2) of quarters j and j + 2 (j = v % 2): the
+// low and high nibbles of one 16-byte run of ql.
+fn q6k_unit(row: u32, u: u32, rs: RunScales) -> WUnit {
     var w: WUnit;
     let v = u % 8u;
     let h = v / 4u;
     let m = (v / 2u) % 2u;
     let j = v % 2u;
     let b = 13u * (row * (p.cols / 256u) + u / 8u);
-    w.q[0] = wq4[b + 4u * h + 2u * j + m];
-    w.q[1] = wq4[b + 8u + 2u * h + m];
+    w.q[0] = wq4[b + 4u * h + 2u * j + m];  // ql bytes 64 h + 32 j + 16 m ..
+    w.q[1] = wq4[b + 8u + 2u * h + m];      // qh bytes 32 h + 16 m ..
+    // Quarter k's scale is i8 scale 8 h + 2 k + m: byte 2 j + m of scale
+    // word 2 h (k = j) and 2 h + 1 (k = j + 2).
     let s0 = bitcast<i32>(rs.q[2u * h]);
     let s1 = bitcast<i32>(rs.q[2u * h + 1u]);
     w.s = rs.d * vec4<f32>(
@@ -413,6 +385,15 @@ fn load_unit_in(row: u32, u: u32, rs: RunScales) -> WUnit {
     );
     w.s.z = f32(j);
     return w;
+}
+
+// load_unit, with the scales of the run that holds unit u where runs are
+// on (RUNS, Q6_K: rows_run_scales): one 16-byte load less per unit.
+fn load_unit_in(row: u32, u: u32, rs: RunScales) -> WUnit {
+    if RUNS && FORMAT == Q6_K {
+        return q6k_unit(row, u, rs);
+    }
+    return load_unit(row, u);
 }
 
 // The x values of token row `t` that unit u multiplies, as vec4s (entries
