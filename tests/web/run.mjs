@@ -633,6 +633,9 @@ test('errors', async (t) => {
     const buf = await (await fetch('/gen/garbage.gguf')).arrayBuffer();
     return T.capture(() => T.engines.e.load(buf));
   }));
+  const html = await run(() => T.capture(() => T.engines.e.load('/index.html', { cache: false })));
+  record('an HTML page where the model should be', 'InvalidModelError', html);
+  check(/HTML page came back \(Content-Type: text\/html/.test(html.error?.message ?? ''), `HTML page error message: ${html.error?.message}`);
   record('truncated file (55%)', 'InvalidModelError', await run(() => T.capture(() => T.engines.e.load('/gen/truncated.gguf', { cache: false }))));
   // UnsupportedModelError
   record('architecture gpt2', 'UnsupportedModelError', await run(() => T.capture(() => T.engines.e.load('/gen/gpt2-arch.gguf', { cache: false }))));

@@ -55,6 +55,18 @@ import type {
 } from './types.js';
 
 type WasmModelInfo = Omit<ModelInfo, 'fromCache' | 'loadMs'>;
+/**
+ * Whether a load that failed as not-a-model read an HTML page: the response said so, or its
+ * first bytes are markup. (A development server answers a path it does not have with the app's
+ * index.html and status 200.)
+ */
+function servedHtml(head: Uint8Array | null, contentType: string | null): boolean {
+  if (contentType !== null && /html/i.test(contentType)) return true;
+  if (head === null) return false;
+  const text = new TextDecoder().decode(head).replace(/^\uFEFF/, '').trimStart().toLowerCase();
+  return text.startsWith('<!doctype html') || text.startsWith('<html') || text.startsWith('<!--') || text.startsWith('<head');
+}
+
 type WasmProgress = Omit<LoadProgress, 'fromCache' | 'bytesPerSecond' | 'phase' | 'fraction'>;
 
 /** LoadProgress.fraction of a `'stream'` or `'finish'` event (below 1: only `'ready'` is done). */
@@ -162,6 +174,8 @@ export class Engine implements CodeLlamaEngine {
 
     this.#info = null;
     let begun = false;
+    // The file's first bytes, to explain a page that came back instead of a model.
+    let head: Uint8Array | null = null;
     let last: LoadProgress = {
       phase: 'open',
       fraction: 0,
@@ -189,6 +203,7 @@ export class Engine implements CodeLlamaEngine {
       let fed = 0;
       for await (const chunk of src.chunks) {
         throwIfAborted(signal);
+        if (head === null) head = chunk.slice(0, 64);
         const p = JSON.parse(await raw.push(chunk)) as WasmProgress;
         fed += chunk.byteLength;
         throwIfAborted(signal);
@@ -236,7 +251,15 @@ export class Engine implements CodeLlamaEngine {
           /* already dropped */
         }
       }
-      const err = signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
+      let err = signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
+      if (err instanceof InvalidModelError && servedHtml(head, src.contentType)) {
+        const type = src.contentType === null ? '' : ` (Content-Type: ${src.contentType})`;
+        err = new InvalidModelError(
+          `not a GGUF file: an HTML page came back${type} instead of the model. Check the model URL: ` +
+            'a development server (Vite, webpack) answers a path it does not have with its index.html and status 200.',
+          { cause: err },
+        );
+      }
       await src.discard({ badCache: src.fromCache && err instanceof InvalidModelError });
       throw err;
     }

@@ -12,6 +12,8 @@ export interface LoadSource {
   totalBytes: number | null;
   chunks: AsyncIterable<Uint8Array>;
   fromCache: boolean;
+  /** The response's Content-Type (URL sources fetched now), else `null`. */
+  contentType: string | null;
   /** Call after the model loaded: marks the cache entry complete. */
   commit(): Promise<void>;
   /** Call when the load failed or was aborted: drops the partial entry (or a bad cached one). */
@@ -35,6 +37,7 @@ export async function openLoadSource(
       totalBytes: cached.file.size,
       chunks: readBlob(cached.file, signal),
       fromCache: true,
+      contentType: null,
       commit: async () => {},
       discard: async ({ badCache }) => {
         if (badCache) await deleteCachedModel(url);
@@ -52,6 +55,7 @@ export async function openLoadSource(
     totalBytes: opened.totalBytes,
     chunks: tee(opened.chunks, writer),
     fromCache: false,
+    contentType: opened.contentType ?? null,
     commit: async () => {
       await writer.commit();
     },
@@ -67,6 +71,7 @@ function plain(opened: OpenedSource): LoadSource {
     totalBytes: opened.totalBytes,
     chunks: opened.chunks,
     fromCache: false,
+    contentType: opened.contentType ?? null,
     commit: async () => {},
     discard: async () => {
       await opened.close?.();

@@ -24,6 +24,8 @@ export interface OpenedSource {
   /** Validators of a URL response (for the OPFS cache). */
   etag?: string | null;
   lastModified?: string | null;
+  /** The response's Content-Type (URL sources), to explain a file that is not a model. */
+  contentType?: string | null;
   /** Releases the source when its chunks will not be (fully) read. Idempotent. */
   close?: () => Promise<void>;
 }
@@ -255,6 +257,7 @@ export async function openUrl(url: string, opts: FetchOptions = {}): Promise<Ope
   const totalBytes = !encoded && lenHeader !== null && /^\d+$/.test(lenHeader) ? Number(lenHeader) : null;
   const etag = first.headers.get('ETag');
   const lastModified = first.headers.get('Last-Modified');
+  const contentType = first.headers.get('Content-Type');
   const validator = etag !== null && !etag.startsWith('W/') ? etag : lastModified;
 
   async function* bytes(): AsyncGenerator<Uint8Array> {
@@ -353,5 +356,5 @@ export async function openUrl(url: string, opts: FetchOptions = {}): Promise<Ope
     if (unread !== null) await unread.body?.cancel().catch(() => {});
     await chunks.return(undefined).catch(() => {});
   };
-  return { totalBytes, etag, lastModified, chunks, close };
+  return { totalBytes, etag, lastModified, contentType, chunks, close };
 }
