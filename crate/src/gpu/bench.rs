@@ -129,9 +129,8 @@ pub struct BenchReport {
     pub prefill_kernel: String,
     pub load_seconds: f64,
     /// The warm-up before anything is timed: one prefill batch, one sample
-    /// and one decode step. It holds every first-use cost (on llvmpipe the
-    /// shaders' machine code is compiled at a pipeline's first dispatch), so
-    /// it is what the first request after loading pays on top.
+    /// and one decode step, each pipeline's first dispatch among them, so
+    /// that no first-use cost falls inside the timed phases.
     pub warmup_seconds: f64,
     pub weights_bytes: u64,
     pub kv_bytes_per_token: u64,
