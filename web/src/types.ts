@@ -148,11 +148,11 @@ export interface GenerateOptions {
   stop?: string | string[];
   /** RNG seed: same seed, same prompt, same settings → same tokens. */
   seed?: number;
-  /** 0 = greedy. */
+  /** 0 = greedy. Default: 0.2 complete, 0 infill, 0.6 chat (Meta's, see {@link RequestDefaults}). */
   temperature?: number;
   /** Keep the k most likely tokens (0 = off). */
   topK?: number;
-  /** Nucleus sampling mass (1 = off). */
+  /** Nucleus sampling mass (1 = off). Default 0.9. */
   topP?: number;
   /** Drop tokens below `minP` × the top probability (0 = off). */
   minP?: number;
@@ -160,15 +160,98 @@ export interface GenerateOptions {
   repetitionPenalty?: number;
   /** How many recent tokens the penalty looks at. */
   repetitionWindow?: number;
-  /** Aborting ends the generation: the iterator throws / the promises reject with `AbortError`. */
+  /**
+   * Aborting ends the generation: the iterator throws / the promises reject with the signal's
+   * `reason` when it has one (`AbortSignal.timeout()` keeps its `TimeoutError`), else `AbortError`.
+   */
   signal?: AbortSignal;
+  /**
+   * Deadline in milliseconds from the moment the request starts running (after queueing): when it
+   * passes, generation stops before the next token and resolves with what it has
+   * (`stopReason: 'deadline'`). Unlike `signal`, it never rejects.
+   */
+  maxTimeMs?: number;
+  /**
+   * Ghost-text stop: end at the first line break that follows generated non-whitespace text (the
+   * break is not returned; `stopReason: 'line_end'`). Default `false`.
+   */
+  singleLine?: boolean;
+  /**
+   * Indentation stop (llama.vim's `n_indent`): end when a generated line after the first one
+   * starts with fewer than `minIndent` columns of indentation (a tab counts as one column); that
+   * line and the line break before it are not returned (`stopReason: 'indent'`). Lines holding
+   * only whitespace do not count. Editors pass the cursor line's indentation. Default: off.
+   */
+  minIndent?: number;
+  /** Report each generated token's log-probability (computed on the GPU). Default `false`. */
+  logprobs?: boolean;
+  /** With `logprobs`: also the `k` most likely tokens at each step (0 to 20). Default 0. */
+  topLogprobs?: number;
 }
+
+/**
+ * Meta's per-mode defaults, applied by the engine when a request leaves them out: temperature 0.2
+ * for completion, 0 (greedy) for infill, 0.6 for chat; top-p 0.9 for all three.
+ */
+export interface RequestDefaults {
+  temperature: number;
+  topP: number;
+  maxTokens: number;
+}
+
+/** The three kinds of prompt. */
+export type PromptKind = 'complete' | 'infill' | 'chat';
+
+/** A prompt as {@link CodeLlamaEngine.countTokens} takes it. */
+export type PromptRequest =
+  | { kind: 'complete'; prompt: string }
+  | ({ kind: 'infill' } & InfillInput)
+  | { kind: 'chat'; messages: ChatMessage[] };
 
 /**
  * Why a generation ended: a stop token of the mode, a stop string, `maxTokens` generated, or the
  * context filled up first (`'context_full'`). OpenAI's `finish_reason` is `'length'` for the last two.
  */
-export type StopReason = 'stop_token' | 'stop_string' | 'max_tokens' | 'context_full';
+export type StopReason =
+  | 'stop_token'
+  | 'stop_string'
+  | 'max_tokens'
+  | 'context_full'
+  /** `maxTimeMs` passed. */
+  | 'deadline'
+  /** `singleLine`: the line ended. */
+  | 'line_end'
+  /** `minIndent`: a line was indented less. */
+  | 'indent';
+
+/**
+ * What an infill prompt kept of its inputs under the token budget (trimmed at line boundaries:
+ * the prefix from its start, the suffix from its end, extra files first and from the last one).
+ */
+export interface InfillContext {
+  /** The prompt's token budget (`maxPromptTokens`, default: context length − `maxTokens`). */
+  budget: number;
+  /** Whether anything was dropped. */
+  trimmed: boolean;
+  /** Characters dropped from the start of the prefix. */
+  prefixDroppedChars: number;
+  /** Characters dropped from the end of the suffix. */
+  suffixDroppedChars: number;
+  /** Extra files kept (whole or in part) / given. */
+  extraFilesKept: number;
+  /** Characters of the extra files dropped. */
+  extraDroppedChars: number;
+}
+
+/** One generated token's log-probability (natural log of the model's softmax, temperature 1). */
+export interface TokenLogprob {
+  id: number;
+  /** The token's text (a partial UTF-8 character shows as U+FFFD). */
+  token: string;
+  logprob: number;
+  /** The `topLogprobs` most likely tokens at this step, most likely first. */
+  top: { id: number; token: string; logprob: number }[];
+}
 
 /** Figures of one finished generation. */
 export interface GenerationStats {
@@ -184,12 +267,16 @@ export interface GenerationStats {
   decodeMs: number;
   /** Decode speed: generated tokens per second. */
   tokensPerSecond: number;
+  /** Infill only: what fit the prompt budget. */
+  context?: InfillContext;
 }
 
 /** Text and figures of a finished generation. */
 export interface GenerationResult {
   text: string;
   stats: GenerationStats;
+  /** Per generated token, when the request asked for `logprobs`. */
+  logprobs?: TokenLogprob[];
 }
 
 /**
@@ -227,6 +314,22 @@ export interface InfillInput {
    * Default `false` (prefix-suffix-middle, Code Llama's trained default).
    */
   suffixFirst?: boolean;
+  /**
+   * Other open files (llama.cpp's `input_extra`): each is placed before the prefix as a comment
+   * line naming the file, then its text. Inside the same budget; trimmed first.
+   */
+  extra?: ExtraFile[];
+  /**
+   * Token budget of the whole prompt. Default: the context length minus `maxTokens`. A prompt
+   * over it is trimmed at line boundaries (see {@link InfillContext}), never rejected.
+   */
+  maxPromptTokens?: number;
+}
+
+/** Another file given to infill as context. */
+export interface ExtraFile {
+  filename: string;
+  text: string;
 }
 
 export type ChatRole = 'system' | 'user' | 'assistant';
@@ -377,6 +480,14 @@ export interface CodeLlamaEngine {
   /** Non-streaming `chat`. */
   chatText(messages: ChatMessage[], opts?: GenerateOptions): Promise<GenerationResult>;
 
+  /**
+   * The exact number of prompt tokens the request would have (after templating and, for infill,
+   * trimming to the budget), without running it. `opts.maxTokens` counts for the infill budget.
+   */
+  countTokens(request: PromptRequest, opts?: GenerateOptions): Promise<number>;
+  /** Meta's per-mode defaults the engine applies (see {@link RequestDefaults}). */
+  requestDefaults(): Promise<Record<PromptKind, RequestDefaults>>;
+
   /** Token ids of `text` with the loaded model's tokenizer. */
   tokenize(text: string, opts?: TokenizeOptions): Promise<Uint32Array>;
   /** Text of token ids. */
@@ -427,10 +538,15 @@ export interface WorkerEngineOptions extends EngineOptions {
 /** The raw request the wasm `generate` takes (camelCase JSON). */
 export type WasmGenerateRequest = (
   | { kind: 'complete'; prompt: string }
-  | { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean }
+  | { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean; extra?: ExtraFile[]; maxPromptTokens?: number }
   | { kind: 'chat'; messages: ChatMessage[] }
 ) & {
   maxTokens?: number;
+  maxTimeMs?: number;
+  singleLine?: boolean;
+  minIndent?: number;
+  logprobs?: boolean;
+  topLogprobs?: number;
   stop?: string[];
   seed?: number;
   temperature?: number;
@@ -466,6 +582,8 @@ export type WorkerRequest =
     }
   | { type: 'generate'; id: number; request: WasmGenerateRequest }
   | { type: 'abort'; id: number; target: number }
+  | { type: 'countTokens'; id: number; request: WasmGenerateRequest }
+  | { type: 'requestDefaults'; id: number }
   | { type: 'tokenize'; id: number; text: string; addBos: boolean }
   | { type: 'detokenize'; id: number; ids: Uint32Array }
   | { type: 'info'; id: number }
@@ -482,6 +600,8 @@ export interface WorkerResultMap {
   load: ModelInfo;
   generate: GenerationStats;
   abort: void;
+  countTokens: number;
+  requestDefaults: Record<PromptKind, RequestDefaults>;
   tokenize: Uint32Array;
   detokenize: string;
   info: ModelInfo | null;
