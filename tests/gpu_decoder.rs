@@ -19,7 +19,7 @@ use shared_contexts::contexts;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use codellama_webgpu::cpu::{CpuDecoder, CpuWeights, KvRounding};
+use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
 use codellama_webgpu::generate::Backend;
 use codellama_webgpu::gpu::attention::KvFormat;
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
@@ -260,7 +260,7 @@ fn greedy_generation_matches_the_cpu_backend() {
             // The reference rounds its cache as the GPU's f16 cache does, so only
             // the arithmetic differs (f16 storage alone moves logits by ~1e-4,
             // enough to flip the near-ties random-weight models are full of).
-            let mut cpu_dec = CpuDecoder::new(&w, 128).with_kv_rounding(KvRounding::F16);
+            let mut cpu_dec = CpuDecoder::new(&w, 128).with_kv_rounding(Some(KvFormat::F16));
             pollster::block_on(cpu_dec.feed(&tokens)).unwrap();
             let cpu_tokens = run(&mut |recent, last, step| {
                 pollster::block_on(async {
@@ -320,7 +320,7 @@ fn greedy_generation_matches_the_cpu_backend() {
             eprintln!("{name}: {same} of 64 greedy tokens identical");
             if same < 64 {
                 // Where they part: the reference's logits at that step.
-                let mut d = CpuDecoder::new(&w, 128).with_kv_rounding(KvRounding::F16);
+                let mut d = CpuDecoder::new(&w, 128).with_kv_rounding(Some(KvFormat::F16));
                 let mut seq = tokens.clone();
                 seq.extend_from_slice(&cpu_tokens[..same]);
                 let rows = d.logits_for(&seq).unwrap();
@@ -352,7 +352,7 @@ fn eight_bit_kv_cache_stays_close() {
         .unwrap();
     // The reference with its cache rounded the same way.
     let cpu = CpuDecoder::new(&w, tokens.len())
-        .with_kv_rounding(KvRounding::Q8)
+        .with_kv_rounding(Some(KvFormat::Q8))
         .logits_for(&tokens)
         .unwrap();
     let mut dec = gpu(

@@ -12,9 +12,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use codellama_webgpu::cpu::{CpuDecoder, CpuWeights, KvRounding};
+use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
 use codellama_webgpu::generate::{GenerateOptions, Session};
 use codellama_webgpu::gguf::{self, GgufWriter, Value};
+use codellama_webgpu::model::KvFormat;
 use codellama_webgpu::prompt::{self, PromptKind};
 use codellama_webgpu::sampler::SamplerConfig;
 use codellama_webgpu::tokenizer::Tokenizer;
@@ -134,7 +135,7 @@ fn cpu_text(file: &[u8], prompt_text: &str, max_tokens: usize) -> (String, usize
     let w = CpuWeights::from_file(&f).unwrap();
     let tok = Tokenizer::from_metadata(&w.header.metadata).unwrap();
     let p = prompt::completion(&tok, prompt_text).unwrap();
-    let mut s = Session::new(CpuDecoder::new(&w, 512).with_kv_rounding(KvRounding::F16));
+    let mut s = Session::new(CpuDecoder::new(&w, 512).with_kv_rounding(Some(KvFormat::F16)));
     let opts = GenerateOptions {
         sampler: SamplerConfig::greedy(),
         max_tokens,

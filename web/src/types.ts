@@ -32,7 +32,10 @@ export type ModelSource =
   | ArrayBuffer
   | ArrayBufferView;
 
-/** KV cache element type: `'f16'` (2 bytes per value) or `'q8'` (8-bit blocks, ~half the memory). */
+/**
+ * KV cache element type: `'f16'` (2 bytes per value) or `'q8'` (8-bit blocks, ~half the memory).
+ * The JSON spelling of the engine's one KV format type (Rust `model::KvFormat`, the CLI's `--kv-cache`).
+ */
 export type KvCacheType = 'f16' | 'q8';
 
 /** Options of {@link CodeLlamaEngine.load}. */

@@ -17,6 +17,7 @@ import type {
   Generation,
   GenerationResult,
   InfillInput,
+  KvCacheType,
   LoadOptions,
   LoadProgress,
   MemoryUsage,
@@ -178,7 +179,7 @@ export class WorkerEngine implements CodeLlamaEngine {
   async load(source: ModelSource, opts: LoadOptions = {}): Promise<ModelInfo> {
     throwIfAborted(opts.signal);
     const { source: s, transfer } = toWorkerSource(source);
-    const o: { contextLength?: number; kvCache?: 'f16' | 'q8'; cache?: boolean } = {};
+    const o: { contextLength?: number; kvCache?: KvCacheType; cache?: boolean } = {};
     if (opts.contextLength !== undefined) o.contextLength = opts.contextLength;
     if (opts.kvCache !== undefined) o.kvCache = opts.kvCache;
     if (opts.cache !== undefined) o.cache = opts.cache;

@@ -3,7 +3,7 @@
 
 use super::attention::{attention_with, AttentionShape};
 use super::weights::CpuWeights;
-use crate::model::Config;
+use crate::model::{Config, KvFormat};
 
 /// A decode step that cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,19 +12,6 @@ pub enum DecodeError {
     ContextFull { len: usize },
     #[error("token id {token} is out of range for a vocabulary of {vocab}")]
     TokenOutOfRange { token: u32, vocab: usize },
-}
-
-/// How the reference rounds the keys and values it caches: not at all (f32,
-/// the default), or as the GPU's KV cache stores them, so that a comparison
-/// with the GPU isolates the arithmetic from the storage format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum KvRounding {
-    #[default]
-    F32,
-    /// f16 round trip (the GPU's default cache).
-    F16,
-    /// 8-bit per (position, head) block with an absmax scale (the GPU's `Q8`).
-    Q8,
 }
 
 /// Keys and values of every layer for positions `0..len`.
@@ -54,7 +41,10 @@ pub struct CpuDecoder<'w> {
     logits: Vec<f32>, // (vocab)
     /// Whether `logits` belong to the last position fed.
     fresh: bool,
-    kv_rounding: KvRounding,
+    /// How cached keys and values are rounded: not at all (`None`, f32, the
+    /// default), or as the GPU's KV cache in that format stores them, so that
+    /// a comparison with the GPU isolates the arithmetic from the storage.
+    kv_rounding: Option<KvFormat>,
 }
 
 impl<'w> CpuDecoder<'w> {
@@ -81,12 +71,13 @@ impl<'w> CpuDecoder<'w> {
             h3: vec![0.0; c.ffn_dim],
             logits: vec![0.0; c.vocab_size],
             fresh: false,
-            kv_rounding: KvRounding::F32,
+            kv_rounding: None,
         }
     }
 
-    /// Rounds cached keys and values as `r` says (see [`KvRounding`]).
-    pub fn with_kv_rounding(mut self, r: KvRounding) -> Self {
+    /// Rounds cached keys and values as a GPU cache of format `r` stores
+    /// them (`None`: kept as f32).
+    pub fn with_kv_rounding(mut self, r: Option<KvFormat>) -> Self {
         self.kv_rounding = r;
         self
     }
@@ -159,12 +150,12 @@ impl<'w> CpuDecoder<'w> {
             rope(&mut self.q, hd, pos, c.rope_theta);
             rope(&mut self.k, hd, pos, c.rope_theta);
             match self.kv_rounding {
-                KvRounding::F32 => {}
-                KvRounding::F16 => {
+                None => {}
+                Some(KvFormat::F16) => {
                     super::attention::f16_round_trip(&mut self.k);
                     super::attention::f16_round_trip(&mut self.v);
                 }
-                KvRounding::Q8 => {
+                Some(KvFormat::Q8) => {
                     super::attention::q8_round_trip(&mut self.k, hd);
                     super::attention::q8_round_trip(&mut self.v, hd);
                 }

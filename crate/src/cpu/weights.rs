@@ -7,6 +7,7 @@ use std::path::Path;
 use super::matrix::QMatrix;
 use crate::error::Error;
 use crate::gguf::{self, Event, GgufFile, Header};
+use crate::model::tensors::{self, is_model_tensor, LayerTensor};
 use crate::model::{Config, ModelError};
 
 /// One transformer block.
@@ -83,22 +84,22 @@ impl CpuWeights {
         };
         let mut layers = Vec::with_capacity(config.n_layers);
         for l in 0..config.n_layers {
-            let p = |n: &str| format!("blk.{l}.{n}.weight");
+            let mut take = |x: LayerTensor| take(x.name(l));
             layers.push(LayerWeights {
-                attn_norm: take(p("attn_norm"))?.to_f32(),
-                wq: take(p("attn_q"))?,
-                wk: take(p("attn_k"))?,
-                wv: take(p("attn_v"))?,
-                wo: take(p("attn_output"))?,
-                ffn_norm: take(p("ffn_norm"))?.to_f32(),
-                w1: take(p("ffn_gate"))?,
-                w3: take(p("ffn_up"))?,
-                w2: take(p("ffn_down"))?,
+                attn_norm: take(LayerTensor::AttnNorm)?.to_f32(),
+                wq: take(LayerTensor::AttnQ)?,
+                wk: take(LayerTensor::AttnK)?,
+                wv: take(LayerTensor::AttnV)?,
+                wo: take(LayerTensor::AttnOutput)?,
+                ffn_norm: take(LayerTensor::FfnNorm)?.to_f32(),
+                w1: take(LayerTensor::FfnGate)?,
+                w3: take(LayerTensor::FfnUp)?,
+                w2: take(LayerTensor::FfnDown)?,
             });
         }
-        let token_embd = take("token_embd.weight".into())?;
-        let output_norm = take("output_norm.weight".into())?.to_f32();
-        let output = t.remove("output.weight");
+        let token_embd = take(tensors::TOKEN_EMBD.into())?;
+        let output_norm = take(tensors::OUTPUT_NORM.into())?.to_f32();
+        let output = t.remove(tensors::OUTPUT);
         Ok(CpuWeights {
             config,
             header,
@@ -113,11 +114,4 @@ impl CpuWeights {
     pub fn output(&self) -> &QMatrix {
         self.output.as_ref().unwrap_or(&self.token_embd)
     }
-}
-
-fn is_model_tensor(name: &str) -> bool {
-    name == "token_embd.weight"
-        || name == "output_norm.weight"
-        || name == "output.weight"
-        || name.starts_with("blk.")
 }

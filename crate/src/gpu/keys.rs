@@ -537,21 +537,9 @@ impl ElementwiseOp {
     }
 }
 
-/// How the KV cache stores keys and values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum KvFormat {
-    /// f16, two per u32 (`pack2x16float`, round to nearest even); no
-    /// `shader-f16` needed.
-    #[default]
-    F16,
-    /// Symmetric 8-bit per (position, KV head) block of `head_dim` values with
-    /// an f32 scale `absmax / 127` ([`crate::cpu::q8_quantize`]).
-    Q8,
-}
+pub use crate::model::KvFormat;
 
 impl KvFormat {
-    pub const ALL: [KvFormat; 2] = [KvFormat::F16, KvFormat::Q8];
-
     /// The shader's `FORMAT` value.
     pub fn code(self) -> u32 {
         match self {

@@ -18,8 +18,14 @@ use super::upload::{MatrixUpload, UploadOptions};
 use super::{GpuContext, GpuError};
 use crate::error::Error;
 use crate::gguf::{Header, TensorInfo};
+use crate::model::tensors::{self, is_model_tensor, LayerTensor};
 use crate::model::{Config, ModelError, SyntheticModel};
 use crate::quant;
+
+/// The stacked matrices' name parts: `blk.N.attn_qkv.weight` (Q | K | V) and
+/// `blk.N.ffn_gate_up.weight` (gate | up).
+const QKV_STACK: &str = "attn_qkv";
+const GATE_UP_STACK: &str = "ffn_gate_up";
 
 /// One transformer block on the GPU.
 #[derive(Debug)]
@@ -260,16 +266,12 @@ impl WeightLoader {
         let mut member_of = HashMap::new();
         for l in 0..config.n_layers {
             for (name, parts, one_part) in [
-                ("attn_qkv", &["attn_q", "attn_k", "attn_v"][..], false),
-                ("ffn_gate_up", &["ffn_gate", "ffn_up"][..], true),
+                (QKV_STACK, &tensors::QKV[..], false),
+                (GATE_UP_STACK, &tensors::GATE_UP[..], true),
             ] {
                 let members: Option<Vec<TensorInfo>> = parts
                     .iter()
-                    .map(|p| {
-                        by_name
-                            .get(format!("blk.{l}.{p}.weight").as_str())
-                            .map(|t| (*t).clone())
-                    })
+                    .map(|p| by_name.get(p.name(l).as_str()).map(|t| (*t).clone()))
                     .collect();
                 let Some(members) = members else { continue };
                 let first = &members[0];
@@ -284,7 +286,7 @@ impl WeightLoader {
                     member_of.insert(m.name.clone(), (i, j));
                 }
                 stacks.push(StackUpload {
-                    name: format!("blk.{l}.{name}.weight"),
+                    name: tensors::layer_name(l, name),
                     done: vec![false; members.len()],
                     members,
                     one_part,
@@ -531,20 +533,19 @@ impl WeightLoader {
         let c = self.config.clone();
         let mut layers = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
-            let p = |n: &str| format!("blk.{l}.{n}.weight");
             layers.push(GpuLayer {
-                attn_norm: self.vector(p("attn_norm"))?,
-                qkv: self.stack(p("attn_qkv"), &[p("attn_q"), p("attn_k"), p("attn_v")])?,
-                wo: self.matrix(p("attn_output"))?,
-                ffn_norm: self.vector(p("ffn_norm"))?,
-                gate_up: self.stack(p("ffn_gate_up"), &[p("ffn_gate"), p("ffn_up")])?,
-                w2: self.matrix(p("ffn_down"))?,
+                attn_norm: self.vector(LayerTensor::AttnNorm.name(l))?,
+                qkv: self.stack(l, QKV_STACK, &tensors::QKV)?,
+                wo: self.matrix(LayerTensor::AttnOutput.name(l))?,
+                ffn_norm: self.vector(LayerTensor::FfnNorm.name(l))?,
+                gate_up: self.stack(l, GATE_UP_STACK, &tensors::GATE_UP)?,
+                w2: self.matrix(LayerTensor::FfnDown.name(l))?,
             });
         }
-        let token_embd = self.matrix("token_embd.weight".into())?;
-        let output_norm = self.vector("output_norm.weight".into())?;
-        let output = match self.tensors.contains_key("output.weight") {
-            true => Some(self.matrix("output.weight".into())?),
+        let token_embd = self.matrix(tensors::TOKEN_EMBD.into())?;
+        let output_norm = self.vector(tensors::OUTPUT_NORM.into())?;
+        let output = match self.tensors.contains_key(tensors::OUTPUT) {
+            true => Some(self.matrix(tensors::OUTPUT.into())?),
             false => None,
         };
         Ok(GpuWeights {
@@ -571,13 +572,14 @@ impl WeightLoader {
         }
     }
 
-    /// The stacked matrix `name`, or its members apart.
-    fn stack(&mut self, name: String, members: &[String]) -> Result<Stack, Error> {
+    /// Layer `l`'s stacked matrix `stack`, or its members apart.
+    fn stack(&mut self, l: usize, stack: &str, members: &[LayerTensor]) -> Result<Stack, Error> {
+        let name = tensors::layer_name(l, stack);
         if self.tensors.contains_key(&name) {
             return Ok(Stack::One(self.matrix(name)?));
         }
         let apart: Result<Vec<GpuMatrix>, Error> =
-            members.iter().map(|m| self.matrix(m.clone())).collect();
+            members.iter().map(|m| self.matrix(m.name(l))).collect();
         Ok(Stack::Apart(apart?))
     }
 
@@ -598,11 +600,4 @@ fn order_error(info: &TensorInfo, expected: u64, offset: u64) -> Error {
         offset,
     }
     .into()
-}
-
-fn is_model_tensor(name: &str) -> bool {
-    name == "token_embd.weight"
-        || name == "output_norm.weight"
-        || name == "output.weight"
-        || name.starts_with("blk.")
 }

@@ -2,6 +2,7 @@
 //! checked against the tensors the file declares.
 
 use super::error::ModelError;
+use super::tensors::{self, LayerTensor};
 use crate::gguf::{Header, Metadata, ValueType};
 
 /// Upper bounds that reject absurd hyperparameters before anything is allocated.
@@ -151,29 +152,13 @@ impl Config {
     /// first). `output.weight` is optional: without it the embedding is reused
     /// (tied), as llama.cpp does.
     pub fn expected_tensors(&self) -> Vec<(String, Vec<u64>)> {
-        let (d, kv, f, v) = (
-            self.dim as u64,
-            self.kv_dim() as u64,
-            self.ffn_dim as u64,
-            self.vocab_size as u64,
-        );
-        let mut out = vec![("token_embd.weight".to_string(), vec![d, v])];
+        let (d, v) = (self.dim as u64, self.vocab_size as u64);
+        let mut out = vec![(tensors::TOKEN_EMBD.to_string(), vec![d, v])];
         for l in 0..self.n_layers {
-            let p = |n: &str| format!("blk.{l}.{n}.weight");
-            out.extend([
-                (p("attn_norm"), vec![d]),
-                (p("attn_q"), vec![d, d]),
-                (p("attn_k"), vec![d, kv]),
-                (p("attn_v"), vec![d, kv]),
-                (p("attn_output"), vec![d, d]),
-                (p("ffn_norm"), vec![d]),
-                (p("ffn_gate"), vec![d, f]),
-                (p("ffn_up"), vec![d, f]),
-                (p("ffn_down"), vec![f, d]),
-            ]);
+            out.extend(LayerTensor::ALL.map(|t| (t.name(l), t.dims(self))));
         }
-        out.push(("output_norm.weight".into(), vec![d]));
-        out.push(("output.weight".into(), vec![d, v]));
+        out.push((tensors::OUTPUT_NORM.into(), vec![d]));
+        out.push((tensors::OUTPUT.into(), vec![d, v]));
         out
     }
 
@@ -183,7 +168,7 @@ impl Config {
         let cfg = Config::from_metadata(&header.metadata)?;
         for (name, dims) in cfg.expected_tensors() {
             let Some(t) = header.tensor(&name) else {
-                if name == "output.weight" {
+                if name == tensors::OUTPUT {
                     continue;
                 }
                 return Err(ModelError::MissingTensor(name));
@@ -194,7 +179,7 @@ impl Config {
                 found.pop();
             }
             if found != dims {
-                let vocab_rows = (name == "token_embd.weight" || name == "output.weight")
+                let vocab_rows = (name == tensors::TOKEN_EMBD || name == tensors::OUTPUT)
                     && found.len() == 2
                     && found[0] == dims[0];
                 if vocab_rows {

@@ -81,7 +81,7 @@ impl SyntheticModel {
             .map(|(name, dims)| {
                 let ty = if dims.len() == 1 {
                     GgmlType::F32
-                } else if name == "output.weight" {
+                } else if name == super::tensors::OUTPUT {
                     GgmlType::Q6K
                 } else {
                     match quant {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::errors::{WasmError, WasmResult};
-use crate::gpu::KvFormat;
+use crate::model::KvFormat;
 use crate::prompt::Message;
 
 /// Parses `json` (an empty string counts as `{}`); anything malformed or
@@ -22,31 +22,13 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-/// `"f16"` or `"q8"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KvCacheKind {
-    #[default]
-    F16,
-    Q8,
-}
-
-impl KvCacheKind {
-    pub fn format(self) -> KvFormat {
-        match self {
-            KvCacheKind::F16 => KvFormat::F16,
-            KvCacheKind::Q8 => KvFormat::Q8,
-        }
-    }
-}
-
 /// `beginLoad`'s options.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadOptions {
     pub total_bytes: Option<u64>,
     pub context_length: Option<u64>,
-    pub kv_cache: Option<KvCacheKind>,
+    pub kv_cache: Option<KvFormat>,
 }
 
 /// `adapterJson()`, also `ModelInfo.adapter`.
@@ -90,7 +72,7 @@ pub struct ModelInfo {
     pub rope_theta: f32,
     pub trained_context: usize,
     pub context_length: usize,
-    pub kv_cache: KvCacheKind,
+    pub kv_cache: KvFormat,
     pub tensor_types: BTreeMap<String, usize>,
     pub file_bytes: u64,
     pub gpu_bytes: u64,

@@ -207,7 +207,7 @@ impl Loading {
             DecoderOptions {
                 max_len: context,
                 prefill_chunk: PREFILL_CHUNK,
-                kv_format: kv_cache.format(),
+                kv_format: kv_cache,
                 all_logits: false,
             },
         )

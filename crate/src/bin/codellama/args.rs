@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use codellama_webgpu::model::KvFormat;
 use codellama_webgpu::sampler::SamplerConfig;
 
 /// The model used when no `--model` is given: the small Code Llama trained by `scripts/train/`
@@ -19,15 +20,6 @@ pub enum Backend {
     Cpu,
 }
 
-/// How the GPU's KV cache stores keys and values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum KvCacheArg {
-    /// f16, two per 32-bit word.
-    F16,
-    /// 8-bit with a scale per position and head.
-    Q8,
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// The GGUF model file (default: the bundled demo model, from the repository root).
@@ -41,7 +33,7 @@ pub struct ModelArgs {
     pub context: Option<usize>,
     /// GPU: KV cache format.
     #[arg(long, value_enum, default_value = "f16")]
-    pub kv_cache: KvCacheArg,
+    pub kv_cache: KvFormat,
     /// GPU: tokens per prefill batch.
     #[arg(long, default_value_t = 128)]
     pub prefill_chunk: usize,

@@ -9,14 +9,13 @@ use std::sync::Arc;
 use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
 use codellama_webgpu::generate::{GenerateOptions, GenerateStats, Session};
 use codellama_webgpu::gguf;
-use codellama_webgpu::gpu::attention::KvFormat;
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use codellama_webgpu::prompt::{self, InfillMode, Message, PromptKind, Role};
 use codellama_webgpu::tokenizer::Tokenizer;
 
-use crate::args::{Backend, KvCacheArg, ModelArgs, SamplingArgs};
+use crate::args::{Backend, ModelArgs, SamplingArgs};
 use crate::inspect::read_chat_file;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -70,14 +69,10 @@ pub fn gpu_decoder(
     let max_len = max_len
         .or(m.context)
         .unwrap_or(weights.config.context_length);
-    let kv_format = match m.kv_cache {
-        KvCacheArg::F16 => KvFormat::F16,
-        KvCacheArg::Q8 => KvFormat::Q8,
-    };
     let opts = DecoderOptions {
         max_len,
         prefill_chunk: m.prefill_chunk,
-        kv_format,
+        kv_format: m.kv_cache,
         all_logits,
     };
     Ok(ctx.block_on(GpuDecoder::new(Arc::clone(&ctx), weights, opts))?)
