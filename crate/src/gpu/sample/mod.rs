@@ -48,8 +48,10 @@
 //! [`GpuSampler::token_buffer`]) gives the token.
 
 mod host;
+mod logprobs;
 
-pub use host::sample_host;
+pub use host::{logprobs_host, sample_host};
+pub use logprobs::GpuLogprobs;
 
 use super::{GpuContext, GpuError, KernelKey};
 use crate::sampler::{
