@@ -917,7 +917,7 @@ pub async fn logprobs_match_reference(ctx: &GpuContext) -> CaseResult {
                     let what = format!("vocab {vocab} kind {kind} cfg {ci} top {top}");
                     let got = at(&what, logprobs_host(ctx, &l, cfg, &[], 3, top).await)?;
                     let want = Sampler::new(cfg.clone())
-                        .and_then(|s| s.sample(&l, &[], 3))
+                        .and_then(|mut s| s.sample(&l, &[], 3))
                         .map_err(|e| format!("{what}: CPU sampler: {e}"))?;
                     ensure!(got.id == want, "{what}: id {} want {want}", got.id);
                     let ids: Vec<u32> = got.top.iter().map(|t| t.id).collect();
