@@ -340,6 +340,9 @@ test('logprobs', async (t) => {
     out.sampled = await engine.completeText(prompt, { maxTokens: 4, temperature: 0.8, seed: 7, logprobs: true });
     out.badTop = await T.capture(() => engine.completeText(prompt, { maxTokens: 1, logprobs: true, topLogprobs: 21 }));
     out.topWithoutOn = await T.capture(() => engine.completeText(prompt, { maxTokens: 1, topLogprobs: 2 }));
+    // The same checks in the wasm request parser (past the TypeScript ones).
+    out.rawTop = await T.capture(() => engine.generateRaw({ kind: 'complete', prompt, maxTokens: 1, logprobs: true, topLogprobs: 21 }).result());
+    out.rawTopWithoutOn = await T.capture(() => engine.generateRaw({ kind: 'complete', prompt, maxTokens: 1, topLogprobs: 2 }).result());
     const openai = CL.createOpenAI(engine);
     out.comp = await openai.completions.create({ prompt, max_tokens: 4, temperature: 0, logprobs: 2 });
     const msgs = [{ role: 'user', content: 'Say hi' }];
@@ -381,6 +384,9 @@ test('logprobs', async (t) => {
   check(r.sampled.logprobs.every((e) => e.logprob <= 0 && e.top.length === 0), 'sampled: logprob <= 0, no top entries by default');
   eq(r.badTop.error?.name, 'InvalidRequestError', 'topLogprobs 21');
   eq(r.topWithoutOn.error?.name, 'InvalidRequestError', 'topLogprobs without logprobs');
+  eq(r.rawTop.error?.name, 'InvalidRequestError', 'wasm: topLogprobs 21');
+  eq(r.rawTopWithoutOn.error?.name, 'InvalidRequestError', 'wasm: topLogprobs without logprobs');
+  t.figure('wasm rejects', [r.rawTop.error?.message, r.rawTopWithoutOn.error?.message]);
   eq(r.worker.text, g.text, 'Worker text');
   eq(r.worker.logprobs, lps, 'Worker logprobs equal the in-page ones');
   // OpenAI completions: the legacy shape.
