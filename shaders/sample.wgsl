@@ -460,3 +460,158 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         token[5] = total2.y;
     }
 }
+
+// ---- log-probabilities (entry point `logprobs`) -----------------------------
+//
+// Dispatched after `main` in the same submit, and only when a request asks
+// for log-probabilities (crate/src/logprobs.rs has the definition and the CPU
+// reference). Reads the same logits (binding 2) and the chosen token
+// (token[0], binding 6); temperature 1, no penalty. One workgroup; dispatch
+// (1, 1, 1).
+//
+// f32: m = the largest canonical logit (by key, exact); S = sum of
+// exp(x - m), each invocation summing its strided share, then a fixed tree
+// (the same order every run); logprob(x) = (x - m) - log(S), with x - m taken
+// as 2 * (x/2 - m/2) so that it cannot overflow; -inf logits (and values
+// below m - 3.2e38) give -inf. The top entries: `top` rounds of an argmax of
+// (key, !id) over the tokens after the previous pick in that order.
+//
+// Output lp_out: [0] the chosen id (NONE when `main` found no usable
+// logits), [1] its logprob (f32 bits), [2] the number of top entries,
+// [3] 0, then (id, logprob bits) per top entry, most likely first.
+
+// Mirrors gpu::sample::logprobs::LpParams.
+struct LpParams {
+    vocab: u32,
+    top: u32,        // 0..=20
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(7) var<uniform> lp: LpParams;
+@group(0) @binding(8) var<storage, read_write> lp_out: array<u32>;   // (4 + 2 * 20) u32
+
+var<workgroup> lp_sum: array<f32, WG>;
+var<workgroup> lp_key: array<u32, WG>;
+var<workgroup> lp_nid: array<u32, WG>;
+var<workgroup> lp_max: atomic<u32>;
+var<workgroup> u_lp_token: u32;
+var<workgroup> u_lp_max: u32;
+var<workgroup> u_lp_log_s: f32;
+
+// The logprob bits of logit bits `b`, given m / 2 and log(S).
+fn logprob_bits(b: u32, m_half: f32, log_s: f32) -> u32 {
+    let c = canonical(b);
+    if (key_of(c) <= NEG_INF_KEY) {
+        return NEG_INF_BITS;
+    }
+    let hd = bitcast<f32>(c) * 0.5 - m_half;
+    if (hd < -1.6e38) {
+        return NEG_INF_BITS;
+    }
+    return bitcast<u32>(hd * 2.0 - log_s);
+}
+
+@compute @workgroup_size(WG)
+fn logprobs(@builtin(local_invocation_index) lid: u32) {
+    let v = lp.vocab;
+    if (lid == 0u) {
+        atomicStore(&lp_max, 0u);
+        u_lp_token = token[0];
+    }
+    let t = workgroupUniformLoad(&u_lp_token);
+    if (t == NONE || t >= v) {
+        if (lid == 0u) {
+            lp_out[0] = NONE;
+            lp_out[1] = NEG_INF_BITS;
+            lp_out[2] = 0u;
+            lp_out[3] = 0u;
+        }
+        return;
+    }
+
+    // The largest key (main already rejected NaN and +inf).
+    var mk = 0u;
+    for (var i = lid; i < v; i += WG) {
+        mk = max(mk, key_of(canonical(logits[i])));
+    }
+    atomicMax(&lp_max, mk);
+    workgroupBarrier();
+    if (lid == 0u) {
+        u_lp_max = atomicLoad(&lp_max);
+    }
+    let m_half = bitcast<f32>(key_value(workgroupUniformLoad(&u_lp_max))) * 0.5;
+
+    // S: strided partial sums, then a tree.
+    var s = 0.0;
+    for (var i = lid; i < v; i += WG) {
+        let c = canonical(logits[i]);
+        if (key_of(c) > NEG_INF_KEY) {
+            let hd = bitcast<f32>(c) * 0.5 - m_half;
+            if (hd > -64.0) {
+                s += exp(hd * 2.0);
+            }
+        }
+    }
+    lp_sum[lid] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            lp_sum[lid] += lp_sum[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        u_lp_log_s = log(lp_sum[0]);
+    }
+    let log_s = workgroupUniformLoad(&u_lp_log_s);
+
+    let top = min(lp.top, v);
+    if (lid == 0u) {
+        lp_out[0] = t;
+        lp_out[1] = logprob_bits(logits[t], m_half, log_s);
+        lp_out[2] = top;
+        lp_out[3] = 0u;
+    }
+
+    // Top entries: each round the largest (key, !id) below the previous pick.
+    var pk = 0xffffffffu;
+    var pn = 0xffffffffu;
+    for (var r = 0u; r < top; r++) {
+        // Every key is above 0 (NaN was rejected), so (0, 0) means none.
+        var bk = 0u;
+        var bn = 0u;
+        for (var i = lid; i < v; i += WG) {
+            let k = key_of(canonical(logits[i]));
+            let n = ~i;
+            let below = r == 0u || k < pk || (k == pk && n < pn);
+            if (below && (k > bk || (k == bk && n > bn))) {
+                bk = k;
+                bn = n;
+            }
+        }
+        lp_key[lid] = bk;
+        lp_nid[lid] = bn;
+        workgroupBarrier();
+        for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+            if (lid < stride) {
+                let ok = lp_key[lid + stride];
+                let on = lp_nid[lid + stride];
+                let k = lp_key[lid];
+                if (ok > k || (ok == k && on > lp_nid[lid])) {
+                    lp_key[lid] = ok;
+                    lp_nid[lid] = on;
+                }
+            }
+            workgroupBarrier();
+        }
+        pk = lp_key[0];
+        pn = lp_nid[0];
+        workgroupBarrier();
+        if (lid == 0u) {
+            let id = ~pn;
+            lp_out[4u + 2u * r] = id;
+            lp_out[5u + 2u * r] = logprob_bits(logits[id], m_half, log_s);
+        }
+    }
+}

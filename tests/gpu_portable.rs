@@ -159,4 +159,5 @@ gpu_tests!(
     sampler_matches_cpu,
     same_seed_same_tokens,
     decoder_matches_cpu,
+    logprobs_match_reference,
 );

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::cpu::CpuDecoder;
 use crate::error::Error;
+use crate::logprobs::TokenLogprobs;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -44,6 +45,10 @@ pub struct GenerateOptions {
     /// Checked before each token: once raised, generation stops with
     /// [`StopReason::Aborted`] (the text so far stays emitted).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Per-token log-probabilities: `None` off (nothing computed or read
+    /// back); `Some(k)`: each generated token's and the `k` (0..=20) most
+    /// likely tokens' ([`crate::logprobs`]), in [`GenerateStats::logprobs`].
+    pub logprobs: Option<usize>,
 }
 
 impl GenerateOptions {
@@ -68,13 +73,16 @@ pub enum GenerateEvent<'a> {
 }
 
 /// Counts for one request.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct GenerateStats {
     pub prompt_tokens: usize,
     /// Prompt tokens actually computed (the rest came from the cache).
     pub prompt_tokens_computed: usize,
     pub generated_tokens: usize,
     pub stop_reason: StopReason,
+    /// One per generated token when [`GenerateOptions::logprobs`] asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprobs>>,
 }
 
 /// The context a prompt did not fit in.
@@ -147,6 +155,34 @@ pub trait Backend {
     async fn finish(&mut self) -> Result<u32, Error> {
         Err(crate::gpu::GpuError::Internal("this backend does not pipeline".into()).into())
     }
+
+    /// [`Backend::sample`], with the chosen token's log-probability and the
+    /// `top` most likely tokens' ([`crate::logprobs`]).
+    async fn sample_logprobs(
+        &mut self,
+        _cfg: &SamplerConfig,
+        _recent: &[u32],
+        _step: u32,
+        _top: usize,
+    ) -> Result<TokenLogprobs, Error> {
+        Err(crate::gpu::GpuError::Internal(
+            "this backend does not compute log-probabilities".into(),
+        )
+        .into())
+    }
+
+    /// Feeds `token`, then [`Backend::sample_logprobs`].
+    async fn step_and_sample_logprobs(
+        &mut self,
+        token: u32,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        top: usize,
+    ) -> Result<TokenLogprobs, Error> {
+        self.feed(&[token]).await?;
+        self.sample_logprobs(cfg, recent, step, top).await
+    }
 }
 
 impl Backend for CpuDecoder<'_> {
@@ -176,6 +212,21 @@ impl Backend for CpuDecoder<'_> {
             context: CpuDecoder::max_len(self),
         })?;
         Ok(Sampler::new(cfg.clone())?.sample(logits, recent, step)?)
+    }
+
+    async fn sample_logprobs(
+        &mut self,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        top: usize,
+    ) -> Result<TokenLogprobs, Error> {
+        let id = Backend::sample(self, cfg, recent, step).await?;
+        let logits = self.last_logits().ok_or_else(|| ContextOverflow {
+            prompt: 0,
+            context: CpuDecoder::max_len(self),
+        })?;
+        Ok(crate::logprobs::token_logprobs(logits, id, top)?)
     }
 }
 
@@ -263,6 +314,9 @@ impl<B: Backend> Session<B> {
         on_event: &mut dyn FnMut(GenerateEvent<'_>),
     ) -> Result<GenerateStats, Error> {
         opts.sampler.validate()?;
+        if let Some(top) = opts.logprobs {
+            crate::logprobs::check_top(top)?;
+        }
         let computed = self.prefill(prompt).await?;
         self.decoder.sync().await?;
         on_event(GenerateEvent::Prefilled { computed });
@@ -278,7 +332,8 @@ impl<B: Backend> Session<B> {
         // recent tokens): the step after the one whose token is awaited is
         // already launched, fed by the token still on the device; the cache
         // then holds up to two positions past `self.tokens`, cut back below.
-        let pipelined = self.decoder.can_pipeline(&opts.sampler);
+        let pipelined = self.decoder.can_pipeline(&opts.sampler) && opts.logprobs.is_none();
+        let mut logprobs = Vec::new();
         let mut in_flight = 0usize;
         let result: Result<StopReason, Error> = async {
             Ok(loop {
@@ -289,13 +344,31 @@ impl<B: Backend> Session<B> {
                     break StopReason::MaxTokens;
                 }
                 let step = generated as u32;
-                let token = match pending.take() {
-                    None => {
+                let token = match (pending.take(), opts.logprobs) {
+                    (None, Some(top)) => {
+                        let lp = self
+                            .decoder
+                            .sample_logprobs(&opts.sampler, &self.tokens, step, top)
+                            .await?;
+                        let id = lp.id;
+                        logprobs.push(lp);
+                        id
+                    }
+                    (Some(last), Some(top)) => {
+                        let lp = self
+                            .decoder
+                            .step_and_sample_logprobs(last, &opts.sampler, &self.tokens, step, top)
+                            .await?;
+                        let id = lp.id;
+                        logprobs.push(lp);
+                        id
+                    }
+                    (None, None) => {
                         self.decoder
                             .sample(&opts.sampler, &self.tokens, step)
                             .await?
                     }
-                    Some(last) if pipelined => {
+                    (Some(last), None) if pipelined => {
                         if in_flight == 0 {
                             self.decoder
                                 .launch(Some(last), &opts.sampler, &self.tokens, step)
@@ -314,7 +387,7 @@ impl<B: Backend> Session<B> {
                         in_flight -= 1;
                         self.decoder.finish().await?
                     }
-                    Some(last) => {
+                    (Some(last), None) => {
                         self.decoder
                             .step_and_sample(last, &opts.sampler, &self.tokens, step)
                             .await?
@@ -376,6 +449,7 @@ impl<B: Backend> Session<B> {
             prompt_tokens_computed: computed,
             generated_tokens: generated,
             stop_reason: reason,
+            logprobs: opts.logprobs.map(|_| logprobs),
         })
     }
 

@@ -19,6 +19,7 @@ pub mod generate;
 pub mod ggml_type;
 pub mod gguf;
 pub mod gpu;
+pub mod logprobs;
 pub mod model;
 pub mod npy;
 pub mod prompt;

@@ -866,3 +866,89 @@ pub async fn decoder_matches_cpu(ctx: &Arc<GpuContext>) -> CaseResult {
     check.log(&format!("decoder greedy steps {generated:?}"));
     Ok(())
 }
+
+/// Per-token log-probabilities (`sample.wgsl` entry point `logprobs`)
+/// against the f64 reference (`logprobs::log_softmax`, `top_ids`) on odd
+/// vocabulary sizes with adversarial logits (exact ties, -inf entries,
+/// subnormals and signed zeros, magnitudes of 1e4 and 1e30), greedy and
+/// sampled, top 0, 3 and 20: the sampler's id, the reference's top ids in
+/// order, values within 1e-4 + 1e-6 |ref| (the native
+/// `tests/gpu_logprobs.rs` has the same bound), -inf where the reference has
+/// it.
+pub async fn logprobs_match_reference(ctx: &GpuContext) -> CaseResult {
+    use codellama_webgpu::gpu::sample::logprobs_host;
+    use codellama_webgpu::logprobs::{log_softmax, top_ids};
+    let mut rng = Rng::new(16);
+    let (mut worst_abs, mut worst_rel, mut n) = (0f64, 0f64, 0usize);
+    let sampled = SamplerConfig {
+        temperature: 0.7,
+        top_p: 0.95,
+        seed: 5,
+        ..Default::default()
+    };
+    for vocab in [1usize, 7, 513, 32016] {
+        for kind in 0..6 {
+            let mut l: Vec<f32> = (0..vocab).map(|_| rng.normal() * 3.0).collect();
+            for x in l.iter_mut() {
+                match kind {
+                    1 => *x = rng.below(3) as f32 * 2.5,
+                    2 if rng.below(3) != 0 => *x = f32::NEG_INFINITY,
+                    3 => {
+                        *x = match rng.below(3) {
+                            0 => f32::from_bits(rng.below(0x0080_0000) as u32 + 1),
+                            1 => -0.0,
+                            _ => 0.0,
+                        }
+                    }
+                    4 => *x *= 3e3,
+                    5 if rng.below(4) == 0 => *x *= 1e30,
+                    _ => {}
+                }
+            }
+            if kind == 2 {
+                l[rng.below(vocab)] = 1.5;
+            }
+            let lp = log_softmax(&l).map_err(|e| format!("reference: {e}"))?;
+            for (ci, cfg) in [SamplerConfig::greedy(), sampled.clone()]
+                .iter()
+                .enumerate()
+            {
+                for top in [0usize, 3, 20] {
+                    let what = format!("vocab {vocab} kind {kind} cfg {ci} top {top}");
+                    let got = at(&what, logprobs_host(ctx, &l, cfg, &[], 3, top).await)?;
+                    let want = Sampler::new(cfg.clone())
+                        .and_then(|mut s| s.sample(&l, &[], 3))
+                        .map_err(|e| format!("{what}: CPU sampler: {e}"))?;
+                    ensure!(got.id == want, "{what}: id {} want {want}", got.id);
+                    let ids: Vec<u32> = got.top.iter().map(|t| t.id).collect();
+                    ensure!(ids == top_ids(&l, top), "{what}: top ids {ids:?}");
+                    let values = std::iter::once((got.id, got.logprob))
+                        .chain(got.top.iter().map(|t| (t.id, t.logprob)));
+                    for (id, v) in values {
+                        let r = lp[id as usize];
+                        n += 1;
+                        if r == f64::NEG_INFINITY {
+                            ensure!(v == f32::NEG_INFINITY, "{what}: id {id}: {v}, want -inf");
+                            continue;
+                        }
+                        let err = (f64::from(v) - r).abs();
+                        ensure!(
+                            v <= 0.0 && err <= 1e-4 + 1e-6 * r.abs(),
+                            "{what}: id {id}: {v}, want {r} (error {err:e})"
+                        );
+                        if r.abs() <= 100.0 {
+                            worst_abs = worst_abs.max(err);
+                        } else {
+                            worst_rel = worst_rel.max(err / r.abs());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    log!(
+        "logprobs: {n} values; max abs error {worst_abs:e} (|ref| <= 100), \
+         max rel error {worst_rel:e} (beyond)"
+    );
+    Ok(())
+}

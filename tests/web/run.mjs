@@ -326,6 +326,95 @@ test('openai', async (t) => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Log-probabilities (computed on the GPU): engine, Worker, OpenAI shapes
+// ---------------------------------------------------------------------------------------------
+
+test('logprobs', async (t) => {
+  const ref = await getReference(t);
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, prompt, opts }) => {
+    const out = {};
+    const { engine } = await T.engine({ model });
+    out.greedy = await engine.completeText(prompt, { ...opts, logprobs: true, topLogprobs: 3 });
+    out.off = await engine.completeText(prompt, { ...opts, maxTokens: 2 });
+    out.sampled = await engine.completeText(prompt, { maxTokens: 4, temperature: 0.8, seed: 7, logprobs: true });
+    out.badTop = await T.capture(() => engine.completeText(prompt, { maxTokens: 1, logprobs: true, topLogprobs: 21 }));
+    out.topWithoutOn = await T.capture(() => engine.completeText(prompt, { maxTokens: 1, topLogprobs: 2 }));
+    // The same checks in the wasm request parser (past the TypeScript ones).
+    out.rawTop = await T.capture(() => engine.generateRaw({ kind: 'complete', prompt, maxTokens: 1, logprobs: true, topLogprobs: 21 }).result());
+    out.rawTopWithoutOn = await T.capture(() => engine.generateRaw({ kind: 'complete', prompt, maxTokens: 1, topLogprobs: 2 }).result());
+    const openai = CL.createOpenAI(engine);
+    out.comp = await openai.completions.create({ prompt, max_tokens: 4, temperature: 0, logprobs: 2 });
+    const msgs = [{ role: 'user', content: 'Say hi' }];
+    out.chat = await openai.chat.completions.create({ messages: msgs, max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 2 });
+    const chunks = [];
+    for await (const c of await openai.chat.completions.create({ messages: msgs, max_tokens: 4, temperature: 0, logprobs: true, stream: true })) chunks.push(c);
+    out.chatStreamLast = chunks.at(-1)?.choices[0]?.logprobs ?? null;
+    out.chatStreamMid = chunks.slice(0, -1).map((c) => c.choices[0]?.logprobs ?? null);
+    out.rejected = {
+      top_logprobs: await T.capture(() => openai.chat.completions.create({ messages: msgs, max_tokens: 1, logprobs: true, top_logprobs: 21 })),
+      needs: await T.capture(() => openai.chat.completions.create({ messages: msgs, max_tokens: 1, top_logprobs: 2 })),
+      logprobs: await T.capture(() => openai.completions.create({ prompt, max_tokens: 1, logprobs: 30 })),
+    };
+    await engine.dispose();
+    const w = await CL.createWorkerEngine();
+    await w.load(model, { cache: false });
+    out.worker = await w.completeText(prompt, { ...opts, logprobs: true, topLogprobs: 3 });
+    await w.dispose();
+    T.show('logprobs', { greedy: out.greedy.logprobs, comp: out.comp.choices[0].logprobs });
+    return out;
+  }, { model: TINY_URL, prompt: PROMPT, opts: GREEDY });
+  await t.shot(page, 'logprobs');
+  const g = r.greedy;
+  eq(g.text, ref, 'greedy text with logprobs vs without');
+  const lps = g.logprobs;
+  check(Array.isArray(lps) && lps.length === g.stats.generatedTokens, `one entry per generated token: ${lps?.length} vs ${g.stats.generatedTokens}`);
+  for (const [i, e] of lps.entries()) {
+    check(e.logprob <= 0 && Number.isFinite(e.logprob), `token ${i}: logprob ${e.logprob}`);
+    eq(e.top.length, 3, `token ${i}: top entries`);
+    eq([e.top[0].id, e.top[0].logprob, e.top[0].token], [e.id, e.logprob, e.token], `token ${i}: greedy picks top[0]`);
+    for (let j = 1; j < e.top.length; j++) check(e.top[j].logprob <= e.top[j - 1].logprob, `token ${i}: top sorted`);
+    check(typeof e.token === 'string', `token ${i}: text`);
+  }
+  const joined = lps.map((e) => e.token).join('');
+  if (!joined.includes('\uFFFD')) eq(joined, g.text, 'token texts join to the text');
+  t.figure('greedy logprobs', lps.map((e) => `${JSON.stringify(e.token)} ${e.logprob.toFixed(4)}`).join(', '));
+  check(!('logprobs' in r.off), 'no logprobs when not asked');
+  eq(r.sampled.logprobs.length, r.sampled.stats.generatedTokens, 'sampled: one entry per token');
+  check(r.sampled.logprobs.every((e) => e.logprob <= 0 && e.top.length === 0), 'sampled: logprob <= 0, no top entries by default');
+  eq(r.badTop.error?.name, 'InvalidRequestError', 'topLogprobs 21');
+  eq(r.topWithoutOn.error?.name, 'InvalidRequestError', 'topLogprobs without logprobs');
+  eq(r.rawTop.error?.name, 'InvalidRequestError', 'wasm: topLogprobs 21');
+  eq(r.rawTopWithoutOn.error?.name, 'InvalidRequestError', 'wasm: topLogprobs without logprobs');
+  t.figure('wasm rejects', [r.rawTop.error?.message, r.rawTopWithoutOn.error?.message]);
+  eq(r.worker.text, g.text, 'Worker text');
+  eq(r.worker.logprobs, lps, 'Worker logprobs equal the in-page ones');
+  // OpenAI completions: the legacy shape.
+  const cl = r.comp.choices[0].logprobs;
+  eq(cl.tokens, lps.slice(0, 4).map((e) => e.token), 'completions tokens');
+  // The prompt is cached by now: its last token is recomputed alone, which moves logits by ~1e-6.
+  check(cl.token_logprobs.every((v, i) => Math.abs(v - lps[i].logprob) < 1e-4), `completions token_logprobs ${cl.token_logprobs} vs ${lps.map((e) => e.logprob)}`);
+  check(cl.top_logprobs.length === 4 && cl.top_logprobs.every((o, i) => Object.keys(o).length >= 1 && Object.keys(o).length <= 2 && o[cl.tokens[i]] === cl.token_logprobs[i]), `completions top_logprobs ${JSON.stringify(cl.top_logprobs)}`);
+  eq(cl.text_offset[0], PROMPT.length, 'completions text_offset starts after the prompt');
+  for (let i = 1; i < 4; i++) eq(cl.text_offset[i], cl.text_offset[i - 1] + cl.tokens[i - 1].length, `text_offset[${i}]`);
+  // Chat: content entries with bytes and top_logprobs.
+  const cc = r.chat.choices[0].logprobs.content;
+  eq(cc.length, r.chat.usage.completion_tokens, 'chat: one entry per token');
+  for (const e of cc) {
+    eq(e.bytes, [...new TextEncoder().encode(e.token)], 'chat bytes');
+    eq(e.top_logprobs.length, 2, 'chat top_logprobs');
+    eq([e.top_logprobs[0].token, e.top_logprobs[0].logprob], [e.token, e.logprob], 'chat greedy picks top_logprobs[0]');
+    check(e.logprob <= 0, 'chat logprob <= 0');
+  }
+  eq(r.chatStreamLast?.content?.map((e) => e.token), cc.map((e) => e.token), 'chat stream: the last chunk carries the logprobs');
+  check(r.chatStreamMid.every((x) => x === null), 'chat stream: earlier chunks have none');
+  for (const [field, got] of Object.entries(r.rejected)) {
+    check(got.error?.name === 'InvalidRequestError', `${field}: ${JSON.stringify(got)}`);
+  }
+  t.figure('openai rejected', Object.fromEntries(Object.entries(r.rejected).map(([k, v]) => [k, v.error?.message])));
+});
+
+// ---------------------------------------------------------------------------------------------
 // 2. Abort mid-generation
 // ---------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import type {
   GenerationStats,
   GenerateOptions,
   StopReason,
+  TokenLogprob,
   WasmGenerateRequest,
 } from './types.js';
 
@@ -22,8 +23,34 @@ export interface GenerationSink {
   readonly signal: AbortSignal;
 }
 
-/** Raw stats as reported by the wasm layer (stopReason may be `"aborted"`). */
-export type RawGenerationStats = Omit<GenerationStats, 'stopReason'> & { stopReason: StopReason | 'aborted' };
+/**
+ * Raw stats as reported by the wasm layer (stopReason may be `"aborted"`), with the per-token
+ * log-probabilities when the request asked for them (JSON writes a `-inf` logprob as `null`).
+ */
+export type RawGenerationStats = Omit<GenerationStats, 'stopReason'> & {
+  stopReason: StopReason | 'aborted';
+  logprobs?: RawTokenLogprob[];
+};
+
+/** {@link TokenLogprob} as JSON carries it (`null` for `-inf`). */
+export type RawTokenLogprob = Omit<TokenLogprob, 'logprob' | 'top'> & {
+  logprob: number | null;
+  top: { id: number; token: string; logprob: number | null }[];
+};
+
+/** Splits the log-probabilities off raw stats (`null` logprobs become `-Infinity`). */
+export function takeLogprobs(raw: RawGenerationStats): TokenLogprob[] | undefined {
+  const lps = raw.logprobs;
+  delete raw.logprobs;
+  if (lps === undefined || lps === null) return undefined;
+  const lp = (v: number | null) => (v === null ? -Infinity : v);
+  return lps.map((t) => ({
+    id: t.id,
+    token: t.token,
+    logprob: lp(t.logprob),
+    top: t.top.map((e) => ({ id: e.id, token: e.token, logprob: lp(e.logprob) })),
+  }));
+}
 
 const STOP_REASONS: readonly string[] = ['stop_token', 'stop_string', 'max_tokens', 'context_full'];
 
@@ -53,6 +80,7 @@ class GenerationImpl implements Generation {
   #text = '';
   #settled = false;
   #outcome: { ok: true; stats: GenerationStats } | { ok: false; error: Error } | null = null;
+  #logprobs: TokenLogprob[] | undefined;
   #wake: (() => void) | null = null;
   #iterated = false;
   #controller = new AbortController();
@@ -85,6 +113,7 @@ class GenerationImpl implements Generation {
     this.stats = started.then(
       (raw) => {
         if (this.#controller.signal.aborted && raw.stopReason === 'aborted') throw this.#abortReason();
+        this.#logprobs = takeLogprobs(raw);
         return finishStats(raw, this.#external);
       },
       (e: unknown) => {
@@ -126,7 +155,8 @@ class GenerationImpl implements Generation {
 
   async result(): Promise<GenerationResult> {
     const stats = await this.stats;
-    return { text: this.#text, stats };
+    const logprobs = this.#logprobs;
+    return logprobs === undefined ? { text: this.#text, stats } : { text: this.#text, stats, logprobs };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<string, GenerationStats, undefined> {
@@ -193,6 +223,18 @@ export function buildRequest(
     }
     const nonEmpty = stop.filter((s) => s.length > 0);
     if (nonEmpty.length > 0) req['stop'] = nonEmpty;
+  }
+  if (opts.logprobs !== undefined && opts.logprobs !== null) {
+    if (typeof opts.logprobs !== 'boolean') throw new InvalidRequestError('logprobs must be a boolean');
+    req['logprobs'] = opts.logprobs;
+  }
+  if (opts.topLogprobs !== undefined && opts.topLogprobs !== null) {
+    const k = opts.topLogprobs;
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > 20) {
+      throw new InvalidRequestError(`topLogprobs must be an integer from 0 to 20, got ${String(k)}`);
+    }
+    if (k > 0 && opts.logprobs !== true) throw new InvalidRequestError('topLogprobs needs logprobs: true');
+    req['topLogprobs'] = k;
   }
   return req as WasmGenerateRequest;
 }

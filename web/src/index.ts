@@ -28,6 +28,9 @@ export {
   type CompletionUsage,
   type ChunkStream,
   type FinishReason,
+  type CompletionLogprobs,
+  type ChatCompletionLogprobs,
+  type ChatCompletionTokenLogprob,
 } from './openai.js';
 export {
   CodeLlamaError,

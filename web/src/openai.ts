@@ -13,10 +13,17 @@
  * `completions.create` with `suffix` runs fill-in-the-middle (prompt = text before the cursor).
  * A field the engine does not implement (`response_format`, `logit_bias`, `tools`, `n > 1`, …)
  * rejects with `InvalidRequestError` naming it, rather than being ignored.
+ *
+ * Log-probabilities (computed on the GPU, natural log of the model's softmax at temperature 1):
+ * completions take `logprobs: k` (0 to 20 most likely tokens per step) and answer in the legacy
+ * shape `{ tokens, token_logprobs, top_logprobs, text_offset }`; chat takes `logprobs: true` and
+ * `top_logprobs: k` and answers `{ content: [{ token, logprob, bytes, top_logprobs }] }`. There is
+ * one entry per generated token, the stop token (EOS/EOT) included. Streams carry them in the
+ * last chunk (the one with `finish_reason`), all at once.
  */
 
 import { InvalidRequestError } from './errors.js';
-import type { ChatMessage, CodeLlamaEngine, GenerateOptions, Generation, GenerationStats } from './types.js';
+import type { ChatMessage, CodeLlamaEngine, GenerateOptions, Generation, GenerationStats, TokenLogprob } from './types.js';
 
 /** Sampling parameters shared by both endpoints (OpenAI names, plus llama.cpp-server extras). */
 export interface OpenAISamplingParams {
@@ -43,6 +50,8 @@ export interface OpenAISamplingParams {
 export interface CompletionCreateParams extends OpenAISamplingParams {
   /** The text before the cursor (or the whole prompt). A one-element array is accepted. */
   prompt: string | string[];
+  /** Report log-probabilities with the `logprobs` (0 to 20) most likely tokens per step. */
+  logprobs?: number | null;
   /** Text after the cursor: turns the request into fill-in-the-middle. */
   suffix?: string | null;
   stream?: boolean | null;
@@ -56,6 +65,10 @@ export interface ChatCompletionMessageParam {
 
 export interface ChatCompletionCreateParams extends OpenAISamplingParams {
   messages: ChatCompletionMessageParam[];
+  /** Report each generated token's log-probability. */
+  logprobs?: boolean | null;
+  /** With `logprobs`: also the `top_logprobs` (0 to 20) most likely tokens per step. */
+  top_logprobs?: number | null;
   max_completion_tokens?: number | null;
   stream?: boolean | null;
 }
@@ -73,12 +86,36 @@ export interface CompletionUsage {
   total_tokens: number;
 }
 
+/** A completion's log-probabilities (OpenAI's legacy shape). */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  /** Per step, token text to logprob of the most likely tokens (tokens with the same text collapse). */
+  top_logprobs: Array<Record<string, number>>;
+  /** Each token's offset in prompt + completion text (UTF-16 code units, from the token texts). */
+  text_offset: number[];
+}
+
+/** One token of a chat completion's log-probabilities. */
+export interface ChatCompletionTokenLogprob {
+  token: string;
+  logprob: number;
+  /** The UTF-8 bytes of `token`. */
+  bytes: number[];
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }>;
+}
+
+export interface ChatCompletionLogprobs {
+  content: ChatCompletionTokenLogprob[];
+  refusal: null;
+}
+
 export interface Completion {
   id: string;
   object: 'text_completion';
   created: number;
   model: string;
-  choices: Array<{ index: number; text: string; logprobs: null; finish_reason: FinishReason | null }>;
+  choices: Array<{ index: number; text: string; logprobs: CompletionLogprobs | null; finish_reason: FinishReason | null }>;
   usage?: CompletionUsage;
   /** Non-OpenAI: the engine's figures. */
   stats?: GenerationStats;
@@ -92,7 +129,7 @@ export interface ChatCompletion {
   choices: Array<{
     index: number;
     message: { role: 'assistant'; content: string; refusal: null };
-    logprobs: null;
+    logprobs: ChatCompletionLogprobs | null;
     finish_reason: FinishReason;
   }>;
   usage: CompletionUsage;
@@ -107,7 +144,7 @@ export interface ChatCompletionChunk {
   choices: Array<{
     index: number;
     delta: { role?: 'assistant'; content?: string };
-    logprobs: null;
+    logprobs: ChatCompletionLogprobs | null;
     finish_reason: FinishReason | null;
   }>;
   usage?: CompletionUsage | null;
@@ -162,14 +199,13 @@ const COMMON_FIELDS = [
   'model', 'max_tokens', 'temperature', 'top_p', 'stop', 'seed', 'n', 'stream', 'stream_options',
   'top_k', 'min_p', 'repeat_penalty', 'repeat_last_n', 'user',
 ];
-const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, 'prompt', 'suffix']);
-const CHAT_FIELDS = new Set([...COMMON_FIELDS, 'messages', 'max_completion_tokens']);
+const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, 'prompt', 'suffix', 'logprobs']);
+const CHAT_FIELDS = new Set([...COMMON_FIELDS, 'messages', 'max_completion_tokens', 'logprobs', 'top_logprobs']);
 
 /** OpenAI fields this engine does not implement, accepted only at the value that turns them off. */
 const NEUTRAL: Partial<Record<string, (v: unknown) => boolean>> = {
   frequency_penalty: (v) => v === 0,
   presence_penalty: (v) => v === 0,
-  logprobs: (v) => v === false || v === 0,
   top_logprobs: (v) => v === 0,
   logit_bias: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0,
   echo: (v) => v === false,
@@ -208,6 +244,67 @@ function samplingOptions(p: OpenAISamplingParams, maxTokens: number | null | und
   if (p.repeat_last_n !== undefined) o.repetitionWindow = p.repeat_last_n;
   if (signal !== undefined) o.signal = signal;
   return o;
+}
+
+/** The most likely tokens a request may ask for per step. */
+const MAX_TOP_LOGPROBS = 20;
+
+function topCount(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_TOP_LOGPROBS) {
+    throw new InvalidRequestError(`${name} must be an integer from 0 to ${MAX_TOP_LOGPROBS}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** Completions' `logprobs: k` as engine options. */
+function completionLogprobOptions(p: CompletionCreateParams, o: GenerateOptions): void {
+  if (p.logprobs === undefined || p.logprobs === null) return;
+  o.logprobs = true;
+  o.topLogprobs = topCount('logprobs', p.logprobs);
+}
+
+/** Chat's `logprobs` / `top_logprobs` as engine options. */
+function chatLogprobOptions(p: ChatCompletionCreateParams, o: GenerateOptions): void {
+  const on = p.logprobs;
+  const top = p.top_logprobs;
+  if (on !== undefined && on !== null && typeof on !== 'boolean') throw new InvalidRequestError('logprobs must be a boolean');
+  if (top !== undefined && top !== null) {
+    const k = topCount('top_logprobs', top);
+    if (on !== true) throw new InvalidRequestError('top_logprobs needs logprobs: true');
+    o.topLogprobs = k;
+  }
+  if (on === true) o.logprobs = true;
+}
+
+/** The legacy completions shape; offsets count from the start of `prompt`. */
+export function completionLogprobs(lps: TokenLogprob[], prompt: string): CompletionLogprobs {
+  let offset = prompt.length;
+  const text_offset: number[] = [];
+  for (const t of lps) {
+    text_offset.push(offset);
+    offset += t.token.length;
+  }
+  return {
+    tokens: lps.map((t) => t.token),
+    token_logprobs: lps.map((t) => t.logprob),
+    top_logprobs: lps.map((t) => Object.fromEntries(t.top.map((e) => [e.token, e.logprob]))),
+    text_offset,
+  };
+}
+
+/** The chat shape. */
+export function chatLogprobs(lps: TokenLogprob[]): ChatCompletionLogprobs {
+  const enc = new TextEncoder();
+  const bytes = (s: string) => Array.from(enc.encode(s));
+  return {
+    content: lps.map((t) => ({
+      token: t.token,
+      logprob: t.logprob,
+      bytes: bytes(t.token),
+      top_logprobs: t.top.map((e) => ({ token: e.token, logprob: e.logprob, bytes: bytes(e.token) })),
+    })),
+    refusal: null,
+  };
 }
 
 function chatMessages(messages: ChatCompletionMessageParam[]): ChatMessage[] {
@@ -269,6 +366,8 @@ export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string
     const created = Math.floor(Date.now() / 1000);
     const controller = params.stream ? streamSignal(options) : null;
     const opts = samplingOptions(params, params.max_tokens, controller?.signal ?? options?.signal);
+    completionLogprobOptions(params, opts);
+    const lpShape = (lps: TokenLogprob[] | undefined) => (lps === undefined ? null : completionLogprobs(lps, prompt as string));
     const suffix = params.suffix;
     const gen =
       suffix !== undefined && suffix !== null
@@ -277,8 +376,8 @@ export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string
     const base = { id, object: 'text_completion' as const, created, model };
 
     if (controller === null) {
-      const { text, stats } = await gen.result();
-      return { ...base, choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason(stats) }], usage: usage(stats), stats };
+      const { text, stats, logprobs } = await gen.result();
+      return { ...base, choices: [{ index: 0, text, logprobs: lpShape(logprobs), finish_reason: finishReason(stats) }], usage: usage(stats), stats };
     }
     const includeUsage = params.stream_options?.include_usage === true;
     return makeStream(controller, gen, async function* (g) {
@@ -288,7 +387,8 @@ export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string
           const r = await it.next();
           if (r.done) {
             const stats = r.value;
-            yield { ...base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: finishReason(stats) }] };
+            const lps = lpShape((await g.result()).logprobs);
+            yield { ...base, choices: [{ index: 0, text: '', logprobs: lps, finish_reason: finishReason(stats) }] };
             if (includeUsage) yield { ...base, choices: [], usage: usage(stats) };
             return;
           }
@@ -312,16 +412,18 @@ export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string
     const created = Math.floor(Date.now() / 1000);
     const controller = params.stream ? streamSignal(options) : null;
     const opts = samplingOptions(params, params.max_completion_tokens ?? params.max_tokens, controller?.signal ?? options?.signal);
+    chatLogprobOptions(params, opts);
+    const lpShape = (lps: TokenLogprob[] | undefined) => (lps === undefined ? null : chatLogprobs(lps));
     const gen = engine.chat(messages, opts);
 
     if (controller === null) {
-      const { text, stats } = await gen.result();
+      const { text, stats, logprobs } = await gen.result();
       return {
         id,
         object: 'chat.completion',
         created,
         model,
-        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason(stats) }],
+        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: lpShape(logprobs), finish_reason: finishReason(stats) }],
         usage: usage(stats),
         stats,
       };
@@ -336,7 +438,8 @@ export function createOpenAI(engine: CodeLlamaEngine, defaults: { model?: string
           const r = await it.next();
           if (r.done) {
             const stats = r.value;
-            yield { ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(stats) }] };
+            const lps = lpShape((await g.result()).logprobs);
+            yield { ...base, choices: [{ index: 0, delta: {}, logprobs: lps, finish_reason: finishReason(stats) }] };
             if (includeUsage) yield { ...base, choices: [], usage: usage(stats) };
             return;
           }

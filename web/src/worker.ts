@@ -8,7 +8,7 @@
 
 import { Engine } from './engine.js';
 import { InvalidRequestError, serializeError } from './errors.js';
-import type { ModelSource, WorkerRequest, WorkerResponse, WorkerResultMap } from './types.js';
+import type { GenerationStats, ModelSource, TokenLogprob, WorkerRequest, WorkerResponse, WorkerResultMap } from './types.js';
 
 /** The parts of `DedicatedWorkerGlobalScope` used here (keeps this file on the DOM lib). */
 interface WorkerScope {
@@ -86,7 +86,12 @@ export function hostEngine(scope: WorkerScope = globalThis as unknown as WorkerS
           const it = gen[Symbol.asyncIterator]();
           for (;;) {
             const r = await it.next();
-            if (r.done) return ok<'generate'>(msg.id, r.value);
+            if (r.done) {
+              // The log-probabilities ride back with the stats (raw form: see takeLogprobs).
+              const { logprobs } = await gen.result();
+              const stats: GenerationStats & { logprobs?: TokenLogprob[] } = logprobs === undefined ? r.value : { ...r.value, logprobs };
+              return ok<'generate'>(msg.id, stats);
+            }
             post({ type: 'text', id: msg.id, text: r.value });
           }
         } finally {

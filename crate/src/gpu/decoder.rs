@@ -24,12 +24,13 @@ use super::attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat};
 use super::kernels::{Elementwise, QkvLayout, RmsNorm, RopeTable};
 use super::profile::{Interval, KernelClass, Profiler};
 use super::qmatmul::{EmbedBinding, GpuMatrix, MatmulBinding, MatvecBinding, Norm, Output};
-use super::sample::GpuSampler;
+use super::sample::{GpuLogprobs, GpuSampler};
 use super::step::{StepParams, StepUniform};
 use super::weights::{GpuWeights, Stack};
 use super::{ElementwiseOp, Epilogue, GpuContext, GpuError, QFormat};
 use crate::cpu::DecodeError;
 use crate::error::Error;
+use crate::logprobs::TokenLogprobs;
 use crate::model::Config;
 use crate::sampler::SamplerConfig;
 
@@ -180,6 +181,8 @@ pub struct GpuDecoder {
     attention: KvAttention,
     sampler: GpuSampler,
     sampler_config: Option<SamplerConfig>,
+    /// Made by the first request for log-probabilities (none before).
+    logprobs: Option<GpuLogprobs>,
     last_stats: EncodeStats,
     /// Read-back slots of launched decode steps (see [`GpuDecoder::launch`]).
     slots: [wgpu::Buffer; MAX_IN_FLIGHT],
@@ -410,6 +413,7 @@ impl GpuDecoder {
             attention,
             sampler,
             sampler_config: None,
+            logprobs: None,
             last_stats: EncodeStats::default(),
             slots,
             in_flight: std::collections::VecDeque::new(),
@@ -591,6 +595,63 @@ impl GpuDecoder {
         let bytes = self.ctx.map_read(&self.slots[slot], submission).await?;
         let t = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         Ok(crate::gpu::sample::token_result(t)?)
+    }
+
+    /// [`GpuDecoder::sample`] with the log-probabilities of the chosen token
+    /// and the `top` most likely ones ([`crate::logprobs`]), computed in the
+    /// same submit and read back instead of the token (one read-back).
+    pub async fn sample_logprobs(
+        &mut self,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        top: usize,
+    ) -> Result<TokenLogprobs, Error> {
+        self.configure_sampler(cfg).await?;
+        self.sampler.prepare(&self.ctx, step, recent)?;
+        self.logprobs_kernel(top).await?;
+        let lp = self.logprobs.as_ref().expect("made above");
+        let mut encoder = self.ctx.encoder("sample");
+        self.sampler.encode_pass(&mut encoder);
+        lp.encode_pass(&mut encoder);
+        self.ctx.submit(encoder).await?;
+        Ok(lp.read(&self.ctx).await?)
+    }
+
+    /// [`GpuDecoder::step_and_sample`] with log-probabilities, as
+    /// [`GpuDecoder::sample_logprobs`]: one submit, one read-back.
+    pub async fn step_and_sample_logprobs(
+        &mut self,
+        token: u32,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        top: usize,
+    ) -> Result<TokenLogprobs, Error> {
+        self.configure_sampler(cfg).await?;
+        self.sampler.prepare(&self.ctx, step, recent)?;
+        self.logprobs_kernel(top).await?;
+        let mut encoder = self.encode_batch(&[token], true, None).await?;
+        let lp = self.logprobs.as_ref().expect("made above");
+        lp.encode_pass(&mut encoder);
+        self.ctx.submit(encoder).await?;
+        self.attention.advance(1)?;
+        Ok(lp.read(&self.ctx).await?)
+    }
+
+    /// Whether the log-probabilities kernel exists (it is made by the first
+    /// request for log-probabilities; until then nothing of it can run).
+    pub fn logprobs_ready(&self) -> bool {
+        self.logprobs.is_some()
+    }
+
+    /// The log-probabilities kernel (made on first use), set to `top`.
+    async fn logprobs_kernel(&mut self, top: usize) -> Result<(), Error> {
+        if self.logprobs.is_none() {
+            self.logprobs = Some(GpuLogprobs::new(&self.ctx, &self.sampler).await?);
+        }
+        let lp = self.logprobs.as_mut().expect("made above");
+        Ok(lp.set_top(&self.ctx, top)?)
     }
 
     /// Launched steps not finished yet.
@@ -841,5 +902,26 @@ impl crate::generate::Backend for GpuDecoder {
 
     async fn finish(&mut self) -> Result<u32, Error> {
         GpuDecoder::finish(self).await
+    }
+
+    async fn sample_logprobs(
+        &mut self,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        top: usize,
+    ) -> Result<TokenLogprobs, Error> {
+        GpuDecoder::sample_logprobs(self, cfg, recent, step, top).await
+    }
+
+    async fn step_and_sample_logprobs(
+        &mut self,
+        token: u32,
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        top: usize,
+    ) -> Result<TokenLogprobs, Error> {
+        GpuDecoder::step_and_sample_logprobs(self, token, cfg, recent, step, top).await
     }
 }

@@ -630,6 +630,9 @@ pub enum KernelKey {
     AttendCombine,
     /// `shaders/sample.wgsl`: token sampling, one workgroup.
     Sample,
+    /// `shaders/sample.wgsl` `logprobs`: per-token log-probabilities, one
+    /// workgroup (`gpu::sample::GpuLogprobs`).
+    Logprobs,
     /// `shaders/qmatmul.wgsl`: entry point `entry` for weights in `format`,
     /// writing its output as `epilogue` says (embed only stores); `shape` is
     /// matvec's workgroup shape (the GPU preset's decode shape for the other
@@ -689,6 +692,7 @@ impl KernelKey {
         }
         keys.push(KernelKey::AttendCombine);
         keys.push(KernelKey::Sample);
+        keys.push(KernelKey::Logprobs);
         let mut shapes: Vec<MatvecShape> = KernelPreset::ALL
             .iter()
             .flat_map(|p| p.matvec_shapes())
@@ -740,7 +744,7 @@ impl KernelKey {
             KernelKey::KvWrite { .. } | KernelKey::Attend { .. } | KernelKey::AttendCombine => {
                 ShaderFamily::Attention
             }
-            KernelKey::Sample => ShaderFamily::Sample,
+            KernelKey::Sample | KernelKey::Logprobs => ShaderFamily::Sample,
             KernelKey::QMatmul { .. } => ShaderFamily::QMatmul,
         }
     }
@@ -754,6 +758,7 @@ impl KernelKey {
             KernelKey::KvWrite { rope: true, .. } => "kv_write_rope",
             KernelKey::Attend { .. } => "attend",
             KernelKey::AttendCombine => "combine",
+            KernelKey::Logprobs => "logprobs",
             KernelKey::QMatmul { entry, .. } => entry.name(),
             _ => "main",
         }
@@ -768,6 +773,7 @@ impl KernelKey {
                 ("GROUP", f64::from(NORM_GROUP)),
             ],
             KernelKey::Bandwidth { .. } | KernelKey::FmaPeak | KernelKey::Sample => Vec::new(),
+            KernelKey::Logprobs => Vec::new(),
             KernelKey::Elementwise(op) => vec![("OP", f64::from(op.code()))],
             // The write and combine entries read neither MODE nor ROWS.
             KernelKey::KvWrite { format, .. } => attention_constants(format, AttendMode::Decode, 1),

@@ -8,11 +8,14 @@ use js_sys::Function;
 use wasm_bindgen::JsValue;
 
 use super::errors::{WasmError, WasmResult};
-use super::json::{parse, GenerationStats, PromptSpec, RawRequest};
+use super::json::{
+    parse, GenerationStats, PromptSpec, RawRequest, TokenLogprobJson, TopLogprobJson,
+};
 use super::platform::now_ms;
 use crate::error::Error;
 use crate::generate::{GenerateEvent, GenerateOptions, Session};
 use crate::gpu::decoder::GpuDecoder;
+use crate::logprobs::{TokenLogprobs, MAX_TOP_LOGPROBS};
 use crate::prompt::{self, InfillMode, PromptKind};
 use crate::sampler::SamplerConfig;
 use crate::tokenizer::Tokenizer;
@@ -73,6 +76,7 @@ pub fn prepare(tok: &Tokenizer, json: &str, cancel: Arc<AtomicBool>) -> WasmResu
         seed: raw.seed.unwrap_or(d.seed),
     };
     sampler.validate().map_err(Error::from)?;
+    let logprobs = logprobs_option(raw.logprobs, raw.top_logprobs)?;
     Ok(Prepared {
         prompt,
         opts: GenerateOptions {
@@ -82,8 +86,50 @@ pub fn prepare(tok: &Tokenizer, json: &str, cancel: Arc<AtomicBool>) -> WasmResu
             stop_ids: prompt::stop_ids(tok, kind).map_err(Error::from)?,
             continuation: kind != PromptKind::Chat,
             cancel: Some(cancel),
+            logprobs,
         },
     })
+}
+
+/// `logprobs` / `topLogprobs` as [`GenerateOptions::logprobs`]: `topLogprobs`
+/// (0..=20) needs `logprobs: true`.
+fn logprobs_option(on: Option<bool>, top: Option<u64>) -> WasmResult<Option<usize>> {
+    let top = top.map(count);
+    if let Some(k) = top {
+        if k > MAX_TOP_LOGPROBS {
+            return Err(WasmError::invalid_request(format!(
+                "request: topLogprobs is {k}, at most {MAX_TOP_LOGPROBS}"
+            )));
+        }
+        if k > 0 && on != Some(true) {
+            return Err(WasmError::invalid_request(
+                "request: topLogprobs needs logprobs: true",
+            ));
+        }
+    }
+    Ok(match on {
+        Some(true) => Some(top.unwrap_or(0)),
+        _ => None,
+    })
+}
+
+/// The JSON form of a token's log-probabilities, with the tokens' text.
+fn logprobs_json(tok: &Tokenizer, lp: &TokenLogprobs) -> TokenLogprobJson {
+    let text = |id: u32| tok.decode_continuation(&[id]).unwrap_or_default();
+    TokenLogprobJson {
+        id: lp.id,
+        token: text(lp.id),
+        logprob: lp.logprob,
+        top: lp
+            .top
+            .iter()
+            .map(|t| TopLogprobJson {
+                id: t.id,
+                token: text(t.id),
+                logprob: t.logprob,
+            })
+            .collect(),
+    }
 }
 
 /// Runs `p`, calling `on_text(piece)` for each piece of text. An exception
@@ -137,5 +183,8 @@ pub async fn run(
         } else {
             0.0
         },
+        logprobs: stats
+            .logprobs
+            .map(|l| l.iter().map(|t| logprobs_json(tok, t)).collect()),
     })
 }

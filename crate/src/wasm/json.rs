@@ -98,6 +98,28 @@ pub struct GenerationStats {
     pub decode_ms: f64,
     /// `generated_tokens` over `decode_ms`.
     pub tokens_per_second: f64,
+    /// One per generated token when the request asked for `logprobs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprobJson>>,
+}
+
+/// One generated token's log-probability (`TokenLogprob` in TypeScript).
+/// A `-inf` logprob serializes as `null`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenLogprobJson {
+    pub id: u32,
+    /// The token's text (a partial UTF-8 character shows as U+FFFD).
+    pub token: String,
+    pub logprob: f32,
+    pub top: Vec<TopLogprobJson>,
+}
+
+/// One of the most likely tokens at a step.
+#[derive(Clone, Debug, Serialize)]
+pub struct TopLogprobJson {
+    pub id: u32,
+    pub token: String,
+    pub logprob: f32,
 }
 
 /// The prompt kinds of a request.
@@ -129,6 +151,8 @@ pub struct RawRequest {
     pub repetition_penalty: Option<f32>,
     pub repetition_window: Option<u64>,
     pub seed: Option<u64>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u64>,
 }
 
 /// The prompt of a checked request.

@@ -125,6 +125,7 @@ fn stream(
         stop_ids: prompt::stop_ids(tok, kind)?,
         continuation: kind != PromptKind::Chat,
         cancel: None,
+        logprobs: None,
     };
     let start = Instant::now();
     let mut out = std::io::stdout().lock();

@@ -46,10 +46,21 @@
 //! [`GpuSampler::encode`] records the dispatch into the forward pass's
 //! encoder; [`GpuSampler::read_token`] (or a copy of
 //! [`GpuSampler::token_buffer`]) gives the token.
+//!
+//! # Log-probabilities
+//!
+//! [`GpuLogprobs`] (entry point `logprobs` of the same shader) binds the
+//! sampler's logits and token buffers; dispatched after the sampler in the
+//! same submit, it writes the chosen token, its log-probability and the top
+//! entries to one small buffer that is read back instead of the token. Only
+//! requests for log-probabilities create and dispatch it
+//! ([`crate::logprobs`] has the definition and the CPU reference).
 
 mod host;
+mod logprobs;
 
-pub use host::sample_host;
+pub use host::{logprobs_host, sample_host};
+pub use logprobs::GpuLogprobs;
 
 use super::{GpuContext, GpuError, KernelKey};
 use crate::sampler::{
