@@ -25,7 +25,7 @@ use shared_contexts::contexts;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use codellama_webgpu::cpu::{CpuDecoder, CpuWeights, KvRounding};
+use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
 use codellama_webgpu::error::Error;
 use codellama_webgpu::generate::{Backend, GenerateOptions, Session};
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
@@ -33,6 +33,7 @@ use codellama_webgpu::gpu::sample::logprobs_host;
 use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuError};
 use codellama_webgpu::logprobs::{log_softmax, top_ids, TokenLogprobs};
+use codellama_webgpu::model::KvFormat;
 use codellama_webgpu::sampler::{Sampler, SamplerConfig, SamplerError};
 use codellama_webgpu::tokenizer::Tokenizer;
 
@@ -408,7 +409,7 @@ fn generation_reports_one_entry_per_token_and_computes_nothing_when_off() {
         assert!(s.decoder.logprobs_ready());
 
         // The CPU backend (f64 reference on its own logits) agrees closely.
-        let mut cpu = Session::new(CpuDecoder::new(&w, 96).with_kv_rounding(KvRounding::F16));
+        let mut cpu = Session::new(CpuDecoder::new(&w, 96).with_kv_rounding(Some(KvFormat::F16)));
         let c = cpu
             .generate(&tok, &ids, &opts(cfg.clone(), Some(2)), &mut |_| {})
             .unwrap();
