@@ -1610,6 +1610,44 @@ test('editors', async (t) => {
       t.figure('monaco events', (await events(page)).filter((e) => e.type !== 'text').map((e) => e.type + (e.source ? `:${e.source}` : '') + (e.reason ? `:${e.reason}` : '')));
       await page.close();
     }
+
+    // ---- The README's two integrations, as written (the model URL pointed at the fixture) ----
+    const readme = readFileSync(join(WEB, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Editors'), readme.indexOf('## OpenAI-shaped adapters'));
+    const snippets = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+    eq(snippets.length, 2, 'js blocks in the README\'s Editors section');
+    for (const [i, name, deps, ghostSel, textSel] of [
+      [0, 'readme-codemirror', ['@codemirror/state', '@codemirror/view', '@codemirror/commands'], '.cm-ghost', '.cm-content'],
+      [1, 'readme-monaco', ['monaco-editor'], '.ghost-text-decoration, .ghost-text', '.monaco-editor .view-lines'],
+    ]) {
+      const code = snippets[i];
+      check(code.split('\n').filter((l) => l.trim()).length <= 17, `${name}: the README snippet is over 17 lines`);
+      const app = join(work, name);
+      mkdirSync(app);
+      writeFileSync(join(app, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<div id="editor" style="width: 900px; height: 300px"></div>\n<script type="module" src="/main.js"></script>\n');
+      writeFileSync(join(app, 'main.js'), code.replace(/'\/models\/[^']+\.gguf'/, `'/models/${GQA}'`));
+      writeFileSync(join(app, 'package.json'), JSON.stringify({ name, private: true, type: 'module', version: '0.0.0' }));
+      const pins = JSON.parse(readFileSync(join(HERE, 'package.json'), 'utf8')).devDependencies;
+      execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...deps.map((d) => `${d}@${pins[d]}`)], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+      execFileSync(process.execPath, [vite, 'build', '--logLevel', 'error'], { cwd: app, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+      const s = await startServer({ mounts: { '/': join(app, 'dist'), '/models/': MODELS } });
+      servers.push(s);
+      const page = await b.open(`${s.url}/`, { waitForReady: false });
+      await page.waitForSelector(textSel, { timeout: 180_000 });
+      await page.click(textSel);
+      await page.keyboard.press('Control+End');
+      await page.keyboard.type('r');
+      await page.waitForSelector(ghostSel, { timeout: 240_000 });
+      const ghost = await page.evaluate((q) => [...document.querySelectorAll(q)].map((e) => e.textContent).join(''), ghostSel);
+      await t.shot(page, name);
+      await page.keyboard.press('Tab');
+      await page.waitForFunction((q) => document.querySelector(q) === null, ghostSel, { timeout: 10_000 }).catch(() => {});
+      const text = await page.evaluate((q) => document.querySelector(q).innerText, textSel);
+      t.figure(`${name} (README code as written)`, { ghost: ghost.slice(0, 80), afterTab: text.slice(-120) });
+      check(ghost.trim().length > 0, `${name}: no ghost text`);
+      check(text.replace(/\s+/g, ' ').includes(ghost.trim().slice(0, 8).replace(/\s+/g, ' ')), `${name}: Tab did not insert the suggestion`);
+      await page.close();
+    }
   } finally {
     for (const s of servers) await s.close();
     if (!process.env.CODELLAMA_WEB_KEEP) rmSync(work, { recursive: true, force: true });
