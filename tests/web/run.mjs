@@ -1407,6 +1407,347 @@ test('vite', async (t) => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Editor adapters: codellama-webgpu/codemirror and codellama-webgpu/monaco in plain Vite apps
+// ---------------------------------------------------------------------------------------------
+
+/** An app folder of tests/web/ copied into `work`, with the packed package and `deps` installed from npm. */
+function editorApp(work, tarball, name, deps) {
+  const app = join(work, name);
+  mkdirSync(app);
+  for (const f of readdirSync(join(HERE, name))) copyFileSync(join(HERE, name, f), join(app, f));
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name, private: true, type: 'module', version: '0.0.0' }, null, 2));
+  // The versions tests/web pins (its npm ci put them in the npm cache).
+  const pins = JSON.parse(readFileSync(join(HERE, 'package.json'), 'utf8')).devDependencies;
+  const specs = deps.map((d) => `${d}@${pins[d]}`);
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...specs], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+  return app;
+}
+
+/** What accept-next-word and accept-next-line should insert (written independently of the package). */
+const WORD = (s) => /^\s*(?:[A-Za-z0-9_]+|[^A-Za-z0-9_\s]+)?/.exec(s)[0] || s.slice(0, 1);
+const LINE = (s) => {
+  const from = s.startsWith('\n') ? 1 : 0;
+  const nl = s.indexOf('\n', from);
+  return nl < 0 ? s : s.slice(0, nl);
+};
+
+test('editors', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'codellama-editors-'));
+  const servers = [];
+  try {
+    const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: WEB, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))[0];
+    const tarball = join(work, packed.filename);
+    const files = packed.files.map((f) => f.path);
+    for (const f of ['dist/codemirror.js', 'dist/codemirror.d.ts', 'dist/monaco.js', 'dist/monaco.d.ts', 'dist/editor/completer.js']) check(files.includes(f), `no ${f} in the tarball`);
+    const manifest = JSON.parse(readFileSync(join(WEB, 'package.json'), 'utf8'));
+    for (const p of ['@codemirror/state', '@codemirror/view', 'monaco-editor']) {
+      check(manifest.peerDependencies?.[p] && manifest.peerDependenciesMeta?.[p]?.optional === true, `${p} is not an optional peer dependency`);
+    }
+    // Neither adapter bundles its editor: imported by name, never copied into dist.
+    const cmJs = readFileSync(join(DIST, 'codemirror.js'), 'utf8');
+    check(/^import [^;]* from '@codemirror\/view';/m.test(cmJs) && /^import [^;]* from '@codemirror\/state';/m.test(cmJs), 'codemirror.js does not import the peer packages');
+    check(!/^import [^;]*'monaco-editor/m.test(readFileSync(join(DIST, 'monaco.js'), 'utf8')), 'monaco.js imports monaco-editor at run time');
+
+    // The core's pure parts in node, with the cases the fixture model's text does not reach
+    // (line breaks, typed-through cache entries, the key window).
+    const { nextWord, nextLine } = await import(join(DIST, 'editor/text.js'));
+    const { SuggestionCache } = await import(join(DIST, 'editor/cache.js'));
+    const { cursorLineIndent } = await import(join(DIST, 'editor/options.js'));
+    for (const [s, word, line] of [
+      ['  foo(bar)\n  baz', '  foo', '  foo(bar)'],
+      ['\n    return x\nnext', '\n    return', '\n    return x'],
+      ['(a, b)', '(', '(a, b)'],
+      ['émoji_1 + 2', 'émoji_1', 'émoji_1 + 2'],
+      ['\r\n  y\r\nz', '\r\n  y', '\r\n  y'],
+    ]) {
+      eq([nextWord(s), nextLine(s)], [word, line], `nextWord/nextLine of ${JSON.stringify(s)}`);
+      eq([WORD(s), LINE(s)].map((x) => s.startsWith(x)), [true, true], 'the test\'s own rules');
+    }
+    eq(cursorLineIndent({ prefix: 'a\n        if x:\n            ', suffix: '\nz' }), 12, 'cursorLineIndent (blank line)');
+    eq(cursorLineIndent({ prefix: 'a\n\tif', suffix: ' x:\n' }), 1, 'cursorLineIndent (tab)');
+    const cache = new SuggestionCache(2, { prefix: 8, suffix: 4 });
+    cache.put({ prefix: 'def f(a):\n    ', suffix: '\n\nx = 1' }, 'return a\n');
+    eq(cache.get({ prefix: 'def f(a):\n    ', suffix: '\n\nx = 1' }), { text: 'return a\n', typed: 0 }, 'cache: exact');
+    eq(cache.get({ prefix: 'def f(a):\n    ret', suffix: '\n\nx = 2' }), { text: 'urn a\n', typed: 3 }, 'cache: typed through (suffix beyond the key window differs)');
+    eq(cache.get({ prefix: 'def f(a):\n    rex', suffix: '\n\nx = 1' }), null, 'cache: typed something else');
+    eq(cache.get({ prefix: 'def f(a):\n    return a\n', suffix: '\n\nx = 1' }), null, 'cache: all of it typed');
+    cache.put({ prefix: 'b', suffix: '' }, 'one');
+    cache.put({ prefix: 'c', suffix: '' }, 'two');
+    eq(cache.size, 2, 'cache: capacity');
+    eq(cache.get({ prefix: 'def f(a):\n    ', suffix: '\n\nx = 1' }), null, 'cache: least recently used dropped');
+    eq(cache.get({ prefix: 'xb', suffix: '' }), null, 'cache: a short prefix must match whole');
+
+    const cmApp = editorApp(work, tarball, 'vite-codemirror', ['@codemirror/state', '@codemirror/view', '@codemirror/commands']);
+    const monacoApp = editorApp(work, tarball, 'vite-monaco', ['monaco-editor']);
+
+    // The adapters' typings under a consumer's strictest settings (skipLibCheck false).
+    for (const [app, code] of [
+      [cmApp, [
+        "import { EditorView } from '@codemirror/view';",
+        "import type { CodeLlamaEngine } from 'codellama-webgpu';",
+        "import { inlineCompletion, inlineCompleter, type InlineCompletionEvent } from 'codellama-webgpu/codemirror';",
+        'export function make(engine: CodeLlamaEngine, parent: HTMLElement): number {',
+        '  const events: InlineCompletionEvent[] = [];',
+        '  const view = new EditorView({ parent, extensions: [inlineCompletion(engine, { maxTokens: 32, onEvent: (e) => events.push(e) })] });',
+        '  return (inlineCompleter(view)?.counters.requests ?? 0) + events.length;',
+        '}',
+      ]],
+      [monacoApp, [
+        "import * as monaco from 'monaco-editor';",
+        "import type { CodeLlamaEngine } from 'codellama-webgpu';",
+        "import { inlineCompletionsProvider, registerInlineCompletions } from 'codellama-webgpu/monaco';",
+        'export function make(engine: CodeLlamaEngine): monaco.IDisposable[] {',
+        "  const a = monaco.languages.registerInlineCompletionsProvider('python', inlineCompletionsProvider(() => engine, { singleLine: true }));",
+        "  return [a, registerInlineCompletions(monaco, engine, { language: 'python', acceptLineKey: null })];",
+        '}',
+      ]],
+    ]) {
+      const dir = join(app, 'types');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+        compilerOptions: { strict: true, lib: ['ES2022', 'DOM', 'DOM.Iterable'], skipLibCheck: false, target: 'ES2022', module: 'ES2022', moduleResolution: 'bundler', noEmit: true, typeRoots: [] },
+        files: ['main.ts'],
+      }));
+      writeFileSync(join(dir, 'main.ts'), code.join('\n') + '\n');
+      try {
+        execFileSync(process.execPath, [join(WEB, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      } catch (e) {
+        throw new Failure(`tsc --strict (skipLibCheck false) over ${app.split('/').pop()} failed:\n${e.stdout}${e.stderr}`);
+      }
+    }
+    t.log('tsc --strict, skipLibCheck false: both adapters type-check in a consumer with the editors installed');
+
+    const vite = join(HERE, 'node_modules/vite/bin/vite.js');
+    for (const app of [cmApp, monacoApp]) {
+      const v0 = Date.now();
+      execFileSync(process.execPath, [vite, 'build', '--logLevel', 'warn'], { cwd: app, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+      t.log(`vite build ${app.split('/').pop()}: ${Date.now() - v0} ms`);
+    }
+    const b = await t.browser();
+
+    /** Opens an app and waits until the model is loaded and the editor made. */
+    const openApp = async (app, query) => {
+      const s = await startServer({ mounts: { '/': join(app, 'dist'), '/models/': MODELS } });
+      servers.push(s);
+      const page = await b.open(`${s.url}/?model=/models/${GQA}&${query}`, { waitForReady: false });
+      await page.waitForFunction(() => document.body.dataset.status !== 'loading', null, { timeout: 180_000 });
+      const st = await page.evaluate(() => [document.body.dataset.status, document.body.dataset.error]);
+      check(st[0] === 'ready', `app did not start: ${st.join(' ')}`);
+      return page;
+    };
+    const events = (page) => page.evaluate(() => window.events);
+    const count = async (page, type) => (await events(page)).filter((e) => e.type === type).length;
+    const waitEvent = async (page, type, n, timeout = 240_000) => {
+      await page.waitForFunction(([ty, k]) => window.events.filter((e) => e.type === ty).length >= k || window.events.some((e) => e.type === 'error'), [type, n], { timeout });
+      const errs = (await events(page)).filter((e) => e.type === 'error');
+      check(errs.length === 0, `adapter error: ${JSON.stringify(errs)}`);
+    };
+    const sleep = (n) => new Promise((r) => setTimeout(r, n));
+
+    // ---- CodeMirror (Worker engine) ----
+    {
+      const page = await openApp(cmApp, 'worker=1');
+      const doc = () => page.evaluate(() => window.view.state.doc.toString());
+      const ghost = () => page.evaluate(() => document.querySelector('.cm-ghost')?.textContent ?? '');
+      const waitGhost = (want, timeout = 5_000) =>
+        page.waitForFunction((w) => (document.querySelector('.cm-ghost')?.textContent ?? '') === w, want, { timeout }).catch(async () => {
+          throw new Failure(`ghost text ${JSON.stringify(await ghost())}, expected ${JSON.stringify(want)}`);
+        });
+      await page.click('.cm-content');
+      await page.keyboard.press('Control+End');
+      await page.keyboard.type('r');
+      const base = await doc();
+      await waitEvent(page, 'done', 1);
+      const first = (await events(page)).find((e) => e.type === 'done');
+      const G = first.text;
+      t.figure('codemirror suggestion', { text: G, stats: first.stats });
+      check(G.trim().length > 0, `empty suggestion ${JSON.stringify(G)}: the test needs some text`);
+      await waitGhost(G);
+      await t.shot(page, 'codemirror-suggestion');
+      eq(await count(page, 'request'), 1, 'requests for one pause in typing');
+      // Accept the next word: exactly that part is inserted, the rest stays as ghost text.
+      const w = WORD(G);
+      await page.keyboard.press('Control+ArrowRight');
+      eq(await doc(), base + w, 'accept-next-word inserted');
+      let rest = G.slice(w.length);
+      await waitGhost(rest);
+      let typedSoFar = w;
+      // Typing the suggestion's next character consumes it: no new request.
+      if (rest.length > 1 && /^[^\r\n\t]/.test(rest)) {
+        await page.keyboard.type(rest[0]);
+        typedSoFar += rest[0];
+        rest = rest.slice(1);
+        await waitGhost(rest);
+        await sleep(800); // past the debounce: a request would have been sent by now
+        eq(await count(page, 'request'), 1, 'requests after typing a matching character');
+        t.log(`typed ${JSON.stringify(typedSoFar.slice(-1))}: consumed, no request`);
+      }
+      // Accept the next line.
+      if (rest.length > 0) {
+        const l = LINE(rest);
+        await page.keyboard.press('Control+ArrowDown');
+        typedSoFar += l;
+        rest = rest.slice(l.length);
+        eq(await doc(), base + typedSoFar, 'accept-next-line inserted');
+        await waitGhost(rest);
+      }
+      // Tab accepts the rest.
+      if (rest.length > 0) {
+        await page.keyboard.press('Tab');
+        eq(await doc(), base + G, 'Tab inserted');
+      }
+      eq(await doc(), base + G, 'the whole suggestion accepted');
+      await waitGhost('');
+      await t.shot(page, 'codemirror-accepted');
+      // Undo back: the suggestion shows again at once, with no request.
+      for (let i = 0; i < 12 && (await doc()) !== base; i++) await page.keyboard.press('Control+z');
+      eq(await doc(), base, 'undo back to before the suggestion');
+      await waitGhost(G, 1_000);
+      eq(await count(page, 'request'), 1, 'requests after undo');
+      // Tab accepts it whole.
+      await page.keyboard.press('Tab');
+      eq(await doc(), base + G, 'Tab after undo inserted');
+      // Typing that does not match cancels the request in flight.
+      await page.keyboard.type('z');
+      await waitEvent(page, 'request', 2, 10_000);
+      await page.keyboard.type('q');
+      await page.waitForFunction(() => window.events.some((e) => e.type === 'cancel'), null, { timeout: 5_000 });
+      const cancelled = (await events(page)).find((e) => e.type === 'cancel');
+      const second = (await events(page)).filter((e) => e.type === 'request')[1];
+      eq([cancelled.id, cancelled.reason], [second.id, 'typed'], 'the request in flight was cancelled by typing');
+      // Esc cancels the next one and dismisses.
+      await waitEvent(page, 'request', 3, 10_000);
+      await page.keyboard.press('Escape');
+      await page.waitForFunction(() => window.events.filter((e) => e.type === 'cancel').length >= 2, null, { timeout: 5_000 });
+      eq((await events(page)).filter((e) => e.type === 'cancel')[1].reason, 'dismissed', 'Esc cancels');
+      // Undo back once more: the suggestion now comes from the cache (the active one was replaced).
+      const before = await page.evaluate(() => window.events.length);
+      for (let i = 0; i < 12 && (await doc()) !== base; i++) await page.keyboard.press('Control+z');
+      eq(await doc(), base, 'undo back to before the suggestion (2)');
+      await waitGhost(G, 1_000);
+      const since = (await events(page)).slice(before);
+      check(since.some((e) => e.type === 'hit' && e.source === 'cache' && e.text === G), `no cache hit: ${JSON.stringify(since)}`);
+      check(!since.some((e) => e.type === 'request' && e.prefixChars === base.length), 'a request was made at the cached position');
+      const tokens = (await events(page)).filter((e) => e.type === 'done').reduce((a, e) => a + e.stats.promptTokensComputed, 0);
+      t.figure('codemirror cache hit', { requests: await count(page, 'request'), promptTokensComputedTotal: tokens, promptTokensComputedByHit: 0 });
+      await t.shot(page, 'codemirror-cache-hit');
+      await page.close();
+    }
+
+    // ---- Monaco (in-page engine) ----
+    {
+      const page = await openApp(monacoApp, 'worker=0');
+      const value = () => page.evaluate(() => window.editor.getValue());
+      const ghostDom = () => page.evaluate(() => [...document.querySelectorAll('.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text')].map((e) => e.textContent).join(''));
+      await page.click('.monaco-editor .view-lines');
+      await page.keyboard.press('Control+End');
+      await page.keyboard.type('r');
+      const base = await value();
+      await waitEvent(page, 'done', 1);
+      const G = (await events(page)).find((e) => e.type === 'done').text;
+      t.figure('monaco suggestion', G);
+      check(G.trim().length > 0, `empty suggestion ${JSON.stringify(G)}`);
+      await page.waitForFunction(() => document.querySelector('.ghost-text-decoration, .ghost-text') !== null, null, { timeout: 10_000 });
+      t.log(`monaco ghost DOM: ${JSON.stringify(await ghostDom())}`);
+      await t.shot(page, 'monaco-suggestion');
+      eq(await count(page, 'request'), 1, 'monaco requests for one pause in typing');
+      // Next word (Monaco's own command and word rule): a non-empty start of the suggestion.
+      await page.keyboard.press('Control+ArrowRight');
+      let v = await value();
+      check(v.startsWith(base) && v.length > base.length && G.startsWith(v.slice(base.length)), `accept-next-word: ${JSON.stringify(v.slice(base.length))} of ${JSON.stringify(G)}`);
+      t.log(`monaco accept-next-word inserted ${JSON.stringify(v.slice(base.length))}`);
+      let rest = G.slice(v.length - base.length);
+      if (rest.length > 1 && /^[^\r\n\t]/.test(rest)) {
+        await page.keyboard.type(rest[0]);
+        await sleep(800);
+        eq(await count(page, 'request'), 1, 'monaco requests after typing a matching character');
+        rest = rest.slice(1);
+      }
+      if (rest.length > 0) {
+        const at = (await value()).length;
+        await page.keyboard.press('Control+ArrowDown');
+        v = await value();
+        t.log(`monaco accept-next-line inserted ${JSON.stringify(v.slice(at))}`);
+        eq(v.slice(at), LINE(rest), 'monaco accept-next-line inserted');
+        rest = rest.slice(v.length - at);
+      }
+      if (rest.length > 0) {
+        await sleep(300);
+        await page.keyboard.press('Tab');
+      }
+      eq(await value(), base + G, 'monaco: the whole suggestion accepted');
+      await t.shot(page, 'monaco-accepted');
+      eq(await count(page, 'request'), 1, 'monaco requests after accepting');
+      // Undo back, retype the last character: the suggestion comes back with no request.
+      for (let i = 0; i < 12 && (await value()) !== base; i++) await page.keyboard.press('Control+z');
+      eq(await value(), base, 'monaco undo back');
+      await page.keyboard.press('Backspace');
+      await page.keyboard.type('r');
+      await page.waitForFunction(() => document.querySelector('.ghost-text-decoration, .ghost-text') !== null, null, { timeout: 5_000 });
+      await sleep(800);
+      eq(await count(page, 'request'), 1, 'monaco requests after undo and retyping');
+      check((await events(page)).some((e) => e.type === 'hit'), 'no hit event');
+      await t.shot(page, 'monaco-reused');
+      // Typing that does not match cancels the request in flight.
+      await page.keyboard.press('End');
+      await page.keyboard.type('z');
+      await waitEvent(page, 'request', 2, 10_000);
+      await page.keyboard.type('q');
+      await page.waitForFunction(() => window.events.some((e) => e.type === 'cancel'), null, { timeout: 5_000 });
+      const c = (await events(page)).find((e) => e.type === 'cancel');
+      eq([c.id, c.reason], [(await events(page)).filter((e) => e.type === 'request')[1].id, 'typed'], 'monaco: typing cancelled the request in flight');
+      t.figure('monaco events', (await events(page)).filter((e) => e.type !== 'text').map((e) => e.type + (e.source ? `:${e.source}` : '') + (e.reason ? `:${e.reason}` : '')));
+      await page.close();
+    }
+
+    // ---- The README's two integrations, as written (but for the model URL and the deadline) ----
+    const readme = readFileSync(join(WEB, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Editors'), readme.indexOf('## OpenAI-shaped adapters'));
+    const snippets = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+    eq(snippets.length, 2, 'js blocks in the README\'s Editors section');
+    for (const [i, name, deps, ghostSel, textSel] of [
+      [0, 'readme-codemirror', ['@codemirror/state', '@codemirror/view', '@codemirror/commands'], '.cm-ghost', '.cm-content'],
+      [1, 'readme-monaco', ['monaco-editor'], '.ghost-text-decoration, .ghost-text', '.monaco-editor .view-lines'],
+    ]) {
+      const code = snippets[i];
+      check(code.split('\n').filter((l) => l.trim()).length <= 17, `${name}: the README snippet is over 17 lines`);
+      const app = join(work, name);
+      mkdirSync(app);
+      writeFileSync(join(app, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<div id="editor" style="width: 900px; height: 300px"></div>\n<script type="module" src="/main.js"></script>\n');
+      // Two changes: the fixture model, and no deadline (SwiftShader is ~100x slower than a GPU:
+      // the default 2 s deadline could end a suggestion before its first token once the engine has it).
+      check(code.includes('maxTokens: 48 }'), `${name}: the README snippet's options changed; adjust this test`);
+      writeFileSync(join(app, 'main.js'), code.replace(/'\/models\/[^']+\.gguf'/, `'/models/${GQA}'`).replace('maxTokens: 48 }', 'maxTokens: 48, maxTimeMs: null }'));
+      writeFileSync(join(app, 'package.json'), JSON.stringify({ name, private: true, type: 'module', version: '0.0.0' }));
+      const pins = JSON.parse(readFileSync(join(HERE, 'package.json'), 'utf8')).devDependencies;
+      execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...deps.map((d) => `${d}@${pins[d]}`)], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+      execFileSync(process.execPath, [vite, 'build', '--logLevel', 'error'], { cwd: app, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+      const s = await startServer({ mounts: { '/': join(app, 'dist'), '/models/': MODELS } });
+      servers.push(s);
+      const page = await b.open(`${s.url}/`, { waitForReady: false });
+      await page.waitForSelector(textSel, { timeout: 180_000 });
+      await page.click(textSel);
+      await page.keyboard.press('Control+End');
+      await page.keyboard.type('r');
+      await page.waitForSelector(ghostSel, { timeout: 240_000 });
+      const ghost = await page.evaluate((q) => [...document.querySelectorAll(q)].map((e) => e.textContent).join(''), ghostSel);
+      await t.shot(page, name);
+      await page.keyboard.press('Tab');
+      await page.waitForFunction((q) => document.querySelector(q) === null, ghostSel, { timeout: 10_000 }).catch(() => {});
+      const text = await page.evaluate((q) => document.querySelector(q).innerText, textSel);
+      t.figure(`${name} (README code as written)`, { ghost: ghost.slice(0, 80), afterTab: text.slice(-120) });
+      check(ghost.trim().length > 0, `${name}: no ghost text`);
+      check(text.replace(/\s+/g, ' ').includes(ghost.trim().slice(0, 8).replace(/\s+/g, ' ')), `${name}: Tab did not insert the suggestion`);
+      await page.close();
+    }
+  } finally {
+    for (const s of servers) await s.close();
+    if (!process.env.CODELLAMA_WEB_KEEP) rmSync(work, { recursive: true, force: true });
+    else t.log(`kept ${work}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // Runner
 // ---------------------------------------------------------------------------------------------
 

@@ -1,14 +1,16 @@
-// Infill in a CodeMirror editor: the text before and after the cursor are the prefix and the
+// Infill in a CodeMirror editor with the package's inline completion extension
+// (`codellama-webgpu/codemirror`): the text before and after the cursor are the prefix and the
 // suffix; the suggestion streams in as ghost text at the cursor. Typing cancels the request in
 // flight and asks again after a pause (suffix-first order keeps the prompt's start unchanged
-// while typing, so the engine recomputes only the last few tokens).
+// while typing, so the engine recomputes only the last few tokens). This file only wires the
+// extension to the page's controls and statistics.
 import { defaultKeymap, history, historyKeymap, indentWithTab } from '@codemirror/commands';
 import { python } from '@codemirror/lang-python';
 import { bracketMatching, indentOnInput, syntaxHighlighting, defaultHighlightStyle } from '@codemirror/language';
 import { EditorState } from '@codemirror/state';
 import { EditorView, drawSelection, highlightActiveLine, keymap, lineNumbers } from '@codemirror/view';
+import { inlineCompletion, type InlineCompletionEvent } from 'codellama-webgpu/codemirror';
 import { $, describeError } from './dom';
-import { currentGhost, ghostText, setGhost } from './ghost-text';
 import type { Host } from './host';
 import { LiveStats } from './live-stats';
 import { samplingOptions } from './sampling';
@@ -27,51 +29,38 @@ const SAMPLE = `def maximum(values):
 export function setupInfill(host: Host): EditorView {
   const stats = $('infill-stats');
   const order = $<HTMLSelectElement>('infill-order');
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let seq = 0;
+  let live: LiveStats | null = null;
+  let view: EditorView | null = null;
 
-  const ask = async (view: EditorView) => {
-    clearTimeout(timer);
-    if (!host.info) return;
-    const my = ++seq;
-    const state = view.state;
-    const pos = state.selection.main.head;
-    if (!state.selection.main.empty) return;
-    const prefix = state.doc.sliceString(0, pos);
-    const suffix = state.doc.sliceString(pos);
-    const still = () => my === seq && view.state.doc === state.doc && view.state.selection.main.head === pos;
-    let text = '';
-    view.dom.dataset.infill = 'running';
-    try {
-      const live = new LiveStats(stats, null, host.info.contextLength);
-      const s = await host.generate(
-        (e) => e.infill({ prefix, suffix, suffixFirst: order.value === 'spm' }, samplingOptions()),
-        (piece) => {
-          if (!still()) return;
-          text += piece;
-          live.piece();
-          view.dispatch({ effects: setGhost.of({ pos, text }) });
-        },
-      );
-      if (!still()) return;
-      if (s) live.done(s, text.trim() ? '' : ' · empty suggestion');
-      view.dom.dataset.infill = s ? 'done' : 'stopped';
-    } catch (e) {
-      if (my === seq) {
-        stats.textContent = describeError(e);
-        view.dom.dataset.infill = 'error';
-      }
+  const onEvent = (e: InlineCompletionEvent) => {
+    const d = view?.dom.dataset;
+    if (!d) return;
+    switch (e.type) {
+      case 'request':
+        live = new LiveStats(stats, null, host.info?.contextLength ?? 0);
+        d['infill'] = 'running';
+        break;
+      case 'text':
+        live?.piece();
+        break;
+      case 'done':
+        live?.done(e.stats, e.text.trim() ? '' : ' · empty suggestion');
+        d['infill'] = 'done';
+        break;
+      case 'cancel':
+        d['infill'] = 'stopped';
+        break;
+      case 'error':
+        stats.textContent = describeError(e.error);
+        d['infill'] = 'error';
+        break;
+      case 'hit':
+        if (e.source === 'cache') stats.textContent = 'suggestion from the cache · no request';
+        break;
     }
   };
 
-  const schedule = (view: EditorView) => {
-    clearTimeout(timer);
-    seq++;
-    host.cancel();
-    timer = setTimeout(() => void ask(view), PAUSE_MS);
-  };
-
-  const view = new EditorView({
+  view = new EditorView({
     parent: $('editor'),
     state: EditorState.create({
       doc: SAMPLE,
@@ -85,25 +74,17 @@ export function setupInfill(host: Host): EditorView {
         bracketMatching(),
         syntaxHighlighting(defaultHighlightStyle),
         python(),
-        ghostText(() => {
-          seq++;
-          host.cancel();
+        inlineCompletion(() => (host.info ? host.engine() : null), {
+          debounceMs: PAUSE_MS,
+          suffixFirst: () => order.value === 'spm',
+          // The page's sampling controls (max tokens included); no deadline: the controls bound it.
+          generateOptions: () => samplingOptions(),
+          maxTimeMs: null,
+          keys: { trigger: 'Mod-Space' },
+          onEvent,
         }),
-        keymap.of([
-          { key: 'Mod-Space', run: (v) => (void ask(v), true) },
-          ...defaultKeymap,
-          ...historyKeymap,
-          indentWithTab,
-        ]),
+        keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
         EditorView.contentAttributes.of({ 'aria-label': 'Code editor: suggestions appear at the cursor' }),
-        EditorView.updateListener.of((u) => {
-          const typed = u.transactions.some((t) => t.isUserEvent('input.type') || t.isUserEvent('delete') || t.isUserEvent('input.paste'));
-          if (typed) schedule(u.view);
-          else if (u.selectionSet && !currentGhost(u.state) && u.transactions.some((t) => t.isUserEvent('select'))) {
-            seq++;
-            host.cancel();
-          }
-        }),
       ],
     }),
   });

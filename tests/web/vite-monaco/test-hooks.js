@@ -1,0 +1,22 @@
+// What the test needs from the page, kept out of main.js (which is the README's snippet): the
+// model URL and engine kind from the query string, the adapter's events and counters on
+// `window`, and the engine-side options this package version leaves off.
+const params = new URLSearchParams(location.search);
+window.MODEL = params.get('model') ?? '/models/tiny-gqa-q4_k_m.gguf';
+window.USE_WORKER = params.get('worker') !== '0';
+window.events = [];
+window.TEST_OPTIONS = {
+  maxTokens: Number(params.get('maxTokens') ?? 4),
+  debounceMs: 300,
+  indentStop: false,
+  maxTimeMs: null,
+  onEvent: (e) => window.events.push(e.type === 'error' ? { ...e, error: `${e.error?.name}: ${e.error?.message}` } : e),
+};
+addEventListener('error', (e) => {
+  document.body.dataset.status = 'error';
+  document.body.dataset.error = String(e.message);
+});
+addEventListener('unhandledrejection', (e) => {
+  document.body.dataset.status = 'error';
+  document.body.dataset.error = `${e.reason?.name}: ${e.reason?.message}`;
+});
