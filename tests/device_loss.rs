@@ -46,6 +46,7 @@ fn greedy(max_tokens: usize) -> GenerateOptions {
         stop_ids: vec![],
         continuation: true,
         cancel: None,
+        ..Default::default()
     }
 }
 

@@ -29,6 +29,7 @@ fn opts(sampler: SamplerConfig, max_tokens: usize) -> GenerateOptions {
         stop_ids: vec![2],
         continuation: true,
         cancel: None,
+        ..Default::default()
     }
 }
 

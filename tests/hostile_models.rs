@@ -45,6 +45,7 @@ fn opts() -> GenerateOptions {
         stop_ids: vec![2],
         continuation: true,
         cancel: None,
+        ..Default::default()
     }
 }
 
