@@ -12,7 +12,7 @@ pub mod defaults;
 use serde::Deserialize;
 use thiserror::Error;
 
-pub use budget::{infill_within, ExtraFile, InfillContext};
+pub use budget::{file_comment, infill_within, ExtraFile, InfillContext};
 pub use defaults::{defaults, table, DefaultsTable, RequestDefaults};
 
 use crate::error::Error;
