@@ -415,10 +415,13 @@ impl<B: Backend> Session<B> {
             if !stops.push(&tail, &mut on_text) {
                 stops.flush(&mut on_text);
             }
-            match rule_stop {
-                Some(r) => reason = r,
-                None => rules.flush(&mut |t| on_event(GenerateEvent::Text(t))),
+            if let Some(r) = rule_stop {
+                reason = r;
             }
+        }
+        if rule_stop.is_none() {
+            // A line still undecided (blank so far) is text like any other.
+            rules.flush(&mut |t| on_event(GenerateEvent::Text(t)));
         }
         Ok(GenerateStats {
             prompt_tokens: prompt.len(),
