@@ -640,7 +640,9 @@ mod tests {
     /// Every way of cutting `text` into two and three pieces gives the same result.
     fn all_splits(single: bool, indent: Option<usize>, text: &str) -> (String, Option<StopReason>) {
         let whole = lines(single, indent, &[text]);
-        let bounds: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+        let bounds: Vec<usize> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .collect();
         for &a in &bounds {
             for &b in bounds.iter().filter(|&&b| b >= a) {
                 let got = lines(single, indent, &[&text[..a], &text[a..b], &text[b..]]);
@@ -653,9 +655,15 @@ mod tests {
     #[test]
     fn single_line_ends_at_the_first_break_after_text() {
         use StopReason::LineEnd;
-        assert_eq!(all_splits(true, None, "x = 1\ny = 2"), ("x = 1".into(), Some(LineEnd)));
+        assert_eq!(
+            all_splits(true, None, "x = 1\ny = 2"),
+            ("x = 1".into(), Some(LineEnd))
+        );
         // Leading breaks and blanks come before any text: kept.
-        assert_eq!(all_splits(true, None, "\n  \n    ret\nz"), ("\n  \n    ret".into(), Some(LineEnd)));
+        assert_eq!(
+            all_splits(true, None, "\n  \n    ret\nz"),
+            ("\n  \n    ret".into(), Some(LineEnd))
+        );
         assert_eq!(all_splits(true, None, "abc"), ("abc".into(), None));
         assert_eq!(all_splits(false, None, "a\nb"), ("a\nb".into(), None));
     }
@@ -669,12 +677,24 @@ mod tests {
             ("x = 1\n    y = 2\n\n    return y".into(), Some(Indent))
         );
         // The first line is never judged; tabs count one column each.
-        assert_eq!(all_splits(false, Some(2), "a\n\t\tb\n\tc"), ("a\n\t\tb".into(), Some(Indent)));
+        assert_eq!(
+            all_splits(false, Some(2), "a\n\t\tb\n\tc"),
+            ("a\n\t\tb".into(), Some(Indent))
+        );
         // Whitespace-only lines do not count, and end as they are.
-        assert_eq!(all_splits(false, Some(4), "a\n  \n      b\n  "), ("a\n  \n      b\n  ".into(), None));
-        assert_eq!(all_splits(false, Some(0), "a\nb\n"), ("a\nb\n".into(), None));
+        assert_eq!(
+            all_splits(false, Some(4), "a\n  \n      b\n  "),
+            ("a\n  \n      b\n  ".into(), None)
+        );
+        assert_eq!(
+            all_splits(false, Some(0), "a\nb\n"),
+            ("a\nb\n".into(), None)
+        );
         // Both rules: whichever comes first.
-        assert_eq!(all_splits(true, Some(4), "\n    x\ny"), ("\n    x".into(), Some(StopReason::LineEnd)));
+        assert_eq!(
+            all_splits(true, Some(4), "\n    x\ny"),
+            ("\n    x".into(), Some(StopReason::LineEnd))
+        );
         assert_eq!(all_splits(true, Some(4), "\nx"), ("".into(), Some(Indent)));
     }
 
@@ -699,6 +719,9 @@ mod tests {
             (out, rule, false)
         };
         assert_eq!(run(&["a\n  bE", "ND\nc"]), ("a\n  b".into(), None, true));
-        assert_eq!(run(&["a\n  bE", "N\nc"]), ("a\n  bEN".into(), Some(StopReason::Indent), false));
+        assert_eq!(
+            run(&["a\n  bE", "N\nc"]),
+            ("a\n  bEN".into(), Some(StopReason::Indent), false)
+        );
     }
 }

@@ -122,7 +122,13 @@ fn line_cuts(text: &str, keep: Keep) -> Vec<usize> {
     match keep {
         Keep::Tail => {
             let mut v: Vec<usize> = std::iter::once(text.len())
-                .chain(breaks.filter(|&i| i < text.len()).collect::<Vec<_>>().into_iter().rev())
+                .chain(
+                    breaks
+                        .filter(|&i| i < text.len())
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev(),
+                )
                 .collect();
             v.push(0);
             v.dedup();
@@ -154,11 +160,16 @@ fn search(
     let mut interpolate = true;
     while hi - lo > 1 {
         let mid = if interpolate {
-            let (b_lo, b_hi) = (kept_len(text, keep, cuts[lo]), kept_len(text, keep, cuts[hi]));
+            let (b_lo, b_hi) = (
+                kept_len(text, keep, cuts[lo]),
+                kept_len(text, keep, cuts[hi]),
+            );
             let frac = (target - f_lo) as f64 / (f_hi - f_lo) as f64;
             let want = b_lo as f64 + (b_hi - b_lo) as f64 * frac;
             // The last index in (lo, hi) keeping at most `want` bytes.
-            let i = lo + 1 + cuts[lo + 1..hi].partition_point(|&c| (kept_len(text, keep, c) as f64) <= want);
+            let i = lo
+                + 1
+                + cuts[lo + 1..hi].partition_point(|&c| (kept_len(text, keep, c) as f64) <= want);
             (i.saturating_sub(1)).clamp(lo + 1, hi - 1)
         } else {
             lo + (hi - lo) / 2
@@ -191,7 +202,15 @@ fn fit(
         return Ok((whole, total));
     }
     let cuts = line_cuts(text, keep);
-    let (lo, f_lo, hi, f_hi) = search(text, keep, &cuts, (0, 0), (cuts.len() - 1, total), target, count)?;
+    let (lo, f_lo, hi, f_hi) = search(
+        text,
+        keep,
+        &cuts,
+        (0, 0),
+        (cuts.len() - 1, total),
+        target,
+        count,
+    )?;
     let (a, b) = (cuts[lo], cuts[hi]);
     if a.abs_diff(b) <= LONG_LINE {
         return Ok((a, f_lo));
@@ -199,13 +218,24 @@ fn fit(
     // One long line between the last fitting cut and the first that does
     // not: cut inside it, at character boundaries.
     let (from, to) = (a.min(b), a.max(b));
-    let mut inner: Vec<usize> = text[from..to].char_indices().map(|(i, _)| from + i).collect();
+    let mut inner: Vec<usize> = text[from..to]
+        .char_indices()
+        .map(|(i, _)| from + i)
+        .collect();
     inner.push(to);
     if keep == Keep::Tail {
         inner.reverse();
     }
     // `inner` starts at `a` (fits) and ends at `b` (does not).
-    let (lo, f_lo, _, _) = search(text, keep, &inner, (0, f_lo), (inner.len() - 1, f_hi), target, count)?;
+    let (lo, f_lo, _, _) = search(
+        text,
+        keep,
+        &inner,
+        (0, f_lo),
+        (inner.len() - 1, f_hi),
+        target,
+        count,
+    )?;
     Ok((inner[lo], f_lo))
 }
 

@@ -128,24 +128,34 @@ impl Request {
         let kind = self.kind.name();
         let not = |k: RequestKind| self.kind != k;
         let stray = [
-            ("prompt", self.prompt.is_some() && not(RequestKind::Complete)),
+            (
+                "prompt",
+                self.prompt.is_some() && not(RequestKind::Complete),
+            ),
             ("prefix", self.prefix.is_some() && not(RequestKind::Infill)),
             ("suffix", self.suffix.is_some() && not(RequestKind::Infill)),
-            ("suffixFirst", self.suffix_first.is_some() && not(RequestKind::Infill)),
+            (
+                "suffixFirst",
+                self.suffix_first.is_some() && not(RequestKind::Infill),
+            ),
             ("extra", self.extra.is_some() && not(RequestKind::Infill)),
             (
                 "maxPromptTokens",
                 self.max_prompt_tokens.is_some() && not(RequestKind::Infill),
             ),
-            ("messages", self.messages.is_some() && not(RequestKind::Chat)),
+            (
+                "messages",
+                self.messages.is_some() && not(RequestKind::Chat),
+            ),
         ];
         if let Some((field, _)) = stray.iter().find(|(_, bad)| *bad) {
             return Err(RequestError::Invalid(format!(
                 "request: field {field:?} does not apply to kind {kind:?}"
             )));
         }
-        let missing =
-            |field: &str| RequestError::Invalid(format!("request: kind {kind:?} needs field {field:?}"));
+        let missing = |field: &str| {
+            RequestError::Invalid(format!("request: kind {kind:?} needs field {field:?}"))
+        };
         Ok(match self.kind {
             RequestKind::Complete => {
                 PromptSpec::Complete(self.prompt.take().ok_or_else(|| missing("prompt"))?)

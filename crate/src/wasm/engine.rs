@@ -426,7 +426,12 @@ impl WasmEngine {
         #[wasm_bindgen(js_name = requestJson)] request_json: &str,
     ) -> Result<u32, JsValue> {
         let (tok, context) = self.with_model(|m| Ok((Rc::clone(&m.tok), m.info.context_length)))?;
-        let p = generate::prepare(&tok, request_json, Arc::new(AtomicBool::new(false)), context)?;
+        let p = generate::prepare(
+            &tok,
+            request_json,
+            Arc::new(AtomicBool::new(false)),
+            context,
+        )?;
         Ok(p.prompt.len() as u32)
     }
 

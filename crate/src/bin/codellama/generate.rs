@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
 use codellama_webgpu::generate::{GenerateOptions, GenerateStats, Session};
-use codellama_webgpu::request::{self, ExtraFile, Request, RequestKind};
 use codellama_webgpu::gguf;
 use codellama_webgpu::gpu::attention::KvFormat;
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use codellama_webgpu::prompt::{Message, Role};
+use codellama_webgpu::request::{self, ExtraFile, Request, RequestKind};
 use codellama_webgpu::tokenizer::Tokenizer;
 
 use crate::args::{Backend, InfillBudgetArgs, KvCacheArg, ModelArgs, SamplingArgs};
