@@ -1095,6 +1095,7 @@ test('request', async (t) => {
     const t0 = performance.now();
     const dl = await engine.completeText(prompt, { ...greedy, maxTimeMs: 200 });
     out.deadline = { text: dl.text, stats: dl.stats, wallMs: performance.now() - t0 };
+    out.finish = ['deadline', 'line_end', 'indent', 'max_tokens'].map((stopReason) => CL.finishReason({ ...dl.stats, stopReason }));
     out.bad = {};
     for (const [k, o] of Object.entries({ maxTimeMs: { maxTimeMs: -1 }, minIndent: { minIndent: 1.5 }, singleLine: { singleLine: 'yes' } })) {
       out.bad[k] = (await T.capture(() => engine.completeText(prompt, o))).error?.name;
@@ -1150,6 +1151,7 @@ test('request', async (t) => {
   eq(r.deadline.stats.stopReason, 'deadline', 'stopReason with maxTimeMs 200');
   check(r.deadline.stats.generatedTokens >= 1 && r.deadline.stats.generatedTokens < r.full.stats.generatedTokens, `deadline: ${r.deadline.stats.generatedTokens} tokens`);
   check(r.full.text.startsWith(r.deadline.text), 'the deadline text is not a prefix of the full text');
+  eq(r.finish, ['length', 'stop', 'stop', 'length'], "OpenAI finish_reason of 'deadline', 'line_end', 'indent', 'max_tokens'");
 
   t.figure('demo model, greedy', r.demoFull);
   for (const [key, o] of [['singleLine', { singleLine: true }], ['minIndent', { minIndent: 8 }]]) {
