@@ -523,3 +523,51 @@ fn cli_defaults_are_the_library_s() {
         })
     );
 }
+
+/// `codellama infill --extra FILE --max-prompt-tokens N`: the budget reaches the CLI, and
+/// `--stats` says what was kept.
+#[test]
+fn cli_infill_budget_and_extra_files() {
+    let dir = std::env::temp_dir().join(format!("codellama-request-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let extra = dir.join("util.py");
+    std::fs::write(&extra, source(200, "")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_codellama"))
+        .args([
+            "infill",
+            "--backend",
+            "cpu",
+            "--max-tokens",
+            "4",
+            "--stats",
+            "-m",
+        ])
+        .arg(demo_path())
+        .args([
+            "--prefix",
+            "def add(a, b):\n    ",
+            "--suffix",
+            "\n",
+            "--max-prompt-tokens",
+            "60",
+            "--extra",
+        ])
+        .arg(&extra)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("trimmed to 60 tokens"), "{err}");
+    assert!(err.contains("1 extra files kept"), "{err}");
+    let prompt: usize = err
+        .split('[')
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(prompt <= 60 && prompt > 40, "{err}");
+}
