@@ -1114,6 +1114,17 @@ test('request', async (t) => {
       const d = await T.drain(demoEngine.complete(code, { maxTokens: 16, temperature: 0, ...o }));
       out[key] = { pieces: d.chunks.map((c) => c.text), stats: d.returned, error: d.error };
     }
+    // A 30,000-token file infills (trimmed to the default budget, context − maxTokens).
+    const big = Array.from({ length: 1250 }, (_, i) => `    value_${i} = compute(value_${i >> 1}, ${i}) + ${(i * 7) % 13}\n`).join('');
+    const at = big.indexOf('\n', Math.floor((big.length * 2) / 3)) + 1;
+    const file = { prefix: `def big():\n${big.slice(0, at)}    `, suffix: big.slice(at) };
+    const fileTokens = (await demoEngine.tokenize(file.prefix + file.suffix, { addBos: false })).length;
+    let t1 = performance.now();
+    const bigCount = await demoEngine.countTokens({ kind: 'infill', ...file }, { maxTokens: 32 });
+    const countMs = performance.now() - t1;
+    t1 = performance.now();
+    const bigRun = await demoEngine.infillText(file, { maxTokens: 32 });
+    out.big = { fileTokens, count: bigCount, countMs, runMs: performance.now() - t1, stats: bigRun.stats, text: bigRun.text };
     await demoEngine.dispose();
 
     // Infill (the 32016-vocab model has the infill tokens): budgeted, through the Worker engine.
@@ -1165,6 +1176,12 @@ test('request', async (t) => {
   }
   eq(r.bad, { maxTimeMs: 'InvalidRequestError', minIndent: 'InvalidRequestError', singleLine: 'InvalidRequestError', extra: 'InvalidRequestError', kind: 'InvalidRequestError' }, 'invalid request fields');
 
+  const big = r.big;
+  t.figure('30,000-token file', { fileTokens: big.fileTokens, countTokens: big.count, countMs: Math.round(big.countMs), runMs: Math.round(big.runMs), context: big.stats.context, stopReason: big.stats.stopReason, text: big.text });
+  check(big.fileTokens >= 30_000, `the file has ${big.fileTokens} tokens`);
+  eq(big.count, big.stats.promptTokens, 'countTokens(30,000-token infill) vs stats.promptTokens');
+  const bc = big.stats.context;
+  check(bc && bc.trimmed && bc.budget === 512 - 32 && big.count <= bc.budget && bc.prefixDroppedChars > 0 && bc.suffixDroppedChars > 0, `stats.context ${JSON.stringify(bc)}`);
   t.figure('infill trimmed', { count: r.infillTrimmed.count, promptTokens: r.infillTrimmed.stats.promptTokens, context: r.infillTrimmed.stats.context });
   eq(r.infillTrimmed.count, r.infillTrimmed.stats.promptTokens, 'countTokens(infill, trimmed) vs stats.promptTokens');
   const c = r.infillTrimmed.stats.context;
