@@ -39,6 +39,7 @@ skip=",${CODELLAMA_WEB_SKIP:-},"
 need_cli=0
 [[ $skip != *,memory,* && ${CODELLAMA_WEB_SKIP_MEMORY:-0} != 1 ]] && need_cli=1
 [[ $skip != *,bench,* ]] && need_cli=1
+[[ $skip != *,defaults,* ]] && need_cli=1
 if [[ $need_cli == 1 && -z ${CODELLAMA_BIN:-} ]]; then
   step "codellama CLI (the memory test's synthetic model, the bench test's native report)"
   cargo build --release -p codellama-webgpu --bin codellama

@@ -43,7 +43,7 @@ impl Demo {
             stop_ids: prompt::stop_ids(&self.tok, kind).unwrap(),
             continuation: true,
             cancel: None,
-            logprobs: None,
+            ..Default::default()
         };
         let mut s = Session::new(CpuDecoder::new(&self.weights, 512));
         let mut text = String::new();

@@ -46,7 +46,7 @@ fn greedy(max_tokens: usize) -> GenerateOptions {
         stop_ids: vec![],
         continuation: true,
         cancel: None,
-        logprobs: None,
+        ..Default::default()
     }
 }
 

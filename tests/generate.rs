@@ -29,7 +29,7 @@ fn opts(sampler: SamplerConfig, max_tokens: usize) -> GenerateOptions {
         stop_ids: vec![2],
         continuation: true,
         cancel: None,
-        logprobs: None,
+        ..Default::default()
     }
 }
 

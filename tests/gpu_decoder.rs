@@ -452,7 +452,7 @@ fn nan_in_the_weights_is_a_typed_error_not_garbage() {
         stop_ids: vec![2],
         continuation: true,
         cancel: None,
-        logprobs: None,
+        ..Default::default()
     };
     let mut text = String::new();
     let cpu = Session::new(CpuDecoder::new(&w, 64))

@@ -356,6 +356,7 @@ fn opts(sampler: SamplerConfig, logprobs: Option<usize>) -> GenerateOptions {
         continuation: true,
         cancel: None,
         logprobs,
+        ..Default::default()
     }
 }
 

@@ -45,7 +45,7 @@ fn opts() -> GenerateOptions {
         stop_ids: vec![2],
         continuation: true,
         cancel: None,
-        logprobs: None,
+        ..Default::default()
     }
 }
 

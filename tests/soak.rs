@@ -40,7 +40,7 @@ fn opts(
         stop_ids: vec![2],
         continuation: true,
         cancel,
-        logprobs: None,
+        ..Default::default()
     }
 }
 

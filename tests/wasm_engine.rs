@@ -143,7 +143,7 @@ fn cpu_text(file: &[u8], prompt_text: &str, max_tokens: usize) -> (String, usize
         stop_ids: prompt::stop_ids(&tok, PromptKind::Completion).unwrap(),
         continuation: true,
         cancel: None,
-        logprobs: None,
+        ..Default::default()
     };
     let mut text = String::new();
     let st = pollster_free_block_on(s.generate_async(&tok, &p, &opts, &mut |t| text.push_str(t)));

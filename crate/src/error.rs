@@ -9,6 +9,7 @@ use crate::gpu::GpuError;
 use crate::model::ModelError;
 use crate::prompt::PromptError;
 use crate::quant::QuantError;
+use crate::request::RequestError;
 use crate::sampler::SamplerError;
 use crate::tokenizer::TokenizerError;
 
@@ -32,6 +33,8 @@ pub enum Error {
     Gpu(#[from] GpuError),
     #[error(transparent)]
     ContextOverflow(#[from] ContextOverflow),
+    #[error(transparent)]
+    Request(#[from] RequestError),
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,

@@ -1,7 +1,10 @@
 //! The generation loop: prompt in, streamed text out, stopping at the mode's
 //! stop tokens, at user stop strings (also when one spans tokens; the stop
 //! string itself is never emitted), at `max_tokens`, at the context limit, or
-//! when the caller's cancel flag is raised.
+//! when the caller's cancel flag is raised; optionally also at a deadline
+//! ([`GenerateOptions::max_time`]), at the end of the first line
+//! ([`GenerateOptions::single_line`]) or at a line indented less than
+//! [`GenerateOptions::min_indent`] (the text rules of [`LineRules`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,10 +30,16 @@ pub enum StopReason {
     ContextFull,
     /// The caller's cancel flag was raised ([`GenerateOptions::cancel`]).
     Aborted,
+    /// [`GenerateOptions::max_time`] passed (the text so far is the result).
+    Deadline,
+    /// [`GenerateOptions::single_line`]: the first line ended.
+    LineEnd,
+    /// [`GenerateOptions::min_indent`]: a line was indented less.
+    Indent,
 }
 
 /// What a generation request asks for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct GenerateOptions {
     pub sampler: SamplerConfig,
     pub max_tokens: usize,
@@ -49,6 +58,19 @@ pub struct GenerateOptions {
     /// back); `Some(k)`: each generated token's and the `k` (0..=20) most
     /// likely tokens' ([`crate::logprobs`]), in [`GenerateStats::logprobs`].
     pub logprobs: Option<usize>,
+    /// Seconds from the start of [`Session::generate_events`] (before the
+    /// prompt is computed) after which generation stops with
+    /// [`StopReason::Deadline`]. Checked before each token after the first:
+    /// the first token always comes, however long the prompt took.
+    pub max_time: Option<f64>,
+    /// End at the first line break that follows generated non-whitespace
+    /// text; the break is not emitted ([`StopReason::LineEnd`]).
+    pub single_line: bool,
+    /// End when a generated line after the first one starts with fewer than
+    /// this many columns of indentation (space and tab count one each); that
+    /// line and the line breaks before it are not emitted
+    /// ([`StopReason::Indent`]). Whitespace-only lines do not count.
+    pub min_indent: Option<usize>,
 }
 
 impl GenerateOptions {
@@ -317,15 +339,19 @@ impl<B: Backend> Session<B> {
         if let Some(top) = opts.logprobs {
             crate::logprobs::check_top(top)?;
         }
+        let start = crate::clock::now();
         let computed = self.prefill(prompt).await?;
         self.decoder.sync().await?;
         on_event(GenerateEvent::Prefilled { computed });
+        let deadline = opts.max_time.map(|s| start + s);
         let mut stream = if opts.continuation {
             StreamDecoder::continuation(tok)
         } else {
             StreamDecoder::new(tok)
         };
         let mut stops = StopMatcher::new(&opts.stop);
+        let mut rules = LineRules::new(opts.single_line, opts.min_indent);
+        let mut rule_stop: Option<StopReason> = None;
         let mut generated = 0usize;
         let mut pending: Option<u32> = None;
         // Pipelined decoding (GPU backends, samplers that do not look at the
@@ -342,6 +368,9 @@ impl<B: Backend> Session<B> {
                 }
                 if generated >= opts.max_tokens {
                     break StopReason::MaxTokens;
+                }
+                if generated > 0 && deadline.is_some_and(|d| crate::clock::now() >= d) {
+                    break StopReason::Deadline;
                 }
                 let step = generated as u32;
                 let token = match (pending.take(), opts.logprobs) {
@@ -399,7 +428,15 @@ impl<B: Backend> Session<B> {
                     break StopReason::StopToken;
                 }
                 let text = stream.push(token)?;
-                if stops.push(&text, &mut |t| on_event(GenerateEvent::Text(t))) {
+                let hit = stops.push(&text, &mut |t| {
+                    if rule_stop.is_none() {
+                        rule_stop = rules.push(t, &mut |t| on_event(GenerateEvent::Text(t)));
+                    }
+                });
+                if let Some(r) = rule_stop {
+                    break r;
+                }
+                if hit {
                     break StopReason::StopString;
                 }
                 if self.tokens.len() >= self.decoder.max_len() {
@@ -437,12 +474,27 @@ impl<B: Backend> Session<B> {
         // The cache holds exactly `self.tokens` (steps launched ahead fed
         // tokens past them).
         self.decoder.truncate(self.tokens.len());
-        if reason != StopReason::StopString {
+        let mut reason = reason;
+        if !matches!(
+            reason,
+            StopReason::StopString | StopReason::LineEnd | StopReason::Indent
+        ) {
             let tail = stream.finish();
-            let mut on_text = |t: &str| on_event(GenerateEvent::Text(t));
+            let mut on_text = |t: &str| {
+                if rule_stop.is_none() {
+                    rule_stop = rules.push(t, &mut |t| on_event(GenerateEvent::Text(t)));
+                }
+            };
             if !stops.push(&tail, &mut on_text) {
                 stops.flush(&mut on_text);
             }
+            if let Some(r) = rule_stop {
+                reason = r;
+            }
+        }
+        if rule_stop.is_none() {
+            // A line still undecided (blank so far) is text like any other.
+            rules.flush(&mut |t| on_event(GenerateEvent::Text(t)));
         }
         Ok(GenerateStats {
             prompt_tokens: prompt.len(),
@@ -521,6 +573,90 @@ impl<'a> StopMatcher<'a> {
     }
 }
 
+/// The line rules of ghost text ([`GenerateOptions::single_line`],
+/// [`GenerateOptions::min_indent`]) applied to the text stream: text is
+/// emitted once no rule can retract it (a line break and the indentation
+/// after it are held until the line's first non-whitespace character).
+pub struct LineRules {
+    single_line: bool,
+    min_indent: Option<usize>,
+    /// Non-whitespace text was emitted.
+    seen_text: bool,
+    /// Held back: line breaks and the indentation of the line being decided.
+    held: String,
+}
+
+impl LineRules {
+    pub fn new(single_line: bool, min_indent: Option<usize>) -> Self {
+        LineRules {
+            single_line,
+            min_indent,
+            seen_text: false,
+            held: String::new(),
+        }
+    }
+
+    /// Adds text; emits what is decided. Returns the rule that ended the
+    /// text, if one did (nothing after it is emitted).
+    pub fn push(&mut self, text: &str, emit: &mut dyn FnMut(&str)) -> Option<StopReason> {
+        let mut out = String::new();
+        let mut stop = None;
+        for c in text.chars() {
+            if c == '\n' {
+                if self.single_line && self.seen_text {
+                    stop = Some(StopReason::LineEnd);
+                    break;
+                }
+                if self.min_indent.is_some() {
+                    // Whitespace-only lines stay held with the next one.
+                    self.held.push(c);
+                } else {
+                    out.push(c);
+                }
+            } else if !self.held.is_empty() {
+                if c == ' ' || c == '\t' {
+                    self.held.push(c);
+                } else if c.is_whitespace() {
+                    // '\r' and other blanks: part of the held line, no column.
+                    self.held.push(c);
+                } else {
+                    let line = &self.held[self.held.rfind('\n').map_or(0, |i| i + 1)..];
+                    let cols = line.chars().filter(|&c| c == ' ' || c == '\t').count();
+                    if self.min_indent.is_some_and(|n| cols < n) {
+                        stop = Some(StopReason::Indent);
+                        break;
+                    }
+                    out.push_str(&self.held);
+                    self.held.clear();
+                    out.push(c);
+                    self.seen_text = true;
+                }
+            } else {
+                out.push(c);
+                if !c.is_whitespace() {
+                    self.seen_text = true;
+                }
+            }
+        }
+        if stop.is_some() {
+            self.held.clear();
+        }
+        if !out.is_empty() {
+            emit(&out);
+        }
+        stop
+    }
+
+    /// Emits what is still held (at the end of generation: trailing blank
+    /// lines are text like any other).
+    pub fn flush(&mut self, emit: &mut dyn FnMut(&str)) {
+        if !self.held.is_empty() {
+            emit(&self.held);
+            self.held.clear();
+        }
+    }
+}
+
 /// Length of the longest suffix of `text` that is a proper prefix of `stop`,
 /// on character boundaries.
 fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
@@ -559,5 +695,107 @@ mod tests {
         assert_eq!(run(&["ab", "b"], &["xab"]), ("x".into(), true));
         assert_eq!(run(&[], &["é", "ü"]), ("éü".into(), false));
         assert_eq!(run(&["日本"], &["x日", "本"]), ("x".into(), true));
+    }
+
+    /// Feeds `pieces` through the line rules; returns the text and the rule that stopped.
+    fn lines(single: bool, indent: Option<usize>, pieces: &[&str]) -> (String, Option<StopReason>) {
+        let mut r = LineRules::new(single, indent);
+        let mut out = String::new();
+        let mut emit = |s: &str| out.push_str(s);
+        for p in pieces {
+            if let Some(stop) = r.push(p, &mut emit) {
+                return (out, Some(stop));
+            }
+        }
+        r.flush(&mut emit);
+        (out, None)
+    }
+
+    /// Every way of cutting `text` into two and three pieces gives the same result.
+    fn all_splits(single: bool, indent: Option<usize>, text: &str) -> (String, Option<StopReason>) {
+        let whole = lines(single, indent, &[text]);
+        let bounds: Vec<usize> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .collect();
+        for &a in &bounds {
+            for &b in bounds.iter().filter(|&&b| b >= a) {
+                let got = lines(single, indent, &[&text[..a], &text[a..b], &text[b..]]);
+                assert_eq!(got, whole, "{text:?} cut at {a}, {b}");
+            }
+        }
+        whole
+    }
+
+    #[test]
+    fn single_line_ends_at_the_first_break_after_text() {
+        use StopReason::LineEnd;
+        assert_eq!(
+            all_splits(true, None, "x = 1\ny = 2"),
+            ("x = 1".into(), Some(LineEnd))
+        );
+        // Leading breaks and blanks come before any text: kept.
+        assert_eq!(
+            all_splits(true, None, "\n  \n    ret\nz"),
+            ("\n  \n    ret".into(), Some(LineEnd))
+        );
+        assert_eq!(all_splits(true, None, "abc"), ("abc".into(), None));
+        assert_eq!(all_splits(false, None, "a\nb"), ("a\nb".into(), None));
+    }
+
+    #[test]
+    fn indentation_stop_drops_the_less_indented_line() {
+        use StopReason::Indent;
+        let body = "x = 1\n    y = 2\n\n    return y\nprint(f())\n";
+        assert_eq!(
+            all_splits(false, Some(4), body),
+            ("x = 1\n    y = 2\n\n    return y".into(), Some(Indent))
+        );
+        // The first line is never judged; tabs count one column each.
+        assert_eq!(
+            all_splits(false, Some(2), "a\n\t\tb\n\tc"),
+            ("a\n\t\tb".into(), Some(Indent))
+        );
+        // Whitespace-only lines do not count, and end as they are.
+        assert_eq!(
+            all_splits(false, Some(4), "a\n  \n      b\n  "),
+            ("a\n  \n      b\n  ".into(), None)
+        );
+        assert_eq!(
+            all_splits(false, Some(0), "a\nb\n"),
+            ("a\nb\n".into(), None)
+        );
+        // Both rules: whichever comes first.
+        assert_eq!(
+            all_splits(true, Some(4), "\n    x\ny"),
+            ("\n    x".into(), Some(StopReason::LineEnd))
+        );
+        assert_eq!(all_splits(true, Some(4), "\nx"), ("".into(), Some(Indent)));
+    }
+
+    #[test]
+    fn line_rules_compose_with_stop_strings() {
+        let stops = vec!["END".to_string()];
+        let run = |pieces: &[&str]| {
+            let mut m = StopMatcher::new(&stops);
+            let mut r = LineRules::new(false, Some(2));
+            let mut out = String::new();
+            let mut rule = None;
+            for p in pieces {
+                let hit = m.push(p, &mut |t| {
+                    if rule.is_none() {
+                        rule = r.push(t, &mut |t| out.push_str(t));
+                    }
+                });
+                if rule.is_some() || hit {
+                    return (out, rule, hit);
+                }
+            }
+            (out, rule, false)
+        };
+        assert_eq!(run(&["a\n  bE", "ND\nc"]), ("a\n  b".into(), None, true));
+        assert_eq!(
+            run(&["a\n  bE", "N\nc"]),
+            ("a\n  bEN".into(), Some(StopReason::Indent), false)
+        );
     }
 }

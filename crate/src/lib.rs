@@ -6,6 +6,7 @@
 //! - [`model`]: hyperparameters and tensors of a llama-architecture model;
 //! - [`tokenizer`]: SentencePiece BPE built from the GGUF vocabulary;
 //! - [`prompt`]: Meta's completion, infill and instruct-chat formats;
+//! - [`request`]: a generation request to prompt tokens and options (per-mode defaults, infill budget);
 //! - [`cpu`]: the plain f32 reference decoder every GPU kernel is checked against;
 //! - [`gpu`]: the GPU engine (wgpu natively, WebGPU in the browser): device, pipelines, kernels;
 //! - [`sampler`] and [`generate`]: token selection and the generation loop;
@@ -24,6 +25,7 @@ pub mod model;
 pub mod npy;
 pub mod prompt;
 pub mod quant;
+pub mod request;
 pub mod sampler;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]

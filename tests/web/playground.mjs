@@ -66,6 +66,18 @@ step('load', async ({ page, shot }) => {
   const progress = await page.locator('#progress-text').textContent();
   log('progress:', progress);
   check(/MB/.test(progress) && /tensors on the GPU/.test(progress), `progress line: ${progress}`);
+  // The sampling controls start at the engine's per-mode defaults (engine.requestDefaults()):
+  // empty, the default shown as the placeholder of the mode on screen.
+  const placeholders = () => page.evaluate(() => ['s-temperature', 's-topp', 's-max'].map((id) => [document.getElementById(id).value, document.getElementById(id).placeholder]));
+  await page.waitForFunction(() => document.getElementById('s-temperature').placeholder === '0.2', null, { timeout: 30_000 });
+  const complete = await placeholders();
+  await page.click('#tab-infill');
+  await page.waitForFunction(() => document.getElementById('s-temperature').placeholder === '0', null, { timeout: 30_000 });
+  const infill = await placeholders();
+  await page.click('#tab-complete');
+  log('sampling controls (value, placeholder): complete', JSON.stringify(complete), 'infill', JSON.stringify(infill));
+  check(JSON.stringify(complete) === JSON.stringify([['', '0.2'], ['', '0.9'], ['', '256']]), `completion controls ${JSON.stringify(complete)}`);
+  check(JSON.stringify(infill) === JSON.stringify([['', '0'], ['', '0.9'], ['', '256']]), `infill controls ${JSON.stringify(infill)}`);
   await shot('loaded');
 });
 

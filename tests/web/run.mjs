@@ -40,6 +40,8 @@ const TINY_INFO = { hyper: ['llama', 512, 256, 2, 4, 2, 256, 64], tensorTypes: {
 const GQA = 'tiny-gqa-q4_k_m.gguf';
 const GQA_URL = `/models/${GQA}`;
 const GQA_BYTES = statSync(join(MODELS, GQA)).size;
+// The bundled demo model (models/): it writes code, so its text has lines and indentation.
+const DEMO_URL = '/demo/codellama-demo.gguf';
 const COV = TINY;
 const SYNTH_LAYERS = Number(process.env.CODELLAMA_WEB_SYNTH_LAYERS ?? 8); // 8 layers: 1.09 GB ≥ 1 GiB
 const SYNTH = `synth-7b-l${SYNTH_LAYERS}-q4_0.gguf`;
@@ -1134,6 +1136,194 @@ test('prefix-reuse', async (t) => {
 }, { timeoutMs: 2_500_000 });
 
 // ---------------------------------------------------------------------------------------------
+// Request features: countTokens, requestDefaults, deadline, single-line and indentation stops,
+// infill budget and extra files (in the page and through the Worker)
+// ---------------------------------------------------------------------------------------------
+
+/** The line rules of `singleLine` / `minIndent`, on a whole text (what the engine must give). */
+function lineRules(text, { singleLine = false, minIndent = null }) {
+  let seen = false;
+  let i = 0;
+  let lineStart = -1; // index of the '\n' that opened the line being decided (minIndent)
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '\n') {
+      if (singleLine && seen) return { text: text.slice(0, i), stop: 'line_end' };
+      if (minIndent !== null && lineStart < 0) lineStart = i;
+      i++;
+      continue;
+    }
+    if (minIndent !== null && lineStart >= 0) {
+      if (/\s/.test(c)) { i++; continue; }
+      const line = text.slice(text.lastIndexOf('\n', i) + 1, i);
+      const cols = [...line].filter((x) => x === ' ' || x === '\t').length;
+      if (cols < minIndent) return { text: text.slice(0, lineStart), stop: 'indent' };
+      lineStart = -1;
+    }
+    if (!/\s/.test(c)) seen = true;
+    i++;
+  }
+  return { text, stop: null };
+}
+
+test('request', async (t) => {
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, gqa, demo, prompt }) => {
+    const out = {};
+    const { engine } = await T.engine({ model });
+    out.defaults = await engine.requestDefaults();
+    // countTokens = the prompt the engine computed (complete, chat).
+    const greedy = { maxTokens: 12, temperature: 0 };
+    const full = await engine.completeText(prompt, greedy);
+    out.full = { text: full.text, stats: full.stats };
+    out.countComplete = await engine.countTokens({ kind: 'complete', prompt });
+    const messages = [{ role: 'user', content: 'Say hi.' }];
+    const chat = await engine.chatText(messages, { maxTokens: 1, temperature: 0 });
+    out.chat = { count: await engine.countTokens({ kind: 'chat', messages }), promptTokens: chat.stats.promptTokens };
+    // Deadline: a 200 ms deadline where a token takes ~1 s: the first token comes, then it stops.
+    const t0 = performance.now();
+    const dl = await engine.completeText(prompt, { ...greedy, maxTimeMs: 200 });
+    out.deadline = { text: dl.text, stats: dl.stats, wallMs: performance.now() - t0 };
+    out.finish = ['deadline', 'line_end', 'indent', 'max_tokens'].map((stopReason) => CL.finishReason({ ...dl.stats, stopReason }));
+    out.bad = {};
+    for (const [k, o] of Object.entries({ maxTimeMs: { maxTimeMs: -1 }, minIndent: { minIndent: 1.5 }, singleLine: { singleLine: 'yes' } })) {
+      out.bad[k] = (await T.capture(() => engine.completeText(prompt, o))).error?.name;
+    }
+    out.bad.extra = (await T.capture(() => engine.countTokens({ kind: 'infill', prefix: '', suffix: '', extra: [{ filename: 1 }] }))).error?.name;
+    out.bad.kind = (await T.capture(() => engine.countTokens({ kind: 'nope' }))).error?.name;
+    await engine.dispose();
+
+    // Line rules on the demo model (it writes code), streamed: the pieces never hold text a rule
+    // retracts. In a method body: the body's first line, then a blank line and `    def …`.
+    const demoEngine = (await T.engine({ model: demo })).engine;
+    const code = 'class A:\n    def f(self):\n        ';
+    const demoFull = await demoEngine.completeText(code, { maxTokens: 16, temperature: 0 });
+    out.demoFull = demoFull.text;
+    for (const [key, o] of [['singleLine', { singleLine: true }], ['minIndent', { minIndent: 8 }]]) {
+      const d = await T.drain(demoEngine.complete(code, { maxTokens: 16, temperature: 0, ...o }));
+      out[key] = { pieces: d.chunks.map((c) => c.text), stats: d.returned, error: d.error };
+    }
+    // A 30,000-token file infills (trimmed to the default budget, context − maxTokens).
+    const big = Array.from({ length: 1250 }, (_, i) => `    value_${i} = compute(value_${i >> 1}, ${i}) + ${(i * 7) % 13}\n`).join('');
+    const at = big.indexOf('\n', Math.floor((big.length * 2) / 3)) + 1;
+    const file = { prefix: `def big():\n${big.slice(0, at)}    `, suffix: big.slice(at) };
+    const fileTokens = (await demoEngine.tokenize(file.prefix + file.suffix, { addBos: false })).length;
+    let t1 = performance.now();
+    const bigCount = await demoEngine.countTokens({ kind: 'infill', ...file }, { maxTokens: 32 });
+    const countMs = performance.now() - t1;
+    t1 = performance.now();
+    const bigRun = await demoEngine.infillText(file, { maxTokens: 32 });
+    out.big = { fileTokens, count: bigCount, countMs, runMs: performance.now() - t1, stats: bigRun.stats, text: bigRun.text };
+    await demoEngine.dispose();
+
+    // Infill (the 32016-vocab model has the infill tokens): budgeted, through the Worker engine.
+    const w = await T.engine({ worker: true, model: gqa });
+    out.workerDefaults = await w.engine.requestDefaults();
+    const lines = Array.from({ length: 600 }, (_, i) => `value_${i} = compute(value_${i >> 1}, ${i})\n`).join('');
+    const input = { prefix: `${lines}def f(x):\n    return `, suffix: `\n\n${lines}`, maxPromptTokens: 64 };
+    const one = { maxTokens: 1 };
+    const trimmed = await w.engine.infillText(input, one);
+    out.infillTrimmed = { count: await w.engine.countTokens({ kind: 'infill', ...input }, one), stats: trimmed.stats };
+    const small = { prefix: 'def add(a, b):\n    return ', suffix: '\n' };
+    const plain = await w.engine.infillText(small, one);
+    out.infillPlain = { count: await w.engine.countTokens({ kind: 'infill', ...small }, one), stats: plain.stats };
+    out.extraCounts = [
+      await w.engine.countTokens({ kind: 'infill', ...small }),
+      await w.engine.countTokens({ kind: 'infill', ...small, extra: [{ filename: 'util.py', text: 'def helper():\n    return 1\n' }] }),
+      await w.engine.countTokens({ kind: 'infill', ...small, extra: [{ filename: 'big.py', text: lines }], maxPromptTokens: 40 }),
+    ];
+    await w.engine.dispose();
+    return out;
+  }, { model: TINY_URL, gqa: GQA_URL, demo: DEMO_URL, prompt: PROMPT }, 1_500_000);
+  await t.shot(page, 'request');
+
+  eq(r.defaults, {
+    complete: { temperature: 0.2, topP: 0.9, maxTokens: 256 },
+    infill: { temperature: 0, topP: 0.9, maxTokens: 256 },
+    chat: { temperature: 0.6, topP: 0.9, maxTokens: 256 },
+  }, 'requestDefaults() (Meta: 0.2 completion, 0 infill, 0.6 chat; top-p 0.9)');
+  eq(r.workerDefaults, r.defaults, 'requestDefaults() through the Worker');
+  eq(r.countComplete, r.full.stats.promptTokens, 'countTokens(complete) vs stats.promptTokens');
+  eq(r.chat.count, r.chat.promptTokens, 'countTokens(chat) vs stats.promptTokens');
+  t.figure('full greedy text', r.full.text);
+
+  t.figure('deadline 200 ms', { text: r.deadline.text, stopReason: r.deadline.stats.stopReason, generated: r.deadline.stats.generatedTokens, wallMs: Math.round(r.deadline.wallMs) });
+  eq(r.deadline.stats.stopReason, 'deadline', 'stopReason with maxTimeMs 200');
+  check(r.deadline.stats.generatedTokens >= 1 && r.deadline.stats.generatedTokens < r.full.stats.generatedTokens, `deadline: ${r.deadline.stats.generatedTokens} tokens`);
+  check(r.full.text.startsWith(r.deadline.text), 'the deadline text is not a prefix of the full text');
+  eq(r.finish, ['length', 'stop', 'stop', 'length'], "OpenAI finish_reason of 'deadline', 'line_end', 'indent', 'max_tokens'");
+
+  t.figure('demo model, greedy', r.demoFull);
+  for (const [key, o] of [['singleLine', { singleLine: true }], ['minIndent', { minIndent: 8 }]]) {
+    const got = r[key];
+    check(!got.error, `${key}: ${JSON.stringify(got.error)}`);
+    const want = lineRules(r.demoFull, o);
+    t.figure(key, { pieces: got.pieces, stopReason: got.stats.stopReason, expected: want });
+    check(want.stop !== null, `${key}: the demo text ${JSON.stringify(r.demoFull)} does not trigger the rule (test not meaningful)`);
+    eq(got.pieces.join(''), want.text, `${key} text`);
+    eq(got.stats.stopReason, want.stop, `${key} stopReason`);
+  }
+  eq(r.bad, { maxTimeMs: 'InvalidRequestError', minIndent: 'InvalidRequestError', singleLine: 'InvalidRequestError', extra: 'InvalidRequestError', kind: 'InvalidRequestError' }, 'invalid request fields');
+
+  const big = r.big;
+  t.figure('30,000-token file', { fileTokens: big.fileTokens, countTokens: big.count, countMs: Math.round(big.countMs), runMs: Math.round(big.runMs), context: big.stats.context, stopReason: big.stats.stopReason, text: big.text });
+  check(big.fileTokens >= 30_000, `the file has ${big.fileTokens} tokens`);
+  eq(big.count, big.stats.promptTokens, 'countTokens(30,000-token infill) vs stats.promptTokens');
+  const bc = big.stats.context;
+  check(bc && bc.trimmed && bc.budget === 512 - 32 && big.count <= bc.budget && bc.prefixDroppedChars > 0 && bc.suffixDroppedChars > 0, `stats.context ${JSON.stringify(bc)}`);
+  t.figure('infill trimmed', { count: r.infillTrimmed.count, promptTokens: r.infillTrimmed.stats.promptTokens, context: r.infillTrimmed.stats.context });
+  eq(r.infillTrimmed.count, r.infillTrimmed.stats.promptTokens, 'countTokens(infill, trimmed) vs stats.promptTokens');
+  const c = r.infillTrimmed.stats.context;
+  check(c && c.trimmed && c.budget === 64 && c.prefixDroppedChars > 0 && c.suffixDroppedChars > 0, `stats.context ${JSON.stringify(c)}`);
+  check(r.infillTrimmed.count <= 64 && r.infillTrimmed.count > 48, `trimmed prompt of ${r.infillTrimmed.count} tokens`);
+  eq(r.infillPlain.count, r.infillPlain.stats.promptTokens, 'countTokens(infill) vs stats.promptTokens');
+  eq(r.infillPlain.stats.context?.trimmed, false, 'a short infill is not trimmed');
+  t.figure('infill counts: plain / + util.py / + big.py in 40', r.extraCounts);
+  check(r.extraCounts[1] > r.extraCounts[0] + 8, 'the extra file did not reach the prompt');
+  check(r.extraCounts[2] <= 40 && r.extraCounts[2] > r.extraCounts[0], `extra file trimmed to the budget: ${r.extraCounts[2]}`);
+}, { timeoutMs: 1_600_000 });
+
+// ---------------------------------------------------------------------------------------------
+// The same request through the CLI and the JS API gives the same text with default options
+// ---------------------------------------------------------------------------------------------
+
+test('defaults', async (t) => {
+  const bin = findCodellamaBin();
+  check(bin, 'the codellama CLI is needed: run scripts/test-web.sh (it builds it) or set CODELLAMA_BIN');
+  // Both sides on a GPU (the CLI's default backend: lavapipe here; the page: SwiftShader), so the
+  // same sampler and RNG. Only the token limit is set (256 tokens would take minutes here): the
+  // temperature, top-p and seed are each side's defaults. Completion samples at 0.2: a token could
+  // flip between two GPUs only where two candidates' probabilities differ by less than the two
+  // GPUs' rounding (~1e-6) at the RNG's draw, which these short runs do not meet; the greedy text
+  // is recorded to show the default is not greedy's. Infill is greedy (0): it must match exactly.
+  const cli = (args) => {
+    const out = execFileSync(bin, args, { encoding: 'utf8', env: { ...process.env, RUST_LOG: 'error' } });
+    check(out.endsWith('\n'), `CLI output ${JSON.stringify(out)}`);
+    return out.slice(0, -1);
+  };
+  const maxTokens = 8;
+  const complete = cli(['complete', '-m', join(MODELS, TINY), '--max-tokens', String(maxTokens), PROMPT]);
+  const prefix = 'def add(a, b):\n    return ';
+  const suffix = '\n\nprint(add(1, 2))\n';
+  const infill = cli(['infill', '-m', join(MODELS, GQA), '--max-tokens', '4', '--prefix', prefix, '--suffix', suffix]);
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, gqa, prompt, maxTokens, prefix, suffix }) => {
+    const { engine } = await T.engine({ model });
+    const complete = (await engine.completeText(prompt, { maxTokens })).text;
+    const greedy = (await engine.completeText(prompt, { maxTokens, temperature: 0 })).text;
+    await engine.dispose();
+    const g = await T.engine({ model: gqa });
+    const infill = (await g.engine.infillText({ prefix, suffix }, { maxTokens: 4 })).text;
+    await g.engine.dispose();
+    return { complete, greedy, infill };
+  }, { model: TINY_URL, gqa: GQA_URL, prompt: PROMPT, maxTokens, prefix, suffix }, 900_000);
+  t.figure('complete (CLI / JS / JS greedy)', [complete, r.complete, r.greedy]);
+  t.figure('infill (CLI / JS)', [infill, r.infill]);
+  eq(r.complete, complete, 'complete with default options: JS vs CLI');
+  eq(r.infill, infill, 'infill with default options: JS vs CLI');
+}, { timeoutMs: 1_000_000 });
+
+// ---------------------------------------------------------------------------------------------
 // Benchmark: engine.bench() (`codellama bench` in the browser), in the page and in a Worker
 // ---------------------------------------------------------------------------------------------
 
@@ -1761,7 +1951,7 @@ async function main() {
   mkdirSync(SHOTS, { recursive: true });
   const made = generateFixtures();
   console.log(`generated ${made.join(', ')} in ${GEN}`);
-  server = await startServer({ mounts: { '/': join(HERE, 'pages'), '/pkg/': DIST, '/models/': MODELS, '/gen/': GEN, '/hostile/': HOSTILE } });
+  server = await startServer({ mounts: { '/': join(HERE, 'pages'), '/pkg/': DIST, '/models/': MODELS, '/gen/': GEN, '/hostile/': HOSTILE, '/demo/': join(ROOT, 'models') } });
   const oom = oomModelHeader(join(MODELS, COV));
   server.virtualFile('/virtual/oom.gguf', oom.header, oom.totalBytes);
   console.log(`server at ${server.url}; ${selected.length} tests${skip.size ? `; skipping ${[...skip].join(', ')}` : ''}`);

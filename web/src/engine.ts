@@ -29,6 +29,7 @@ import {
   createGeneration,
   failedGeneration,
   infillRequest,
+  promptRequest,
   type RawGenerationStats,
 } from './generation.js';
 import { openLoadSource } from './load-source.js';
@@ -50,6 +51,9 @@ import type {
   MemoryUsage,
   ModelInfo,
   ModelSource,
+  PromptKind,
+  PromptRequest,
+  RequestDefaults,
   TokenizeOptions,
   WasmGenerateRequest,
 } from './types.js';
@@ -402,6 +406,29 @@ export class Engine implements CodeLlamaEngine {
       if (this.#info === null) throw new NotLoadedError('no model is loaded; call load() first');
       return raw.detokenize(arr);
     });
+  }
+
+  countTokens(request: PromptRequest, opts?: GenerateOptions): Promise<number> {
+    let raw: WasmGenerateRequest;
+    try {
+      raw = promptRequest(request, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.countTokensRaw(raw);
+  }
+
+  /** `countTokens` of a raw wasm request (used by the Worker host). */
+  countTokensRaw(request: WasmGenerateRequest): Promise<number> {
+    const json = JSON.stringify(request);
+    return this.#read((raw) => {
+      if (this.#info === null) throw new NotLoadedError('no model is loaded; call load() first');
+      return raw.countTokens(json);
+    });
+  }
+
+  requestDefaults(): Promise<Record<PromptKind, RequestDefaults>> {
+    return this.#read((raw) => JSON.parse(raw.requestDefaultsJson()) as Record<PromptKind, RequestDefaults>);
   }
 
   info(): Promise<ModelInfo | null> {

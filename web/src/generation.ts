@@ -6,10 +6,13 @@
 import { AbortError, InvalidRequestError, abortErrorFor, toCodeLlamaError } from './errors.js';
 import type {
   ChatMessage,
+  ExtraFile,
   Generation,
   GenerationResult,
   GenerationStats,
   GenerateOptions,
+  InfillInput,
+  PromptRequest,
   StopReason,
   TokenLogprob,
   WasmGenerateRequest,
@@ -52,7 +55,15 @@ export function takeLogprobs(raw: RawGenerationStats): TokenLogprob[] | undefine
   }));
 }
 
-const STOP_REASONS: readonly string[] = ['stop_token', 'stop_string', 'max_tokens', 'context_full'];
+const STOP_REASONS: readonly string[] = [
+  'stop_token',
+  'stop_string',
+  'max_tokens',
+  'context_full',
+  'deadline',
+  'line_end',
+  'indent',
+];
 
 /** Validates raw stats: `"aborted"` becomes an {@link AbortError}. */
 export function finishStats(raw: RawGenerationStats, signal?: AbortSignal): GenerationStats {
@@ -195,7 +206,7 @@ class GenerationImpl implements Generation {
 export function buildRequest(
   base:
     | { kind: 'complete'; prompt: string }
-    | { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean }
+    | { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean; extra?: ExtraFile[]; maxPromptTokens?: number }
     | { kind: 'chat'; messages: ChatMessage[] },
   opts: GenerateOptions = {},
 ): WasmGenerateRequest {
@@ -216,6 +227,18 @@ export function buildRequest(
   num('minP', false);
   num('repetitionPenalty', false);
   num('repetitionWindow', true);
+  num('maxTimeMs', false);
+  num('minIndent', true);
+  if (typeof req['maxTimeMs'] === 'number' && req['maxTimeMs'] < 0) {
+    throw new InvalidRequestError(`maxTimeMs must be ≥ 0, got ${String(req['maxTimeMs'])}`);
+  }
+  if (typeof req['minIndent'] === 'number' && req['minIndent'] < 0) {
+    throw new InvalidRequestError(`minIndent must be ≥ 0, got ${String(req['minIndent'])}`);
+  }
+  if (opts.singleLine !== undefined && opts.singleLine !== null) {
+    if (typeof opts.singleLine !== 'boolean') throw new InvalidRequestError('singleLine must be a boolean');
+    if (opts.singleLine) req['singleLine'] = true;
+  }
   if (opts.stop !== undefined && opts.stop !== null) {
     const stop = typeof opts.stop === 'string' ? [opts.stop] : opts.stop;
     if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) {
@@ -245,20 +268,52 @@ export function completeRequest(prompt: string, opts?: GenerateOptions): WasmGen
   return buildRequest({ kind: 'complete', prompt }, opts);
 }
 
-export function infillRequest(
-  input: { prefix: string; suffix: string; suffixFirst?: boolean },
-  opts?: GenerateOptions,
-): WasmGenerateRequest {
+export function infillRequest(input: InfillInput, opts?: GenerateOptions): WasmGenerateRequest {
   if (input === null || typeof input !== 'object' || typeof input.prefix !== 'string' || typeof input.suffix !== 'string') {
     throw new InvalidRequestError('infill needs { prefix: string, suffix: string }');
   }
-  const base: { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean } = {
+  const base: { kind: 'infill'; prefix: string; suffix: string; suffixFirst?: boolean; extra?: ExtraFile[]; maxPromptTokens?: number } = {
     kind: 'infill',
     prefix: input.prefix,
     suffix: input.suffix,
   };
   if (input.suffixFirst !== undefined) base.suffixFirst = Boolean(input.suffixFirst);
+  if (input.extra !== undefined && input.extra !== null) {
+    if (!Array.isArray(input.extra)) throw new InvalidRequestError('extra must be an array of { filename, text }');
+    base.extra = input.extra.map((f, i) => {
+      if (f === null || typeof f !== 'object' || typeof f.filename !== 'string' || typeof f.text !== 'string') {
+        throw new InvalidRequestError(`extra[${i}] must be { filename: string, text: string }`);
+      }
+      return { filename: f.filename, text: f.text };
+    });
+  }
+  if (input.maxPromptTokens !== undefined && input.maxPromptTokens !== null) {
+    const n = input.maxPromptTokens;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+      throw new InvalidRequestError(`maxPromptTokens must be a non-negative integer, got ${String(n)}`);
+    }
+    base.maxPromptTokens = n;
+  }
   return buildRequest(base, opts);
+}
+
+/** The request of a {@link PromptRequest} (for `countTokens`), checked like the generating calls. */
+export function promptRequest(request: PromptRequest, opts?: GenerateOptions): WasmGenerateRequest {
+  if (request === null || typeof request !== 'object') {
+    throw new InvalidRequestError('countTokens needs { kind: "complete" | "infill" | "chat", ... }');
+  }
+  switch (request.kind) {
+    case 'complete':
+      return completeRequest(request.prompt, opts);
+    case 'infill':
+      return infillRequest(request, opts);
+    case 'chat':
+      return chatRequest(request.messages, opts);
+    default:
+      throw new InvalidRequestError(
+        `kind must be "complete", "infill" or "chat", got ${JSON.stringify((request as { kind?: unknown }).kind)}`,
+      );
+  }
 }
 
 export function chatRequest(

@@ -174,10 +174,13 @@ export interface OpenAICompat {
 /**
  * Maps an engine stop reason to OpenAI's `finish_reason`: `'length'` when the output was cut short
  * (the token limit, or the context filling up first, as OpenAI and llama.cpp's server report it;
- * `stats.stopReason` tells the two apart), else `'stop'`.
+ * also `maxTimeMs` passing: cut short by a limit, not ended by the model), else `'stop'` (the
+ * `singleLine` and `minIndent` stops included, as stop sequences are). `stats.stopReason` tells
+ * them apart.
  */
 export function finishReason(stats: GenerationStats): FinishReason {
-  return stats.stopReason === 'max_tokens' || stats.stopReason === 'context_full' ? 'length' : 'stop';
+  const r = stats.stopReason;
+  return r === 'max_tokens' || r === 'context_full' || r === 'deadline' ? 'length' : 'stop';
 }
 
 function usage(stats: GenerationStats): CompletionUsage {

@@ -483,6 +483,14 @@ export interface CodeLlamaEngine {
   /** Non-streaming `chat`. */
   chatText(messages: ChatMessage[], opts?: GenerateOptions): Promise<GenerationResult>;
 
+  /**
+   * The exact number of prompt tokens the request would have (after templating and, for infill,
+   * trimming to the budget), without running it. `opts.maxTokens` counts for the infill budget.
+   */
+  countTokens(request: PromptRequest, opts?: GenerateOptions): Promise<number>;
+  /** Meta's per-mode defaults the engine applies (see {@link RequestDefaults}). */
+  requestDefaults(): Promise<Record<PromptKind, RequestDefaults>>;
+
   /** Token ids of `text` with the loaded model's tokenizer. */
   tokenize(text: string, opts?: TokenizeOptions): Promise<Uint32Array>;
   /** Text of token ids. */

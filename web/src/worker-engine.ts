@@ -4,7 +4,15 @@
  */
 
 import { AbortError, InternalError, InvalidRequestError, abortErrorFor, deserializeError, throwIfAborted } from './errors.js';
-import { chatRequest, completeRequest, createGeneration, failedGeneration, infillRequest, type RawGenerationStats } from './generation.js';
+import {
+  chatRequest,
+  completeRequest,
+  createGeneration,
+  failedGeneration,
+  infillRequest,
+  promptRequest,
+  type RawGenerationStats,
+} from './generation.js';
 import { isUrlSource, resolveUrl } from './sources.js';
 import { packageFileUrl } from './package-url.js';
 import type {
@@ -23,6 +31,9 @@ import type {
   MemoryUsage,
   ModelInfo,
   ModelSource,
+  PromptKind,
+  PromptRequest,
+  RequestDefaults,
   TokenizeOptions,
   WasmGenerateRequest,
   WorkerEngineOptions,
@@ -249,6 +260,14 @@ export class WorkerEngine implements CodeLlamaEngine {
       else throw new InvalidRequestError('detokenize needs a Uint32Array or an array of non-negative integers');
       return this.call<'detokenize'>({ type: 'detokenize', ids: arr });
     });
+  }
+
+  countTokens(request: PromptRequest, opts?: GenerateOptions): Promise<number> {
+    return this.#safe(() => this.call<'countTokens'>({ type: 'countTokens', request: promptRequest(request, opts) }));
+  }
+
+  requestDefaults(): Promise<Record<PromptKind, RequestDefaults>> {
+    return this.#safe(() => this.call<'requestDefaults'>({ type: 'requestDefaults' }));
   }
 
   info(): Promise<ModelInfo | null> {

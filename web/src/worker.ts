@@ -104,6 +104,10 @@ export function hostEngine(scope: WorkerScope = globalThis as unknown as WorkerS
       }
       case 'detokenize':
         return ok<'detokenize'>(msg.id, await (await getEngine()).detokenize(msg.ids));
+      case 'countTokens':
+        return ok<'countTokens'>(msg.id, await (await getEngine()).countTokensRaw(msg.request));
+      case 'requestDefaults':
+        return ok<'requestDefaults'>(msg.id, await (await getEngine()).requestDefaults());
       case 'info':
         return ok<'info'>(msg.id, await (await getEngine()).info());
       case 'adapterInfo':

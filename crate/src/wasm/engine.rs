@@ -373,7 +373,12 @@ impl WasmEngine {
                 return reject(WasmError::not_loaded());
             };
             inner.cancel.store(false, Ordering::Relaxed);
-            let prepared = generate::prepare(&model.tok, request_json, Arc::clone(&inner.cancel));
+            let prepared = generate::prepare(
+                &model.tok,
+                request_json,
+                Arc::clone(&inner.cancel),
+                model.info.context_length,
+            );
             match (prepared, model.session.take()) {
                 (Err(e), session) => {
                     model.session = session;
@@ -411,6 +416,30 @@ impl WasmEngine {
                 Err(e) => Err(e.into()),
             }
         })
+    }
+
+    /// The exact prompt tokens of a request (JSON as `generate` takes it),
+    /// after templating and, for infill, trimming to the budget; nothing runs.
+    #[wasm_bindgen(js_name = countTokens)]
+    pub fn count_tokens(
+        &self,
+        #[wasm_bindgen(js_name = requestJson)] request_json: &str,
+    ) -> Result<u32, JsValue> {
+        let (tok, context) = self.with_model(|m| Ok((Rc::clone(&m.tok), m.info.context_length)))?;
+        let p = generate::prepare(
+            &tok,
+            request_json,
+            Arc::new(AtomicBool::new(false)),
+            context,
+        )?;
+        Ok(p.prompt.len() as u32)
+    }
+
+    /// Meta's per-mode defaults the engine applies, JSON
+    /// `{complete, infill, chat}` of `{temperature, topP, maxTokens}`.
+    #[wasm_bindgen(js_name = requestDefaultsJson)]
+    pub fn request_defaults_json(&self) -> String {
+        to_json(&crate::request::table())
     }
 
     /// Runs `codellama bench` (options JSON: `{layers?, quant?, promptTokens?,

@@ -104,7 +104,7 @@ pub fn error_name(e: &Error) -> ErrorName {
             | TokenizerError::Encode(_) => InvalidRequest,
             _ => UnsupportedModel,
         },
-        Error::Prompt(_) => InvalidRequest,
+        Error::Prompt(_) | Error::Request(_) => InvalidRequest,
         Error::Decode(d) => match d {
             crate::cpu::DecodeError::ContextFull { .. } => ContextOverflow,
             crate::cpu::DecodeError::TokenOutOfRange { .. } => InvalidRequest,

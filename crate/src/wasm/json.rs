@@ -1,5 +1,6 @@
 //! The JSON shapes of the contract (camelCase): what JavaScript passes in
-//! (load options, generation requests) and what it gets back (adapter, load
+//! (load options; generation requests are the library's
+//! [`crate::request::Request`]) and what it gets back (adapter, load
 //! progress, model info, generation stats).
 
 use std::collections::BTreeMap;
@@ -8,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::{WasmError, WasmResult};
 use crate::model::KvFormat;
-use crate::prompt::Message;
 
 /// Parses `json` (an empty string counts as `{}`); anything malformed or
 /// unknown is an `InvalidRequestError`.
@@ -101,6 +101,9 @@ pub struct GenerationStats {
     /// One per generated token when the request asked for `logprobs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<TokenLogprobJson>>,
+    /// Infill only: what fit the prompt budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<crate::request::InfillContext>,
 }
 
 /// One generated token's log-probability (`TokenLogprob` in TypeScript).
@@ -120,103 +123,4 @@ pub struct TopLogprobJson {
     pub id: u32,
     pub token: String,
     pub logprob: f32,
-}
-
-/// The prompt kinds of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RequestKind {
-    Complete,
-    Infill,
-    Chat,
-}
-
-/// A generation request as JSON has it: `kind` decides which of the prompt
-/// fields are required (and allowed).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RawRequest {
-    pub kind: RequestKind,
-    pub prompt: Option<String>,
-    pub prefix: Option<String>,
-    pub suffix: Option<String>,
-    pub suffix_first: Option<bool>,
-    pub messages: Option<Vec<Message>>,
-    pub max_tokens: Option<u64>,
-    pub stop: Option<Vec<String>>,
-    pub temperature: Option<f32>,
-    pub top_k: Option<u64>,
-    pub top_p: Option<f32>,
-    pub min_p: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    pub repetition_window: Option<u64>,
-    pub seed: Option<u64>,
-    pub logprobs: Option<bool>,
-    pub top_logprobs: Option<u64>,
-}
-
-/// The prompt of a checked request.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PromptSpec {
-    Complete(String),
-    Infill {
-        prefix: String,
-        suffix: String,
-        suffix_first: bool,
-    },
-    Chat(Vec<Message>),
-}
-
-impl RawRequest {
-    /// The prompt, once the fields fit the kind.
-    pub fn prompt_spec(&mut self) -> WasmResult<PromptSpec> {
-        let kind = match self.kind {
-            RequestKind::Complete => "complete",
-            RequestKind::Infill => "infill",
-            RequestKind::Chat => "chat",
-        };
-        let stray = [
-            (
-                "prompt",
-                self.prompt.is_some() && self.kind != RequestKind::Complete,
-            ),
-            (
-                "prefix",
-                self.prefix.is_some() && self.kind != RequestKind::Infill,
-            ),
-            (
-                "suffix",
-                self.suffix.is_some() && self.kind != RequestKind::Infill,
-            ),
-            (
-                "suffixFirst",
-                self.suffix_first.is_some() && self.kind != RequestKind::Infill,
-            ),
-            (
-                "messages",
-                self.messages.is_some() && self.kind != RequestKind::Chat,
-            ),
-        ];
-        if let Some((field, _)) = stray.iter().find(|(_, bad)| *bad) {
-            return Err(WasmError::invalid_request(format!(
-                "request: field {field:?} does not apply to kind {kind:?}"
-            )));
-        }
-        let missing = |field: &str| {
-            WasmError::invalid_request(format!("request: kind {kind:?} needs field {field:?}"))
-        };
-        Ok(match self.kind {
-            RequestKind::Complete => {
-                PromptSpec::Complete(self.prompt.take().ok_or_else(|| missing("prompt"))?)
-            }
-            RequestKind::Infill => PromptSpec::Infill {
-                prefix: self.prefix.take().ok_or_else(|| missing("prefix"))?,
-                suffix: self.suffix.take().ok_or_else(|| missing("suffix"))?,
-                suffix_first: self.suffix_first.unwrap_or(false),
-            },
-            RequestKind::Chat => {
-                PromptSpec::Chat(self.messages.take().ok_or_else(|| missing("messages"))?)
-            }
-        })
-    }
 }

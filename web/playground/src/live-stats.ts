@@ -46,5 +46,13 @@ function ms(v: number): string {
 }
 
 function stopText(r: GenerationStats['stopReason']): string {
-  return { stop_token: 'ended by the model', stop_string: 'stop string', max_tokens: 'max tokens', context_full: 'context full', deadline: 'deadline', line_end: 'end of line', indent: 'indentation' }[r];
+  return {
+    stop_token: 'ended by the model',
+    stop_string: 'stop string',
+    max_tokens: 'max tokens',
+    context_full: 'context full',
+    deadline: 'deadline',
+    line_end: 'end of line',
+    indent: 'indentation',
+  }[r];
 }

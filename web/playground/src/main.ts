@@ -9,7 +9,7 @@ import { Host } from './host';
 import { setupInfill } from './infill';
 import { ModelPicker } from './model-picker';
 import { registerServiceWorker } from './offline';
-import { persistSampling } from './sampling';
+import { persistSampling, showModeDefaults, tabKind } from './sampling';
 import { setupTabs } from './tabs';
 
 persistSampling();
@@ -18,9 +18,14 @@ const picker = new ModelPicker(host);
 setupCompletion(host);
 const editor = setupInfill(host);
 setupChat(host);
+const modeDefaults = (id: string) => {
+  if (hasWebGpu()) showModeDefaults(host.engine(), tabKind(id)).catch(() => {});
+};
 setupTabs((id) => {
   if (id === 'tab-infill') requestAnimationFrame(() => editor.focus());
+  modeDefaults(id);
 });
+modeDefaults(document.querySelector('[role=tab][aria-selected=true]')?.id ?? 'tab-complete');
 void registerServiceWorker();
 
 if (!hasWebGpu()) {

@@ -1,5 +1,5 @@
 // The sampling controls shared by the three modes.
-import type { GenerateOptions } from 'codellama-webgpu';
+import type { CodeLlamaEngine, GenerateOptions, PromptKind } from 'codellama-webgpu';
 import { $ } from './dom';
 
 function num(id: string): number | undefined {
@@ -18,7 +18,8 @@ export function parseStops(text: string): string[] {
 }
 
 const IDS = ['s-temperature', 's-topk', 's-topp', 's-minp', 's-rep', 's-max', 's-seed', 's-stop'];
-const KEY = 'codellama-playground-sampling';
+// v2: temperature, top-p and max tokens start empty (the engine's per-mode defaults).
+const KEY = 'codellama-playground-sampling-v2';
 
 /** Restores the controls from the last visit and saves every change (localStorage). */
 export function persistSampling(): void {
@@ -52,4 +53,27 @@ export function samplingOptions(overrides: GenerateOptions = {}): GenerateOption
   };
   for (const k of Object.keys(o) as (keyof GenerateOptions)[]) if (o[k] === undefined) delete o[k];
   return { ...o, ...overrides };
+}
+
+/** The prompt kind of a mode tab. */
+export function tabKind(tabId: string): PromptKind {
+  return tabId === 'tab-infill' ? 'infill' : tabId === 'tab-chat' ? 'chat' : 'complete';
+}
+
+/**
+ * The initial controls are the engine's per-mode defaults (`engine.requestDefaults()`, Meta's
+ * temperature 0.2 completion, 0 infill, 0.6 chat; top-p 0.9): temperature, top-p and max tokens
+ * start empty, which sends nothing and lets the engine apply the mode's default, and show that
+ * default as their placeholder for the mode on screen.
+ */
+export async function showModeDefaults(engine: Promise<CodeLlamaEngine>, kind: PromptKind): Promise<void> {
+  const d = (await (await engine).requestDefaults())[kind];
+  const show = (id: string, v: number) => {
+    const input = $<HTMLInputElement>(id);
+    input.placeholder = String(v);
+    input.title = `empty: the ${kind} default, ${v}`;
+  };
+  show('s-temperature', d.temperature);
+  show('s-topp', d.topP);
+  show('s-max', d.maxTokens);
 }

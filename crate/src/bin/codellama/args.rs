@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use codellama_webgpu::model::KvFormat;
-use codellama_webgpu::sampler::SamplerConfig;
+use codellama_webgpu::request::{Request, RequestKind};
 
 /// The model used when no `--model` is given: the small Code Llama trained by `scripts/train/`
 /// and committed to the repository (a path relative to the repository root).
@@ -39,50 +39,85 @@ pub struct ModelArgs {
     pub prefill_chunk: usize,
 }
 
+/// The generation settings of `complete`, `infill` and `chat`. Left out, each
+/// takes the library's default for the mode (`codellama_webgpu::request`:
+/// Meta's temperature 0.2 completion, 0 infill, 0.6 chat; top-p 0.9; 256
+/// tokens), the same as the JS API's.
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Sampling temperature; 0 is greedy. Default: the mode's (Meta's) default.
     #[arg(long)]
     pub temperature: Option<f32>,
-    /// Keep only the K most likely tokens (0: all).
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
+    /// Keep only the K most likely tokens (0: all; default 0).
+    #[arg(long)]
+    pub top_k: Option<u64>,
     /// Nucleus sampling mass. Default: 0.9.
     #[arg(long)]
     pub top_p: Option<f32>,
-    /// Drop tokens less likely than this fraction of the most likely one.
-    #[arg(long, default_value_t = 0.0)]
-    pub min_p: f32,
-    /// Penalty for tokens among the last --repeat-window tokens (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    pub repeat_penalty: f32,
-    #[arg(long, default_value_t = 64)]
-    pub repeat_window: usize,
-    /// Random seed: the same seed gives the same tokens.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
+    /// Drop tokens less likely than this fraction of the most likely one (default 0).
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Penalty for tokens among the last --repeat-window tokens (1: off; default 1).
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
+    /// Tokens the repetition penalty looks at (default 64).
+    #[arg(long)]
+    pub repeat_window: Option<u64>,
+    /// Random seed: the same seed gives the same tokens (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Most tokens to generate (default 256).
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
     /// Stop when this text appears (not printed); repeatable.
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Stop before the next token once this many milliseconds have passed
+    /// (the first token always comes).
+    #[arg(long)]
+    pub max_time_ms: Option<f64>,
+    /// Stop at the end of the first line of generated text.
+    #[arg(long)]
+    pub single_line: bool,
+    /// Stop at a generated line (after the first) indented by fewer columns.
+    #[arg(long)]
+    pub min_indent: Option<u64>,
     /// Print token counts and speed to stderr at the end.
     #[arg(long)]
     pub stats: bool,
 }
 
 impl SamplingArgs {
-    /// The sampler settings, with `default_temperature` when none was given.
-    pub fn sampler(&self, default_temperature: f32) -> SamplerConfig {
-        SamplerConfig {
-            temperature: self.temperature.unwrap_or(default_temperature),
+    /// A request of `kind` with these settings (no prompt yet).
+    pub fn request(&self, kind: RequestKind) -> Request {
+        Request {
+            kind,
+            max_tokens: self.max_tokens,
+            max_time_ms: self.max_time_ms,
+            single_line: self.single_line.then_some(true),
+            min_indent: self.min_indent,
+            stop: (!self.stop.is_empty()).then(|| self.stop.clone()),
+            temperature: self.temperature,
             top_k: self.top_k,
-            top_p: self.top_p.unwrap_or(0.9),
+            top_p: self.top_p,
             min_p: self.min_p,
             repetition_penalty: self.repeat_penalty,
             repetition_window: self.repeat_window,
             seed: self.seed,
+            ..Request::default()
         }
     }
+}
+
+/// `infill`'s context budget.
+#[derive(Args, Debug, Clone)]
+pub struct InfillBudgetArgs {
+    /// Another open file given as context (placed before the prefix under a
+    /// comment line naming it; trimmed first); repeatable.
+    #[arg(long)]
+    pub extra: Vec<PathBuf>,
+    /// Token budget of the prompt (default: context − max tokens); a longer
+    /// prompt is trimmed at line boundaries.
+    #[arg(long)]
+    pub max_prompt_tokens: Option<u64>,
 }

@@ -12,10 +12,11 @@ use codellama_webgpu::gguf;
 use codellama_webgpu::gpu::decoder::{DecoderOptions, GpuDecoder};
 use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
-use codellama_webgpu::prompt::{self, InfillMode, Message, PromptKind, Role};
+use codellama_webgpu::prompt::{Message, Role};
+use codellama_webgpu::request::{self, ExtraFile, Request, RequestKind};
 use codellama_webgpu::tokenizer::Tokenizer;
 
-use crate::args::{Backend, ModelArgs, SamplingArgs};
+use crate::args::{Backend, InfillBudgetArgs, ModelArgs, SamplingArgs};
 use crate::inspect::read_chat_file;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -50,6 +51,14 @@ impl Engine<'_> {
         match self {
             Engine::Cpu(s) => s.generate(tok, prompt, opts, on_text),
             Engine::Gpu(s) => s.generate(tok, prompt, opts, on_text),
+        }
+    }
+
+    /// Positions the context holds.
+    fn max_len(&self) -> usize {
+        match self {
+            Engine::Cpu(s) => s.decoder.max_len(),
+            Engine::Gpu(s) => s.decoder.max_len(),
         }
     }
 }
@@ -109,33 +118,25 @@ fn session<'w>(model: &'w mut Model, m: &ModelArgs) -> Engine<'w> {
     }
 }
 
-/// Runs one prompt, streaming text to stdout; returns the text.
+/// Runs one request (built by the library's request layer: Meta's per-mode
+/// defaults for what the arguments leave out), streaming text to stdout;
+/// returns the text.
 fn stream(
     s: &mut Engine,
     tok: &Tokenizer,
-    tokens: &[u32],
-    kind: PromptKind,
-    sampling: &SamplingArgs,
-    default_temperature: f32,
+    req: Request,
+    show_stats: bool,
 ) -> Result<(String, GenerateStats), Box<dyn std::error::Error>> {
-    let opts = GenerateOptions {
-        sampler: sampling.sampler(default_temperature),
-        max_tokens: sampling.max_tokens,
-        stop: sampling.stop.clone(),
-        stop_ids: prompt::stop_ids(tok, kind)?,
-        continuation: kind != PromptKind::Chat,
-        cancel: None,
-        logprobs: None,
-    };
+    let p = request::prepare(tok, req, s.max_len())?;
     let start = Instant::now();
     let mut out = std::io::stdout().lock();
     let mut text = String::new();
-    let stats = s.generate(tok, tokens, &opts, &mut |piece| {
+    let stats = s.generate(tok, &p.prompt, &p.opts, &mut |piece| {
         text.push_str(piece);
         let _ = out.write_all(piece.as_bytes());
         let _ = out.flush();
     })?;
-    if sampling.stats {
+    if show_stats {
         let secs = start.elapsed().as_secs_f64();
         eprintln!(
             "\n[{} prompt tokens ({} computed), {} generated, {:.1} tok/s overall, stop: {:?}]",
@@ -145,16 +146,24 @@ fn stream(
             (stats.prompt_tokens_computed + stats.generated_tokens) as f64 / secs.max(1e-9),
             stats.stop_reason
         );
+        if let Some(c) = p.context.filter(|c| c.trimmed) {
+            eprintln!(
+                "[trimmed to {} tokens: {} prefix chars and {} suffix chars dropped, {} extra files kept, {} extra chars dropped]",
+                c.budget, c.prefix_dropped_chars, c.suffix_dropped_chars, c.extra_files_kept, c.extra_dropped_chars
+            );
+        }
     }
     Ok((text, stats))
 }
 
 pub fn complete(m: &ModelArgs, sampling: &SamplingArgs, text: &str) -> Res {
     let mut l = load(m)?;
-    let p = prompt::completion(&l.tok, text)?;
     let mut s = session(&mut l.model, m);
-    // Meta's completion example: temperature 0.2, top-p 0.9.
-    stream(&mut s, &l.tok, &p, PromptKind::Completion, sampling, 0.2)?;
+    let req = Request {
+        prompt: Some(text.to_string()),
+        ..sampling.request(RequestKind::Complete)
+    };
+    stream(&mut s, &l.tok, req, sampling.stats)?;
     println!();
     Ok(())
 }
@@ -165,17 +174,31 @@ pub fn infill(
     prefix: &str,
     suffix: &str,
     spm: bool,
+    budget: &InfillBudgetArgs,
 ) -> Res {
+    let extra = budget
+        .extra
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            Ok(ExtraFile {
+                filename: p.display().to_string(),
+                text,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let mut l = load(m)?;
-    let mode = if spm {
-        InfillMode::SuffixPrefixMiddle
-    } else {
-        InfillMode::PrefixSuffixMiddle
-    };
-    let p = prompt::infill(&l.tok, prefix, suffix, mode)?;
     let mut s = session(&mut l.model, m);
-    // Meta's infill example: temperature 0.
-    stream(&mut s, &l.tok, &p, PromptKind::Infill, sampling, 0.0)?;
+    let req = Request {
+        prefix: Some(prefix.to_string()),
+        suffix: Some(suffix.to_string()),
+        suffix_first: spm.then_some(true),
+        extra: (!extra.is_empty()).then_some(extra),
+        max_prompt_tokens: budget.max_prompt_tokens,
+        ..sampling.request(RequestKind::Infill)
+    };
+    stream(&mut s, &l.tok, req, sampling.stats)?;
     println!();
     Ok(())
 }
@@ -204,11 +227,14 @@ pub fn chat(
         });
     }
     let interactive = file.is_none() && dialog.last().is_none_or(|m| m.role != Role::User);
+    let chat_request = |dialog: &[Message]| Request {
+        messages: Some(dialog.to_vec()),
+        ..sampling.request(RequestKind::Chat)
+    };
     if !interactive {
         let mut l = load(m)?;
-        let p = prompt::chat(&l.tok, &dialog)?;
         let mut s = session(&mut l.model, m);
-        stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6)?;
+        stream(&mut s, &l.tok, chat_request(&dialog), sampling.stats)?;
         println!();
         return Ok(());
     }
@@ -225,8 +251,7 @@ pub fn chat(
             role: Role::User,
             content: line,
         });
-        let p = prompt::chat(&l.tok, &dialog)?;
-        let reply = match stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6) {
+        let reply = match stream(&mut s, &l.tok, chat_request(&dialog), sampling.stats) {
             Ok((reply, _)) => reply,
             Err(e) if device_lost(e.as_ref()) => {
                 // The GPU went away (driver reset, GPU removed): a new device, the weights
@@ -235,7 +260,7 @@ pub fn chat(
                 if let Engine::Gpu(session) = &mut s {
                     *session = Session::new(gpu_decoder(m, false, None)?);
                 }
-                stream(&mut s, &l.tok, &p, PromptKind::Chat, sampling, 0.6)?.0
+                stream(&mut s, &l.tok, chat_request(&dialog), sampling.stats)?.0
             }
             Err(e) => return Err(e),
         };

@@ -61,6 +61,8 @@ enum Command {
         /// Use the suffix-prefix-middle format.
         #[arg(long)]
         suffix_first: bool,
+        #[command(flatten)]
+        budget: args::InfillBudgetArgs,
     },
     /// Instruct chat: one message, a JSON dialog file, or an interactive session on stdin.
     Chat {
@@ -101,7 +103,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             prefix,
             suffix,
             suffix_first,
-        } => generate::infill(&model, &sampling, &prefix, &suffix, suffix_first),
+            budget,
+        } => generate::infill(&model, &sampling, &prefix, &suffix, suffix_first, &budget),
         Command::Chat {
             model,
             sampling,
