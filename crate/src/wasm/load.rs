@@ -67,37 +67,6 @@ fn locate(bytes: &[u8], chunk: &[u8]) -> Result<Range<usize>, Error> {
     }
 }
 
-/// Right after the header, before the tensors stream: a tensor the device
-/// cannot hold fails now (`GpuOutOfMemoryError` naming it and the limit),
-/// not after the bytes before it were downloaded. Matrices are uploaded in
-/// parts of whole rows, so one row must fit a storage binding (its largest
-/// GPU stream is at least 8/9 of its bytes in the file); a vector is one part.
-fn check_fits(ctx: &GpuContext, tensors: &[TensorInfo]) -> Result<(), Error> {
-    let limits = ctx.limits();
-    let (limit, limit_name) = if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
-        (limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size")
-    } else {
-        (limits.max_buffer_size, "max_buffer_size")
-    };
-    for t in tensors {
-        let rows: u64 = t.dims.iter().skip(1).product::<u64>().max(1);
-        let (what, unit) = if t.dims.len() > 1 {
-            ("one row", t.n_bytes / rows / 9 * 8)
-        } else {
-            ("the vector", t.n_bytes)
-        };
-        if unit > limit.saturating_sub(4) {
-            return Err(Error::Gpu(crate::gpu::GpuError::BufferTooLarge {
-                what: format!("tensor {} ({what}, before downloading it)", t.name),
-                size: unit,
-                limit_name,
-                limit,
-            }));
-        }
-    }
-    Ok(())
-}
-
 /// A tensor piece to upload once the feed returns.
 struct Queued {
     info: TensorInfo,
@@ -177,7 +146,6 @@ impl Loading {
                         *loader = Some(WeightLoader::new(h)?);
                         *tok = Some(Tokenizer::from_metadata(&h.metadata)?);
                         *facts = Some(HeaderFacts::new(h));
-                        check_fits(ctx, &h.tensors)?;
                     }
                     Event::TensorPiece(p) => queue.push(Queued {
                         info: p.info.clone(),
