@@ -42,6 +42,7 @@ export {
   AbortError,
   NetworkError,
   EngineBusyError,
+  StorageQuotaError,
   InternalError,
   ERROR_NAMES,
   isCodeLlamaError,
