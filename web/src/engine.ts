@@ -488,7 +488,7 @@ export function sizeProblem(bytes: number, adapter: AdapterInfo): string | null 
   const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
   return (
     `the model (${gb(bytes)}) will not fit: the adapter "${adapter.name}" runs on the CPU and this machine has about ` +
-    `${mem} GiB of memory (navigator.deviceMemory); nothing was downloaded. Use a smaller model (a lower quantization) or a device with more memory.`
+    `${mem} GiB of memory (navigator.deviceMemory), so it was not loaded (a URL's download stops at its response headers). Use a smaller model (a lower quantization) or a device with more memory.`
   );
 }
 
