@@ -153,6 +153,7 @@ function generateFixtures() {
   mk('tiny-drop.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
   mk('gqa-drop.gguf', (p) => copyFileSync(join(MODELS, GQA), p));
   mk('tiny-retry.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
+  mk('nocors-tiny.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
   mk('tiny-slow-2.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
   return made;
 }
@@ -899,6 +900,33 @@ test('size-fit', async (t) => {
   check(/will not fit.*1 GiB of memory.*not loaded.*download stops at its response headers/.test(r.cap.error?.message ?? ''), `message: ${r.cap.error?.message}`);
   check(sent < 32 * 1024 * 1024, `${sent} bytes were sent before the refusal`);
   eq(r.text, ref, 'the model loaded before the refused one still answers');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6c''. A CORS refusal is not retried (an unreachable host is)
+// ---------------------------------------------------------------------------------------------
+
+test('cors', async (t) => {
+  const page = await t.page();
+  // The page is on 127.0.0.1; localhost is another origin, and this file has no
+  // Access-Control-Allow-Origin (server.mjs hook).
+  const url = `${server.url.replace('127.0.0.1', 'localhost')}/gen/nocors-tiny.gguf`;
+  server.clearLog();
+  const r = await inPage(page, async ({ url }) => {
+    const e = await CL.createEngine();
+    const t0 = performance.now();
+    const cap = await T.capture(() => e.load(url, { cache: false }));
+    const ms = performance.now() - t0;
+    await e.dispose();
+    return { cap, ms };
+  }, { url }, 120_000);
+  const reqs = server.requests('/gen/nocors-tiny.gguf').map((e) => e.method);
+  t.figure('cross-origin file without CORS headers', { error: r.cap.error?.message, ms: Math.round(r.ms), requests: reqs });
+  eq(r.cap.error?.name, 'NetworkError', 'a CORS refusal');
+  check(/CORS/.test(r.cap.error?.message ?? ''), `message: ${r.cap.error?.message}`);
+  // One GET and the no-cors HEAD probe; retries would add a GET each after 0.5, 1, 2, 4 s.
+  eq(reqs, ['GET', 'HEAD'], 'requests made for a CORS refusal');
+  check(r.ms < 5000, `a CORS refusal took ${ms(r.ms)}`);
 });
 
 // ---------------------------------------------------------------------------------------------

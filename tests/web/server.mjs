@@ -189,6 +189,8 @@ export async function startServer({ mounts = {}, port = 0, host = '127.0.0.1', q
       'Access-Control-Allow-Origin': '*',
       'Access-Control-Expose-Headers': 'Content-Length, Content-Range, ETag, Accept-Ranges, Last-Modified',
     };
+    // Test hook: a file that refuses other origins (the CORS case of the retry policy).
+    if (path.includes('/nocors-')) delete headers['Access-Control-Allow-Origin'];
     let range = parseRange(req.headers['range'], f.size);
     const ifRange = req.headers['if-range'];
     if (range && ifRange && ifRange !== etag && ifRange !== headers['Last-Modified']) range = null;
