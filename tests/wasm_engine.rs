@@ -758,3 +758,102 @@ async fn infill_and_chat_on_the_full_vocabulary() {
     e.unload();
     assert_eq!(e.gpu_buffers(), (0, 0));
 }
+
+/// A load keeps the model loaded before it (its buffers set aside) until the
+/// new one is ready: a failed, aborted or aborted-in-flight load puts it back,
+/// answering as before with the same buffers; a load of unknown size drops it
+/// first and the new model's notes say so.
+#[wasm_bindgen_test]
+async fn a_failed_load_keeps_the_previous_model() {
+    let e = engine().await;
+    let sized = json!({"totalBytes": MODEL.len(), "contextLength": 64});
+    load(&e, MODEL, sized.clone()).await.unwrap();
+    let request =
+        json!({"kind": "complete", "prompt": "def f(x):", "maxTokens": 6, "temperature": 0});
+    let (want, _) = generate(&e, request.clone()).await.unwrap();
+    let held = e.gpu_buffers();
+    assert!(held.0 > 0, "{held:?}");
+    let same = |what: &str, e: &WasmEngine| {
+        assert_eq!(
+            e.gpu_buffers(),
+            held,
+            "{what}: the previous model's buffers"
+        );
+        let info: Json = serde_json::from_str(&e.info_json().unwrap()).unwrap();
+        assert_eq!(info["contextLength"], 64, "{what}: {info}");
+    };
+
+    // A file that is not a GGUF: rejected at its first chunk.
+    e.begin_load(&json!({"totalBytes": 64}).to_string())
+        .unwrap();
+    throws(
+        e.info_json(),
+        "NotLoadedError",
+        "infoJson while a load runs",
+    );
+    rejects(e.push(vec![7; 64]), "InvalidModelError", "garbage").await;
+    same("after a failed push", &e);
+    let (text, _) = generate(&e, request.clone()).await.unwrap();
+    assert_eq!(text, want, "after a failed push");
+
+    // A truncated file: finishLoad fails.
+    let half = MODEL.len() / 2;
+    e.begin_load(&sized.to_string()).unwrap();
+    JsFuture::from(e.push(MODEL[..half].to_vec()))
+        .await
+        .unwrap();
+    rejects(e.finish_load(), "InvalidModelError", "truncated").await;
+    same("after a failed finishLoad", &e);
+
+    // Aborted between chunks, then while a push runs.
+    e.begin_load(&sized.to_string()).unwrap();
+    JsFuture::from(e.push(MODEL[..300_000].to_vec()))
+        .await
+        .unwrap();
+    e.abort_load();
+    same("after abortLoad", &e);
+    e.begin_load(&sized.to_string()).unwrap();
+    let in_flight = e.push(MODEL[..300_000].to_vec());
+    e.abort_load();
+    rejects(in_flight, "AbortError", "push in flight when aborted").await;
+    same("after abortLoad during a push", &e);
+    let (text, _) = generate(&e, request.clone()).await.unwrap();
+    assert_eq!(text, want, "after the aborted loads");
+
+    // A successful load replaces it: only the new model's buffers remain.
+    let info = load(
+        &e,
+        MODEL,
+        json!({"totalBytes": MODEL.len(), "contextLength": 128}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(info["contextLength"], 128, "{info}");
+    assert!(info["notes"].as_array().unwrap().is_empty(), "{info}");
+    let (text, _) = generate(&e, request.clone()).await.unwrap();
+    assert_eq!(text, want, "the new model");
+
+    // Size unknown: the loaded model is dropped when the load begins.
+    e.begin_load("{}").unwrap();
+    assert_eq!(
+        e.gpu_buffers(),
+        (0, 0),
+        "a load of unknown size drops the model first"
+    );
+    rejects(e.push(vec![7; 64]), "InvalidModelError", "garbage").await;
+    throws(
+        e.info_json(),
+        "NotLoadedError",
+        "after a failed load of unknown size",
+    );
+    let info = load(&e, MODEL, json!({})).await.unwrap();
+    assert_eq!(info["notes"].as_array().map(Vec::len), Some(0), "{info}");
+    let info = load(&e, MODEL, json!({})).await.unwrap();
+    let notes = info["notes"].to_string();
+    assert!(
+        notes.contains("previously loaded model was unloaded"),
+        "{notes}"
+    );
+    e.unload();
+    assert_eq!(e.gpu_buffers(), (0, 0));
+}

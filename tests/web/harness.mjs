@@ -18,6 +18,8 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
   '--no-first-run',
+  // gc() in pages and workers: the gc-drop test collects a dropped Generation.
+  '--js-flags=--expose-gc',
 ];
 
 /**

@@ -154,6 +154,9 @@ function generateFixtures() {
   mk('tiny-slow.gguf', (p) => copyFileSync(join(MODELS, COV), p));
   mk('tiny-drop.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
   mk('gqa-drop.gguf', (p) => copyFileSync(join(MODELS, GQA), p));
+  mk('tiny-retry.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
+  mk('nocors-tiny.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
+  mk('tiny-slow-2.gguf', (p) => copyFileSync(join(MODELS, TINY), p));
   return made;
 }
 
@@ -730,10 +733,25 @@ test('errors', async (t) => {
   record('truncated file (55%)', 'InvalidModelError', await run(() => T.capture(() => T.engines.e.load('/gen/truncated.gguf', { cache: false }))));
   // UnsupportedModelError
   record('architecture gpt2', 'UnsupportedModelError', await run(() => T.capture(() => T.engines.e.load('/gen/gpt2-arch.gguf', { cache: false }))));
-  // NetworkError
-  record('404', 'NetworkError', await run(() => T.capture(() => T.engines.e.load('/models/no-such-model.gguf', { cache: false }))));
+  // NetworkError. Retry policy: a 404 fails at once (one request, the status named); a 503 is
+  // retried 4 times with backoff (5 requests); a 503 that goes away loads.
+  server.clearLog();
+  const n0 = Date.now();
+  const notFound = await run(() => T.capture(() => T.engines.e.load('/models/no-such-model.gguf', { cache: false })));
+  const notFoundMs = Date.now() - n0;
+  record('404', 'NetworkError', notFound, `${server.requests('/models/no-such-model.gguf').length} request(s), ${notFoundMs} ms`);
+  eq(server.requests('/models/no-such-model.gguf').length, 1, 'requests made for a 404');
+  check(/HTTP 404/.test(notFound.error?.message ?? '') && notFoundMs < 5000, `404: ${notFound.error?.message} after ${notFoundMs} ms`);
   server.fail('/gen/refused.gguf', 503);
-  record('server answers 503', 'NetworkError', await run(() => T.capture(() => T.engines.e.load('/gen/refused.gguf', { cache: false }))));
+  const refused = await run(() => T.capture(() => T.engines.e.load('/gen/refused.gguf', { cache: false })), undefined, 120_000);
+  record('server answers 503', 'NetworkError', refused, `${server.requests('/gen/refused.gguf').length} requests`);
+  eq(server.requests('/gen/refused.gguf').length, 5, 'requests made for a lasting 503 (1 + 4 retries)');
+  check(/HTTP 503/.test(refused.error?.message ?? ''), `503 message: ${refused.error?.message}`);
+  server.fail('/gen/tiny-retry.gguf', 503, 2);
+  const recovered = await run(() => T.capture(async () => (await T.engines.e.load('/gen/tiny-retry.gguf', { cache: false })).fileBytes), undefined, 120_000);
+  t.figure('503 twice, then the file', { result: recovered, requests: server.requests('/gen/tiny-retry.gguf').map((e) => e.status) });
+  check(recovered.ok && recovered.value === TINY_BYTES, `a 503 that goes away: ${JSON.stringify(recovered)}`);
+  eq(server.requests('/gen/tiny-retry.gguf').map((e) => e.status), [503, 503, 200], 'statuses of a 503 that goes away');
   await b.blockRequests('**/unreachable.gguf');
   const t0 = Date.now();
   record('connection refused (retries)', 'NetworkError', await run(() => T.capture(() => T.engines.e.load('/gen/unreachable.gguf', { cache: false }))), '', 120_000);
@@ -755,24 +773,33 @@ test('errors', async (t) => {
     const d = await T.drain(g, { onChunk: (_c, n) => n === 2 && ac.abort() });
     return d.error ? { ok: false, error: d.error } : { ok: true, value: d.chunks.length };
   }, { prompt: PROMPT }));
-  // EngineBusyError and AbortError (load): a slow load, a second load while it runs, then abort.
+  // AbortError (load): a slow load aborted after its first progress; then a slow load replaced by
+  // a second load() (the first rejects with AbortError, the second loads). Nothing was loaded
+  // before, so nothing is after the abort.
   server.slow('/gen/tiny-slow.gguf', { bytesPerTick: 16 * 1024, tickMs: 20 });
   const busy = await run(async () => {
-    const e = T.engines.e;
+    const e = await CL.createEngine();
     const ac = new AbortController();
     let firstProgress;
     const progressed = new Promise((r) => (firstProgress = r));
     const slow = e.load('/gen/tiny-slow.gguf', { cache: false, signal: ac.signal, onProgress: firstProgress });
-    const second = await T.capture(() => e.load(MODEL, { cache: false }));
     await Promise.race([progressed, new Promise((r) => setTimeout(r, 20000))]);
     ac.abort();
     const aborted = await T.capture(() => slow);
     const info = await e.info();
     const mem = await e.memoryUsage();
-    return { second, aborted, info, mem };
+    let again;
+    const progressedAgain = new Promise((r) => (again = r));
+    const replaced = e.load('/gen/tiny-slow.gguf', { cache: false, onProgress: again });
+    await Promise.race([progressedAgain, new Promise((r) => setTimeout(r, 20000))]);
+    const second = await T.capture(async () => (await e.load(MODEL, { cache: false })).fileBytes);
+    const first = await T.capture(() => replaced);
+    await e.dispose();
+    return { second, first, aborted, info, mem };
   }, undefined, 120_000);
   server.slow('/gen/tiny-slow.gguf', null);
-  record('load while a load runs', 'EngineBusyError', busy.second);
+  record('load replaced by a newer load()', 'AbortError', busy.first, `the newer load: ${JSON.stringify(busy.second)}`);
+  check(busy.second.ok && busy.second.value === TINY_BYTES, `the load that replaced a running one: ${JSON.stringify(busy.second)}`);
   record('load aborted', 'AbortError', busy.aborted, `after abort: info ${JSON.stringify(busy.info)}, gpuBytes ${busy.mem?.gpuBytes}`);
   check(busy.info === null && busy.mem.gpuBytes === 0, `after an aborted load: info ${JSON.stringify(busy.info)}, memory ${JSON.stringify(busy.mem)}`);
   // NotLoadedError after unload
@@ -834,6 +861,279 @@ test('errors', async (t) => {
   t.figure('error names triggered', [...names].sort());
   const bad = results.filter((r) => !r.ok);
   check(bad.length === 0, `${bad.length} error cases failed: ${bad.map((r) => `${r.label} → ${r.got} (${r.message})`).join('; ')}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6c. A failed, aborted or replaced load keeps the model loaded before it; abort reasons
+// ---------------------------------------------------------------------------------------------
+
+test('load-keep', async (t) => {
+  const ref = await getReference(t);
+  const page = await t.page();
+  // 640 KB at 4 KiB per 20 ms: a load of ~3 s.
+  server.slow('/gen/tiny-slow.gguf', { bytesPerTick: 4 * 1024, tickMs: 20 });
+  server.slow('/gen/tiny-slow-2.gguf', { bytesPerTick: 4 * 1024, tickMs: 20 });
+  const r = await inPage(page, async ({ model, prompt, opts }) => {
+    /** One engine (in-page or Worker) through every case. */
+    const run = async (worker) => {
+      const out = {};
+      const e = worker ? await CL.createWorkerEngine() : await CL.createEngine();
+      const info0 = await e.load(model, { cache: false });
+      const text = async () => (await e.completeText(prompt, opts)).text;
+      const same = async () => {
+        const info = await e.info();
+        return { text: await T.capture(text), name: info?.name ?? null, fileBytes: info?.fileBytes ?? null };
+      };
+      out.before = { text: await text(), fileBytes: info0.fileBytes };
+      // A failed load (not a GGUF file).
+      out.failed = await T.capture(() => e.load('/gen/garbage.gguf', { cache: false }));
+      out.afterFailed = await same();
+      // An aborted load, after its first progress, with a custom reason: the same object back.
+      const reason = new Error('custom reason');
+      reason.name = 'MyReason';
+      const ac = new AbortController();
+      let progressed;
+      const p1 = new Promise((r) => (progressed = r));
+      const slow = e.load('/gen/tiny-slow.gguf', { cache: false, signal: ac.signal, onProgress: progressed });
+      await Promise.race([p1, new Promise((r) => setTimeout(r, 20000))]);
+      ac.abort(reason);
+      try {
+        await slow;
+        out.abortedCustom = { resolved: true };
+      } catch (err) {
+        out.abortedCustom = { same: err === reason, name: err?.name, message: err?.message };
+      }
+      out.afterAborted = await same();
+      // AbortSignal.timeout keeps its TimeoutError.
+      out.timeout = await T.capture(() => e.load('/gen/tiny-slow-2.gguf', { cache: false, signal: AbortSignal.timeout(500) }));
+      out.afterTimeout = await same();
+      // A load while another runs replaces it.
+      let progressed2;
+      const p2 = new Promise((r) => (progressed2 = r));
+      const first = e.load('/gen/tiny-slow.gguf', { cache: false, onProgress: progressed2 });
+      await Promise.race([p2, new Promise((r) => setTimeout(r, 20000))]);
+      const second = await T.capture(async () => (await e.load(model, { cache: false, contextLength: 128 })).contextLength);
+      out.replaced = { first: await T.capture(() => first), second };
+      out.afterReplaced = await same();
+      // Generation aborts: a custom reason comes back as-is, a timeout as TimeoutError, cancel() as AbortError.
+      const reason2 = { custom: true };
+      const ac2 = new AbortController();
+      const g = e.complete(prompt, { maxTokens: 100, temperature: 0, signal: ac2.signal });
+      let n = 0;
+      try {
+        for await (const _ of g) if (++n === 2) ac2.abort(reason2);
+        out.genCustom = { resolved: true };
+      } catch (err) {
+        out.genCustom = { same: err === reason2, stats: await g.stats.then(() => 'resolved', (x) => x === reason2) };
+      }
+      await e.load(model, { cache: false, contextLength: 2048 });
+      out.genTimeout = await T.capture(() => e.completeText(prompt, { maxTokens: 2000, temperature: 0, signal: AbortSignal.timeout(400) }));
+      const g3 = e.complete(prompt, { maxTokens: 100 });
+      const d3 = await T.drain(g3, { onChunk: (_c, k) => k === 2 && g3.cancel() });
+      out.genCancel = d3.error;
+      out.after = await same();
+      await e.dispose();
+      return out;
+    };
+    const inPage = await run(false);
+    const worker = await run(true);
+    T.show('load-keep', { inPage, worker });
+    return { inPage, worker };
+  }, { model: TINY_URL, prompt: PROMPT, opts: GREEDY }, 480_000);
+  server.slow('/gen/tiny-slow.gguf', null);
+  server.slow('/gen/tiny-slow-2.gguf', null);
+  await t.shot(page, 'load-keep');
+  for (const [which, o] of Object.entries(r)) {
+    t.figure(which, o);
+    eq(o.before.text, ref, `${which}: greedy text before`);
+    eq(o.failed.error?.name, 'InvalidModelError', `${which}: the failed load`);
+    eq(o.afterFailed, { text: { ok: true, value: ref }, name: o.afterFailed.name, fileBytes: TINY_BYTES }, `${which}: after a failed load`);
+    check(o.abortedCustom.same === true, `${which}: an aborted load rejects with the signal's reason: ${JSON.stringify(o.abortedCustom)}`);
+    eq(o.afterAborted.text, { ok: true, value: ref }, `${which}: after an aborted load`);
+    eq(o.timeout.error?.name, 'TimeoutError', `${which}: a load aborted by AbortSignal.timeout`);
+    eq(o.afterTimeout.text, { ok: true, value: ref }, `${which}: after a timed-out load`);
+    eq(o.replaced.first.error?.name, 'AbortError', `${which}: the load replaced by a newer one`);
+    check(o.replaced.first.error?.isOwnClass, `${which}: the replaced load's AbortError is the package's class`);
+    eq(o.replaced.second, { ok: true, value: 128 }, `${which}: the newer load`);
+    eq(o.afterReplaced.text, { ok: true, value: ref }, `${which}: after the replacement`);
+    check(o.genCustom.same === true && o.genCustom.stats === true, `${which}: a generation aborted with a custom reason: ${JSON.stringify(o.genCustom)}`);
+    eq(o.genTimeout.error?.name, 'TimeoutError', `${which}: a generation aborted by AbortSignal.timeout`);
+    eq(o.genCancel?.name, 'AbortError', `${which}: cancel()`);
+    eq(o.after.text, { ok: true, value: ref }, `${which}: greedy text at the end`);
+  }
+}, { timeoutMs: 600_000 });
+
+// ---------------------------------------------------------------------------------------------
+// 6c'. A model bigger than a CPU adapter's memory fails before its download
+// ---------------------------------------------------------------------------------------------
+
+test('size-fit', async (t) => {
+  const ref = await getReference(t);
+  const page = await t.page();
+  server.clearLog();
+  const r = await inPage(page, async ({ model, prompt, opts }) => {
+    // SwiftShader runs on the CPU; this "machine" says it has 1 GiB (navigator.deviceMemory).
+    Object.defineProperty(Navigator.prototype, 'deviceMemory', { get: () => 1, configurable: true });
+    const e = await CL.createEngine();
+    const adapter = await e.adapterInfo();
+    await e.load(model, { cache: false }); // 640 KB: fits
+    const t0 = performance.now();
+    const cap = await T.capture(() => e.load('/virtual/oom.gguf', { cache: false })); // 1.4 GB
+    const ms = performance.now() - t0;
+    const text = (await e.completeText(prompt, opts)).text;
+    await e.dispose();
+    return { adapter, cap, ms, text };
+  }, { model: TINY_URL, prompt: PROMPT, opts: GREEDY }, 120_000);
+  const sent = server.requests('/virtual/oom.gguf').reduce((a, e) => a + e.bytes, 0);
+  t.figure('1.4 GB model, deviceMemory 1 GiB', { error: r.cap.error?.message, ms: Math.round(r.ms), bytesSent: sent });
+  eq(r.adapter.deviceType, 'cpu', 'SwiftShader adapter type');
+  eq(r.cap.error?.name, 'GpuOutOfMemoryError', 'a model over the memory of a CPU adapter');
+  check(/will not fit.*1 GiB of memory.*not loaded.*download stops at its response headers/.test(r.cap.error?.message ?? ''), `message: ${r.cap.error?.message}`);
+  check(sent < 32 * 1024 * 1024, `${sent} bytes were sent before the refusal`);
+  eq(r.text, ref, 'the model loaded before the refused one still answers');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6c''. A CORS refusal is not retried (an unreachable host is)
+// ---------------------------------------------------------------------------------------------
+
+test('cors', async (t) => {
+  const page = await t.page();
+  // The page is on 127.0.0.1; localhost is another origin, and this file has no
+  // Access-Control-Allow-Origin (server.mjs hook).
+  const url = `${server.url.replace('127.0.0.1', 'localhost')}/gen/nocors-tiny.gguf`;
+  server.clearLog();
+  const r = await inPage(page, async ({ url }) => {
+    const e = await CL.createEngine();
+    const t0 = performance.now();
+    const cap = await T.capture(() => e.load(url, { cache: false }));
+    const ms = performance.now() - t0;
+    await e.dispose();
+    return { cap, ms };
+  }, { url }, 120_000);
+  const reqs = server.requests('/gen/nocors-tiny.gguf').map((e) => e.method);
+  t.figure('cross-origin file without CORS headers', { error: r.cap.error?.message, ms: Math.round(r.ms), requests: reqs });
+  eq(r.cap.error?.name, 'NetworkError', 'a CORS refusal');
+  check(/CORS/.test(r.cap.error?.message ?? ''), `message: ${r.cap.error?.message}`);
+  // One GET and the no-cors HEAD probe; retries would add a GET each after 0.5, 1, 2, 4 s.
+  eq(reqs, ['GET', 'HEAD'], 'requests made for a CORS refusal');
+  check(r.ms < 5000, `a CORS refusal took ${ms(r.ms)}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6d. A Generation dropped without being iterated, awaited or cancelled stops when collected
+// ---------------------------------------------------------------------------------------------
+
+test('gc-drop', async (t) => {
+  const ref = await getReference(t);
+  const page = await t.page();
+  const r = await inPage(page, async ({ model, prompt, opts }) => {
+    if (typeof gc !== 'function') return { skipped: 'gc() is not exposed (--js-flags=--expose-gc)' };
+    const out = {};
+    for (const worker of [false, true]) {
+      const e = worker ? await CL.createWorkerEngine() : await CL.createEngine();
+      await e.load(model, { cache: false, contextLength: 4096 });
+      const long = { maxTokens: 4000, temperature: 0 };
+      // Control: kept, the same generation is still running after 12 s (no early stop token).
+      const control = await T.capture(() => e.completeText(prompt, { ...long, signal: AbortSignal.timeout(12_000) }));
+      // Dropped: nothing refers to it once this arrow returns.
+      (() => {
+        e.complete(prompt, long);
+      })();
+      await new Promise((r) => setTimeout(r, 1000)); // running, some tokens in
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const t0 = performance.now();
+      const next = await e.completeText(prompt, opts);
+      out[worker ? 'worker' : 'inPage'] = { control: control.error?.name ?? 'resolved', nextMs: performance.now() - t0, text: next.text, stats: next.stats };
+      await e.dispose();
+    }
+    T.show('gc-drop', out);
+    return out;
+  }, { model: TINY_URL, prompt: PROMPT, opts: GREEDY }, 400_000);
+  await t.shot(page, 'gc-drop');
+  check(!r.skipped, r.skipped);
+  for (const [which, o] of Object.entries(r)) {
+    t.figure(`${which}: the request after the dropped one`, `${ms(o.nextMs)} (${o.stats.generatedTokens} tokens)`);
+    eq(o.control, 'TimeoutError', `${which}: the control generation (kept) did not run past 12 s`);
+    eq(o.text, ref, `${which}: greedy text after the dropped generation`);
+    // Its own 8 tokens take well under a second; the dropped one had over 11 s left to run.
+    check(o.nextMs < 8000, `${which}: the next request waited ${ms(o.nextMs)}: the dropped generation kept the engine busy`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6e. Storage: quota estimate, a quota failure while caching, persist()
+// ---------------------------------------------------------------------------------------------
+
+test('storage', async (t) => {
+  const ref = await getReference(t);
+  const b = await t.browser();
+  const page = await t.page(b, { title: 'storage' });
+  const r = await inPage(page, async ({ prompt, opts }) => {
+    const out = {};
+    const storage = navigator.storage;
+    const realEstimate = storage.estimate.bind(storage);
+    const realPersist = storage.persist.bind(storage);
+    let persistCalls = 0;
+    storage.persist = async () => {
+      persistCalls++;
+      return realPersist();
+    };
+    const e = await CL.createEngine();
+    const url = (tag) => `/models/tiny-cov-v512-q4_0.gguf?storage-${tag}`;
+    // 1. The estimate leaves too little room: cache: true loads without caching, 'required' rejects.
+    storage.estimate = async () => ({ quota: 1000, usage: 0 });
+    const small = await e.load(url('small'), { cache: true });
+    out.small = { cache: small.cache, text: (await e.completeText(prompt, opts)).text, listed: (await CL.listCachedModels()).map((m) => m.url) };
+    out.smallRequired = await T.capture(() => e.load(url('small-required'), { cache: 'required' }));
+    out.afterRequired = (await e.completeText(prompt, opts)).text;
+    storage.estimate = realEstimate;
+    // 2. Writing fails with a QuotaExceededError midway.
+    const proto = globalThis.FileSystemWritableFileStream?.prototype;
+    const realWrite = proto.write;
+    proto.write = function (data) {
+      if (data instanceof Uint8Array && data.byteLength > 1024) {
+        return Promise.reject(new DOMException('test: the quota is exhausted', 'QuotaExceededError'));
+      }
+      return realWrite.call(this, data);
+    };
+    const failing = await e.load(url('write'), { cache: true });
+    out.write = { cache: failing.cache, text: (await e.completeText(prompt, opts)).text };
+    out.writeRequired = await T.capture(() => e.load(url('write-required'), { cache: 'required' }));
+    proto.write = realWrite;
+    out.afterWriteRequired = (await e.completeText(prompt, opts)).text;
+    // 3. A model stored: persist() asked, its answer reported; the cache then hits.
+    const stored = await e.load(url('ok'), { cache: true });
+    const again = await e.load(url('ok'), { cache: true });
+    out.stored = { cache: stored.cache, again: again.cache, persistCalls };
+    out.listed = (await CL.listCachedModels()).map((m) => m.url.replace(location.origin, ''));
+    await e.dispose();
+    T.show('storage', out);
+    return out;
+  }, { prompt: PROMPT, opts: GREEDY }, 300_000);
+  await t.shot(page, 'storage');
+  t.figure('storage', r);
+  eq(r.small.cache.status, 'skipped', 'cache status when the estimate is too small');
+  check(/estimate\(\) leaves 1000/.test(r.small.cache.note ?? ''), `note: ${r.small.cache.note}`);
+  eq(r.small.text, ref, 'greedy text of a load whose cache was skipped');
+  check(!r.small.listed.some((u) => u.includes('storage-small')), 'a skipped model is listed in the cache');
+  eq(r.smallRequired.error?.name, 'StorageQuotaError', "cache: 'required' with too small an estimate");
+  check(r.smallRequired.error?.isOwnClass, 'StorageQuotaError is its own class');
+  eq(r.afterRequired, ref, 'the model loaded before a refused load still answers');
+  eq(r.write.cache.status, 'skipped', 'cache status after a QuotaExceededError while writing');
+  check(/QuotaExceededError/.test(r.write.cache.note ?? ''), `note: ${r.write.cache.note}`);
+  eq(r.write.text, ref, 'greedy text of a load whose cache write failed');
+  eq(r.writeRequired.error?.name, 'StorageQuotaError', "cache: 'required' and a QuotaExceededError while writing");
+  eq(r.afterWriteRequired, ref, 'the model loaded before still answers');
+  eq(r.stored.cache.status, 'stored', 'cache status of a stored model');
+  check(typeof r.stored.cache.persisted === 'boolean', `persisted: ${r.stored.cache.persisted}`);
+  check(r.stored.persistCalls >= 1, 'persist() was not requested');
+  eq(r.stored.again.status, 'hit', 'the second load of a stored model');
+  check(r.listed.some((u) => u.endsWith('storage-ok')), `listed: ${JSON.stringify(r.listed)}`);
+  check(!r.listed.some((u) => /storage-(small|write)/.test(u)), `failed entries listed: ${JSON.stringify(r.listed)}`);
 });
 
 // ---------------------------------------------------------------------------------------------

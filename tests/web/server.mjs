@@ -167,7 +167,9 @@ export async function startServer({ mounts = {}, port = 0, host = '127.0.0.1', q
       return;
     }
     if (failures.has(path)) {
-      entry.status = failures.get(path);
+      const f = failures.get(path);
+      entry.status = f.status;
+      if (--f.left <= 0) failures.delete(path);
       res.writeHead(entry.status, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-store' }).end(`test hook: status ${entry.status}\n`);
       return;
     }
@@ -187,6 +189,8 @@ export async function startServer({ mounts = {}, port = 0, host = '127.0.0.1', q
       'Access-Control-Allow-Origin': '*',
       'Access-Control-Expose-Headers': 'Content-Length, Content-Range, ETag, Accept-Ranges, Last-Modified',
     };
+    // Test hook: a file that refuses other origins (the CORS case of the retry policy).
+    if (path.includes('/nocors-')) delete headers['Access-Control-Allow-Origin'];
     let range = parseRange(req.headers['range'], f.size);
     const ifRange = req.headers['if-range'];
     if (range && ifRange && ifRange !== etag && ifRange !== headers['Last-Modified']) range = null;
@@ -302,10 +306,10 @@ export async function startServer({ mounts = {}, port = 0, host = '127.0.0.1', q
     dropOnce(path, afterBytes) {
       drops.set(path, afterBytes);
     },
-    /** Every request for `path` gets `status` (null to stop). */
-    fail(path, status) {
+    /** Every request for `path` (or the next `times` ones) gets `status` (null to stop). */
+    fail(path, status, times = Infinity) {
       if (status == null) failures.delete(path);
-      else failures.set(path, status);
+      else failures.set(path, { status, left: times });
     },
     /** Sends `path` `bytesPerTick` bytes every `tickMs` ms (null to stop). */
     slow(path, opts) {

@@ -10,12 +10,16 @@
  * model again (from the OPFS cache for URLs, or from the same Blob / buffer) before it runs, so
  * the page goes on without a reload. A model that came from a `ReadableStream` cannot be read
  * twice: that request fails with `DeviceLostError` until `load()` is called again.
+ *
+ * A `load()` while another runs aborts it (its promise rejects with `AbortError`) and runs next.
+ * A load keeps the model loaded before it until the new one is ready (see `WasmEngine.beginLoad`):
+ * when it fails or is aborted, that model answers again as before.
  */
 
 import {
   AbortError,
   DeviceLostError,
-  EngineBusyError,
+  GpuOutOfMemoryError,
   InvalidModelError,
   InvalidRequestError,
   NotLoadedError,
@@ -23,15 +27,8 @@ import {
   throwIfAborted,
   toCodeLlamaError,
 } from './errors.js';
-import {
-  chatRequest,
-  completeRequest,
-  createGeneration,
-  failedGeneration,
-  infillRequest,
-  promptRequest,
-  type RawGenerationStats,
-} from './generation.js';
+import { EngineBase, LoadSlot, checkLoadOptions, checkTokenizeText, toIds } from './engine-common.js';
+import { createGeneration, failedGeneration, promptRequest, type RawGenerationStats } from './generation.js';
 import { openLoadSource } from './load-source.js';
 import { TaskQueue } from './queue.js';
 import { createWasmEngine, type WasmEngine } from './wasm-loader.js';
@@ -39,13 +36,10 @@ import type {
   AdapterInfo,
   BenchOptions,
   BenchReport,
-  ChatMessage,
   CodeLlamaEngine,
   EngineOptions,
   GenerateOptions,
   Generation,
-  GenerationResult,
-  InfillInput,
   LoadOptions,
   LoadProgress,
   MemoryUsage,
@@ -58,7 +52,7 @@ import type {
   WasmGenerateRequest,
 } from './types.js';
 
-type WasmModelInfo = Omit<ModelInfo, 'fromCache' | 'loadMs'>;
+type WasmModelInfo = Omit<ModelInfo, 'fromCache' | 'loadMs' | 'cache'>;
 /**
  * Whether a load that failed as not-a-model read an HTML page: the response said so, or its
  * first bytes are markup. (A development server answers a path it does not have with the app's
@@ -89,10 +83,10 @@ export async function createEngine(opts: EngineOptions = {}): Promise<Engine> {
 }
 
 /** The in-page {@link CodeLlamaEngine}. Create it with {@link createEngine}. */
-export class Engine implements CodeLlamaEngine {
+export class Engine extends EngineBase implements CodeLlamaEngine {
   #raw: WasmEngine | null;
   #queue = new TaskQueue();
-  #loadPending = false;
+  #loads = new LoadSlot();
   #mutationsPending = 0;
   #info: ModelInfo | null = null;
   /** What to load again after a device loss (`null`: nothing, or a stream that cannot be re-read). */
@@ -103,6 +97,7 @@ export class Engine implements CodeLlamaEngine {
   #lifetime = new AbortController();
 
   private constructor(raw: WasmEngine) {
+    super();
     this.#raw = raw;
   }
 
@@ -114,6 +109,10 @@ export class Engine implements CodeLlamaEngine {
   #engine(): WasmEngine {
     if (this.#raw === null) throw new InvalidRequestError('the engine was disposed');
     return this.#raw;
+  }
+
+  protected checkAlive(): void {
+    this.#engine();
   }
 
   /** Runs a state-changing task in the queue; read-only calls wait for it. */
@@ -144,19 +143,15 @@ export class Engine implements CodeLlamaEngine {
 
   async load(source: ModelSource, opts: LoadOptions = {}): Promise<ModelInfo> {
     this.#engine();
-    if (this.#loadPending) throw new EngineBusyError('a model is already being loaded; await it or abort it first');
     throwIfAborted(opts.signal);
-    if (opts.kvCache !== undefined && opts.kvCache !== 'f16' && opts.kvCache !== 'q8') {
-      throw new InvalidRequestError(`kvCache must be "f16" or "q8", got ${JSON.stringify(opts.kvCache)}`);
-    }
-    if (opts.contextLength !== undefined && !(Number.isInteger(opts.contextLength) && opts.contextLength > 0)) {
-      throw new InvalidRequestError(`contextLength must be a positive integer, got ${String(opts.contextLength)}`);
-    }
-    this.#loadPending = true;
+    checkLoadOptions(opts);
+    // A load running (or queued) is replaced: it rejects with AbortError, this one runs next.
+    const slot = this.#loads.replace();
+    const signal = anySignal([opts.signal, slot.signal]);
     try {
-      return await this.#mutation(() => this.#runLoad(source, opts), opts.signal);
+      return await this.#mutation(() => this.#runLoad(source, { ...opts, signal }), signal);
     } finally {
-      this.#loadPending = false;
+      this.#loads.release(slot);
     }
   }
 
@@ -171,11 +166,18 @@ export class Engine implements CodeLlamaEngine {
     const src = await openLoadSource(source, { signal, cache: opts.cache ?? true }).catch((e: unknown) => {
       throw signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
     });
+    const wontFit = src.totalBytes === null ? null : sizeProblem(src.totalBytes, JSON.parse(raw.adapterJson()) as AdapterInfo);
+    if (wontFit !== null) {
+      await src.discard({ badCache: false });
+      throw new GpuOutOfMemoryError(wontFit);
+    }
     const beginOpts: Record<string, unknown> = {};
     if (src.totalBytes !== null) beginOpts['totalBytes'] = src.totalBytes;
     if (opts.contextLength !== undefined) beginOpts['contextLength'] = opts.contextLength;
     if (opts.kvCache !== undefined) beginOpts['kvCache'] = opts.kvCache;
 
+    // Kept by the wasm engine until the new model is ready, and put back if this load fails.
+    const before = this.#info;
     this.#info = null;
     let begun = false;
     // The file's first bytes, to explain a page that came back instead of a model.
@@ -232,8 +234,8 @@ export class Engine implements CodeLlamaEngine {
       const wasmInfo = JSON.parse(await raw.finishLoad()) as WasmModelInfo;
       begun = false;
       const loadMs = now() - t0;
-      const info: ModelInfo = { ...wasmInfo, fromCache: src.fromCache, loadMs };
-      await src.commit();
+      const cache = await src.commit();
+      const info: ModelInfo = { ...wasmInfo, fromCache: src.fromCache, loadMs, cache };
       this.#info = info;
       this.#lostModel = false;
       this.#reloadable = source instanceof ReadableStream ? null : { source, opts: { ...opts, signal: undefined, onProgress: undefined } };
@@ -255,6 +257,8 @@ export class Engine implements CodeLlamaEngine {
           /* already dropped */
         }
       }
+      // The wasm engine put the previous model back, unless it had to drop it to make room.
+      this.#info = before !== null && hasModel(raw) ? before : null;
       let err = signal.aborted ? abortErrorFor(signal) : toCodeLlamaError(e);
       if (err instanceof InvalidModelError && servedHtml(head, src.contentType)) {
         const type = src.contentType === null ? '' : ` (Content-Type: ${src.contentType})`;
@@ -273,43 +277,17 @@ export class Engine implements CodeLlamaEngine {
   // Generation
   // ------------------------------------------------------------------------------------------
 
-  complete(prompt: string, opts?: GenerateOptions): Generation {
-    return this.#generate(() => completeRequest(prompt, opts), opts);
-  }
-
-  infill(input: InfillInput, opts?: GenerateOptions): Generation {
-    return this.#generate(() => infillRequest(input, opts), opts);
-  }
-
-  chat(messages: ChatMessage[], opts?: GenerateOptions): Generation {
-    return this.#generate(() => chatRequest(messages, opts), opts);
-  }
-
-  completeText(prompt: string, opts?: GenerateOptions): Promise<GenerationResult> {
-    return this.complete(prompt, opts).result();
-  }
-
-  infillText(input: InfillInput, opts?: GenerateOptions): Promise<GenerationResult> {
-    return this.infill(input, opts).result();
-  }
-
-  chatText(messages: ChatMessage[], opts?: GenerateOptions): Promise<GenerationResult> {
-    return this.chat(messages, opts).result();
-  }
-
   /** Runs a raw wasm request (used by the Worker host). */
   generateRaw(request: WasmGenerateRequest, signal?: AbortSignal): Generation {
-    return this.#generate(() => request, signal === undefined ? undefined : { signal });
-  }
-
-  #generate(build: () => WasmGenerateRequest, opts?: GenerateOptions): Generation {
-    let request: WasmGenerateRequest;
     try {
       this.#engine();
-      request = build();
     } catch (e) {
       return failedGeneration(e);
     }
+    return this.runRequest(request, signal === undefined ? undefined : { signal });
+  }
+
+  protected runRequest(request: WasmGenerateRequest, opts?: GenerateOptions): Generation {
     const json = JSON.stringify(request);
     return createGeneration(async (sink) => {
       const signal = anySignal([sink.signal, this.#lifetime.signal]);
@@ -388,7 +366,11 @@ export class Engine implements CodeLlamaEngine {
   // ------------------------------------------------------------------------------------------
 
   tokenize(text: string, opts: TokenizeOptions = {}): Promise<Uint32Array> {
-    if (typeof text !== 'string') return Promise.reject(new InvalidRequestError('tokenize needs a string'));
+    try {
+      checkTokenizeText(text);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.#read((raw) => {
       if (this.#info === null) throw new NotLoadedError('no model is loaded; call load() first');
       return raw.tokenize(text, opts.addBos ?? true);
@@ -515,12 +497,35 @@ export class Engine implements CodeLlamaEngine {
   }
 }
 
-function toIds(ids: Uint32Array | readonly number[]): Uint32Array {
-  if (ids instanceof Uint32Array) return ids;
-  if (!Array.isArray(ids) || ids.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff)) {
-    throw new InvalidRequestError('detokenize needs a Uint32Array or an array of non-negative integers');
+/**
+ * Before a download: why a file of `bytes` cannot fit the adapter, or `null` when it may (or
+ * nothing can be known). WebGPU does not say how much memory a device has; an adapter that runs
+ * on the CPU (SwiftShader, llvmpipe) holds its buffers in the machine's memory, of which
+ * `navigator.deviceMemory` gives a lower bound (GiB, rounded down to a power of two, capped at
+ * 8): a file over it, below the cap, does not fit. The weights take at least the file's bytes on
+ * the GPU (the tensors are uploaded as they are, none shrinks).
+ */
+export function sizeProblem(bytes: number, adapter: AdapterInfo): string | null {
+  if (adapter.deviceType !== 'cpu') return null;
+  const mem = (globalThis as { navigator?: { deviceMemory?: unknown } }).navigator?.deviceMemory;
+  if (typeof mem !== 'number' || !(mem > 0) || mem >= 8) return null;
+  const limit = mem * 2 ** 30;
+  if (bytes <= limit) return null;
+  const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+  return (
+    `the model (${gb(bytes)}) will not fit: the adapter "${adapter.name}" runs on the CPU and this machine has about ` +
+    `${mem} GiB of memory (navigator.deviceMemory), so it was not loaded (a URL's download stops at its response headers). Use a smaller model (a lower quantization) or a device with more memory.`
+  );
+}
+
+/** Whether the wasm engine has a model loaded now. */
+function hasModel(raw: WasmEngine): boolean {
+  try {
+    raw.infoJson();
+    return true;
+  } catch {
+    return false;
   }
-  return Uint32Array.from(ids);
 }
 
 /** An AbortSignal aborted when any of `signals` is (AbortSignal.any where available). */

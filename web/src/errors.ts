@@ -55,13 +55,25 @@ export class NotLoadedError extends CodeLlamaError {
 export class AbortError extends CodeLlamaError {
   override name = 'AbortError' as const;
 }
-/** Fetching the model failed (after retries), or the server answered with an HTTP error. */
+/**
+ * Fetching the model failed: the server answered with an HTTP error status (named in the
+ * message; 404, 403 and other 4xx fail at once), a CORS refusal, or a network failure / 5xx /
+ * 408 / 429 that went on through every retry (see "Retries" in web/README.md).
+ */
 export class NetworkError extends CodeLlamaError {
   override name = 'NetworkError' as const;
 }
-/** A `load` was requested while another `load` was still pending. */
+/** The engine's raw layer refused an operation while another one ran (the engines queue requests, so this is rare). */
 export class EngineBusyError extends CodeLlamaError {
   override name = 'EngineBusyError' as const;
+}
+/**
+ * The browser's storage quota is too small for the model's OPFS cache copy, or writing it failed
+ * for lack of space. Only with `load(url, { cache: 'required' })`; with `cache: true` the load goes
+ * on without the cache and `ModelInfo.cache` says why.
+ */
+export class StorageQuotaError extends CodeLlamaError {
+  override name = 'StorageQuotaError' as const;
 }
 /** Anything else (a bug): please report it with the message. */
 export class InternalError extends CodeLlamaError {
@@ -80,6 +92,7 @@ const CLASSES = {
   AbortError,
   NetworkError,
   EngineBusyError,
+  StorageQuotaError,
   InternalError,
 } as const;
 
@@ -114,20 +127,30 @@ export function toCodeLlamaError(e: unknown): CodeLlamaError {
       return new AbortError(message || 'The operation was aborted', { cause: e });
     }
     if (name in CLASSES) return createError(name, message, e);
-    if (name === 'QuotaExceededError') return new InternalError(`storage quota exceeded: ${message}`, { cause: e });
+    if (name === 'QuotaExceededError') return new StorageQuotaError(`storage quota exceeded: ${message}`, { cause: e });
     return new InternalError(name && name !== 'Error' ? `${name}: ${message}` : message, { cause: e });
   }
   return new InternalError(String(e), { cause: e });
 }
 
-/** A fresh {@link AbortError} for `signal` (uses its `reason` message when it has one). */
-export function abortErrorFor(signal?: AbortSignal): AbortError {
+/**
+ * What an operation aborted by `signal` rejects with: the signal's `reason` as it is when the
+ * caller gave one (`controller.abort(reason)`, `AbortSignal.timeout()`'s `TimeoutError`), else
+ * (no reason, or the browser's default `DOMException` named `AbortError`) an {@link AbortError}.
+ */
+export function abortErrorFor(signal?: AbortSignal): unknown {
   const reason: unknown = signal?.reason;
-  if (reason instanceof AbortError) return reason;
-  let msg = 'The operation was aborted';
-  if (reason instanceof Error && reason.name !== 'AbortError') msg = `The operation was aborted: ${reason.message}`;
-  else if (typeof reason === 'string') msg = `The operation was aborted: ${reason}`;
-  return new AbortError(msg, reason === undefined ? undefined : { cause: reason });
+  if (reason === undefined || isDefaultAbortReason(reason)) {
+    return new AbortError('The operation was aborted', reason === undefined ? undefined : { cause: reason });
+  }
+  return reason;
+}
+
+/** The reason `AbortController.abort()` gives without an argument (a DOMException `AbortError`). */
+function isDefaultAbortReason(reason: unknown): boolean {
+  return (
+    typeof DOMException !== 'undefined' && reason instanceof DOMException && reason.name === 'AbortError'
+  );
 }
 
 /** Throws an {@link AbortError} when `signal` is aborted. */

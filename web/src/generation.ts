@@ -76,13 +76,57 @@ export function finishStats(raw: RawGenerationStats, signal?: AbortSignal): Gene
 
 /**
  * Creates a {@link Generation}. `produce` runs at once; it pushes text into the sink and resolves
- * with the raw stats (or rejects). `opts.signal` and `cancel()` abort `sink.signal`.
+ * with the raw stats (or rejects). `opts.signal` and `cancel()` abort `sink.signal`, and so does
+ * garbage collection of a Generation nobody iterated, awaited or cancelled (see {@link GenerationHandle}).
  */
 export function createGeneration(
   produce: (sink: GenerationSink) => Promise<RawGenerationStats>,
   signal?: AbortSignal,
 ): Generation {
-  return new GenerationImpl(produce, signal);
+  return new GenerationHandle(new GenerationImpl(produce, signal));
+}
+
+/**
+ * Cancels the generation of a {@link GenerationHandle} that was garbage-collected unobserved.
+ * It holds the producer side (`GenerationImpl`), which holds no reference to the handle.
+ */
+const unobserved: FinalizationRegistry<GenerationImpl> | null =
+  typeof FinalizationRegistry === 'function' ? new FinalizationRegistry((core) => core.dropped()) : null;
+
+/**
+ * The public {@link Generation}: a handle on the producer side. A handle dropped before anyone
+ * iterated it, read `stats`, called `result()` or `cancel()` is cancelled when the garbage
+ * collector frees it, so it does not keep the engine busy until `maxTokens` (the engine's queue
+ * holds only the producer side). Once observed it runs to its end as usual.
+ */
+class GenerationHandle implements Generation {
+  #core: GenerationImpl;
+
+  constructor(core: GenerationImpl) {
+    this.#core = core;
+    unobserved?.register(this, core, this);
+  }
+
+  #observe(): GenerationImpl {
+    unobserved?.unregister(this);
+    return this.#core;
+  }
+
+  get stats(): Promise<GenerationStats> {
+    return this.#observe().stats;
+  }
+
+  result(): Promise<GenerationResult> {
+    return this.#observe().result();
+  }
+
+  cancel(): void {
+    this.#observe().cancel();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<string, GenerationStats, undefined> {
+    return this.#observe()[Symbol.asyncIterator]();
+  }
 }
 
 class GenerationImpl implements Generation {
@@ -139,13 +183,19 @@ class GenerationImpl implements Generation {
     ).finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
-  #abortReason(): AbortError {
+  /** The signal's reason as it is (see `abortErrorFor`), `cancel()`'s AbortError, or AbortError. */
+  #abortReason(): unknown {
     const r: unknown = this.#controller.signal.reason;
-    return r instanceof AbortError ? r : new AbortError('The generation was aborted');
+    return r === undefined ? new AbortError('The generation was aborted') : r;
   }
 
-  #abort(reason: AbortError): void {
+  #abort(reason: unknown): void {
     if (!this.#settled && !this.#controller.signal.aborted) this.#controller.abort(reason);
+  }
+
+  /** Its handle was garbage-collected unobserved: stop producing. */
+  dropped(): void {
+    this.#abort(new AbortError('the Generation was garbage-collected before it was iterated, awaited or cancelled'));
   }
 
   #settle(outcome: { ok: true; stats: GenerationStats } | { ok: false; error: Error }): void {

@@ -45,6 +45,7 @@ export {
   AbortError,
   NetworkError,
   EngineBusyError,
+  StorageQuotaError,
   InternalError,
   ERROR_NAMES,
   isCodeLlamaError,

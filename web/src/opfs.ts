@@ -6,7 +6,10 @@
  * says `complete: true` and the file has the recorded size; entries are keyed by URL alone (no
  * revalidation, so it works offline): use versioned URLs, or {@link deleteCachedModel}.
  *
- * Every function degrades silently (no cache) where OPFS is unavailable.
+ * Every function degrades silently (no cache) where OPFS is unavailable. A write that fails
+ * (quota) drops the entry; {@link CacheWriter.failure} keeps why, for the load to report or,
+ * with `cache: 'required'`, to throw. {@link storageRoom} and {@link requestPersistence} wrap
+ * `navigator.storage.estimate()` / `persist()`.
  */
 
 const DIR_NAME = 'codellama-webgpu';
@@ -130,6 +133,8 @@ export async function openCachedModel(url: string): Promise<{ file: File; meta: 
 export interface CacheWriter {
   /** Appends bytes. Never throws: on failure (quota…) the entry is dropped and later writes are no-ops. */
   write(chunk: Uint8Array): Promise<void>;
+  /** The error that made a write (or the commit) fail, `null` while none did. */
+  readonly failure: unknown;
   /** Marks the entry complete (call after the whole file arrived and loaded). Never throws. */
   commit(): Promise<boolean>;
   /** Deletes the partial entry. Never throws. */
@@ -174,26 +179,31 @@ export async function beginCacheWrite(
   const d = dir;
   let written = 0;
   let state: 'open' | 'failed' | 'done' = 'open';
-  const fail = async (): Promise<void> => {
+  let failure: unknown = null;
+  const fail = async (why: unknown = new Error('the cache entry was discarded')): Promise<void> => {
     if (state !== 'open') return;
     state = 'failed';
+    failure = why;
     await writable.abort().catch(() => {});
     await removeEntry(d, key);
   };
   return {
+    get failure() {
+      return failure;
+    },
     async write(chunk) {
       if (state !== 'open') return;
       try {
         await writable.write(chunk);
         written += chunk.byteLength;
-      } catch {
-        await fail();
+      } catch (e) {
+        await fail(e);
       }
     },
     async commit() {
       if (state !== 'open') return false;
       if (info.size !== null && written !== info.size) {
-        await fail();
+        await fail(new Error(`${written} of ${info.size} bytes were written`));
         return false;
       }
       try {
@@ -201,9 +211,9 @@ export async function beginCacheWrite(
         state = 'done';
         await writeMeta(d, key, { ...meta, size: written, complete: true, savedAt: Date.now() });
         return true;
-      } catch {
+      } catch (e) {
         state = 'open';
-        await fail();
+        await fail(e);
         return false;
       }
     },
@@ -215,6 +225,57 @@ export async function beginCacheWrite(
       await fail();
     },
   };
+}
+
+interface StorageManagerLike {
+  estimate?: () => Promise<{ quota?: number; usage?: number }>;
+  persist?: () => Promise<boolean>;
+  persisted?: () => Promise<boolean>;
+}
+
+function storageManager(): StorageManagerLike | undefined {
+  return (globalThis as { navigator?: { storage?: StorageManagerLike } }).navigator?.storage;
+}
+
+/**
+ * Bytes the origin may still store (`navigator.storage.estimate()`: quota − usage), `null` where
+ * the browser does not say.
+ */
+export async function storageRoom(): Promise<number | null> {
+  const storage = storageManager();
+  if (typeof storage?.estimate !== 'function') return null;
+  try {
+    const { quota, usage } = await storage.estimate();
+    if (typeof quota !== 'number' || !Number.isFinite(quota)) return null;
+    return Math.max(0, quota - (typeof usage === 'number' ? usage : 0));
+  } catch {
+    return null;
+  }
+}
+
+let persistence: Promise<boolean | null> | null = null;
+
+/**
+ * Asks the browser to keep the origin's storage under pressure (`navigator.storage.persist()`),
+ * once per page (a granted answer is kept; a refusal is asked again on a later store). Resolves
+ * to the answer, `null` where the API is missing.
+ */
+export function requestPersistence(): Promise<boolean | null> {
+  persistence ??= (async () => {
+    const storage = storageManager();
+    if (typeof storage?.persist !== 'function') return null;
+    try {
+      if (typeof storage.persisted === 'function' && (await storage.persisted())) return true;
+      return await storage.persist();
+    } catch {
+      return null;
+    }
+  })();
+  const asked = persistence;
+  void asked.then((granted) => {
+    if (granted !== true && persistence === asked) persistence = null;
+  });
+  return asked;
 }
 
 /** The complete models in the cache. Incomplete leftovers (from a closed tab) are removed. */

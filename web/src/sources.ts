@@ -5,7 +5,7 @@
  * {@link MAX_CHUNK_BYTES}, so the wasm side never needs more than one chunk of memory.
  */
 
-import { AbortError, NetworkError, InvalidRequestError, abortErrorFor, throwIfAborted, toCodeLlamaError } from './errors.js';
+import { NetworkError, InvalidRequestError, abortErrorFor, throwIfAborted, toCodeLlamaError } from './errors.js';
 import type { ModelSource } from './types.js';
 
 /** Upper bound of a chunk handed to the engine. */
@@ -33,7 +33,10 @@ export interface OpenedSource {
 /** Options of {@link openUrl}. */
 export interface FetchOptions {
   signal?: AbortSignal;
-  /** Retries after a failure (network error or premature end). Default 4. */
+  /**
+   * Retries after a failure that can succeed on another try (a network error, a premature end,
+   * HTTP 408 / 429 / 5xx), with exponential backoff. Default 4.
+   */
   retries?: number;
   /** First backoff delay in ms, doubled on each retry. Default 500. */
   backoffMs?: number;
@@ -180,7 +183,53 @@ export async function* rechunk(pieces: AsyncIterable<Uint8Array>): AsyncGenerato
 // URLs: streaming fetch with Range resume
 // ---------------------------------------------------------------------------------------------
 
+/** An HTTP status or a refusal another try cannot change (404, 403, other 4xx, CORS). */
 class HttpStatusError extends NetworkError {}
+
+/** HTTP statuses worth another try: timeouts, rate limits, server errors. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** `Retry-After` in milliseconds (seconds or an HTTP date), capped at 30 s; `null` without one. */
+function retryAfterMs(res: Response): number | null {
+  const v = res.headers.get('Retry-After');
+  if (v === null) return null;
+  const secs = /^\s*\d+\s*$/.test(v) ? Number(v) : (Date.parse(v) - Date.now()) / 1000;
+  return Number.isFinite(secs) ? Math.min(Math.max(secs, 0), 30) * 1000 : null;
+}
+
+/** A failure that may go away: the request is tried again after `delayMs` (or the backoff). */
+class RetryableError extends NetworkError {
+  constructor(message: string, readonly delayMs: number | null = null, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/**
+ * After `fetch` rejected without a response (a TypeError) for a URL of another origin: a CORS
+ * refusal (the server answers, but without `Access-Control-Allow-Origin`) cannot succeed on
+ * another try, a network failure can. A `no-cors` HEAD request tells them apart: it resolves
+ * (with an opaque response) when the server is reachable.
+ */
+async function isCorsRefusal(url: string, doFetch: typeof fetch, signal?: AbortSignal): Promise<boolean> {
+  const origin = (globalThis as { location?: { origin?: string } }).location?.origin;
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    return false;
+  }
+  if (origin === undefined || target.origin === origin || !/^https?:$/.test(target.protocol)) return false;
+  try {
+    const init: RequestInit = { method: 'HEAD', mode: 'no-cors', cache: 'no-store' };
+    if (signal !== undefined) init.signal = signal;
+    await doFetch(url, init);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -213,8 +262,10 @@ function isEncoded(res: Response): boolean {
  * Fetches `url` as a stream. When the body fails or ends early, it is resumed with
  * `Range: bytes=<done>-` (and `If-Range` with the strong ETag or Last-Modified): a `206` whose
  * `Content-Range` starts at `done` continues the stream; a `200` restarts it and the bytes already
- * read are skipped. After `retries` failures in a row (with exponential backoff) it rejects with
- * `NetworkError`. HTTP error statuses (4xx/5xx) fail at once with `NetworkError`.
+ * read are skipped. What can succeed on another try (a network error, HTTP 408 / 429 / 5xx,
+ * an early end) is retried `retries` times in a row with exponential backoff (at least the
+ * server's `Retry-After`), then rejects with `NetworkError`; other HTTP statuses (404, 403, …),
+ * a CORS refusal and an abort fail at once.
  */
 export async function openUrl(url: string, opts: FetchOptions = {}): Promise<OpenedSource> {
   const { signal } = opts;
@@ -232,23 +283,38 @@ export async function openUrl(url: string, opts: FetchOptions = {}): Promise<Ope
       res = await doFetch(url, init);
     } catch (e) {
       if (signal?.aborted) throw abortErrorFor(signal);
-      throw new NetworkError(`fetch ${url} failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      const why = (e as Error)?.message ?? String(e);
+      if (await isCorsRefusal(url, doFetch, signal)) {
+        throw new HttpStatusError(
+          `fetch ${url} failed: ${why}; the server answers but not to this origin (CORS: it must send Access-Control-Allow-Origin)`,
+          { cause: e },
+        );
+      }
+      throw new RetryableError(`fetch ${url} failed: ${why}`, null, { cause: e });
     }
     if (!res.ok) {
       void res.body?.cancel().catch(() => {});
-      throw new HttpStatusError(`fetch ${url}: HTTP ${res.status} ${res.statusText}`.trim());
+      const what = `fetch ${url}: HTTP ${res.status} ${res.statusText}`.trim();
+      if (isRetryableStatus(res.status)) throw new RetryableError(what, retryAfterMs(res));
+      throw new HttpStatusError(what);
     }
     return res;
   };
+  /** Waits before retry `attempt` (0-based): the backoff, or the server's Retry-After. */
+  const pause = (attempt: number, e: unknown) =>
+    sleep(Math.max(backoffMs * 2 ** attempt, (e instanceof RetryableError ? e.delayMs : null) ?? 0), signal);
 
-  // First request, with retries for network failures (not HTTP errors).
+  // First request, with retries for what can succeed (not 4xx, CORS or an abort).
   let first: Response | null = null;
   for (let attempt = 0; first === null; attempt++) {
     try {
       first = await request({});
     } catch (e) {
-      if (e instanceof AbortError || e instanceof HttpStatusError || attempt >= retries) throw e;
-      await sleep(backoffMs * 2 ** attempt, signal);
+      if (signal?.aborted || !(e instanceof RetryableError)) throw e;
+      if (attempt >= retries) {
+        throw new NetworkError(`${e.message} (after ${retries} retries)`, { cause: e });
+      }
+      await pause(attempt, e);
     }
   }
 
@@ -293,8 +359,8 @@ export async function openUrl(url: string, opts: FetchOptions = {}): Promise<Ope
           }
         } catch (e) {
           res = null;
-          if (e instanceof AbortError || e instanceof HttpStatusError || ++failures > retries) throw e;
-          await sleep(backoffMs * 2 ** (failures - 1), signal);
+          if (signal?.aborted || e instanceof HttpStatusError || !(e instanceof NetworkError) || ++failures > retries) throw e;
+          await pause(failures - 1, e);
           continue;
         }
       }

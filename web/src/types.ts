@@ -42,7 +42,10 @@ export type KvCacheType = 'f16' | 'q8';
 export interface LoadOptions {
   /** Called after every chunk is consumed (and once at the end). Never called after `load` settles. */
   onProgress?: (progress: LoadProgress) => void;
-  /** Aborting rejects `load` with `AbortError`; the partial model's GPU memory is freed. */
+  /**
+   * Aborting rejects `load` with the signal's `reason` when it has one (`AbortSignal.timeout()`:
+   * `TimeoutError`), else `AbortError`; the partial model's GPU memory is freed.
+   */
   signal?: AbortSignal;
   /** KV cache capacity in tokens. Default: the model's trained context, capped by the engine. */
   contextLength?: number;
@@ -50,10 +53,14 @@ export interface LoadOptions {
   kvCache?: KvCacheType;
   /**
    * Persist URL sources in the Origin Private File System and reuse them on later loads
-   * (even offline). Only applies to `string` / `URL` sources. Default `true`; silently
-   * disabled where OPFS is unavailable.
+   * (even offline). Only applies to `string` / `URL` sources. Default `true`: the cache is
+   * skipped (and `ModelInfo.cache` says why) where OPFS is unavailable, where
+   * `navigator.storage.estimate()` leaves too little room, or when writing fails (quota).
+   * `'required'`: those storage failures reject with `StorageQuotaError` (OPFS missing:
+   * `InvalidRequestError`) instead. `navigator.storage.persist()` is requested once a model is
+   * stored.
    */
-  cache?: boolean;
+  cache?: boolean | 'required';
 }
 
 /**
@@ -137,6 +144,24 @@ export interface ModelInfo {
   fromCache: boolean;
   /** Added by the JS layer: wall time of the load in milliseconds. */
   loadMs: number;
+  /** Added by the JS layer: what the OPFS cache did for this load. */
+  cache: CacheReport;
+}
+
+/** What the OPFS model cache did for one load ({@link ModelInfo.cache}). */
+export interface CacheReport {
+  /**
+   * `'hit'`: read from the cache; `'stored'`: downloaded and written to it; `'skipped'`: caching
+   * was asked for but did not happen (`note` says why); `'off'`: `cache: false`, or not a URL.
+   */
+  status: 'hit' | 'stored' | 'skipped' | 'off';
+  /** Why the cache was skipped (OPFS unavailable, quota estimate, a failed write), else `null`. */
+  note: string | null;
+  /**
+   * The answer of `navigator.storage.persist()`, requested when a model was stored (`true`: the
+   * browser will not evict the cache under storage pressure); `null` when not asked or unavailable.
+   */
+  persisted: boolean | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,7 +320,10 @@ export interface GenerationResult {
  * - Iterate it (once) for text chunks; the iterator's return value is the {@link GenerationStats}.
  * - Leaving a `for await` early (break/throw) cancels the generation.
  * - On abort (signal or {@link Generation.cancel}) the iterator yields what was produced, then
- *   throws `AbortError`; `stats` and `result()` reject with `AbortError`.
+ *   throws `AbortError` (or the signal's own `reason`); `stats` and `result()` reject with it.
+ * - A Generation dropped before anyone iterated it, read `stats`, called `result()` or `cancel()`
+ *   is cancelled when it is garbage-collected (it does not keep the GPU busy to `maxTokens`);
+ *   until the collector runs it goes on. Keep a reference, or cancel it, to be in control.
  */
 export interface Generation extends AsyncIterable<string> {
   [Symbol.asyncIterator](): AsyncIterator<string, GenerationStats, undefined>;
@@ -461,12 +489,16 @@ export interface BenchReport {
 
 /**
  * A Code Llama engine on WebGPU. Requests run one at a time in call order (FIFO); a `load`
- * while another `load` is running rejects with `EngineBusyError`.
+ * while another `load` is running replaces it: the first one's promise rejects with `AbortError`.
  *
  * All methods reject with subclasses of `CodeLlamaError` (see `errors.ts`) whose `name` is stable.
  */
 export interface CodeLlamaEngine {
-  /** Streams a GGUF model to the GPU, replacing any loaded model. */
+  /**
+   * Streams a GGUF model to the GPU, replacing any loaded model. The loaded model stays until the
+   * new one is ready (a failed or aborted load leaves it loaded) when both fit 4 GiB of GPU memory
+   * together; otherwise it is unloaded first and the new model's `notes` say so.
+   */
   load(source: ModelSource, opts?: LoadOptions): Promise<ModelInfo>;
 
   /** Plain completion of `prompt` (BOS is added). */
@@ -581,7 +613,7 @@ export type WorkerRequest =
       type: 'load';
       id: number;
       source: WorkerSource;
-      opts: { contextLength?: number; kvCache?: KvCacheType; cache?: boolean };
+      opts: { contextLength?: number; kvCache?: KvCacheType; cache?: boolean | 'required' };
     }
   | { type: 'generate'; id: number; request: WasmGenerateRequest }
   | { type: 'abort'; id: number; target: number }

@@ -1,30 +1,24 @@
 /**
  * {@link CodeLlamaEngine} hosted in a Web Worker: every call becomes a typed message to the
  * worker (`worker.ts`), so loading and generation never block the page.
+ *
+ * An abort by the caller's signal rejects with the signal's own `reason` here in the page (the
+ * worker only learns that the request was aborted); a `load()` while another runs replaces it in
+ * the worker's engine (the first rejects with `AbortError`).
  */
 
 import { AbortError, InternalError, InvalidRequestError, abortErrorFor, deserializeError, throwIfAborted } from './errors.js';
-import {
-  chatRequest,
-  completeRequest,
-  createGeneration,
-  failedGeneration,
-  infillRequest,
-  promptRequest,
-  type RawGenerationStats,
-} from './generation.js';
+import { EngineBase, checkLoadOptions, checkTokenizeText, toIds } from './engine-common.js';
+import { createGeneration, promptRequest, type RawGenerationStats } from './generation.js';
 import { isUrlSource, resolveUrl } from './sources.js';
 import { packageFileUrl } from './package-url.js';
 import type {
   AdapterInfo,
   BenchOptions,
   BenchReport,
-  ChatMessage,
   CodeLlamaEngine,
   GenerateOptions,
   Generation,
-  GenerationResult,
-  InfillInput,
   KvCacheType,
   LoadOptions,
   LoadProgress,
@@ -78,13 +72,14 @@ function defaultWorker(): Worker {
 }
 
 /** The Worker-hosted {@link CodeLlamaEngine}. Create it with {@link createWorkerEngine}. */
-export class WorkerEngine implements CodeLlamaEngine {
+export class WorkerEngine extends EngineBase implements CodeLlamaEngine {
   #worker: Worker | null;
   #nextId = 1;
   #pending = new Map<number, Pending>();
 
   /** Wraps a worker that runs `codellama-webgpu/worker` (prefer {@link createWorkerEngine}). */
   constructor(worker: Worker) {
+    super();
     this.#worker = worker;
     worker.addEventListener('message', (ev: MessageEvent<WorkerResponse>) => this.#onMessage(ev.data));
     worker.addEventListener('error', (ev: ErrorEvent) => {
@@ -187,10 +182,15 @@ export class WorkerEngine implements CodeLlamaEngine {
 
   // ------------------------------------------------------------------------------------------
 
+  protected checkAlive(): void {
+    if (this.#worker === null) throw new InvalidRequestError('the engine was disposed');
+  }
+
   async load(source: ModelSource, opts: LoadOptions = {}): Promise<ModelInfo> {
     throwIfAborted(opts.signal);
+    checkLoadOptions(opts);
     const { source: s, transfer } = toWorkerSource(source);
-    const o: { contextLength?: number; kvCache?: KvCacheType; cache?: boolean } = {};
+    const o: { contextLength?: number; kvCache?: KvCacheType; cache?: boolean | 'required' } = {};
     if (opts.contextLength !== undefined) o.contextLength = opts.contextLength;
     if (opts.kvCache !== undefined) o.kvCache = opts.kvCache;
     if (opts.cache !== undefined) o.cache = opts.cache;
@@ -205,38 +205,7 @@ export class WorkerEngine implements CodeLlamaEngine {
     }
   }
 
-  complete(prompt: string, opts?: GenerateOptions): Generation {
-    return this.#generate(() => completeRequest(prompt, opts), opts);
-  }
-
-  infill(input: InfillInput, opts?: GenerateOptions): Generation {
-    return this.#generate(() => infillRequest(input, opts), opts);
-  }
-
-  chat(messages: ChatMessage[], opts?: GenerateOptions): Generation {
-    return this.#generate(() => chatRequest(messages, opts), opts);
-  }
-
-  completeText(prompt: string, opts?: GenerateOptions): Promise<GenerationResult> {
-    return this.complete(prompt, opts).result();
-  }
-
-  infillText(input: InfillInput, opts?: GenerateOptions): Promise<GenerationResult> {
-    return this.infill(input, opts).result();
-  }
-
-  chatText(messages: ChatMessage[], opts?: GenerateOptions): Promise<GenerationResult> {
-    return this.chat(messages, opts).result();
-  }
-
-  #generate(build: () => WasmGenerateRequest, opts?: GenerateOptions): Generation {
-    let request: WasmGenerateRequest;
-    try {
-      if (this.#worker === null) throw new InvalidRequestError('the engine was disposed');
-      request = build();
-    } catch (e) {
-      return failedGeneration(e);
-    }
+  protected runRequest(request: WasmGenerateRequest, opts?: GenerateOptions): Generation {
     return createGeneration(
       (sink) =>
         this.call<'generate'>(
@@ -248,18 +217,11 @@ export class WorkerEngine implements CodeLlamaEngine {
   }
 
   tokenize(text: string, opts: TokenizeOptions = {}): Promise<Uint32Array> {
-    if (typeof text !== 'string') return Promise.reject(new InvalidRequestError('tokenize needs a string'));
-    return this.#safe(() => this.call<'tokenize'>({ type: 'tokenize', text, addBos: opts.addBos ?? true }));
+    return this.#safe(() => this.call<'tokenize'>({ type: 'tokenize', text: checkTokenizeText(text), addBos: opts.addBos ?? true }));
   }
 
   detokenize(ids: Uint32Array | readonly number[]): Promise<string> {
-    return this.#safe(() => {
-      let arr: Uint32Array;
-      if (ids instanceof Uint32Array) arr = ids;
-      else if (Array.isArray(ids) && ids.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) arr = Uint32Array.from(ids);
-      else throw new InvalidRequestError('detokenize needs a Uint32Array or an array of non-negative integers');
-      return this.call<'detokenize'>({ type: 'detokenize', ids: arr });
-    });
+    return this.#safe(() => this.call<'detokenize'>({ type: 'detokenize', ids: toIds(ids) }));
   }
 
   countTokens(request: PromptRequest, opts?: GenerateOptions): Promise<number> {
@@ -320,6 +282,7 @@ export class WorkerEngine implements CodeLlamaEngine {
     this.#failAll(new InvalidRequestError('the engine was disposed'));
   }
 
+  /** Runs `fn`, turning a synchronous throw into a rejection. */
   async #safe<T>(fn: () => Promise<T>): Promise<T> {
     return fn();
   }

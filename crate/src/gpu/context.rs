@@ -360,6 +360,26 @@ impl GpuContext {
         (taken.len(), bytes)
     }
 
+    /// Takes the recorded buffers out of the list without destroying them
+    /// (recording goes on, with an empty list): the browser engine sets a
+    /// loaded model's buffers aside while a new load records its own.
+    pub fn take_recorded_buffers(&self) -> Vec<wgpu::Buffer> {
+        match self.recorded.lock() {
+            Ok(mut r) => r.as_mut().map(std::mem::take).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Puts buffers taken by [`GpuContext::take_recorded_buffers`] back in
+    /// the list (nothing unless recording).
+    pub fn restore_recorded_buffers(&self, buffers: Vec<wgpu::Buffer>) {
+        if let Ok(mut r) = self.recorded.lock() {
+            if let Some(list) = r.as_mut() {
+                list.extend(buffers);
+            }
+        }
+    }
+
     /// Blocks on a future (native only): the blocking form of every async
     /// method here.
     #[cfg(not(target_arch = "wasm32"))]

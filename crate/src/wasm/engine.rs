@@ -6,9 +6,17 @@
 //! taken out of the `RefCell` before the first await and put back after the
 //! last, so no borrow is ever held across an await. While an async operation
 //! runs, `busy` names it: a second one is refused with `EngineBusyError`
-//! (the TS layer queues requests; this is the backstop). Dropping a model or
-//! a load bumps `epoch`, so an operation in flight can tell that what it works
-//! on is gone when it resumes.
+//! (the TS layer queues requests; this is the backstop). One sequence does
+//! this for every operation: [`Inner::start`] checks and sets `busy` and
+//! notes the epoch, [`Op::finish`] clears it and says whether the epoch is
+//! unchanged. Dropping a model or a load bumps `epoch`, so an operation in
+//! flight can tell that what it works on is gone when it resumes.
+//!
+//! A load keeps the loaded model aside (its buffers out of the recorded list)
+//! until the new one is ready, when the two fit [`KEEP_PREVIOUS_MAX_BYTES`]:
+//! a failed or aborted load then puts it back, untouched. Otherwise (or when
+//! the new file's size is unknown) the old model is dropped when the load
+//! begins, and the new model's `notes` say so.
 //!
 //! The device can be lost (a driver reset, `GPUDevice.destroy()`, the browser
 //! reclaiming the GPU): every operation then fails with `DeviceLostError`,
@@ -16,7 +24,7 @@
 //! the same engine loads again without a page reload (the TS layer re-loads
 //! the last model by itself on the next call).
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,12 +49,65 @@ enum LoadSlot {
     InFlight,
 }
 
+/// The most bytes the loaded model's GPU buffers and the new file may take
+/// together for the loaded model to be kept while a new one loads (WebGPU
+/// does not tell how much memory a device has; 4 GiB is within what a
+/// laptop GPU holds, and one 7B Q4 model alone is 3.8 GB).
+pub const KEEP_PREVIOUS_MAX_BYTES: u64 = 4 << 30;
+
+/// A loaded model set aside while a new load runs; its buffers are out of
+/// the recorded list, so that a failed load destroys only its own.
+struct Kept {
+    model: Loaded,
+    buffers: Vec<wgpu::Buffer>,
+}
+
 struct State {
     /// The async operation running, if any.
     busy: Option<&'static str>,
     epoch: u64,
     load: LoadSlot,
     model: Option<Loaded>,
+    /// The model loaded before the load in progress, put back if it fails.
+    previous: Option<Kept>,
+    /// Said in the new model's notes (the previous model was dropped first).
+    load_note: Option<String>,
+}
+
+/// An operation holding the engine (`busy` names it) from [`Inner::start`]
+/// to [`Op::finish`]; dropped unfinished, it frees the engine.
+struct Op {
+    inner: Rc<Inner>,
+    epoch: u64,
+    done: bool,
+}
+
+impl Op {
+    /// Clears `busy`. Returns the state and whether what the operation works
+    /// on is still there (no unload, abort or device loss bumped the epoch).
+    fn finish(&mut self) -> (RefMut<'_, State>, bool) {
+        self.done = true;
+        let mut st = self.inner.state.borrow_mut();
+        st.busy = None;
+        let current = st.epoch == self.epoch;
+        (st, current)
+    }
+
+    /// Clears `busy` before the operation started (its input was refused).
+    fn refuse(&mut self, st: &mut State) {
+        self.done = true;
+        st.busy = None;
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Ok(mut st) = self.inner.state.try_borrow_mut() {
+                st.busy = None;
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -63,6 +124,86 @@ impl Inner {
         Arc::clone(&self.ctx.borrow())
     }
 
+    /// The start of every async operation: `EngineBusyError` while another
+    /// runs, else `busy` names this one until [`Op::finish`].
+    fn start(self: &Rc<Self>, st: &mut State, name: &'static str) -> WasmResult<Op> {
+        if let Some(running) = st.busy {
+            return Err(WasmError::busy(running));
+        }
+        st.busy = Some(name);
+        Ok(Op {
+            inner: Rc::clone(self),
+            epoch: st.epoch,
+            done: false,
+        })
+    }
+
+    /// Starts `name` on the load waiting for its next step.
+    fn take_load(self: &Rc<Self>, name: &'static str) -> WasmResult<(Box<Loading>, Op)> {
+        let mut st = self.state.borrow_mut();
+        let mut op = self.start(&mut st, name)?;
+        match std::mem::replace(&mut st.load, LoadSlot::InFlight) {
+            LoadSlot::Ready(l) => Ok((l, op)),
+            other => {
+                st.load = other;
+                op.refuse(&mut st);
+                Err(WasmError::invalid_request(format!(
+                    "{name}: no load in progress (call beginLoad first)"
+                )))
+            }
+        }
+    }
+
+    /// Sets the loaded model aside for a new load of `new_bytes` (kept when
+    /// both fit [`KEEP_PREVIOUS_MAX_BYTES`]; else dropped, and the returned
+    /// note says so).
+    fn set_aside(&self, st: &mut State, new_bytes: Option<u64>) -> Option<String> {
+        st.epoch += 1;
+        self.cancel.store(true, Ordering::Relaxed);
+        let model = st.model.take()?;
+        let ctx = self.ctx();
+        let old = ctx.recorded_buffers().1;
+        match new_bytes {
+            Some(n) if old.saturating_add(n) <= KEEP_PREVIOUS_MAX_BYTES => {
+                let buffers = ctx.take_recorded_buffers();
+                st.previous = Some(Kept { model, buffers });
+                None
+            }
+            _ => {
+                drop(model);
+                ctx.destroy_recorded_buffers();
+                let why = match new_bytes {
+                    Some(n) => format!(
+                        "its {old} GPU bytes and this file's {n} bytes exceed the \
+                         {KEEP_PREVIOUS_MAX_BYTES}-byte limit for keeping both"
+                    ),
+                    None => "this file's size was not known".to_string(),
+                };
+                Some(format!(
+                    "the previously loaded model was unloaded when this load began ({why})"
+                ))
+            }
+        }
+    }
+
+    /// After a failed or aborted load: destroys the load's buffers and puts
+    /// the model set aside back (none of it after a device loss).
+    fn load_failed(&self, st: &mut State) {
+        st.epoch += 1;
+        st.load = LoadSlot::Idle;
+        st.load_note = None;
+        let ctx = self.ctx();
+        ctx.destroy_recorded_buffers();
+        if let Some(kept) = st.previous.take() {
+            if ctx.lost_reason().is_some() {
+                kept.buffers.iter().for_each(wgpu::Buffer::destroy);
+            } else {
+                ctx.restore_recorded_buffers(kept.buffers);
+                st.model = Some(kept.model);
+            }
+        }
+    }
+
     /// Drops the model and any load, and destroys their GPU buffers (every
     /// buffer recorded since the engine was created belongs to them: there is
     /// one model or load at a time).
@@ -76,6 +217,10 @@ impl Inner {
             st.load = LoadSlot::Idle;
         }
         st.model = None;
+        st.load_note = None;
+        if let Some(kept) = st.previous.take() {
+            kept.buffers.iter().for_each(wgpu::Buffer::destroy);
+        }
         self.cancel.store(true, Ordering::Relaxed);
         self.ctx().destroy_recorded_buffers();
     }
@@ -154,6 +299,8 @@ impl WasmEngine {
                     epoch: 0,
                     load: LoadSlot::Idle,
                     model: None,
+                    previous: None,
+                    load_note: None,
                 }),
             }),
         })
@@ -192,8 +339,11 @@ impl WasmEngine {
         to_json(&*self.inner.adapter.borrow())
     }
 
-    /// Starts a load (`{totalBytes?, contextLength?, kvCache?: "f16"|"q8"}`),
-    /// dropping any loaded model. `EngineBusyError` while another load or an
+    /// Starts a load (`{totalBytes?, contextLength?, kvCache?: "f16"|"q8"}`).
+    /// The loaded model is set aside until the new one is ready (put back if
+    /// the load fails or is aborted) when both fit
+    /// [`KEEP_PREVIOUS_MAX_BYTES`]; else it is dropped now. No model answers
+    /// while the load runs. `EngineBusyError` while another load or an
     /// operation runs.
     #[wasm_bindgen(js_name = beginLoad)]
     pub fn begin_load(
@@ -209,7 +359,8 @@ impl WasmEngine {
         if !matches!(st.load, LoadSlot::Idle) {
             return Err(WasmError::busy("a load").into());
         }
-        self.inner.drop_all(&mut st);
+        let total = loading.total_bytes();
+        st.load_note = self.inner.set_aside(&mut st, total);
         st.load = LoadSlot::Ready(Box::new(loading));
         Ok(())
     }
@@ -219,34 +370,20 @@ impl WasmEngine {
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn push(&self, chunk: Vec<u8>) -> Promise {
         let inner = Rc::clone(&self.inner);
-        let (mut loading, epoch) = {
-            let mut st = inner.state.borrow_mut();
-            if let Some(running) = st.busy {
-                return reject(WasmError::busy(running));
-            }
-            match std::mem::replace(&mut st.load, LoadSlot::InFlight) {
-                LoadSlot::Ready(l) => {
-                    st.busy = Some("push");
-                    (l, st.epoch)
-                }
-                other => {
-                    st.load = other;
-                    return reject(WasmError::invalid_request(
-                        "push: no load in progress (call beginLoad first)",
-                    ));
-                }
-            }
+        let (mut loading, mut op) = match inner.take_load("push") {
+            Ok(taken) => taken,
+            Err(e) => return reject(e),
         };
         future_to_promise(async move {
+            let epoch = op.epoch;
             let aborted = || inner.state.borrow().epoch != epoch;
             let ctx = inner.ctx();
             let result = loading.push(&ctx, &chunk, &aborted).await;
             drop(chunk);
-            let mut st = inner.state.borrow_mut();
-            st.busy = None;
-            if st.epoch != epoch {
+            let (mut st, current) = op.finish();
+            if !current {
                 drop(loading);
-                ctx.destroy_recorded_buffers();
+                inner.load_failed(&mut st);
                 return Err(WasmError::new(ErrorName::Abort, "the load was aborted").into());
             }
             match result {
@@ -255,8 +392,7 @@ impl WasmEngine {
                     Ok(JsValue::from_str(&to_json(&progress)))
                 }
                 Err(e) => {
-                    st.load = LoadSlot::Idle;
-                    inner.drop_all(&mut st);
+                    inner.load_failed(&mut st);
                     Err(WasmError::from(e).into())
                 }
             }
@@ -268,44 +404,35 @@ impl WasmEngine {
     #[wasm_bindgen(js_name = finishLoad, unchecked_return_type = "Promise<string>")]
     pub fn finish_load(&self) -> Promise {
         let inner = Rc::clone(&self.inner);
-        let (loading, epoch) = {
-            let mut st = inner.state.borrow_mut();
-            if let Some(running) = st.busy {
-                return reject(WasmError::busy(running));
-            }
-            match std::mem::replace(&mut st.load, LoadSlot::InFlight) {
-                LoadSlot::Ready(l) => {
-                    st.busy = Some("finishLoad");
-                    (l, st.epoch)
-                }
-                other => {
-                    st.load = other;
-                    return reject(WasmError::invalid_request(
-                        "finishLoad: no load in progress (call beginLoad first)",
-                    ));
-                }
-            }
+        let (loading, mut op) = match inner.take_load("finishLoad") {
+            Ok(taken) => taken,
+            Err(e) => return reject(e),
         };
         future_to_promise(async move {
             let ctx = inner.ctx();
             let adapter = inner.adapter.borrow().clone();
             let result = loading.finish(Arc::clone(&ctx), &adapter).await;
-            let mut st = inner.state.borrow_mut();
-            st.busy = None;
-            if st.epoch != epoch {
+            let (mut st, current) = op.finish();
+            if !current {
                 drop(result);
-                ctx.destroy_recorded_buffers();
+                inner.load_failed(&mut st);
                 return Err(WasmError::new(ErrorName::Abort, "the load was aborted").into());
             }
-            st.load = LoadSlot::Idle;
             match result {
                 Ok(mut loaded) => {
+                    st.load = LoadSlot::Idle;
+                    if let Some(kept) = st.previous.take() {
+                        kept.buffers.iter().for_each(wgpu::Buffer::destroy);
+                    }
+                    if let Some(note) = st.load_note.take() {
+                        loaded.info.notes.push(note);
+                    }
                     let json = to_json(loaded.info());
                     st.model = Some(loaded);
                     Ok(JsValue::from_str(&json))
                 }
                 Err(e) => {
-                    inner.drop_all(&mut st);
+                    inner.load_failed(&mut st);
                     Err(e.into())
                 }
             }
@@ -313,12 +440,22 @@ impl WasmEngine {
     }
 
     /// Drops the load in progress (a `push` or `finishLoad` running rejects
-    /// with `AbortError`); its GPU buffers are destroyed.
+    /// with `AbortError`); its GPU buffers are destroyed and the model set
+    /// aside when it began is loaded again (once the operation running, if
+    /// any, has stopped).
     #[wasm_bindgen(js_name = abortLoad)]
     pub fn abort_load(&self) {
         let mut st = self.inner.state.borrow_mut();
-        if !matches!(st.load, LoadSlot::Idle) {
-            self.inner.drop_all(&mut st);
+        match st.load {
+            LoadSlot::Idle => {}
+            LoadSlot::Ready(_) => self.inner.load_failed(&mut st),
+            LoadSlot::InFlight => {
+                // The operation holding it finds out through the epoch and
+                // puts the previous model back when it stops.
+                st.epoch += 1;
+                st.load = LoadSlot::Idle;
+                self.inner.ctx().destroy_recorded_buffers();
+            }
         }
     }
 
@@ -365,11 +502,12 @@ impl WasmEngine {
         let taken = {
             let mut guard = inner.state.borrow_mut();
             let st = &mut *guard;
-            if let Some(running) = st.busy {
-                return reject(WasmError::busy(running));
-            }
-            let epoch = st.epoch;
+            let mut op = match inner.start(st, "generate") {
+                Ok(op) => op,
+                Err(e) => return reject(e),
+            };
             let Some(model) = st.model.as_mut() else {
+                op.refuse(st);
                 return reject(WasmError::not_loaded());
             };
             inner.cancel.store(false, Ordering::Relaxed);
@@ -382,21 +520,21 @@ impl WasmEngine {
             match (prepared, model.session.take()) {
                 (Err(e), session) => {
                     model.session = session;
+                    op.refuse(st);
                     return reject(e);
                 }
-                (Ok(_), None) => return reject(WasmError::busy("a generation")),
-                (Ok(p), Some(session)) => {
-                    st.busy = Some("generate");
-                    (p, session, Rc::clone(&model.tok), epoch)
+                (Ok(_), None) => {
+                    op.refuse(st);
+                    return reject(WasmError::busy("a generation"));
                 }
+                (Ok(p), Some(session)) => (p, session, Rc::clone(&model.tok), op),
             }
         };
-        let (prepared, mut session, tok, epoch) = taken;
+        let (prepared, mut session, tok, mut op) = taken;
         future_to_promise(async move {
             let result = generate::run(&mut session, &tok, &prepared, &on_text).await;
-            let mut st = inner.state.borrow_mut();
-            st.busy = None;
-            if st.epoch != epoch {
+            let (mut st, current) = op.finish();
+            if !current {
                 drop(session);
                 inner.ctx().destroy_recorded_buffers();
                 return match result {
@@ -462,16 +600,14 @@ impl WasmEngine {
             Err(e) => return reject(e),
         };
         let inner = Rc::clone(&self.inner);
-        {
-            let mut st = inner.state.borrow_mut();
-            if let Some(running) = st.busy {
-                return reject(WasmError::busy(running));
-            }
-            st.busy = Some("bench");
-        }
+        let started = inner.start(&mut inner.state.borrow_mut(), "bench");
+        let mut op = match started {
+            Ok(op) => op,
+            Err(e) => return reject(e),
+        };
         future_to_promise(async move {
             let result = bench::run(&opts, &on_log).await;
-            inner.state.borrow_mut().busy = None;
+            drop(op.finish());
             Ok(JsValue::from_str(&to_json(&result?)))
         })
     }
@@ -508,7 +644,7 @@ impl WasmEngine {
     #[wasm_bindgen(js_name = recoverDevice, unchecked_return_type = "Promise<boolean>")]
     pub fn recover_device(&self) -> Promise {
         let inner = Rc::clone(&self.inner);
-        {
+        let mut op = {
             let mut st = inner.state.borrow_mut();
             if let Some(running) = st.busy {
                 return reject(WasmError::busy(running));
@@ -517,11 +653,14 @@ impl WasmEngine {
                 return Promise::resolve(&JsValue::FALSE);
             }
             inner.drop_all(&mut st);
-            st.busy = Some("recoverDevice");
-        }
+            match inner.start(&mut st, "recoverDevice") {
+                Ok(op) => op,
+                Err(e) => return reject(e),
+            }
+        };
         future_to_promise(async move {
             let opened = open_device().await;
-            inner.state.borrow_mut().busy = None;
+            drop(op.finish());
             let (ctx, adapter) = opened?;
             *inner.ctx.borrow_mut() = ctx;
             *inner.adapter.borrow_mut() = adapter;

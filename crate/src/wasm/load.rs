@@ -112,6 +112,11 @@ impl Loading {
         })
     }
 
+    /// The file's size, when the load was told it.
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.opts.total_bytes
+    }
+
     pub fn progress(&self) -> LoadProgress {
         LoadProgress {
             bytes_done: self.reader.bytes_read(),
