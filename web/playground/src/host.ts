@@ -32,9 +32,16 @@ export class Host {
     this.cancel();
     const engine = await this.engine();
     this.#setInfo(null);
-    const info = await engine.load(source, { onProgress, signal, cache: typeof source === 'string' });
-    this.#setInfo(info);
-    return info;
+    try {
+      const info = await engine.load(source, { onProgress, signal, cache: typeof source === 'string' });
+      this.#setInfo(info);
+      return info;
+    } catch (e) {
+      // A failed or aborted load keeps the previous model where memory allowed: show what the
+      // engine has (after a newer load that replaced this one, that load's model).
+      this.#setInfo(await engine.info().catch(() => null));
+      throw e;
+    }
   }
 
   /** Cancels the running generation, if any. */
