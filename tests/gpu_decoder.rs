@@ -13,10 +13,13 @@
 #[path = "common/logit_stats.rs"]
 mod logit_stats;
 
+#[path = "common/fixture_models.rs"]
+mod fixture_models;
 #[path = "common/contexts.rs"]
 mod shared_contexts;
+use fixture_models::{fixtures, models};
 use shared_contexts::contexts;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
@@ -27,37 +30,6 @@ use codellama_webgpu::gpu::weights::GpuWeights;
 use codellama_webgpu::gpu::{GpuContext, GpuOptions, KernelPreset};
 use codellama_webgpu::sampler::SamplerConfig;
 use logit_stats::{argmax, cosine, top2_gap};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-/// Every fixture model: generated (run scripts/make_fixtures.py) and committed.
-fn models() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for name in [
-        "tiny-mha-f32",
-        "tiny-gqa-f32",
-        "tiny-mha-f16",
-        "tiny-gqa-q8_0",
-        "tiny-mha-q4_0",
-    ] {
-        let p = fixtures().join(format!("generated/{name}.gguf"));
-        assert!(p.exists(), "{}: run scripts/make_fixtures.py", p.display());
-        out.push(p);
-    }
-    for name in [
-        "tiny-gqa-q4_k_m",
-        "tiny-cov-v512-q4_0",
-        "tiny-cov-v512-q8_0",
-        "tiny-cov-v512-q6_k",
-        "tiny-cov-v512-q5_k_m",
-        "tiny-cov-v512-q4_1",
-    ] {
-        out.push(fixtures().join(format!("models/{name}.gguf")));
-    }
-    out
-}
 
 /// The context of the adapter's own preset.
 fn context() -> Arc<GpuContext> {

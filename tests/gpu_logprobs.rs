@@ -18,11 +18,17 @@
 //!
 //! Without an adapter these tests fail: they never skip.
 
+#[path = "common/fixture_models.rs"]
+mod fixture_models;
+#[path = "common/rng.rs"]
+mod rng;
 #[path = "common/contexts.rs"]
 mod shared_contexts;
+use fixture_models::{fixtures, models};
+use rng::Rng;
 use shared_contexts::contexts;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use codellama_webgpu::cpu::{CpuDecoder, CpuWeights};
@@ -36,31 +42,6 @@ use codellama_webgpu::logprobs::{log_softmax, top_ids, TokenLogprobs};
 use codellama_webgpu::model::KvFormat;
 use codellama_webgpu::sampler::{Sampler, SamplerConfig, SamplerError};
 use codellama_webgpu::tokenizer::Tokenizer;
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let s: f32 = (0..4).map(|_| self.unit()).sum();
-        (s - 2.0) * 1.732
-    }
-}
 
 const KINDS: [&str; 8] = [
     "normal", "ties", "neg-inf", "peaked", "tiny", "huge", "large", "flat",
@@ -242,37 +223,6 @@ fn unusable_logits_and_settings_are_typed_errors() {
         matches!(got, Err(GpuError::Sampler(SamplerError::BadSetting { .. }))),
         "{got:?}"
     );
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-/// Every fixture model (as tests/gpu_decoder.rs lists them).
-fn models() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for name in [
-        "tiny-mha-f32",
-        "tiny-gqa-f32",
-        "tiny-mha-f16",
-        "tiny-gqa-q8_0",
-        "tiny-mha-q4_0",
-    ] {
-        let p = fixtures().join(format!("generated/{name}.gguf"));
-        assert!(p.exists(), "{}: run scripts/make_fixtures.py", p.display());
-        out.push(p);
-    }
-    for name in [
-        "tiny-gqa-q4_k_m",
-        "tiny-cov-v512-q4_0",
-        "tiny-cov-v512-q8_0",
-        "tiny-cov-v512-q6_k",
-        "tiny-cov-v512-q5_k_m",
-        "tiny-cov-v512-q4_1",
-    ] {
-        out.push(fixtures().join(format!("models/{name}.gguf")));
-    }
-    out
 }
 
 fn gpu(ctx: &Arc<GpuContext>, path: &Path) -> GpuDecoder {

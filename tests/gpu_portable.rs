@@ -118,6 +118,9 @@ mod platform {
 #[path = "common/logit_stats.rs"]
 mod logit_stats;
 
+#[path = "common/rng.rs"]
+mod rng;
+
 #[path = "common/gpu_cases.rs"]
 mod cases;
 

@@ -5,9 +5,12 @@
 //! recent tokens; its draws follow the distribution; NaN is an error.
 //! Without an adapter these tests fail: they never skip.
 
+#[path = "common/rng.rs"]
+mod rng;
 use codellama_webgpu::gpu::sample::{sample_host, GpuSampler};
 use codellama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use codellama_webgpu::sampler::{Sampler, SamplerConfig, SamplerError};
+use rng::Rng;
 
 fn context() -> GpuContext {
     match GpuContext::new(&GpuOptions::default()) {
@@ -20,37 +23,6 @@ fn context() -> GpuContext {
              install lavapipe (apt-get install mesa-vulkan-drivers libvulkan1, \
              as scripts/setup.sh does)"
         ),
-    }
-}
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Roughly standard normal (sum of four uniforms).
-    fn normal(&mut self) -> f32 {
-        let s: f32 = (0..4).map(|_| self.unit()).sum();
-        (s - 2.0) * 1.732
     }
 }
 

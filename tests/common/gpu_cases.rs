@@ -20,6 +20,7 @@ use codellama_webgpu::sampler::{Sampler, SamplerConfig};
 
 use super::logit_stats::{argmax, cosine, top2_gap};
 use super::platform::{adapter_details, now_ms};
+use super::rng::Rng;
 
 type CaseResult = Result<(), String>;
 
@@ -410,35 +411,6 @@ pub async fn errors_are_typed(ctx: &GpuContext) -> CaseResult {
         "read back after an error: {v:?}"
     );
     Ok(())
-}
-
-/// xorshift64* (that of `tests/gpu_sample.rs`).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn normal(&mut self) -> f32 {
-        let s: f32 = (0..4).map(|_| self.unit()).sum();
-        (s - 2.0) * 1.732
-    }
 }
 
 /// Random logits: normal at several scales, exact ties, -inf entries,

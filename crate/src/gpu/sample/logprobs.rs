@@ -9,7 +9,7 @@
 //! A decoder creates it on the first request that asks for log-probabilities:
 //! without one, nothing of it exists, so nothing of it is dispatched or read.
 
-use super::{token_result, GpuSampler, K};
+use super::{in_own_pass, one_workgroup, token_result, GpuSampler, K};
 use crate::gpu::{GpuContext, GpuError, KernelKey};
 use crate::logprobs::{check_top, TokenLogprobs, TopLogprob, MAX_TOP_LOGPROBS};
 
@@ -108,19 +108,12 @@ impl GpuLogprobs {
 
     /// Records the dispatch (one workgroup) into `pass`, after the sampler's.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) -> usize {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
-        1
+        one_workgroup(pass, &self.pipeline, &self.bind_group)
     }
 
     /// Records the dispatch in a compute pass of its own.
     pub fn encode_pass(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("logprobs"),
-            timestamp_writes: None,
-        });
-        self.encode(&mut pass);
+        in_own_pass(encoder, "logprobs", |pass| self.encode(pass));
     }
 
     /// Reads the token and its log-probabilities back (one read-back);

@@ -302,19 +302,12 @@ impl GpuSampler {
 
     /// Records the sampling dispatch (one workgroup) into `pass`.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) -> usize {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
-        1
+        one_workgroup(pass, &self.pipeline, &self.bind_group)
     }
 
     /// Records the sampling dispatch in a compute pass of its own.
     pub fn encode_pass(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("sample"),
-            timestamp_writes: None,
-        });
-        self.encode(&mut pass);
+        in_own_pass(encoder, "sample", |pass| self.encode(pass));
     }
 
     /// The u32 result at offset 0: the token id, or [`NO_TOKEN`] when the
@@ -394,4 +387,30 @@ async fn bind(
         })
     })
     .await
+}
+
+/// Records a one-workgroup dispatch of `pipeline` into `pass`; returns the
+/// dispatch count (1).
+fn one_workgroup(
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    bind_group: &wgpu::BindGroup,
+) -> usize {
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind_group, &[]);
+    pass.dispatch_workgroups(1, 1, 1);
+    1
+}
+
+/// Runs `record` in a compute pass of its own, labelled `label`.
+fn in_own_pass(
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> usize,
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    record(&mut pass);
 }
