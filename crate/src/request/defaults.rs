@@ -1,9 +1,8 @@
 //! Meta's per-mode defaults: the one table the CLI, the wasm engine (and so
 //! the JS API) and the playground's initial controls read.
 //!
-//! Meta's reference code (`facebookresearch/codellama`, see
-//! `/work/shared/docs/codellama-facts.md`): `example_completion.py` samples with
-//! temperature 0.2 and top-p 0.9, `example_infilling.py` is greedy (temperature
+//! Meta's reference code (`facebookresearch/codellama`):
+//! `example_completion.py` samples with temperature 0.2 and top-p 0.9, `example_infilling.py` is greedy (temperature
 //! 0) with top-p 0.9, and the instruct chat uses the generator's defaults,
 //! temperature 0.6 and top-p 0.9. `max_tokens` 256 is this project's default
 //! for every mode.
