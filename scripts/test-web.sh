@@ -5,9 +5,11 @@
 #   2. the package: scripts/build-web.sh (SKIP_BUILD=1 reuses web/dist as it is),
 #   3. the `codellama` CLI (release) for the ≥ 1 GiB synthetic model of the memory test and the
 #      native report the bench test compares field names with,
-#   4. node tests/web/run.mjs: streaming, OpenAI adapter, abort, Worker host, OPFS offline
-#      reload, Range resume, every error name, prefix reuse, engine.bench(), memory, Vite app;
-#   5. the playground: scripts/build-playground.sh, node tests/web/playground.mjs (every mode,
+#   4. llama.cpp's llama-server (scripts/llama-server.sh) for the remote-engine test,
+#   5. node tests/web/run.mjs: streaming, OpenAI adapter, abort, Worker host, OPFS offline
+#      reload, Range resume, every error name, prefix reuse, engine.bench(), memory, Vite app,
+#      the remote engine against llama-server;
+#   6. the playground: scripts/build-playground.sh, node tests/web/playground.mjs (every mode,
 #      stop, ghost text + Tab, multi-turn chat, local and invalid files, offline reload, no
 #      request to another origin, no CSP violation; skipped with CODELLAMA_WEB_SKIP=playground).
 # Arguments are passed to run.mjs (test names or prefixes). Environment:
@@ -40,10 +42,19 @@ need_cli=0
 [[ $skip != *,memory,* && ${CODELLAMA_WEB_SKIP_MEMORY:-0} != 1 ]] && need_cli=1
 [[ $skip != *,bench,* ]] && need_cli=1
 [[ $skip != *,defaults,* ]] && need_cli=1
+[[ $skip != *,remote,* ]] && need_cli=1
 if [[ $need_cli == 1 && -z ${CODELLAMA_BIN:-} ]]; then
   step "codellama CLI (the memory test's synthetic model, the bench test's native report)"
   cargo build --release -p codellama-webgpu --bin codellama
   export CODELLAMA_BIN=$ROOT/target/release/codellama
+fi
+
+# llama.cpp's llama-server for the remote-engine test (built once into .cache/llama-cpp/, ~10-15
+# minutes cold on 2 cores; later runs reuse the binary).
+if [[ $skip != *,remote,* && ( $# -eq 0 || " $* " == *" remote"* ) && -z ${LLAMA_SERVER_BIN:-} ]]; then
+  step "llama-server (scripts/llama-server.sh)"
+  LLAMA_SERVER_BIN=$(bash scripts/llama-server.sh)
+  export LLAMA_SERVER_BIN
 fi
 
 # Vulkan's window-system probing in Chromium's GPU process wants a runtime dir.

@@ -94,6 +94,26 @@ fn tokenize_reproduces_metas_infill_reference_vector() {
 }
 
 #[test]
+fn tokenize_json_writes_a_tokenizer_json_with_the_same_ids() {
+    let m = model("tiny-mha-f32.gguf");
+    let json = ok(&["tokenize", "-m", m.to_str().unwrap(), "--json"]);
+    let tok = codellama_webgpu::tokenizer::Tokenizer::from_json(json.trim()).unwrap();
+    let ids = tok.encode("Hello world", true).unwrap();
+    assert_eq!(ids, [1, 15043, 3186]);
+    let infill = codellama_webgpu::prompt::infill(
+        &tok,
+        "def remove_non_ascii(s: str) -> str:\n    \"\"\" ",
+        "\n    return result\n",
+        codellama_webgpu::prompt::InfillMode::PrefixSuffixMiddle,
+    )
+    .unwrap();
+    // Meta's reference vector (the test above), from the JSON form.
+    let reference = "1 32007 822 3349 29918 5464 29918 294 18869 29898 29879 29901 851 29897 1599 851 29901 13 1678 9995 29871 32008 13 1678 736 1121 13 32009";
+    let reference: Vec<u32> = reference.split(' ').map(|t| t.parse().unwrap()).collect();
+    assert_eq!(infill, reference);
+}
+
+#[test]
 fn tokenize_chat_file() {
     let m = model("tiny-mha-f32.gguf");
     let dir = std::env::temp_dir().join(format!("codellama-cli-{}", std::process::id()));

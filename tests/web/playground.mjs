@@ -4,7 +4,8 @@
 // strings: the tests check that text streams in, stop works, stats update, the ghost text is
 // what Tab inserts, chat keeps a multi-turn exchange, errors are shown and the page stays
 // usable, the page works offline after one visit, and no request leaves the page's origin but
-// the model URL the user chose (loaded from a second origin, its URL shown as text).
+// the model URL the user chose (loaded from a second origin, its URL shown as text) and the
+// OpenAI-compatible server the user typed (the "Server" source, against a real llama-server).
 //
 //   node tests/web/playground.mjs [step-name-prefix ...]
 //
@@ -14,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Browser } from './harness.mjs';
 import { startServer } from './server.mjs';
+import { startLlamaServer } from './llama-server.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '../..');
@@ -271,6 +273,40 @@ step('model-url', async ({ page, shot, other }) => {
   await shot('model-url');
 });
 
+step('server', async ({ page, shot, other }) => {
+  // The "Server" source against a real llama-server (llama.cpp's own, scripts/llama-server.sh)
+  // serving the demo model; the tokenizer comes from the page's own copy of the demo model (its
+  // GGUF header only). Last: the page reconnects to the server on later visits.
+  other.llama = await startLlamaServer({ model: join(ROOT, 'models/codellama-demo.gguf'), ctx: 512, log });
+  await page.click('#source-server');
+  await setValue(page, '#server-url', `${other.llama.url}/v1`);
+  await page.click('#load-btn');
+  await page.waitForFunction(() => document.body.dataset.engine === 'remote' && document.body.dataset.model === 'ready', null, { timeout: MODEL_TIMEOUT });
+  const info = await page.locator('#server-info').textContent();
+  log('server info:', info.replace(/\s+/g, ' '));
+  check(/llama\.cpp/.test(info), `the server panel names the flavor: ${info}`);
+  await page.click('#tab-complete');
+  await setValue(page, '#s-temperature', 0);
+  await setValue(page, '#s-max', 12);
+  await setValue(page, '#prompt', 'def add(a, b):');
+  const bodies = [];
+  const onRequest = (r) => r.url() === `${other.llama.url}/v1/completions` && bodies.push(JSON.parse(r.postData()));
+  page.on('request', onRequest);
+  await page.click('#complete-btn');
+  await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('#complete-out').dataset.state), null, { timeout: GEN_TIMEOUT });
+  page.off('request', onRequest);
+  const stats = await page.locator('#complete-stats').textContent();
+  const text = await page.locator('#complete-out .generated').textContent();
+  log('server completion:', JSON.stringify(text), '|', stats);
+  check(await page.evaluate(() => document.querySelector('#complete-out').dataset.state) === 'done', `completion via the server: ${stats}`);
+  // The same request body (token ids) straight to the server gives the same greedy text.
+  check(bodies.length === 1 && Array.isArray(bodies[0].prompt), `one /v1/completions request with token ids: ${JSON.stringify(bodies).slice(0, 200)}`);
+  const direct = await other.llama.json('/v1/completions', { ...bodies[0], stream: false, stream_options: undefined });
+  check(direct.status === 200, `direct request: ${direct.status}`);
+  check(text === direct.value.choices[0].text, `playground text ${JSON.stringify(text)} vs the server's ${JSON.stringify(direct.value.choices[0].text)}`);
+  await shot('server');
+});
+
 // ------------------------------------------------------------------------------------------------
 
 async function main() {
@@ -317,7 +353,7 @@ async function main() {
       }
     }
     // Every request stays on the page's origin, but for the model URL the user chose.
-    const chosen = (u) => u.startsWith(`${server2.url}/m/codellama-demo.gguf?`);
+    const chosen = (u) => u.startsWith(`${server2.url}/m/codellama-demo.gguf?`) || (other.llama && u.startsWith(`${other.llama.url}/`));
     const foreign = requests.filter((u) => !u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:') && !chosen(u));
     const toChosen = requests.filter(chosen).length;
     const urlStepRan = results.some(([n, st]) => n === 'model-url' && st === 'pass');
@@ -328,6 +364,7 @@ async function main() {
     await browser.close().catch(() => {});
     await server.close();
     await server2.close();
+    await other.llama?.stop();
   }
   console.log('\nSummary (playground)');
   for (const [name, status, secs, err] of results) console.log(`  ${name.padEnd(20)} ${status.padEnd(5)} ${secs.toFixed(1).padStart(6)} s${err ? '  ' + err : ''}`);

@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 
@@ -19,6 +19,7 @@ import { Browser, inPage } from './harness.mjs';
 import { startServer } from './server.mjs';
 import { codeFile, oomModelHeader, writeGarbage, writeOtherArchitecture, writeTruncated } from './gguf.mjs';
 import { nativeBench } from './bench.mjs';
+import { freePort, startLlamaServer } from './llama-server.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -2236,6 +2237,194 @@ test('editors', async (t) => {
     else t.log(`kept ${work}`);
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// Remote engine: the same interface over llama.cpp's own llama-server (a real server, built from
+// the llama.cpp sources that llama-cpp-python's sdist vendors by scripts/llama-server.sh)
+// ---------------------------------------------------------------------------------------------
+
+test('remote', async (t) => {
+  const demoPath = join(ROOT, 'models/codellama-demo.gguf');
+  const demoBytes = statSync(demoPath).size;
+  const ls = await startLlamaServer({ model: demoPath, ctx: 512, log: (s) => t.log(s) });
+  try {
+    const b = await t.browser();
+    const page = await t.page(b);
+    // What the page sends to the server: the token ids are in the request bodies.
+    const sent = [];
+    const origins = new Set();
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      origins.add(u.origin);
+      if (u.origin === ls.url) sent.push({ method: r.method(), path: u.pathname, body: r.postData() });
+    });
+    // The remote engine first, alone: what it fetches of the GGUF file is its tokenizer's cost.
+    const served0 = server.log.length;
+    await inPage(page, async ({ baseUrl, demo }) => {
+      window.remote = await CL.createRemoteEngine({ baseUrl, tokenizer: demo });
+    }, { baseUrl: ls.url, demo: DEMO_URL });
+    const demoServed = server.log.slice(served0).filter((e) => e.url.startsWith('/demo/codellama-demo.gguf'));
+    const tokenizerBytes = demoServed.reduce((n, e) => n + (e.bytes ?? 0), 0);
+    t.figure('GGUF bytes the remote engine fetched for its tokenizer', `${tokenizerBytes} of ${demoBytes} (${demoServed.map((e) => `${e.status} ${e.range ?? 'whole'}`).join(', ')})`);
+    const cases = {
+      complete: { kind: 'complete', prompt: 'def is_prime(n):\n    ' },
+      psm: { kind: 'infill', prefix: 'def mean(xs):\n    total = 0\n    for x in xs:\n', suffix: '\n    return total / len(xs)\n', suffixFirst: false },
+      spm: { kind: 'infill', prefix: 'def mean(xs):\n    total = 0\n    for x in xs:\n', suffix: '\n    return total / len(xs)\n', suffixFirst: true },
+      chat: { kind: 'chat', messages: [{ role: 'user', content: 'Write a function that reverses a string.' }] },
+    };
+    const r = await inPage(page, async ({ demo, cases }) => {
+      const engine = window.remote;
+      const local = (await T.engine({ model: demo })).engine;
+      const info = await engine.info();
+      const adapter = await engine.adapterInfo();
+      const out = {};
+      for (const [name, c] of Object.entries(cases)) {
+        const opts = { maxTokens: 24, temperature: 0 };
+        const count = await engine.countTokens(c, opts);
+        const localCount = await local.countTokens(c, opts);
+        const gen = c.kind === 'complete' ? engine.complete(c.prompt, opts)
+          : c.kind === 'infill' ? engine.infill({ prefix: c.prefix, suffix: c.suffix, suffixFirst: c.suffixFirst }, opts)
+            : engine.chat(c.messages, opts);
+        const d = await T.drain(gen);
+        out[name] = { count, localCount, pieces: d.chunks.map((x) => x.text), stats: d.returned, error: d.error ?? null };
+        T.show(`remote ${name}`, d.chunks.map((x) => x.text).join(''));
+      }
+      const localIds = Array.from(await local.tokenize(cases.complete.prompt));
+      const remoteIds = Array.from(await engine.tokenize(cases.complete.prompt));
+      await local.dispose();
+      return { info, adapter, out, localIds, remoteIds };
+    }, { baseUrl: ls.url, demo: DEMO_URL, cases }, 600_000);
+    t.figure('remote info', { name: r.info?.name, vocabSize: r.info?.vocabSize, contextLength: r.info?.contextLength, adapter: r.adapter?.name });
+    eq(r.remoteIds, r.localIds, 'tokenize: remote engine vs local engine');
+    const completions = sent.filter((x) => x.path === '/v1/completions' && x.method === 'POST').map((x) => JSON.parse(x.body));
+    eq(completions.length, Object.keys(cases).length, 'one /v1/completions request per generation');
+    // The demo model's infill ids (GGUF tokenizer.ggml.fim_*_token_id, eot_token_id).
+    const spec = { pre: 4092, suf: 4093, mid: 4094 };
+    const EOT = 4095;
+    for (const [i, [name, c]] of Object.entries(cases).entries()) {
+      const o = r.out[name];
+      check(o.error === null, `${name}: ${JSON.stringify(o.error)}`);
+      const body = completions[i];
+      const ids = body.prompt;
+      check(Array.isArray(ids) && ids.every((v) => Number.isInteger(v)), `${name}: the prompt is sent as token ids: ${JSON.stringify(body.prompt).slice(0, 80)}`);
+      eq(ids.length, o.localCount, `${name}: prompt ids sent vs the local engine's countTokens`);
+      eq(o.count, o.localCount, `${name}: countTokens remote vs local`);
+      eq(o.stats.promptTokens, ids.length, `${name}: stats.promptTokens vs the ids sent (the server's usage)`);
+      if (name === 'complete') eq(ids, r.localIds, 'completion ids vs the local engine\'s tokenize (BOS + text)');
+      if (c.kind === 'infill') {
+        const order = [ids.indexOf(spec.pre), ids.indexOf(spec.suf), ids.indexOf(spec.mid)];
+        check(order.every((x) => x >= 0), `${name}: the real PRE/SUF/MID ids are in the prompt: ${order}`);
+        check(c.suffixFirst ? ids[ids.length - 1] !== spec.mid : ids[ids.length - 1] === spec.mid, `${name}: ${c.suffixFirst ? 'SPM ends with the prefix' : 'PSM ends with MID'}`);
+      }
+      // The same ids sent straight to the server (no page, no package): the same greedy text.
+      const direct = await ls.json('/v1/completions', { ...body, stream: false, stream_options: undefined, return_tokens: true });
+      check(direct.status === 200, `${name}: direct request status ${direct.status}: ${JSON.stringify(direct.value).slice(0, 200)}`);
+      const text = o.pieces.join('');
+      // llama.cpp ends the text with the stop token's own text when the vocabulary does not mark it
+      // as a control token (Code Llama's `▁<EOT>`: " <EOT>"); the engine, like the local one, never
+      // returns a stop token's text. The direct answer names its tokens (`verbose`, which the
+      // engine sends to llama.cpp): its last one tells whether that text is there to drop.
+      let want = direct.value.choices[0].text;
+      const toks = direct.value.__verbose?.tokens ?? [];
+      const stoppedOnEot = toks[toks.length - 1] === EOT && direct.value.choices[0].finish_reason === 'stop';
+      if (stoppedOnEot) {
+        check(want.endsWith(' <EOT>'), `${name}: the direct answer ends with the EOT text: ${JSON.stringify(want)}`);
+        want = want.slice(0, -' <EOT>'.length);
+      }
+      t.figure(`${name} (remote engine / direct${stoppedOnEot ? ', EOT text dropped' : ''})`, [text, want]);
+      eq(text, want, `${name}: remote engine text vs the server's answer to the same ids`);
+      eq(o.stats.generatedTokens, direct.value.usage.completion_tokens, `${name}: generated tokens`);
+      eq(direct.value.usage.prompt_tokens, ids.length, `${name}: the prompt tokens the server counted`);
+    }
+    // The tokenizer came from the GGUF header alone: the tensor data was not downloaded.
+    check(tokenizerBytes < demoBytes / 2, `the tokenizer needed ${tokenizerBytes} bytes of a ${demoBytes}-byte file`);
+    await t.shot(page, 'remote-modes');
+
+    // The tokenizer from a Hugging Face tokenizer.json (what a vLLM user has; written here from the
+    // demo GGUF by `codellama tokenize --json`): the same ids for every kind as from the GGUF.
+    const cli = findCodellamaBin();
+    check(cli, 'the codellama CLI is needed to write tokenizer.json (CODELLAMA_BIN)');
+    writeFileSync(join(GEN, 'demo-tokenizer.json'), execFileSync(cli, ['tokenize', '-m', demoPath, '--json']));
+    const viaJson = await inPage(page, async ({ baseUrl, cases }) => {
+      const engine = await CL.createRemoteEngine({ baseUrl, tokenizer: { tokenizerJson: '/gen/demo-tokenizer.json' } });
+      const counts = {};
+      for (const [name, c] of Object.entries(cases)) {
+        counts[name] = [await engine.countTokens(c, { maxTokens: 24 }), await window.remote.countTokens(c, { maxTokens: 24 })];
+      }
+      const opts = { maxTokens: 24, temperature: 0 };
+      const spm = (await engine.infillText({ prefix: cases.spm.prefix, suffix: cases.spm.suffix, suffixFirst: true }, opts)).text;
+      return { counts, spm, source: (await engine.info())?.name };
+    }, { baseUrl: ls.url, cases });
+    t.figure('countTokens via tokenizer.json / via GGUF', viaJson.counts);
+    for (const [name, [a, b2]] of Object.entries(viaJson.counts)) eq(a, b2, `${name}: tokenizer.json vs GGUF prompt tokens`);
+    eq(viaJson.spm, r.out.spm.pieces.join(''), 'SPM infill text with the tokenizer.json tokenizer');
+
+    // Abort mid-stream: the HTTP stream closes and the server stops generating. The demo model
+    // writes 400 tokens faster than an abort can reach the server, so this runs against a second
+    // llama-server with a one-layer 7B-shaped model (`codellama synth`, random weights: ~20 ms a
+    // token on 2 cores, 400 tokens ~8 s), `ignore_eos` so only the abort can end it early, and
+    // the server's own count of generated tokens (`--metrics`) before and after.
+    const bin = findCodellamaBin();
+    check(bin, 'the codellama CLI is needed to write the one-layer synthetic model (CODELLAMA_BIN)');
+    const slowModel = join(GEN, 'synth-7b-l1-q4_0.gguf');
+    if (!existsSync(slowModel)) execFileSync(bin, ['synth', slowModel, '--layers', '1', '--quant', 'q4_0'], { stdio: 'inherit' });
+    const slow = await startLlamaServer({ model: slowModel, ctx: 512, args: ['--metrics'], log: (s) => t.log(s) });
+    const slowOrigin = slow.url;
+    try {
+      const predicted = async () => Number(/^llamacpp:tokens_predicted_total (\d+)/m.exec((await slow.json('/metrics')).value)?.[1]);
+      const before = await predicted();
+      const ab = await inPage(page, async ({ baseUrl, tokenizer }) => {
+        const engine = await CL.createRemoteEngine({ baseUrl, tokenizer, extraBody: { ignore_eos: true } });
+        const ctl = new AbortController();
+        const gen = engine.complete('def main():\n', { maxTokens: 400, temperature: 0.8, signal: ctl.signal });
+        const t0 = performance.now();
+        let abortedAt = null;
+        const d = await T.drain(gen, { onChunk: (_, n) => { if (n === 3) { ctl.abort(); abortedAt = performance.now() - t0; } } });
+        return { pieces: d.chunks.length, error: d.error, abortedAt, ms: d.ms };
+      }, { baseUrl: slow.url, tokenizer: `/gen/${basename(slowModel)}` });
+      eq(ab.error?.name, 'AbortError', 'abort rejects with AbortError');
+      let slot = null;
+      for (let i = 0; i < 100; i++) {
+        slot = (await slow.json('/slots')).value?.[0];
+        if (slot && !slot.is_processing) break;
+        await new Promise((ok) => setTimeout(ok, 100));
+      }
+      const generated = (await predicted()) - before;
+      t.figure('abort: pieces seen / tokens the server generated / of maxTokens', [ab.pieces, generated, 400]);
+      check(slot && !slot.is_processing, 'the server stopped processing after the abort');
+      check(Number.isInteger(generated) && generated >= 3 && generated < 100, `the server stopped soon after the abort (generated ${generated} of 400)`);
+    } finally {
+      await slow.stop();
+    }
+
+    // Errors: server down, a parameter the server rejects, a prompt longer than the server's context.
+    const down = await freePort();
+    const er = await inPage(page, async ({ baseUrl, demo, down }) => {
+      const off = await T.capture(() => CL.createRemoteEngine({ baseUrl: `http://127.0.0.1:${down}`, tokenizer: demo }));
+      const bad = await T.capture(async () => {
+        const engine = await CL.createRemoteEngine({ baseUrl, tokenizer: demo, extraBody: { n_probs: 'many' } });
+        return engine.completeText('def f():', { maxTokens: 4 });
+      });
+      const long = await T.capture(async () => {
+        const engine = await CL.createRemoteEngine({ baseUrl, tokenizer: demo });
+        return engine.completeText('x = 1\n'.repeat(400), { maxTokens: 4 });
+      });
+      return { off, bad, long };
+    }, { baseUrl: ls.url, demo: DEMO_URL, down });
+    t.figure('errors', { down: er.off.error, bad: er.bad.error, long: er.long.error });
+    eq(er.off.error?.name, 'NetworkError', 'server down');
+    check(er.off.error?.isOwnClass, 'server down: an instance of the package\'s NetworkError');
+    eq(er.bad.error?.name, 'InvalidRequestError', 'a parameter the server rejects');
+    check(/n_probs/.test(er.bad.error?.message ?? ''), `the server's message is kept: ${er.bad.error?.message}`);
+    eq(er.long.error?.name, 'ContextOverflowError', 'a prompt longer than the context');
+    // Only the two servers, the page's own origin (package, tokenizers) and the closed port were contacted.
+    t.figure('origins', [...origins]);
+    const allowed = new Set([ls.url, slowOrigin, new URL(server.url).origin, `http://127.0.0.1:${down}`]);
+    check([...origins].every((o) => allowed.has(o)), `origins contacted: ${[...origins].join(', ')}`);
+  } finally {
+    await ls.stop();
+  }
+}, { timeoutMs: 1_500_000 });
 
 // ---------------------------------------------------------------------------------------------
 // Runner

@@ -87,7 +87,6 @@ export class Engine extends EngineBase implements CodeLlamaEngine {
   #raw: WasmEngine | null;
   #queue = new TaskQueue();
   #loads = new LoadSlot();
-  #mutationsPending = 0;
   #info: ModelInfo | null = null;
   /** What to load again after a device loss (`null`: nothing, or a stream that cannot be re-read). */
   #reloadable: { source: ModelSource; opts: LoadOptions } | null = null;
@@ -118,23 +117,13 @@ export class Engine extends EngineBase implements CodeLlamaEngine {
   /** Runs a state-changing task in the queue; read-only calls wait for it. */
   async #mutation<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#engine();
-    this.#mutationsPending++;
-    try {
-      return await this.#queue.run(task, signal);
-    } finally {
-      this.#mutationsPending--;
-    }
+    return this.#queue.mutate(task, signal);
   }
 
   /** Runs a read-only synchronous call, after pending mutations. */
   async #read<T>(fn: (raw: WasmEngine) => T): Promise<T> {
-    const raw = this.#engine();
-    if (this.#mutationsPending > 0) return this.#queue.run(async () => fn(this.#engine()));
-    try {
-      return fn(raw);
-    } catch (e) {
-      throw toCodeLlamaError(e);
-    }
+    this.#engine();
+    return this.#queue.read(() => fn(this.#engine()));
   }
 
   // ------------------------------------------------------------------------------------------

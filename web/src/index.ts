@@ -12,6 +12,7 @@
 export type * from './types.js';
 export { Engine, createEngine } from './engine.js';
 export { WorkerEngine, createWorkerEngine } from './worker-engine.js';
+export { RemoteEngine, createRemoteEngine } from './remote/engine.js';
 export { hasWebGpu } from './wasm-loader.js';
 export {
   createOpenAI,

@@ -1,10 +1,11 @@
 /** A FIFO task queue: tasks run one at a time, in call order. */
 
-import { abortErrorFor } from './errors.js';
+import { abortErrorFor, toCodeLlamaError } from './errors.js';
 
 export class TaskQueue {
   #tail: Promise<void> = Promise.resolve();
   #pending = 0;
+  #mutations = 0;
 
   /** Tasks queued or running. */
   get size(): number {
@@ -38,5 +39,30 @@ export class TaskQueue {
         }
       });
     });
+  }
+
+  /** Runs a task that changes the engine's state (load, unload…): {@link read} calls wait for it. */
+  async mutate<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    this.#mutations++;
+    try {
+      return await this.run(task, signal);
+    } finally {
+      this.#mutations--;
+    }
+  }
+
+  /**
+   * Runs a read-only synchronous call: at once, or after the state-changing tasks queued before
+   * it (so it sees their result). Errors become the package's typed errors.
+   */
+  read<T>(fn: () => T): Promise<T> {
+    const call = async () => {
+      try {
+        return fn();
+      } catch (e) {
+        throw toCodeLlamaError(e);
+      }
+    };
+    return this.#mutations > 0 ? this.run(call) : call();
   }
 }

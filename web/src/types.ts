@@ -567,6 +567,76 @@ export interface WorkerEngineOptions extends EngineOptions {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Remote engine (an OpenAI-compatible server)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The serving engine behind `baseUrl`: `'llama.cpp'` (its `llama-server`), `'vllm'`, or
+ * `'openai'` (any other server of OpenAI's completions API: only OpenAI's documented fields are sent).
+ */
+export type ServerFlavor = 'llama.cpp' | 'vllm' | 'openai';
+
+/**
+ * Where the remote engine's tokenizer comes from (the server's model's own, so prompts are token-exact):
+ *
+ * - `{ gguf: url }`: the model's GGUF file; only its header (metadata and tensor infos) is read,
+ *   with HTTP `Range` requests of 1 MiB; the tensor data is never downloaded.
+ * - `{ tokenizerJson: url }`: a Hugging Face `tokenizer.json`.
+ * - a `string` / `URL`: a path ending in `.json` is a `tokenizer.json`, anything else a GGUF.
+ */
+export type RemoteTokenizerSource = string | URL | { gguf: string | URL } | { tokenizerJson: string | URL };
+
+/** Options of `createRemoteEngine()`. */
+export interface RemoteEngineOptions {
+  /**
+   * The server's base URL, e.g. `http://127.0.0.1:8080` (a trailing `/v1` is accepted and
+   * dropped: requests go to `${baseUrl}/v1/completions`, `${baseUrl}/v1/models`).
+   */
+  baseUrl: string | URL;
+  /** Sent as `Authorization: Bearer <apiKey>` to `baseUrl` (never to the tokenizer URL). */
+  apiKey?: string;
+  /** The server's model id. Default: the first one `GET /v1/models` lists. */
+  model?: string;
+  /** The model's tokenizer (see {@link RemoteTokenizerSource}). */
+  tokenizer: RemoteTokenizerSource;
+  /** The server kind. Default: detected from `GET /v1/models` (`owned_by`). */
+  flavor?: ServerFlavor;
+  /**
+   * The context (tokens) prompts are built for (the infill budget, the overflow check). Default:
+   * what the server says (llama.cpp: its slot's `n_ctx`; vLLM: `max_model_len`), else the GGUF's
+   * trained context. Given, it is the fallback when neither says, and a cap when one does.
+   */
+  contextLength?: number;
+  /**
+   * Fields merged into every `/v1/completions` body (after the engine's own, so they override
+   * them; `prompt` and `stream` cannot be set). A field the server rejects makes the request
+   * fail with `InvalidRequestError` carrying the server's message.
+   */
+  extraBody?: Record<string, unknown>;
+  /** Where the `.wasm` file is (see {@link EngineOptions.wasmUrl}). */
+  wasmUrl?: string | URL;
+  /** The `fetch` used for every request (a custom transport, a proxy, added headers). Default: the global one. */
+  fetch?: typeof fetch;
+  /** Aborts `createRemoteEngine()` (the server checks and the tokenizer download). */
+  signal?: AbortSignal;
+}
+
+/** What the remote engine knows of its server (`RemoteEngine.server()`). */
+export interface RemoteServerInfo {
+  /** The base URL requests go to (normalized: no trailing `/` or `/v1`). */
+  baseUrl: string;
+  flavor: ServerFlavor;
+  /** The model id sent with every request. */
+  model: string;
+  /** The ids `GET /v1/models` listed. */
+  models: string[];
+  /** The context prompts are built for (see {@link RemoteEngineOptions.contextLength}). */
+  contextLength: number;
+  /** Where that context length came from. */
+  contextSource: 'server' | 'gguf' | 'option';
+}
+
+// ---------------------------------------------------------------------------------------------
 // Worker protocol (page ⇄ worker). Internal but typed and exported for custom hosts.
 // ---------------------------------------------------------------------------------------------
 

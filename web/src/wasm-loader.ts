@@ -6,17 +6,21 @@
  * file loader) recognise, so the `.wasm` is emitted and found with no configuration.
  */
 
-import init, { WasmEngine } from './wasm/codellama_webgpu.js';
+import init, { WasmEngine, WasmLineRules, WasmPromptBuilder } from './wasm/codellama_webgpu.js';
 import { WebGpuUnavailableError, toCodeLlamaError } from './errors.js';
 import { packageFileUrl } from './package-url.js';
 
 let ready: Promise<void> | null = null;
+/** The module's linear memory, once instantiated (for `memoryUsage()` of engines without a `WasmEngine`). */
+let memory: WebAssembly.Memory | null = null;
 
 /** Instantiates the wasm module (idempotent; a failed attempt can be retried). */
 export function initWasm(wasmUrl?: string | URL): Promise<void> {
   const url = wasmUrl ?? packageFileUrl('wasm/codellama_webgpu_bg.wasm');
   ready ??= init(url === undefined ? undefined : { module_or_path: url }).then(
-    () => undefined,
+    (out) => {
+      memory = out.memory;
+    },
     (e: unknown) => {
       ready = null;
       throw toCodeLlamaError(e);
@@ -45,4 +49,11 @@ export async function createWasmEngine(wasmUrl?: string | URL): Promise<WasmEngi
   }
 }
 
+/** Bytes of the wasm linear memory now (0 before the module is instantiated). */
+export function wasmMemoryBytes(): number {
+  return memory === null ? 0 : memory.buffer.byteLength;
+}
+
 export type { WasmEngine };
+/** The tokenizer and prompt builders without a model or a GPU (the remote engine's half). */
+export { WasmPromptBuilder, WasmLineRules };

@@ -4,10 +4,15 @@
 //! Meta's per-mode defaults ([`defaults`]) for what the request leaves out.
 //! The wasm engine parses its JSON into a [`Request`] (camelCase, unknown
 //! fields rejected); the CLI fills one from its arguments. Infill prompts are
-//! fitted to a token budget ([`budget`]).
+//! fitted to a token budget ([`budget`]). For a model served elsewhere,
+//! [`remote`] turns the prepared request into an OpenAI `/v1/completions`
+//! body, and [`prompt_builder`] builds the tokenizer from a GGUF header or a
+//! `tokenizer.json` without the weights.
 
 pub mod budget;
 pub mod defaults;
+pub mod prompt_builder;
+pub mod remote;
 
 use serde::Deserialize;
 use thiserror::Error;

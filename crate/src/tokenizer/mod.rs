@@ -218,15 +218,24 @@ impl Tokenizer {
             Some(encoder) => self.run_encoder(encoder, text),
             None if !self.add_space_prefix => self.run_encoder(&self.inner, text),
             None => {
+                // Meta's trick: the ids that spell the prefix space and "☺" come first and are
+                // dropped. In Code Llama's vocabulary that is `▁` + `☺`; a vocabulary without a
+                // `☺` piece spells it with byte pieces, which never merge with what follows.
                 let ids = self.run_encoder(&self.inner, &format!("\u{263A}{text}"))?;
-                let marker = SPACE_MARKER.to_string();
-                let ok = ids.len() >= 2
-                    && self.piece(ids[0]) == Some(marker.as_str())
-                    && self.piece(ids[1]) == Some("\u{263A}");
-                if !ok {
+                let marker = " \u{263A}".as_bytes();
+                let mut spelled = Vec::new();
+                let mut k = 0;
+                while spelled.len() < marker.len() && k < ids.len() {
+                    match self.token_bytes(ids[k]) {
+                        TokenBytes::Text { bytes, .. } => spelled.extend_from_slice(&bytes),
+                        TokenBytes::Nothing => break,
+                    }
+                    k += 1;
+                }
+                if spelled != marker {
                     return Err(TokenizerError::NoPrefixUnsupported);
                 }
-                Ok(ids[2..].to_vec())
+                Ok(ids[k..].to_vec())
             }
         }
     }

@@ -5,6 +5,9 @@
 //! - [`engine`]: the `#[wasm_bindgen]` type, its state and busy handling;
 //! - [`bench`]: `codellama bench` on a device of its own;
 //! - [`load`]: streaming a GGUF file onto the GPU chunk by chunk;
+//! - [`prompt_builder`]: the remote engine's half (no GPU): `WasmPromptBuilder`
+//!   (tokenizer from a GGUF header or `tokenizer.json`, server request bodies)
+//!   and `WasmLineRules`;
 //! - [`generate`]: a request to prompt tokens, options and timings;
 //! - [`json`]: the JSON shapes;
 //! - [`errors`]: error names and the one conversion into a JS `Error`;
@@ -17,8 +20,10 @@ pub mod generate;
 pub mod json;
 pub mod load;
 pub mod platform;
+pub mod prompt_builder;
 
 pub use engine::WasmEngine;
+pub use prompt_builder::{WasmLineRules, WasmPromptBuilder};
 
 /// Counts the heap bytes in use (`WasmEngine::wasmHeapBytes`).
 #[global_allocator]

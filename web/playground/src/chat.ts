@@ -55,7 +55,7 @@ export function setupChat(host: Host): void {
     } catch (e) {
       turns.pop();
       body.parentElement!.dataset.state = 'error';
-      renderMessage(body, describeError(e));
+      renderMessage(body, describeError(e, host.server ? 'server' : 'local'));
     } finally {
       send.disabled = false;
       stop.disabled = true;

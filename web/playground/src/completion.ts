@@ -35,7 +35,7 @@ export function setupCompletion(host: Host): void {
       else stats.textContent += ' · stopped';
       out.dataset.state = s ? 'done' : 'stopped';
     } catch (e) {
-      stats.textContent = describeError(e);
+      stats.textContent = describeError(e, host.server ? 'server' : 'local');
       out.dataset.state = 'error';
     } finally {
       go.disabled = false;

@@ -33,8 +33,12 @@ export function formatRate(bytesPerSecond: number): string {
   return `${formatBytes(bytesPerSecond)}/s`;
 }
 
-/** A short human message for an engine error (its `name` is stable: see the package README). */
-export function describeError(e: unknown): string {
+/**
+ * A short human message for an engine error (its `name` is stable: see the package README).
+ * `during`: what failed — a model load or generation on this machine (the default), connecting
+ * to a server (its URL or the tokenizer URL), or a generation on a server.
+ */
+export function describeError(e: unknown, during: 'local' | 'connect' | 'server' = 'local'): string {
   const err = e as { name?: string; message?: string };
   const name = err?.name ?? 'Error';
   const msg = err?.message ?? String(e);
@@ -48,6 +52,8 @@ export function describeError(e: unknown): string {
     case 'UnsupportedModelError':
       return `This model is not supported: ${msg}. The playground runs Llama-architecture GGUF files (Code Llama) in F32, F16, Q8_0, Q4_0, Q4_K, Q6_K and related formats.`;
     case 'NetworkError':
+      if (during === 'connect') return `Could not connect (the server or the tokenizer URL did not answer, or failed): ${msg}`;
+      if (during === 'server') return `The server did not answer, or failed: ${msg}`;
       return `The model could not be downloaded: ${msg}`;
     case 'DeviceLostError':
       return `The GPU device was lost (${msg}). Load the model again.`;

@@ -9,7 +9,7 @@ import { python } from '@codemirror/lang-python';
 import { bracketMatching, indentOnInput, syntaxHighlighting, defaultHighlightStyle } from '@codemirror/language';
 import { EditorState } from '@codemirror/state';
 import { EditorView, drawSelection, highlightActiveLine, keymap, lineNumbers } from '@codemirror/view';
-import { inlineCompletion, type InlineCompletionEvent } from 'codellama-webgpu/codemirror';
+import { inlineCompleter, inlineCompletion, type InlineCompletionEvent } from 'codellama-webgpu/codemirror';
 import { $, describeError } from './dom';
 import type { Host } from './host';
 import { LiveStats } from './live-stats';
@@ -51,7 +51,7 @@ export function setupInfill(host: Host): EditorView {
         d['infill'] = 'stopped';
         break;
       case 'error':
-        stats.textContent = describeError(e.error);
+        stats.textContent = describeError(e.error, host.server ? 'server' : 'local');
         d['infill'] = 'error';
         break;
       case 'hit':
@@ -87,6 +87,13 @@ export function setupInfill(host: Host): EditorView {
         EditorView.contentAttributes.of({ 'aria-label': 'Code editor: suggestions appear at the cursor' }),
       ],
     }),
+  });
+  // Another model or engine (a server, or back to the local one): the suggestions cached for the
+  // previous one are not this one's.
+  host.onModel(() => {
+    const completer = view ? inlineCompleter(view) : null;
+    completer?.dismiss();
+    completer?.cache.clear();
   });
   return view;
 }

@@ -1,10 +1,12 @@
-// Model source (bundled demo, local file, URL), load progress, and the models this browser keeps
-// in its Origin Private File System.
+// Model source (bundled demo, local file, URL, server), load progress, and the models this
+// browser keeps in its Origin Private File System.
 import { deleteCachedModel, listCachedModels } from 'codellama-webgpu';
 import type { LoadProgress, ModelInfo, ModelSource } from 'codellama-webgpu';
 import { $, describeError, el, formatBytes, formatRate } from './dom';
 import type { Host } from './host';
 import { showBanner } from './banner';
+import { rememberServerActive, serverFields, serverOptions, serverWasActive } from './server-source';
+import { showServerInfo, serverSummary } from './server-info';
 
 /** The bundled model, next to the page (copied there by scripts/build-playground.sh). */
 export const DEMO_MODEL_URL = new URL('./models/codellama-demo.gguf', document.baseURI).href;
@@ -12,6 +14,8 @@ export const DEMO_MODEL_URL = new URL('./models/codellama-demo.gguf', document.b
 export class ModelPicker {
   #abort: AbortController | null = null;
   #file: File | null = null;
+  /** The status line of what is in use (kept on screen when a later load or connect fails). */
+  #inUse: string | null = null;
 
   constructor(private readonly host: Host) {
     for (const r of document.querySelectorAll<HTMLInputElement>('input[name=source]')) {
@@ -40,7 +44,13 @@ export class ModelPicker {
       }
     });
     $('cached').addEventListener('toggle', () => void this.refreshCached());
+    if (serverWasActive()) $<HTMLInputElement>('source-server').checked = true;
     this.#showRows();
+  }
+
+  /** Whether the page should start by connecting to a server rather than loading a model here. */
+  get serverSelected(): boolean {
+    return this.#source() === 'server';
   }
 
   #source(): string {
@@ -51,6 +61,8 @@ export class ModelPicker {
     const s = this.#source();
     $('file-row').hidden = s !== 'file';
     $('url-row').hidden = s !== 'url';
+    $('server-row').hidden = s !== 'server';
+    $('load-btn').textContent = s === 'server' ? 'Connect' : 'Load';
   }
 
   async loadSelected(): Promise<void> {
@@ -61,6 +73,7 @@ export class ModelPicker {
       if (!url) return showBanner('Enter a model URL.');
       return this.load(url, url);
     }
+    if (s === 'server') return this.connect();
     if (!this.#file) {
       $<HTMLInputElement>('file-input').click();
       return;
@@ -82,11 +95,15 @@ export class ModelPicker {
     this.#progress({ phase: 'open', fraction: 0, bytesDone: 0, bytesTotal: null, tensor: null, tensorsDone: 0, tensorsTotal: null, fromCache: false, bytesPerSecond: 0 });
     try {
       const info = await this.host.load(source, (p) => this.#progress(p), abort.signal);
-      status.textContent = summary(label, info);
+      this.#inUse = summary(label, info);
+      status.textContent = this.#inUse;
       document.body.dataset.model = 'ready';
+      document.body.dataset.engine = 'local';
+      void showServerInfo(null);
+      rememberServerActive(false);
     } catch (e) {
       document.body.dataset.model = 'error';
-      status.textContent = 'No model loaded';
+      status.textContent = this.#keptStatus();
       if ((e as Error)?.name !== 'AbortError') showBanner(describeError(e));
     } finally {
       if (this.#abort === abort) this.#abort = null;
@@ -95,6 +112,49 @@ export class ModelPicker {
       $<HTMLButtonElement>('load-btn').disabled = false;
       if ($<HTMLDetailsElement>('cached').open) void this.refreshCached();
     }
+  }
+
+  /**
+   * Connects to the server of the "Server" fields. Only the server URL and the tokenizer URL
+   * typed there are contacted (the default tokenizer is the bundled model, on this origin).
+   */
+  async connect(): Promise<void> {
+    const opts = serverOptions(serverFields(), DEMO_MODEL_URL);
+    if (typeof opts === 'string') return showBanner(opts);
+    this.#abort?.abort();
+    const abort = new AbortController();
+    this.#abort = abort;
+    showBanner(null);
+    const status = $('model-status');
+    status.textContent = `Connecting to ${opts.baseUrl}…`;
+    document.body.dataset.model = 'loading';
+    $('progress').hidden = true;
+    $('cancel-load-btn').hidden = false;
+    $<HTMLButtonElement>('load-btn').disabled = true;
+    try {
+      await this.host.connect(opts, abort.signal);
+      const server = this.host.server!;
+      const info = await showServerInfo(server);
+      this.#inUse = serverSummary(server, info);
+      status.textContent = this.#inUse;
+      document.body.dataset.model = 'ready';
+      document.body.dataset.engine = 'remote';
+      rememberServerActive(true);
+    } catch (e) {
+      document.body.dataset.model = 'error';
+      status.textContent = this.#keptStatus();
+      if ((e as Error)?.name !== 'AbortError') showBanner(describeError(e, 'connect'));
+    } finally {
+      if (this.#abort === abort) this.#abort = null;
+      $('cancel-load-btn').hidden = true;
+      $<HTMLButtonElement>('load-btn').disabled = false;
+    }
+  }
+
+  /** The status line after a failed load or connect: what is still in use, if anything. */
+  #keptStatus(): string {
+    if (!this.host.info || !this.#inUse) return 'No model loaded';
+    return `${this.#inUse} (still in use)`;
   }
 
   #progress(p: LoadProgress): void {

@@ -137,6 +137,10 @@ pub struct TokenizeArgs {
     /// The text to tokenize.
     #[arg(conflicts_with = "infill_prefix")]
     text: Option<String>,
+    /// Print the model's tokenizer as a Hugging Face `tokenizer.json` instead (what the JS
+    /// remote engine's `{ tokenizerJson }` source reads; the same ids as the GGUF vocabulary).
+    #[arg(long, conflicts_with_all = ["infill_prefix", "text", "chat", "no_bos"])]
+    json: bool,
 }
 
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, Box<dyn std::error::Error>> {
@@ -158,6 +162,9 @@ pub fn read_chat_file(path: &Path) -> Result<Vec<Message>, Box<dyn std::error::E
 
 pub fn tokenize(a: &TokenizeArgs) -> Res {
     let tok = load_tokenizer(&a.model)?;
+    if a.json {
+        return print_out(&format!("{}\n", tok.to_json()?));
+    }
     let ids = if let Some(chat) = &a.chat {
         prompt::chat(&tok, &read_chat_file(chat)?)?
     } else if let (Some(p), Some(s)) = (&a.infill_prefix, &a.infill_suffix) {
