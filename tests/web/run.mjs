@@ -2426,6 +2426,51 @@ test('remote', async (t) => {
   }
 }, { timeoutMs: 1_500_000 });
 
+test('sse', async (t) => {
+  // The remote engine's event-stream reader (web/src/remote/sse.ts, as shipped in web/dist) over
+  // a stream like llama.cpp's: multi-byte characters (2, 3 and 4 bytes), CRLF and LF line ends, a
+  // comment line, an event left unfinished at the end. Split at every byte, and at every pair of
+  // bytes, it yields the same events: no character is ever broken at a chunk boundary.
+  const page = await t.page();
+  const r = await inPage(page, async () => {
+    const { sseEvents } = await import('/pkg/remote/sse.js');
+    const text = 'data: {"t":"é"}\r\n\r\n: ping\n\ndata: {"t":"蚴 🐍"}\ndata: second line\n\nevent: done\ndata: [DONE]\r\n\r\ndata: cut';
+    const bytes = new TextEncoder().encode(text);
+    const read = async (cuts) => {
+      const chunks = [];
+      let at = 0;
+      for (const c of [...cuts, bytes.length]) {
+        chunks.push(bytes.slice(at, c));
+        at = c;
+      }
+      const stream = new ReadableStream({ start(ctl) { for (const ch of chunks) ctl.enqueue(ch); ctl.close(); } });
+      const out = [];
+      for await (const ev of sseEvents(stream.getReader())) out.push(ev);
+      return JSON.stringify(out);
+    };
+    const whole = await read([]);
+    let splits = 0;
+    const bad = [];
+    for (let i = 1; i < bytes.length; i++) {
+      splits++;
+      if ((await read([i])) !== whole) bad.push([i]);
+      for (let j = i + 1; j < bytes.length; j += 3) {
+        splits++;
+        if ((await read([i, j])) !== whole) bad.push([i, j]);
+      }
+    }
+    return { whole: JSON.parse(whole), splits, bad: bad.slice(0, 5) };
+  });
+  t.figure('events', r.whole);
+  t.figure('splits tried', r.splits);
+  eq(r.whole, [
+    { event: 'message', data: '{"t":"é"}' },
+    { event: 'message', data: '{"t":"蚴 🐍"}\nsecond line' },
+    { event: 'done', data: '[DONE]' },
+  ], 'the events of the stream');
+  eq(r.bad, [], 'splits that changed the events');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Runner
 // ---------------------------------------------------------------------------------------------
