@@ -3,16 +3,21 @@
 // picks on the CPU (the design, and why the two agree bit for bit, is in the
 // docs of crate/src/sampler.rs and crate/src/gpu/sample.rs).
 //
-// One workgroup of WG invocations does everything; dispatch (1, 1, 1).
+// One workgroup of WG invocations does everything for one row of logits;
+// dispatch (rows, 1, 1) samples `rows` rows at once (speculative
+// verification: row r is the vocab logits at logits[r * vocab..], its own
+// step, recent ids and scratch; gpu::sample::GpuSampler::new_rows).
 // Integer arithmetic decides: u32 keys order the logits, integer weights come
 // from an exp table, sums are 64-bit integers (two u32 words, atomics with an
 // explicit carry), and prefixes of the (key desc, id asc) order are found with
 // a radix select over the 64-bit (key, !id). The only f32 operations are
 // correctly rounded products and differences that cannot overflow.
 //
-// Output: token[0] = the chosen id, or 0xffffffff when the logits hold NaN or
-// +inf or are all -inf; token[1..6] = the trace (sampler::SampleTrace):
-// candidates, total (lo, hi), drawn total (lo, hi); 0 when greedy.
+// Output: token[r] = row r's chosen id, or 0xffffffff when its logits hold NaN
+// or +inf or are all -inf (the ids first, so that one read-back of `rows` u32
+// gets them all); token[rows + 6 r..][..6] = its trace (sampler::SampleTrace):
+// candidates, total (lo, hi), drawn total (lo, hi); 0 when greedy. With one
+// row: token[0] the id, token[1..7] the trace.
 
 // WG (SAMPLE_WG): from the generated prelude (crate/src/gpu/keys.rs).
 const NONE: u32 = 0xffffffffu;
@@ -37,23 +42,37 @@ struct Params {
     pen_neg: f32,    // multiplier of the others (penalty)
     inv2t: f32,      // 2 / temperature
     hcut: f32,       // h >= hcut: weight 0
-}
-
-// Mirrors gpu::sample::StepData (written by prepare, before each submit).
-struct StepData {
-    step: u32,       // the sampler's step (its RNG draw index)
-    n_recent: u32,   // distinct ids in recent
+    rows: u32,       // rows the buffers hold (token: rows ids, then the traces)
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
+}
+
+// Mirrors gpu::sample::RowStep (written by prepare, before each submit).
+struct RowStep {
+    step: u32,       // the sampler's step (its RNG draw index)
+    n_recent: u32,   // distinct ids in the row's recent list
+    recent_at: u32,  // where that list starts in `recent`
+    _pad: u32,
+}
+
+// Mirrors gpu::sample::StepData: one RowStep per row (SAMPLE_ROWS at most).
+struct StepData {
+    rows: array<RowStep, ROWS>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> sd: StepData;
-@group(0) @binding(2) var<storage, read> logits: array<u32>;          // (vocab) f32 bits
-@group(0) @binding(3) var<storage, read> recent: array<u32>;          // (n_recent) distinct token ids
+@group(0) @binding(2) var<storage, read> logits: array<u32>;          // (rows, vocab) f32 bits
+@group(0) @binding(3) var<storage, read> recent: array<u32>;          // per row: distinct token ids
 @group(0) @binding(4) var<storage, read> exp_table: array<u32>;       // (32 + 256 + 256) u32
-@group(0) @binding(5) var<storage, read_write> scratch: array<u32>;   // (4, vocab) u32: keys, cand key, cand !id, cand weight
-@group(0) @binding(6) var<storage, read_write> token: array<u32>;     // (8) u32: token, then the trace
+@group(0) @binding(5) var<storage, read_write> scratch: array<u32>;   // (rows, 4, vocab) u32: keys, cand key, cand !id, cand weight
+@group(0) @binding(6) var<storage, read_write> token: array<u32>;     // (rows) ids, then (rows, 6) traces
+
+// This workgroup's row, and where its logits and scratch start.
+var<private> row: u32;
+var<private> lb: u32;
+var<private> sb: u32;
 
 var<workgroup> bin_lo: array<atomic<u32>, WG>;
 var<workgroup> bin_hi: array<atomic<u32>, WG>;
@@ -198,10 +217,10 @@ fn weight(k: u32, m_half: f32) -> u32 {
 // mode 1: candidate i.
 fn element(mode: u32, i: u32) -> vec3<u32> {
     if (mode == 0u) {
-        return vec3<u32>(scratch[i], ~i, 1u);
+        return vec3<u32>(scratch[sb + i], ~i, 1u);
     }
     let v = p.vocab;
-    return vec3<u32>(scratch[v + i], scratch[2u * v + i], scratch[3u * v + i]);
+    return vec3<u32>(scratch[sb + v + i], scratch[sb + 2u * v + i], scratch[sb + 3u * v + i]);
 }
 
 // (key, nid) >= (bk, bn) in the 64-bit order, and weight >= floor_w.
@@ -308,8 +327,13 @@ fn select_prefix(lid: u32, mode: u32, n: u32, thr: vec2<u32>, bk: u32, bn: u32, 
 // ---- the sampler ------------------------------------------------------------
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let v = p.vocab;
+    row = wid.x;
+    lb = row * v;
+    sb = 4u * row * v;
+    let rs = sd.rows[row];
+    let trace = p.rows + 6u * row;
     if (lid == 0u) {
         atomicStore(&a_max, 0u);
         atomicStore(&a_bad, 0u);
@@ -320,29 +344,29 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         atomicStore(&a_tot2_lo, 0u);
         atomicStore(&a_tot2_hi, 0u);
     }
-    if (lid < 8u) {
-        token[lid] = 0u;
+    if (lid < 6u) {
+        token[trace + lid] = 0u;
     }
     workgroupBarrier();
 
     // Keys of the canonical logits; NaN or +inf is an error.
     for (var i = lid; i < v; i += WG) {
-        let b = logits[i];
+        let b = logits[lb + i];
         if ((b & 0x7f800000u) == 0x7f800000u && b != NEG_INF_BITS) {
             atomicOr(&a_bad, 1u);
         }
-        scratch[i] = key_of(canonical(b));
+        scratch[sb + i] = key_of(canonical(b));
     }
     storageBarrier();
 
     // The repetition penalty, once per distinct recent id (the host dedups).
     if (p.penalize != 0u) {
-        for (var j = lid; j < sd.n_recent; j += WG) {
-            let id = recent[j];
+        for (var j = lid; j < rs.n_recent; j += WG) {
+            let id = recent[rs.recent_at + j];
             if (id < v) {
-                let b = canonical(logits[id]);
+                let b = canonical(logits[lb + id]);
                 if ((b & 0x7f800000u) != 0x7f800000u) {
-                    scratch[id] = key_of(penalize(b));
+                    scratch[sb + id] = key_of(penalize(b));
                 }
             }
         }
@@ -351,7 +375,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
     var mk = 0u;
     for (var i = lid; i < v; i += WG) {
-        mk = max(mk, scratch[i]);
+        mk = max(mk, scratch[sb + i]);
     }
     atomicMax(&a_max, mk);
     workgroupBarrier();
@@ -363,7 +387,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let bad = workgroupUniformLoad(&u_bad);
     if (bad != 0u || maxk <= NEG_INF_KEY) {
         if (lid == 0u) {
-            token[0] = NONE;
+            token[row] = NONE;
         }
         return;
     }
@@ -372,14 +396,14 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if (p.greedy != 0u) {
         var best = NONE;
         for (var i = lid; i < v; i += WG) {
-            if (scratch[i] == maxk) {
+            if (scratch[sb + i] == maxk) {
                 best = min(best, i);
             }
         }
         atomicMin(&a_min_id, best);
         workgroupBarrier();
         if (lid == 0u) {
-            token[0] = atomicLoad(&a_min_id);
+            token[row] = atomicLoad(&a_min_id);
         }
         return;
     }
@@ -397,15 +421,15 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let m_half = bitcast<f32>(key_value(maxk)) * 0.5;
     var tot = vec2<u32>(0u, 0u);
     for (var i = lid; i < v; i += WG) {
-        let k = scratch[i];
+        let k = scratch[sb + i];
         let nid = ~i;
         if (k > bk || (k == bk && nid >= bn)) {
             let w = weight(k, m_half);
             if (w > 0u) {
                 let slot = atomicAdd(&a_ncand, 1u);
-                scratch[v + slot] = k;
-                scratch[2u * v + slot] = nid;
-                scratch[3u * v + slot] = w;
+                scratch[sb + v + slot] = k;
+                scratch[sb + 2u * v + slot] = nid;
+                scratch[sb + 3u * v + slot] = w;
                 tot = add64(tot, vec2<u32>(w, 0u));
             }
         }
@@ -448,16 +472,16 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         u_tot = vec2<u32>(atomicLoad(&a_tot2_lo), atomicLoad(&a_tot2_hi));
     }
     let total2 = workgroupUniformLoad(&u_tot);
-    let u = pcg_hash(p.seed_lo ^ pcg_hash(p.seed_hi ^ pcg_hash(sd.step))) >> 8u;
+    let u = pcg_hash(p.seed_lo ^ pcg_hash(p.seed_hi ^ pcg_hash(rs.step))) >> 8u;
     let thr = add64(scale24(total2, u), vec2<u32>(1u, 0u));
     let r = select_prefix(lid, 1u, n, thr, pk, pn, p.floor_w);
     if (lid == 0u) {
-        token[0] = ~r.y;
-        token[1] = n;
-        token[2] = total.x;
-        token[3] = total.y;
-        token[4] = total2.x;
-        token[5] = total2.y;
+        token[row] = ~r.y;
+        token[trace] = n;
+        token[trace + 1u] = total.x;
+        token[trace + 2u] = total.y;
+        token[trace + 3u] = total2.x;
+        token[trace + 4u] = total2.y;
     }
 }
 

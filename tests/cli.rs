@@ -424,3 +424,66 @@ fn default_model_is_the_bundled_demo() {
     let other = run(Some(&model("tiny-gqa-q8_0.gguf")));
     assert_ne!(other, explicit);
 }
+
+/// `--draft N` changes no text; `--stats` reports what was drafted, accepted
+/// and how many forward passes ran; out of range is one clear line.
+#[test]
+fn draft_changes_no_text_and_stats_report_it() {
+    let demo = root().join("models/codellama-demo.gguf");
+    let demo = demo.to_str().unwrap();
+    let run = |draft: &str| {
+        let out = codellama(&[
+            "complete",
+            "-m",
+            demo,
+            "--backend",
+            "cpu",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "40",
+            "--stats",
+            "--draft",
+            draft,
+            "a = f(x, y)\nb = f(x, y)\nc = f(",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (off, off_err) = run("0");
+    let (on, on_err) = run("8");
+    assert_eq!(on, off);
+    assert!(!off_err.contains("[speculative:"), "{off_err}");
+    let line = on_err
+        .lines()
+        .find(|l| l.starts_with("[speculative: "))
+        .unwrap_or_else(|| panic!("no speculative line in: {on_err}"));
+    let drafted: usize = line["[speculative: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(drafted > 0, "{line}");
+    assert!(line.contains("forward passes"), "{line}");
+    fails(
+        &[
+            "complete",
+            "-m",
+            demo,
+            "--backend",
+            "cpu",
+            "--draft",
+            "16",
+            "x",
+        ],
+        "maxDraft",
+    );
+}

@@ -572,7 +572,7 @@ fn bad_shapes_are_errors() {
 #[test]
 fn fused_epilogues_match_cpu() {
     use codellama_webgpu::gpu::qmatmul::{BatchKernel, Norm, Output};
-    use codellama_webgpu::gpu::{Epilogue, MatvecShape};
+    use codellama_webgpu::gpu::{Epilogue, KernelPreset, MatvecShape};
     let groups_of = |cols: usize| cols.div_ceil(64);
     for ctx in contexts() {
         let mut kernels = vec![
@@ -592,6 +592,9 @@ fn fused_epilogues_match_cpu() {
                 subgroup: false,
                 runs: false,
             })),
+            // The GPU preset's verification shape (the CPU preset's is its
+            // batch shape, 8 x 16 x 4).
+            Some(BatchKernel::Lanes(KernelPreset::Gpu.matvec().verify())),
         ];
         // The subgroup reduction, where the adapter allows it (lavapipe: 8
         // lanes); the decode shape (None) uses it too where it applies.

@@ -163,4 +163,5 @@ gpu_tests!(
     same_seed_same_tokens,
     decoder_matches_cpu,
     logprobs_match_reference,
+    verify_logits_equal_decode_steps,
 );

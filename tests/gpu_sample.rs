@@ -351,3 +351,93 @@ fn large_repetition_windows_grow_the_recent_buffer() {
         }
     }
 }
+
+/// The sampler over rows (speculative verification): one dispatch samples
+/// every row of a `(rows, vocab)` buffer, row `i` with step `step + i` and a
+/// repetition window over `recent` then `drafted[..i]`, each row the CPU
+/// sampler's token for those arguments; a row without usable logits is
+/// `NO_TOKEN` there and leaves the other rows alone.
+#[test]
+fn rows_sample_each_row_as_its_own_step() {
+    use codellama_webgpu::gpu::keys::SAMPLE_ROWS;
+    use codellama_webgpu::gpu::sample::NO_TOKEN;
+    let ctx = context();
+    let mut rng = Rng::new(31);
+    let max_rows = SAMPLE_ROWS as usize;
+    for vocab in [7usize, 1000, 32016] {
+        let buffer = ctx
+            .block_on(ctx.storage_zeroed("logits", (max_rows * vocab) as u64 * 4))
+            .unwrap();
+        let mut gpu = ctx
+            .block_on(GpuSampler::new_rows(&ctx, &buffer, vocab, max_rows))
+            .unwrap();
+        assert_eq!(gpu.rows(), max_rows);
+        let all = configs(vocab);
+        let mut distinct = std::collections::HashSet::new();
+        for round in 0..40 {
+            let mut cfg = all[rng.below(all.len())].clone();
+            if round % 4 == 0 {
+                // The penalty with a window that cuts into the draft.
+                cfg.repetition_penalty = 1.5;
+                cfg.repetition_window = 1 + rng.below(8);
+            }
+            cfg.seed = rng.next();
+            let n = 1 + rng.below(max_rows);
+            let rows: Vec<Vec<f32>> = (0..n).map(|_| logits(&mut rng, vocab).0).collect();
+            let rec = recent(&mut rng, vocab);
+            let drafted: Vec<u32> = (1..n).map(|_| rng.below(vocab) as u32).collect();
+            let step = rng.next() as u32;
+            let flat: Vec<f32> = rows.concat();
+            ctx.queue()
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(&flat));
+            let got = ctx
+                .block_on(async {
+                    gpu.configure(&ctx, &cfg).await?;
+                    gpu.prepare_rows(&ctx, step, &rec, &drafted)?;
+                    let mut enc = ctx.encoder("sample rows");
+                    {
+                        let mut pass = enc.begin_compute_pass(&Default::default());
+                        gpu.encode_rows(&mut pass, n);
+                    }
+                    ctx.submit(enc).await?;
+                    gpu.read_tokens(&ctx, n).await
+                })
+                .unwrap();
+            assert_eq!(got.len(), n);
+            for (i, row) in rows.iter().enumerate() {
+                let seen = [&rec[..], &drafted[..i]].concat();
+                let want = Sampler::new(cfg.clone()).unwrap().sample(
+                    row,
+                    &seen,
+                    step.wrapping_add(i as u32),
+                );
+                match want {
+                    Ok(t) => assert_eq!(
+                        got[i], t,
+                        "vocab {vocab} round {round} row {i} of {n} {cfg:?}"
+                    ),
+                    Err(_) => assert_eq!(got[i], NO_TOKEN, "vocab {vocab} row {i}"),
+                }
+                distinct.insert(got[i]);
+            }
+        }
+        assert!(
+            distinct.len() > 10.min(vocab - 1),
+            "vocab {vocab}: {distinct:?}"
+        );
+    }
+    // More rows than bound is a typed error, not a dispatch.
+    let buffer = ctx
+        .block_on(ctx.storage_zeroed("logits", 3 * 10 * 4))
+        .unwrap();
+    let gpu = ctx
+        .block_on(GpuSampler::new_rows(&ctx, &buffer, 10, 3))
+        .unwrap();
+    assert!(gpu.prepare_rows(&ctx, 0, &[], &[1, 2, 3]).is_err());
+    assert!(ctx
+        .block_on(GpuSampler::new_rows(&ctx, &buffer, 10, 4))
+        .is_err());
+    assert!(ctx
+        .block_on(GpuSampler::new_rows(&ctx, &buffer, 10, max_rows + 1))
+        .is_err());
+}

@@ -571,3 +571,98 @@ fn cli_infill_budget_and_extra_files() {
         .unwrap();
     assert!(prompt <= 60 && prompt > 40, "{err}");
 }
+
+/// `speculative`: on by default for completion and infill, off for chat;
+/// `false`, `true` and `{maxDraft?, ngram?}` set it; out-of-range values and
+/// unknown fields are refused; it changes no token.
+#[test]
+fn speculative_defaults_settings_and_limits() {
+    use codellama_webgpu::speculative::SpeculativeConfig;
+    let tok = gqa_tok();
+    let opts = |json: &str| {
+        let req = request::parse(json).map_err(Error::from)?;
+        req.options(&tok).map(|o| o.speculative)
+    };
+    let on = |max_draft, ngram_max| {
+        Some(SpeculativeConfig {
+            max_draft,
+            ngram_max,
+            ngram_min: 1,
+        })
+    };
+    // Off unless asked, in every mode (request/defaults.rs says why).
+    assert_eq!(opts(r#"{"kind":"complete"}"#).unwrap(), None);
+    assert_eq!(opts(r#"{"kind":"infill"}"#).unwrap(), None);
+    assert_eq!(opts(r#"{"kind":"chat"}"#).unwrap(), None);
+    assert_eq!(
+        opts(r#"{"kind":"infill","speculative":true}"#).unwrap(),
+        on(8, 4)
+    );
+    assert_eq!(
+        opts(r#"{"kind":"infill","speculative":false}"#).unwrap(),
+        None
+    );
+    assert_eq!(
+        opts(r#"{"kind":"chat","speculative":true}"#).unwrap(),
+        on(8, 4)
+    );
+    assert_eq!(
+        opts(r#"{"kind":"complete","speculative":{"maxDraft":3,"ngram":2}}"#).unwrap(),
+        on(3, 2)
+    );
+    assert_eq!(
+        opts(r#"{"kind":"chat","speculative":{}}"#).unwrap(),
+        on(8, 4)
+    );
+    assert_eq!(
+        opts(r#"{"kind":"complete","speculative":{"ngram":6}}"#).unwrap(),
+        on(8, 6)
+    );
+    assert_eq!(
+        opts(r#"{"kind":"complete","speculative":{"maxDraft":0}}"#).unwrap(),
+        None
+    );
+    assert_eq!(
+        opts(r#"{"kind":"complete","speculative":{"maxDraft":15}}"#).unwrap(),
+        on(15, 4)
+    );
+    for (json, needle) in [
+        (
+            r#"{"kind":"complete","speculative":{"maxDraft":16}}"#,
+            "maxDraft",
+        ),
+        (r#"{"kind":"complete","speculative":{"ngram":0}}"#, "ngram"),
+        (r#"{"kind":"complete","speculative":{"ngram":17}}"#, "ngram"),
+        (
+            r#"{"kind":"complete","speculative":{"maxDraft":3,"draft":2}}"#,
+            "draft",
+        ),
+        (r#"{"kind":"complete","speculative":"yes"}"#, "speculative"),
+        (r#"{"kind":"complete","speculative":4}"#, "speculative"),
+    ] {
+        let e = opts(json).unwrap_err();
+        assert!(
+            matches!(e, Error::Request(RequestError::Invalid(_))),
+            "{json}: {e:?}"
+        );
+        assert!(e.to_string().contains(needle), "{json}: {e}");
+    }
+    // The same text with and without it (greedy, on the demo model), fewer
+    // forward passes with it on a repetitive prompt.
+    let req = |speculative: &str| {
+        let json = format!(
+            r#"{{"kind":"complete","prompt":"a = f(x, y)\nb = f(x, y)\nc = f(","temperature":0,"maxTokens":48,"speculative":{speculative}}}"#
+        );
+        request::parse(&json).unwrap()
+    };
+    let (off, off_stats, _) = run_demo(req("false"));
+    let (on, on_stats, _) = run_demo(req("{}"));
+    assert_eq!(on, off);
+    assert_eq!(off_stats.drafted_tokens, 0);
+    assert_eq!(off_stats.forward_passes, off_stats.generated_tokens);
+    assert!(on_stats.accepted_tokens > 0, "{on_stats:?}");
+    assert!(
+        on_stats.forward_passes < on_stats.generated_tokens,
+        "{on_stats:?}"
+    );
+}

@@ -11,6 +11,7 @@ use crate::prompt::PromptError;
 use crate::quant::QuantError;
 use crate::request::RequestError;
 use crate::sampler::SamplerError;
+use crate::speculative::SpeculativeError;
 use crate::tokenizer::TokenizerError;
 
 #[derive(Debug, Error)]
@@ -29,6 +30,8 @@ pub enum Error {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Sampler(#[from] SamplerError),
+    #[error(transparent)]
+    Speculative(#[from] SpeculativeError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
     #[error(transparent)]

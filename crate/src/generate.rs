@@ -5,6 +5,13 @@
 //! ([`GenerateOptions::max_time`]), at the end of the first line
 //! ([`GenerateOptions::single_line`]) or at a line indented less than
 //! [`GenerateOptions::min_indent`] (the text rules of [`LineRules`]).
+//!
+//! With [`GenerateOptions::speculative`], steps whose continuation a
+//! prompt-lookup draft guesses ([`crate::speculative`]) feed the draft with
+//! the last token and take every sample up to the first one that differs
+//! from it ([`Backend::verify`]); each taken token then goes through the same
+//! stop rules as a plainly decoded one, so the tokens are those of plain
+//! decoding, fewer forward passes apart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +20,7 @@ use crate::cpu::CpuDecoder;
 use crate::error::Error;
 use crate::logprobs::TokenLogprobs;
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::speculative::{Drafter, SpeculativeConfig, SpeculativeError};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// Why generation ended.
@@ -71,6 +79,10 @@ pub struct GenerateOptions {
     /// line and the line breaks before it are not emitted
     /// ([`StopReason::Indent`]). Whitespace-only lines do not count.
     pub min_indent: Option<usize>,
+    /// Prompt-lookup speculative decoding ([`crate::speculative`]): `None`
+    /// or `max_draft` 0 is off. Ignored when [`GenerateOptions::logprobs`]
+    /// asks for log-probabilities (those come from one position at a time).
+    pub speculative: Option<SpeculativeConfig>,
 }
 
 impl GenerateOptions {
@@ -102,6 +114,14 @@ pub struct GenerateStats {
     pub prompt_tokens_computed: usize,
     pub generated_tokens: usize,
     pub stop_reason: StopReason,
+    /// Tokens drafted by speculative decoding (0 when it is off).
+    pub drafted_tokens: usize,
+    /// Drafted tokens that were accepted (each one a forward pass saved).
+    pub accepted_tokens: usize,
+    /// Forward passes whose logits were sampled: the prompt's, one per
+    /// decoding step, one per verification. Without speculation it equals
+    /// `generated_tokens`.
+    pub forward_passes: usize,
     /// One per generated token when [`GenerateOptions::logprobs`] asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<TokenLogprobs>>,
@@ -151,6 +171,51 @@ pub trait Backend {
     ) -> Result<u32, Error> {
         self.feed(&[token]).await?;
         self.sample(cfg, recent, step).await
+    }
+
+    /// Speculative verification. Feeds `tokens` (the token sampled last, not
+    /// yet fed, then the drafted ones) at the next positions and samples
+    /// after each: `out[i]` is the token that follows `tokens[..=i]`, drawn
+    /// with index `step + i` from the sampler `cfg`, its repetition window
+    /// seeing `recent` followed by `tokens[1..=i]` (`recent` already ends with
+    /// `tokens[0]`). May return early, after the first `i` where
+    /// `out[i] != tokens[i + 1]` (that sample is included); never returns more
+    /// than `tokens.len()` samples. The cache afterwards holds at least the
+    /// positions of `tokens[..out.len()]`; the caller truncates what it
+    /// rejects.
+    ///
+    /// The default runs [`Backend::step_and_sample`] once per position and
+    /// stops at the first mismatch: each sample is the very one plain
+    /// decoding would draw at that step, so it is exact by construction (a
+    /// backend overrides it to compute the positions as one batch).
+    async fn verify(
+        &mut self,
+        tokens: &[u32],
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+    ) -> Result<Vec<u32>, Error> {
+        let mut out = Vec::with_capacity(tokens.len());
+        let mut window: Vec<u32> = Vec::new();
+        for (i, &token) in tokens.iter().enumerate() {
+            let seen = if i == 0 {
+                recent
+            } else {
+                if window.is_empty() {
+                    window.extend_from_slice(recent);
+                }
+                window.push(token);
+                &window
+            };
+            let id = self
+                .step_and_sample(token, cfg, seen, step + i as u32)
+                .await?;
+            out.push(id);
+            if tokens.get(i + 1) != Some(&id) {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Whether steps with `cfg` can be launched before the previous token is
@@ -339,40 +404,109 @@ impl<B: Backend> Session<B> {
         if let Some(top) = opts.logprobs {
             crate::logprobs::check_top(top)?;
         }
+        if let Some(s) = &opts.speculative {
+            s.validate()?;
+        }
         let start = crate::clock::now();
         let computed = self.prefill(prompt).await?;
         self.decoder.sync().await?;
         on_event(GenerateEvent::Prefilled { computed });
         let deadline = opts.max_time.map(|s| start + s);
-        let mut stream = if opts.continuation {
-            StreamDecoder::continuation(tok)
-        } else {
-            StreamDecoder::new(tok)
+        let mut out = TextOut {
+            stream: if opts.continuation {
+                StreamDecoder::continuation(tok)
+            } else {
+                StreamDecoder::new(tok)
+            },
+            stops: StopMatcher::new(&opts.stop),
+            rules: LineRules::new(opts.single_line, opts.min_indent),
+            rule_stop: None,
+            generated: 0,
         };
-        let mut stops = StopMatcher::new(&opts.stop);
-        let mut rules = LineRules::new(opts.single_line, opts.min_indent);
-        let mut rule_stop: Option<StopReason> = None;
-        let mut generated = 0usize;
         let mut pending: Option<u32> = None;
+        // Speculative decoding (not with log-probabilities: those are read
+        // per sampled position).
+        let mut drafter = opts
+            .speculative
+            .filter(|s| s.enabled() && opts.logprobs.is_none())
+            .map(Drafter::new);
+        let (mut drafted, mut accepted, mut forward_passes) = (0usize, 0usize, 0usize);
         // Pipelined decoding (GPU backends, samplers that do not look at the
-        // recent tokens): the step after the one whose token is awaited is
+        // recent tokens; not with speculation, which needs each token before
+        // the next step): the step after the one whose token is awaited is
         // already launched, fed by the token still on the device; the cache
         // then holds up to two positions past `self.tokens`, cut back below.
-        let pipelined = self.decoder.can_pipeline(&opts.sampler) && opts.logprobs.is_none();
+        let pipelined = drafter.is_none()
+            && self.decoder.can_pipeline(&opts.sampler)
+            && opts.logprobs.is_none();
         let mut logprobs = Vec::new();
         let mut in_flight = 0usize;
         let result: Result<StopReason, Error> = async {
             Ok(loop {
-                if opts.cancelled() {
-                    break StopReason::Aborted;
+                if let Some(r) = before_token(opts, out.generated, deadline) {
+                    break r;
                 }
-                if generated >= opts.max_tokens {
-                    break StopReason::MaxTokens;
+                let step = out.generated as u32;
+                if let (Some(d), Some(last)) = (drafter.as_mut(), pending) {
+                    // The cache holds `self.tokens` but `last`; a verification
+                    // feeds `last` and the draft, yielding up to one token more
+                    // than the draft holds.
+                    let limit = (opts.max_tokens - out.generated - 1)
+                        .min(self.decoder.max_len() - self.tokens.len());
+                    let draft = d.draft(&self.tokens, limit);
+                    if !draft.is_empty() {
+                        pending = None;
+                        let mut fed = Vec::with_capacity(draft.len() + 1);
+                        fed.push(last);
+                        fed.extend_from_slice(&draft);
+                        let samples = self
+                            .decoder
+                            .verify(&fed, &opts.sampler, &self.tokens, step)
+                            .await?;
+                        let a = samples
+                            .iter()
+                            .zip(&draft)
+                            .take_while(|(s, d)| s == d)
+                            .count();
+                        // Every sample up to the first mismatch, that one
+                        // included (or the one after a fully accepted draft).
+                        if samples.len() > fed.len() || samples.len() <= a {
+                            return Err(SpeculativeError::Verify {
+                                fed: fed.len(),
+                                returned: samples.len(),
+                                accepted: a,
+                            }
+                            .into());
+                        }
+                        d.record(draft.len(), a);
+                        drafted += draft.len();
+                        accepted += a;
+                        forward_passes += 1;
+                        // Each token as plain decoding would take it; the ones
+                        // after a stop are dropped.
+                        for (i, &token) in samples[..=a].iter().enumerate() {
+                            let stop = match i {
+                                0 => None,
+                                _ => before_token(opts, out.generated, deadline),
+                            };
+                            let stop = match stop {
+                                Some(r) => Some(r),
+                                None => self.take_token(token, opts, &mut out, on_event)?,
+                            };
+                            if let Some(r) = stop {
+                                // Every token taken so far is in the cache (the
+                                // drafted ones were fed); rejected positions are
+                                // cut at the end.
+                                return Ok(r);
+                            }
+                        }
+                        // `samples[a]` joins the cache with the next step; the
+                        // rejected draft positions go now.
+                        pending = Some(samples[a]);
+                        self.decoder.truncate(self.tokens.len() - 1);
+                        continue;
+                    }
                 }
-                if generated > 0 && deadline.is_some_and(|d| crate::clock::now() >= d) {
-                    break StopReason::Deadline;
-                }
-                let step = generated as u32;
                 let token = match (pending.take(), opts.logprobs) {
                     (None, Some(top)) => {
                         let lp = self
@@ -405,7 +539,7 @@ impl<B: Backend> Session<B> {
                             in_flight += 1;
                         }
                         // The step after this one, if it may be needed.
-                        let more = generated + 1 < opts.max_tokens
+                        let more = out.generated + 1 < opts.max_tokens
                             && self.tokens.len() + 1 < self.decoder.max_len();
                         if more && in_flight == 1 {
                             self.decoder
@@ -422,29 +556,12 @@ impl<B: Backend> Session<B> {
                             .await?
                     }
                 };
-                generated += 1;
-                on_event(GenerateEvent::Token(token));
-                if opts.stop_ids.contains(&token) {
-                    break StopReason::StopToken;
-                }
-                let text = stream.push(token)?;
-                let hit = stops.push(&text, &mut |t| {
-                    if rule_stop.is_none() {
-                        rule_stop = rules.push(t, &mut |t| on_event(GenerateEvent::Text(t)));
-                    }
-                });
-                if let Some(r) = rule_stop {
+                forward_passes += 1;
+                if let Some(r) = self.take_token(token, opts, &mut out, on_event)? {
                     break r;
-                }
-                if hit {
-                    break StopReason::StopString;
-                }
-                if self.tokens.len() >= self.decoder.max_len() {
-                    break StopReason::ContextFull;
                 }
                 // The token joins the cache with the next step; `recent` for its
                 // sampling already includes it.
-                self.tokens.push(token);
                 pending = Some(token);
             })
         }
@@ -471,9 +588,16 @@ impl<B: Backend> Session<B> {
             debug_assert_eq!(self.tokens.last(), Some(&t));
             self.tokens.pop();
         }
-        // The cache holds exactly `self.tokens` (steps launched ahead fed
-        // tokens past them).
+        // The cache holds exactly `self.tokens` (steps launched ahead and
+        // rejected draft positions fed tokens past them).
         self.decoder.truncate(self.tokens.len());
+        let TextOut {
+            mut stream,
+            mut stops,
+            mut rules,
+            mut rule_stop,
+            generated,
+        } = out;
         let mut reason = reason;
         if !matches!(
             reason,
@@ -501,8 +625,47 @@ impl<B: Backend> Session<B> {
             prompt_tokens_computed: computed,
             generated_tokens: generated,
             stop_reason: reason,
+            drafted_tokens: drafted,
+            accepted_tokens: accepted,
+            forward_passes,
             logprobs: opts.logprobs.map(|_| logprobs),
         })
+    }
+
+    /// Takes a sampled token as generated: reports it, applies the stop
+    /// tokens, stop strings, line rules and the context limit; `Some` ends
+    /// generation (the token is then not in `self.tokens`), else the token is
+    /// pushed to `self.tokens`.
+    fn take_token(
+        &mut self,
+        token: u32,
+        opts: &GenerateOptions,
+        out: &mut TextOut<'_>,
+        on_event: &mut dyn FnMut(GenerateEvent<'_>),
+    ) -> Result<Option<StopReason>, Error> {
+        out.generated += 1;
+        on_event(GenerateEvent::Token(token));
+        if opts.stop_ids.contains(&token) {
+            return Ok(Some(StopReason::StopToken));
+        }
+        let text = out.stream.push(token)?;
+        let (rules, rule_stop) = (&mut out.rules, &mut out.rule_stop);
+        let hit = out.stops.push(&text, &mut |t| {
+            if rule_stop.is_none() {
+                *rule_stop = rules.push(t, &mut |t| on_event(GenerateEvent::Text(t)));
+            }
+        });
+        if let Some(r) = out.rule_stop {
+            return Ok(Some(r));
+        }
+        if hit {
+            return Ok(Some(StopReason::StopString));
+        }
+        if self.tokens.len() >= self.decoder.max_len() {
+            return Ok(Some(StopReason::ContextFull));
+        }
+        self.tokens.push(token);
+        Ok(None)
     }
 
     /// [`Session::generate_async`], blocking (native only).
@@ -516,6 +679,37 @@ impl<B: Backend> Session<B> {
     ) -> Result<GenerateStats, Error> {
         pollster::block_on(self.generate_async(tok, prompt, opts, on_text))
     }
+}
+
+/// The text side of a generation: sampled tokens to text, held back while a
+/// stop string or line rule may still retract it.
+struct TextOut<'a> {
+    stream: StreamDecoder<'a>,
+    stops: StopMatcher<'a>,
+    rules: LineRules,
+    /// The line rule that ended the text, once one did.
+    rule_stop: Option<StopReason>,
+    /// Tokens taken.
+    generated: usize,
+}
+
+/// The checks before each token: cancel flag, `max_tokens`, deadline (after
+/// the first token).
+fn before_token(
+    opts: &GenerateOptions,
+    generated: usize,
+    deadline: Option<f64>,
+) -> Option<StopReason> {
+    if opts.cancelled() {
+        return Some(StopReason::Aborted);
+    }
+    if generated >= opts.max_tokens {
+        return Some(StopReason::MaxTokens);
+    }
+    if generated > 0 && deadline.is_some_and(|d| crate::clock::now() >= d) {
+        return Some(StopReason::Deadline);
+    }
+    None
 }
 
 /// Holds back text that could be the start of a stop string.

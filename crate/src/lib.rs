@@ -10,6 +10,7 @@
 //! - [`cpu`]: the plain f32 reference decoder every GPU kernel is checked against;
 //! - [`gpu`]: the GPU engine (wgpu natively, WebGPU in the browser): device, pipelines, kernels;
 //! - [`sampler`] and [`generate`]: token selection and the generation loop;
+//! - [`speculative`]: prompt-lookup drafts the generation loop verifies several at a time;
 //! - `wasm` (wasm32 only): `WasmEngine`, the JSON API the browser package wraps.
 
 pub mod alloc;
@@ -27,6 +28,7 @@ pub mod prompt;
 pub mod quant;
 pub mod request;
 pub mod sampler;
+pub mod speculative;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

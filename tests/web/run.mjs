@@ -1539,10 +1539,10 @@ test('request', async (t) => {
   await t.shot(page, 'request');
 
   eq(r.defaults, {
-    complete: { temperature: 0.2, topP: 0.9, maxTokens: 256 },
-    infill: { temperature: 0, topP: 0.9, maxTokens: 256 },
-    chat: { temperature: 0.6, topP: 0.9, maxTokens: 256 },
-  }, 'requestDefaults() (Meta: 0.2 completion, 0 infill, 0.6 chat; top-p 0.9)');
+    complete: { temperature: 0.2, topP: 0.9, maxTokens: 256, maxDraft: 0 },
+    infill: { temperature: 0, topP: 0.9, maxTokens: 256, maxDraft: 0 },
+    chat: { temperature: 0.6, topP: 0.9, maxTokens: 256, maxDraft: 0 },
+  }, 'requestDefaults() (Meta: 0.2 completion, 0 infill, 0.6 chat; top-p 0.9; no speculative drafting)');
   eq(r.workerDefaults, r.defaults, 'requestDefaults() through the Worker');
   eq(r.countComplete, r.full.stats.promptTokens, 'countTokens(complete) vs stats.promptTokens');
   eq(r.chat.count, r.chat.promptTokens, 'countTokens(chat) vs stats.promptTokens');
@@ -2237,6 +2237,64 @@ test('editors', async (t) => {
     else t.log(`kept ${work}`);
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// Speculative decoding (prompt lookup) in the browser: the same text with and without, fewer passes
+// ---------------------------------------------------------------------------------------------
+
+test('speculative', async (t) => {
+  const page = await t.page();
+  // Edit-like requests on the demo model: what to write largely stands in the context.
+  const method = 'class Box:\n    def __init__(self, width, height):\n        self.width = width\n        self.height = height\n\n    def area(self):\n        return self.width * self.height\n\n    def scaled(self, k):\n        return Box(self.width * k, self.height * k)\n\n';
+  const cases = [
+    { name: 'complete-repeat', kind: 'complete', prompt: `${method}class Rect:\n    def __init__(self, width, height):\n        self.width = width\n` },
+    { name: 'infill-rename', kind: 'infill', prefix: 'def total(values):\n    result = 0\n    for value in values:\n', suffix: '\n    return result\n\n\ndef total_squares(values):\n    result = 0\n    for value in values:\n        result += value * value\n    return result\n' },
+  ];
+  const r = await inPage(page, async ({ demo, cases }) => {
+    const { engine } = await T.engine({ model: demo });
+    const run = async (c, opts) => {
+      const t0 = performance.now();
+      const res = c.kind === 'complete' ? await engine.completeText(c.prompt, opts) : await engine.infillText({ prefix: c.prefix, suffix: c.suffix }, opts);
+      return { text: res.text, stats: res.stats, ms: performance.now() - t0 };
+    };
+    const out = [];
+    for (const c of cases) {
+      await engine.resetCache();
+      const plain = await run(c, { maxTokens: 48, temperature: 0 }); // the default: off
+      await engine.resetCache();
+      const spec = await run(c, { maxTokens: 48, temperature: 0, speculative: { maxDraft: 8 } });
+      await engine.resetCache();
+      const sampledPlain = await run(c, { maxTokens: 32, temperature: 0.8, seed: 7, speculative: false });
+      await engine.resetCache();
+      const sampledSpec = await run(c, { maxTokens: 32, temperature: 0.8, seed: 7, speculative: true });
+      out.push({ name: c.name, kind: c.kind, plain, spec, sampledPlain, sampledSpec });
+      T.show(`speculative ${c.name}`, `${spec.text}\n\n${JSON.stringify(spec.stats)}`);
+    }
+    const defaults = await engine.requestDefaults();
+    await engine.dispose();
+    return { out, defaults };
+  }, { demo: DEMO_URL, cases }, 900_000);
+  await t.shot(page, 'speculative');
+  let passes = 0;
+  let tokens = 0;
+  for (const c of r.out) {
+    const s = c.spec.stats;
+    t.figure(`${c.name}: tokens / passes / drafted / accepted; ms plain → speculative`, [s.generatedTokens, s.forwardPasses, s.draftedTokens, s.acceptedTokens, Math.round(c.plain.ms), Math.round(c.spec.ms)]);
+    eq(c.spec.text, c.plain.text, `${c.name}: greedy text with and without speculation`);
+    eq(c.sampledSpec.text, c.sampledPlain.text, `${c.name}: sampled text (seed 7) with and without speculation`);
+    eq(c.plain.stats.draftedTokens, 0, `${c.name}: off by default: nothing drafted`);
+    eq(r.defaults[c.kind].maxDraft, 0, `${c.kind}: requestDefaults().maxDraft`);
+    eq(c.plain.stats.forwardPasses, c.plain.stats.generatedTokens, `${c.name}: one pass per token without speculation`);
+    check(s.acceptedTokens <= s.draftedTokens, `${c.name}: accepted ≤ drafted`);
+    // A pass yields the tokens it accepted plus one (fewer when a stop comes inside it).
+    check(s.generatedTokens <= s.forwardPasses + s.acceptedTokens && s.forwardPasses <= s.generatedTokens, `${c.name}: ${s.generatedTokens} tokens from ${s.forwardPasses} passes and ${s.acceptedTokens} accepted`);
+    passes += s.forwardPasses;
+    tokens += s.generatedTokens;
+  }
+  t.figure('tokens per forward pass (edit-like, demo model, SwiftShader)', (tokens / passes).toFixed(2));
+  check(r.out.some((c) => c.spec.stats.acceptedTokens > 0), 'some drafted tokens were accepted on edit-like requests');
+  check(tokens > passes, `fewer passes than tokens (${passes} passes for ${tokens} tokens)`);
+}, { timeoutMs: 1_000_000 });
 
 // ---------------------------------------------------------------------------------------------
 // Remote engine: the same interface over llama.cpp's own llama-server (a real server, built from

@@ -309,7 +309,32 @@ export function buildRequest(
     if (k > 0 && opts.logprobs !== true) throw new InvalidRequestError('topLogprobs needs logprobs: true');
     req['topLogprobs'] = k;
   }
+  if (opts.speculative !== undefined && opts.speculative !== null) {
+    req['speculative'] = speculativeOption(opts.speculative);
+  }
   return req as WasmGenerateRequest;
+}
+
+/**
+ * `speculative`'s shape check: a boolean, or `{ maxDraft?, ngram? }` with integers (the engine
+ * checks their ranges: maxDraft 0 to 15, ngram 1 to 16).
+ */
+function speculativeOption(v: unknown): boolean | { maxDraft?: number; ngram?: number } {
+  if (typeof v === 'boolean') return v;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new InvalidRequestError('speculative must be a boolean or { maxDraft?, ngram? }');
+  }
+  const out: { maxDraft?: number; ngram?: number } = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (k !== 'maxDraft' && k !== 'ngram') throw new InvalidRequestError(`speculative has no field ${JSON.stringify(k)} (maxDraft, ngram)`);
+    if (x === undefined) continue;
+    const min = k === 'ngram' ? 1 : 0;
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < min) {
+      throw new InvalidRequestError(`speculative.${k} must be an integer ≥ ${min}, got ${String(x)}`);
+    }
+    out[k] = x;
+  }
+  return out;
 }
 
 /** Validates the inputs of `complete` / `infill` / `chat` and builds the request. */

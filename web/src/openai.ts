@@ -84,6 +84,11 @@ export interface CompletionUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /**
+   * OpenAI's predicted-output counts, here for prompt-lookup speculative decoding: drafted tokens
+   * the model confirmed (`accepted_prediction_tokens`) and rejected.
+   */
+  completion_tokens_details: { accepted_prediction_tokens: number; rejected_prediction_tokens: number };
 }
 
 /** A completion's log-probabilities (OpenAI's legacy shape). */
@@ -188,6 +193,10 @@ function usage(stats: GenerationStats): CompletionUsage {
     prompt_tokens: stats.promptTokens,
     completion_tokens: stats.generatedTokens,
     total_tokens: stats.promptTokens + stats.generatedTokens,
+    completion_tokens_details: {
+      accepted_prediction_tokens: stats.acceptedTokens,
+      rejected_prediction_tokens: stats.draftedTokens - stats.acceptedTokens,
+    },
   };
 }
 

@@ -215,6 +215,18 @@ export interface GenerateOptions {
   logprobs?: boolean;
   /** With `logprobs`: also the `k` most likely tokens at each step (0 to 20). Default 0. */
   topLogprobs?: number;
+  /**
+   * Prompt-lookup speculative decoding: after each token the engine looks up the longest recent
+   * n-gram (up to `ngram` tokens, default 4) earlier in the prompt and the text so far, drafts up
+   * to `maxDraft` (default 8) of the tokens that followed it, and checks them all in one forward
+   * pass; the tokens are the ones decoding without it gives (greedy: the same argmax; sampling:
+   * the same draw per position, so the same seed gives the same text). `true` uses the defaults;
+   * `maxDraft` is 0 to 15 (0: off), `ngram` 1 to 16. Default: off in every mode
+   * (`requestDefaults()`): it pays where a pass over K+1 positions costs little more than one (a
+   * memory-bound model, a 7B on a GPU), not for the small demo model on a CPU-emulated GPU.
+   * Off whenever `logprobs` is asked. The remote engine ignores it (the server decides).
+   */
+  speculative?: boolean | { maxDraft?: number; ngram?: number };
 }
 
 /**
@@ -225,6 +237,8 @@ export interface RequestDefaults {
   temperature: number;
   topP: number;
   maxTokens: number;
+  /** Most tokens drafted per step by speculative decoding (0: off, the default in every mode). */
+  maxDraft: number;
 }
 
 /** The three kinds of prompt. */
@@ -297,6 +311,16 @@ export interface GenerationStats {
   tokensPerSecond: number;
   /** Infill only: what fit the prompt budget. */
   context?: InfillContext;
+  /** Speculative decoding: tokens drafted from the context (0 when off or nothing was found). */
+  draftedTokens: number;
+  /** Of those, how many the model confirmed (they cost no forward pass of their own). */
+  acceptedTokens: number;
+  /**
+   * Forward passes over the generated tokens (one per token without speculation; a pass that
+   * verifies a draft yields the accepted tokens plus one). `generatedTokens / forwardPasses` is
+   * the tokens per pass.
+   */
+  forwardPasses: number;
 }
 
 /** Text and figures of a finished generation. */
@@ -652,6 +676,7 @@ export type WasmGenerateRequest = (
   minIndent?: number;
   logprobs?: boolean;
   topLogprobs?: number;
+  speculative?: boolean | { maxDraft?: number; ngram?: number };
   stop?: string[];
   seed?: number;
   temperature?: number;

@@ -4,11 +4,15 @@
 //! prefill and decode speed of a synthetic 7B-shaped model (or a smaller one
 //! for quick runs on software adapters), how close decode
 //! comes to the bandwidth ceiling (a decode step reads every weight once) and
-//! prefill to the arithmetic one (a batch reuses every weight it reads).
+//! prefill to the arithmetic one (a batch reuses every weight it reads);
+//! with [`BenchOptions::verify_draft`], the cost of verifying that many
+//! drafted tokens against one decode step ([`verify`]).
 //!
 //! Portable: timings come from [`crate::clock::now`] and every wait is an
 //! `await` on the GPU (no blocking), so the same code runs natively and in
 //! the browser.
+
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -23,6 +27,7 @@ use crate::clock;
 use crate::error::Error;
 use crate::model::{Config, SyntheticModel, SyntheticQuant};
 use crate::sampler::SamplerConfig;
+pub use verify::VerifyCost;
 
 /// Decode steps profiled by timestamps after the timed ones.
 const PROFILED_STEPS: usize = 4;
@@ -86,6 +91,11 @@ pub struct BenchOptions {
     pub prompt_tokens: usize,
     pub decode_tokens: usize,
     pub prefill_chunk: usize,
+    /// Drafted tokens whose verification is timed against a decode step
+    /// (0: not measured).
+    pub verify_draft: usize,
+    /// Rounds of that measurement.
+    pub verify_rounds: usize,
 }
 
 impl Default for BenchOptions {
@@ -97,6 +107,8 @@ impl Default for BenchOptions {
             prompt_tokens: 512,
             decode_tokens: 128,
             prefill_chunk: 128,
+            verify_draft: 0,
+            verify_rounds: 10,
         }
     }
 }
@@ -164,6 +176,8 @@ pub struct BenchReport {
     pub kernels: Vec<KernelTime>,
     /// GPU time of the whole decode step by timestamps (sum of `kernels`), ms.
     pub gpu_ms_per_step: Option<f64>,
+    /// Verification of `verify_draft` drafted tokens vs one decode step.
+    pub verify: Option<VerifyCost>,
 }
 
 /// One kernel class's share of a decode step.
@@ -409,7 +423,7 @@ pub async fn run(
         weights_bytes as f64 / 1e9
     ));
     // Room for the profiled steps after the timed ones.
-    let max_len = opts.prompt_tokens + opts.decode_tokens + PROFILED_STEPS + 1;
+    let max_len = opts.prompt_tokens + opts.decode_tokens + PROFILED_STEPS + opts.verify_draft + 2;
     let mut dec = GpuDecoder::new(
         Arc::clone(&ctx),
         weights,
@@ -548,6 +562,19 @@ pub async fn run(
         100.0 * decode_gbps / copy_gbps,
         100.0 * decode_gbps / read_gbps
     ));
+    let verify = match opts.verify_draft {
+        0 => None,
+        k => {
+            recent.push(token);
+            let v = verify::measure(&mut dec, &recent, token, k, opts.verify_rounds).await?;
+            log(&format!(
+                "verification of {} drafted tokens: {:.2} ms vs {:.2} ms for one decode step \
+                 (medians of {} rounds): {:.2}x",
+                v.draft, v.verify_ms, v.decode_ms, v.rounds, v.ratio
+            ));
+            Some(v)
+        }
+    };
     Ok(BenchReport {
         adapter: ctx.adapter_summary(),
         shape: opts.shape.name().to_string(),
@@ -590,6 +617,7 @@ pub async fn run(
         encode_ms_per_step: stats.encode_seconds * 1e3,
         kernels,
         gpu_ms_per_step,
+        verify,
     })
 }
 

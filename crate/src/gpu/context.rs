@@ -216,6 +216,13 @@ impl GpuContext {
         }
     }
 
+    /// How this device multiplies a speculative verification batch: the
+    /// decode shape's [`MatvecShape::verify`], whose every column is
+    /// bit-identical to a decode step's product of the same vector.
+    pub fn verify_kernel(&self) -> super::qmatmul::BatchKernel {
+        super::qmatmul::BatchKernel::Lanes(self.matvec_shape.verify())
+    }
+
     /// The decode matvec's workgroup shape on this device (the preset's,
     /// unless `CODELLAMA_MATVEC` overrides it; reducing with subgroups where
     /// [`GpuContext::subgroup_lanes`] is its lane count).

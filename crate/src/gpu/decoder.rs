@@ -17,6 +17,16 @@
 //! Wo and W2; `attend` runs once per KV chunk, and a `combine` of its splits
 //! joins it past 64 positions. The step ends with the final norm, the output
 //! projection and the sampler: one compute pass in all.
+//!
+//! Speculative verification ([`GpuDecoder::verify`], in [`verify`]) runs a
+//! batch of drafted tokens through the same layers — the products on the
+//! verification kernel (the decode matvec's lanes, several tokens per
+//! workgroup), attention on its split path — so that every row's logits are
+//! a decode step's bit for bit; then a head of its own: the final norm and
+//! output projection of every row into a `(rows, vocab)` buffer, and the
+//! sampler once per row, in the same pass.
+
+mod verify;
 
 use std::sync::Arc;
 
@@ -33,6 +43,8 @@ use crate::error::Error;
 use crate::logprobs::TokenLogprobs;
 use crate::model::Config;
 use crate::sampler::SamplerConfig;
+use verify::VerifyHead;
+pub use verify::MAX_VERIFY;
 
 /// How a decoder is set up.
 #[derive(Clone, Debug)]
@@ -74,11 +86,13 @@ struct Activations {
     logits_all: Option<wgpu::Buffer>, // (T, vocab)
 }
 
-/// A product bound twice: matrix-vector for one token, the device's batch
-/// kernel for a batch.
+/// A product bound three times: matrix-vector for one token, the device's
+/// batch kernel for a batch, and the verification kernel for a speculative
+/// batch (each column summed as the one-token kernel sums it).
 struct Proj {
     one: MatvecBinding,
     many: MatmulBinding,
+    verify: MatmulBinding,
     /// Weight format and bytes (for the profile).
     format: QFormat,
     bytes: u64,
@@ -99,15 +113,33 @@ impl Proj {
             many: m
                 .bind_matmul_to(ctx, step, x, out, norm, max_tokens, ctx.batch_kernel())
                 .await?,
+            verify: m
+                .bind_matmul_to(
+                    ctx,
+                    step,
+                    x,
+                    out,
+                    norm,
+                    MAX_VERIFY.min(max_tokens),
+                    ctx.verify_kernel(),
+                )
+                .await?,
             format: m.format(),
             bytes: m.gpu_bytes(),
         })
     }
 
-    fn encode(&self, rec: &mut Recorder<'_, '_>, tokens: usize) -> Result<(), GpuError> {
+    fn encode(
+        &self,
+        rec: &mut Recorder<'_, '_>,
+        tokens: usize,
+        head: Head,
+    ) -> Result<(), GpuError> {
         rec.mark(KernelClass::Matmul(self.format), self.bytes);
         let n = if tokens == 1 {
             self.one.encode(rec.pass)
+        } else if head == Head::Verify {
+            self.verify.encode(rec.pass, tokens)?
         } else {
             self.many.encode(rec.pass, tokens)?
         };
@@ -181,6 +213,8 @@ pub struct GpuDecoder {
     attention: KvAttention,
     sampler: GpuSampler,
     sampler_config: Option<SamplerConfig>,
+    /// Every row's logits and their sampler, for [`GpuDecoder::verify`].
+    verify: VerifyHead,
     /// Made by the first request for log-probabilities (none before).
     logprobs: Option<GpuLogprobs>,
     last_stats: EncodeStats,
@@ -193,6 +227,27 @@ pub struct GpuDecoder {
 
 /// Decode steps that may be launched before the oldest one's token is read.
 pub const MAX_IN_FLIGHT: usize = 2;
+
+/// What a forward pass ends with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Head {
+    /// The last row's logits (and every row's with `all_logits`).
+    Logits,
+    /// [`Head::Logits`], then the sampler on the last row's.
+    Sample,
+    /// Every row's logits in the verification buffer, each row sampled.
+    Verify,
+}
+
+impl Head {
+    fn sample(sample: bool) -> Head {
+        if sample {
+            Head::Sample
+        } else {
+            Head::Logits
+        }
+    }
+}
 
 /// Where a batch's token ids come from.
 #[derive(Clone, Copy, Debug)]
@@ -386,6 +441,7 @@ impl GpuDecoder {
         .await?;
         attention.reserve_async(g, t.min(opts.max_len)).await?;
         let sampler = GpuSampler::new(g, &act.logits, c.vocab_size).await?;
+        let verify = VerifyHead::new(g, &step, &weights, &act, t).await?;
         let slot = |i: usize| {
             let b = g.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("token read-back {i}")),
@@ -413,6 +469,7 @@ impl GpuDecoder {
             attention,
             sampler,
             sampler_config: None,
+            verify,
             logprobs: None,
             last_stats: EncodeStats::default(),
             slots,
@@ -574,7 +631,7 @@ impl GpuDecoder {
             }
             None => Ids::Device,
         };
-        let mut encoder = self.encode(ids, true, None).await?;
+        let mut encoder = self.encode(ids, Head::Sample, None).await?;
         let slot = self.next_slot;
         self.next_slot = (slot + 1) % MAX_IN_FLIGHT;
         // The id feeds the next step on the GPU, and comes back to the host.
@@ -720,14 +777,15 @@ impl GpuDecoder {
         sample: bool,
         profiler: Option<&mut Profiler>,
     ) -> Result<wgpu::CommandEncoder, Error> {
-        self.encode(Ids::Host(tokens), sample, profiler).await
+        self.encode(Ids::Host(tokens), Head::sample(sample), profiler)
+            .await
     }
 
     /// [`GpuDecoder::encode_batch`] for ids from the host or the GPU.
     async fn encode(
         &mut self,
         ids: Ids<'_>,
-        sample: bool,
+        head: Head,
         profiler: Option<&mut Profiler>,
     ) -> Result<wgpu::CommandEncoder, Error> {
         let vocab = self.weights.config.vocab_size;
@@ -775,7 +833,7 @@ impl GpuDecoder {
                 profiler,
                 dispatches: 0,
             };
-            self.record(&mut rec, &step, n, sample)?;
+            self.record(&mut rec, &step, n, head)?;
             if let Some(p) = rec.profiler.as_deref_mut() {
                 p.end(rec.pass);
             }
@@ -796,7 +854,7 @@ impl GpuDecoder {
         rec: &mut Recorder<'_, '_>,
         step: &StepParams,
         n: usize,
-        sample: bool,
+        head: Head,
     ) -> Result<(), GpuError> {
         // x = token_embd[ids]                                       (n, dim)
         let row = self.weights.token_embd.gpu_bytes() / self.weights.config.vocab_size as u64;
@@ -809,31 +867,37 @@ impl GpuDecoder {
             rec.run(KernelClass::Norm, 0, |p| k.attn_norm.encode(p, n))?;
             // q | k | v = Wq xb | Wk xb | Wv xb         (n, dim + 2 kv_dim)
             for proj in &k.qkv {
-                proj.encode(rec, n)?;
+                proj.encode(rec, n, head)?;
             }
             // q, k rotated for positions pos..pos+n; k, v -> cache;
             // att = softmax(q K^T / sqrt(hd)) V                      (n, dim)
             let kv = self.attention.bytes_read(step.kv_len as usize);
-            rec.run(KernelClass::Attention, kv, |p| {
-                self.attention.encode(p, l, step)
+            rec.run(KernelClass::Attention, kv, |p| match head {
+                // every row as its own decode step would attend
+                Head::Verify => self.attention.encode_split(p, l, step),
+                _ => self.attention.encode(p, l, step),
             })?;
             // x += Wo att                                           (n, dim)
-            k.wo.encode(rec, n)?;
+            k.wo.encode(rec, n, head)?;
             // xw, ss for xb = rmsnorm(x) * ffn_norm                 (n, dim)
             rec.run(KernelClass::Norm, 0, |p| k.ffn_norm.encode(p, n))?;
             // h = silu(W1 xb) * (W3 xb)                             (n, ffn)
             for proj in &k.gate_up {
-                proj.encode(rec, n)?;
+                proj.encode(rec, n, head)?;
             }
             if let Some(swiglu) = self.swiglu.as_ref().filter(|_| k.gate_up.len() > 1) {
                 rec.run(KernelClass::Elementwise, 0, |p| swiglu.encode(p, n))?;
             }
             // x += W2 h                                             (n, dim)
-            k.w2.encode(rec, n)?;
+            k.w2.encode(rec, n, head)?;
+        }
+        if head == Head::Verify {
+            // every row's logits, every row sampled           (n, vocab), (n)
+            return self.verify.record(rec, n);
         }
         // logits = Wout · rmsnorm(x[n-1]) * output_norm             (vocab)
         rec.run(KernelClass::Norm, 0, |p| self.final_norm_last.encode(p, n))?;
-        self.output_last.encode(rec, 1)?;
+        self.output_last.encode(rec, 1, head)?;
         if let Some((norm, out)) = &self.final_norm_all {
             // every row's logits                                   (n, vocab)
             rec.run(KernelClass::Norm, 0, |p| norm.encode(p, n))?;
@@ -843,7 +907,7 @@ impl GpuDecoder {
                 |p| out.encode(p, n),
             )?;
         }
-        if sample {
+        if head == Head::Sample {
             rec.run(KernelClass::Sample, 0, |p| Ok(self.sampler.encode(p)))?;
         }
         Ok(())
@@ -902,6 +966,16 @@ impl crate::generate::Backend for GpuDecoder {
 
     async fn finish(&mut self) -> Result<u32, Error> {
         GpuDecoder::finish(self).await
+    }
+
+    async fn verify(
+        &mut self,
+        tokens: &[u32],
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+    ) -> Result<Vec<u32>, Error> {
+        GpuDecoder::verify(self, tokens, cfg, recent, step).await
     }
 
     async fn sample_logprobs(

@@ -36,6 +36,10 @@ pub const KV_WRITE_WG: u32 = 64;
 /// Invocations of the sampler's one workgroup (`WG` in `sample.wgsl`), also
 /// its radix-select bins: one per byte value.
 pub const SAMPLE_WG: u32 = 256;
+/// The most rows one sampler dispatch samples (`ROWS` in `sample.wgsl`: one
+/// workgroup per row; speculative verification samples the token after each
+/// of up to this many positions in one dispatch).
+pub const SAMPLE_ROWS: u32 = 16;
 
 /// Columns per RMSNorm partial sum, and invocations of its workgroups
 /// (`GROUP` and `MAX_GROUP` in `norm.wgsl`; a power of two).
@@ -230,7 +234,7 @@ impl ShaderFamily {
                 ("MAX_HD", MAX_HEAD_DIM),
                 ("WRITE_WG", KV_WRITE_WG),
             ]),
-            ShaderFamily::Sample => consts.push(("WG", SAMPLE_WG)),
+            ShaderFamily::Sample => consts.extend([("WG", SAMPLE_WG), ("ROWS", SAMPLE_ROWS)]),
         }
         let mut out = String::new();
         if !consts.is_empty() {
@@ -442,6 +446,36 @@ impl MatvecShape {
             && self.lanes <= limits.max_compute_invocations_per_workgroup
             && self.lanes <= limits.max_compute_workgroup_size_x
     }
+
+    /// The shape that multiplies a speculative verification batch
+    /// bit-identically to this (decode) shape, one token at a time: the same
+    /// `lanes`, `subgroup` and `runs` — which fix every (row, token) sum's
+    /// order: each lane's units in order, then the lanes in lane order (or
+    /// the subgroup's) — with [`Self::VERIFY_TOKENS`] tokens per workgroup
+    /// and as many of this shape's rows as the shader's limits allow (rows
+    /// and tokens per workgroup change which sums run side by side, never
+    /// how one is summed).
+    pub fn verify(self) -> MatvecShape {
+        let mut tokens = Self::VERIFY_TOKENS;
+        while tokens > 1 && self.lanes * 2 * tokens > Self::MAX_PARTIALS {
+            tokens /= 2;
+        }
+        let most = (Self::MAX_ACC / tokens).min(Self::MAX_PARTIALS / (self.lanes * tokens).max(1));
+        MatvecShape {
+            rows: (self.rows.min(most) & !1).max(2),
+            tokens,
+            ..self
+        }
+    }
+
+    /// Tokens per workgroup of [`Self::verify`] (fewer when the lanes are
+    /// too many for the shader's workgroup memory): 4, the shader's group of
+    /// tokens sharing each weight unit's load, so that a workgroup runs that
+    /// group once. (With 8, Chromium's SwiftShader computed the second group
+    /// of a workgroup wrong — rows 4..7 off by up to 10 — where lavapipe was
+    /// exact: `verify_logits_equal_decode_steps` in `tests/gpu_portable.rs`
+    /// catches it.)
+    pub const VERIFY_TOKENS: u32 = 4;
 }
 
 /// Which kernel shapes the engine uses on an adapter: GPUs, or adapters that
@@ -499,12 +533,13 @@ impl KernelPreset {
         }
     }
 
-    /// Every matvec shape of the preset, each with the workgroup-memory
-    /// and the subgroup reduction (the latter where the adapter's fixed
+    /// Every matvec shape of the preset (decode, verification, batch), each
+    /// with the workgroup-memory and the subgroup reduction (the latter where the adapter's fixed
     /// subgroup size is the shape's lanes).
     pub fn matvec_shapes(self) -> Vec<MatvecShape> {
-        let mut v = vec![self.matvec()];
-        v.extend(self.batch());
+        let mut v = vec![self.matvec(), self.matvec().verify()];
+        let batch = self.batch().filter(|b| !v.contains(b));
+        v.extend(batch);
         let with_subgroups: Vec<MatvecShape> = v
             .iter()
             .map(|&s| MatvecShape {

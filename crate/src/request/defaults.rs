@@ -6,6 +6,19 @@
 //! 0) with top-p 0.9, and the instruct chat uses the generator's defaults,
 //! temperature 0.6 and top-p 0.9. `max_tokens` 256 is this project's default
 //! for every mode.
+//!
+//! Prompt-lookup speculative decoding ([`crate::speculative`]) is off by
+//! default in every mode (`speculative: true` or `--draft N` turns it on): it
+//! changes no token, only how many one forward pass yields, and it only pays
+//! where a pass over K+1 positions costs little more than one over a single
+//! position — a memory-bound decoder (a 7B model on a real GPU). The only
+//! adapters measured so far run shaders on the CPU (lavapipe, SwiftShader),
+//! where decoding is compute-bound (one multiply-add per weight per position
+//! whatever the kernel): there a pass over K+1 positions costs about K+1
+//! decode steps less the shared dequantization (README "Speculative
+//! decoding": 2.1x for 1 drafted token, 7.2x for 8, on a 7B-shaped layer) and
+//! drafting made requests slower, so it is not the default. Turn it on by
+//! default for GPU adapters once a real GPU has measured it faster.
 
 use serde::Serialize;
 
@@ -18,6 +31,8 @@ pub struct RequestDefaults {
     pub temperature: f32,
     pub top_p: f32,
     pub max_tokens: usize,
+    /// Speculative decoding: most tokens drafted per step (0: off).
+    pub max_draft: usize,
 }
 
 /// The table (one row per prompt kind).
@@ -27,16 +42,19 @@ pub const fn defaults(kind: PromptKind) -> RequestDefaults {
             temperature: 0.2,
             top_p: 0.9,
             max_tokens: 256,
+            max_draft: 0,
         },
         PromptKind::Infill => RequestDefaults {
             temperature: 0.0,
             top_p: 0.9,
             max_tokens: 256,
+            max_draft: 0,
         },
         PromptKind::Chat => RequestDefaults {
             temperature: 0.6,
             top_p: 0.9,
             max_tokens: 256,
+            max_draft: 0,
         },
     }
 }
@@ -73,7 +91,12 @@ mod tests {
             .all(|d| d.max_tokens == 256));
         assert_eq!(
             serde_json::to_string(&t.infill).unwrap(),
-            r#"{"temperature":0.0,"topP":0.9,"maxTokens":256}"#
+            r#"{"temperature":0.0,"topP":0.9,"maxTokens":256,"maxDraft":0}"#
+        );
+        // Speculation: off unless asked (see the module docs).
+        assert_eq!(
+            (t.complete.max_draft, t.infill.max_draft, t.chat.max_draft),
+            (0, 0, 0)
         );
     }
 }

@@ -8,13 +8,19 @@
 //! [`remote`] turns the prepared request into an OpenAI `/v1/completions`
 //! body, and [`prompt_builder`] builds the tokenizer from a GGUF header or a
 //! `tokenizer.json` without the weights.
+//!
+//! `speculative` (`false`, `true`, or `{maxDraft?, ngram?}`) sets
+//! prompt-lookup speculative decoding ([`crate::speculative`]); left out, the
+//! kind's default ([`defaults`]: on for completion and infill, off for chat).
+//! It never changes the tokens, only their cost; a request asking for
+//! `logprobs` is decoded without it.
 
 pub mod budget;
 pub mod defaults;
 pub mod prompt_builder;
 pub mod remote;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 pub use budget::{file_comment, infill_within, ExtraFile, InfillContext};
@@ -25,6 +31,7 @@ use crate::generate::GenerateOptions;
 use crate::logprobs::MAX_TOP_LOGPROBS;
 use crate::prompt::{self, InfillMode, Message, PromptKind};
 use crate::sampler::SamplerConfig;
+use crate::speculative::{SpeculativeConfig, DEFAULT_NGRAM, MAX_DRAFT, MAX_NGRAM};
 use crate::tokenizer::Tokenizer;
 
 /// A request that cannot be run as it is.
@@ -97,6 +104,41 @@ pub struct Request {
     pub logprobs: Option<bool>,
     /// With `logprobs`: the k (0..=20) most likely tokens too.
     pub top_logprobs: Option<u64>,
+    /// Prompt-lookup speculative decoding (default: the kind's).
+    pub speculative: Option<SpeculativeRequest>,
+}
+
+/// The `speculative` field: `false` (off), `true` (on, default settings) or
+/// `{maxDraft?, ngram?}` (on, `maxDraft` 0 meaning off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpeculativeRequest {
+    Switch(bool),
+    Settings(SpeculativeSettings),
+}
+
+/// `speculative: {maxDraft?, ngram?}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpeculativeSettings {
+    /// Most tokens drafted per step (0..=15; 0 is off; default 8).
+    pub max_draft: Option<u64>,
+    /// Longest n-gram looked up (1..=16; default 4).
+    pub ngram: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for SpeculativeRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Bool(b) => Ok(SpeculativeRequest::Switch(b)),
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map(SpeculativeRequest::Settings)
+                .map_err(|e| D::Error::custom(format!("speculative: {e}"))),
+            v => Err(D::Error::custom(format!(
+                "speculative must be false, true or {{maxDraft?, ngram?}}, got {v}"
+            ))),
+        }
+    }
 }
 
 /// The prompt of a checked request.
@@ -217,7 +259,44 @@ impl Request {
             single_line: self.single_line.unwrap_or(false),
             min_indent: self.min_indent.map(count),
             logprobs: self.logprobs_option()?,
+            speculative: self.speculative_option(d.max_draft)?,
         })
+    }
+
+    /// `speculative` as [`GenerateOptions::speculative`] (`None`: off), the
+    /// kind's `default_max_draft` when left out.
+    fn speculative_option(
+        &self,
+        default_max_draft: usize,
+    ) -> Result<Option<SpeculativeConfig>, RequestError> {
+        let settings = match self.speculative {
+            None => SpeculativeSettings {
+                max_draft: Some(default_max_draft as u64),
+                ngram: None,
+            },
+            Some(SpeculativeRequest::Switch(false)) => return Ok(None),
+            Some(SpeculativeRequest::Switch(true)) => SpeculativeSettings::default(),
+            Some(SpeculativeRequest::Settings(s)) => s,
+        };
+        let max_draft = settings
+            .max_draft
+            .map_or(SpeculativeConfig::default().max_draft, count);
+        if max_draft > MAX_DRAFT {
+            return Err(RequestError::Invalid(format!(
+                "request: speculative.maxDraft is {max_draft}, at most {MAX_DRAFT}"
+            )));
+        }
+        let ngram = settings.ngram.map_or(DEFAULT_NGRAM, count);
+        if !(1..=MAX_NGRAM).contains(&ngram) {
+            return Err(RequestError::Invalid(format!(
+                "request: speculative.ngram is {ngram}, must be 1..={MAX_NGRAM}"
+            )));
+        }
+        Ok((max_draft > 0).then_some(SpeculativeConfig {
+            max_draft,
+            ngram_max: ngram,
+            ngram_min: 1,
+        }))
     }
 
     /// `logprobs` / `topLogprobs` as [`GenerateOptions::logprobs`]:

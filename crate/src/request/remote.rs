@@ -33,6 +33,7 @@
 //! | (special tokens)    | —                    | `skip_special_tokens`     | —                         |
 //! | (streaming)         | `stream`, `stream_options` | `stream`, `stream_options` | `stream`, `stream_options` |
 //! | `logprobs`          | refused              | refused                   | refused                   |
+//! | `speculative`       | —                    | —                         | —                         |
 //!
 //! A value the flavor cannot express is a [`RequestError::Invalid`] naming the
 //! request field, before anything is sent. `maxTimeMs`, `singleLine` and
@@ -90,6 +91,9 @@
 //! - **`logprobs`.** Refused for now: the servers' logprob shapes differ (an
 //!   integer k in vLLM and OpenAI, `n_probs` with other fields in llama.cpp)
 //!   and the remote engine does not map them back yet.
+//! - **`speculative`.** Not sent: prompt-lookup drafting changes how many
+//!   tokens one forward pass yields, never which tokens, and a server
+//!   configures its own speculative decoding.
 //! - **`temperature`.** Ours treats anything ≤ 0 as greedy; vLLM rejects a
 //!   negative temperature, so the body carries `max(temperature, 0)`.
 

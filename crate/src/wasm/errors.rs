@@ -8,6 +8,7 @@ use wasm_bindgen::JsValue;
 use crate::error::Error;
 use crate::gpu::GpuError;
 use crate::sampler::SamplerError;
+use crate::speculative::SpeculativeError;
 use crate::tokenizer::TokenizerError;
 
 /// The stable error names.
@@ -110,6 +111,11 @@ pub fn error_name(e: &Error) -> ErrorName {
             crate::cpu::DecodeError::TokenOutOfRange { .. } => InvalidRequest,
         },
         Error::Sampler(s) => sampler_name(s),
+        Error::Speculative(s) => match s {
+            SpeculativeError::MaxDraft(_) | SpeculativeError::Ngram { .. } => InvalidRequest,
+            // A backend broke `Backend::verify`'s contract.
+            SpeculativeError::Verify { .. } => Internal,
+        },
         Error::ContextOverflow(_) => ContextOverflow,
         Error::Gpu(g) => gpu_name(g),
         Error::Io { .. } => Internal,

@@ -90,6 +90,12 @@ pub struct GenerationStats {
     pub prompt_tokens_computed: usize,
     pub generated_tokens: usize,
     pub stop_reason: crate::generate::StopReason,
+    /// Speculative decoding: tokens drafted, drafted tokens accepted, and
+    /// forward passes whose logits were sampled (`generatedTokens` over it is
+    /// the tokens per pass; equal to `generatedTokens` without speculation).
+    pub drafted_tokens: usize,
+    pub accepted_tokens: usize,
+    pub forward_passes: usize,
     /// Request start to the first sampled token (to the end when none was).
     pub time_to_first_token_ms: f64,
     /// Request start to the prompt being in the KV cache.

@@ -57,7 +57,15 @@ interface Chunk {
     completion_tokens?: unknown;
     prompt_tokens_details?: { cached_tokens?: unknown } | null;
   } | null;
-  timings?: { prompt_n?: unknown; prompt_ms?: unknown; predicted_n?: unknown; predicted_ms?: unknown; predicted_per_second?: unknown };
+  timings?: {
+    prompt_n?: unknown;
+    prompt_ms?: unknown;
+    predicted_n?: unknown;
+    predicted_ms?: unknown;
+    predicted_per_second?: unknown;
+    draft_n?: unknown;
+    draft_n_accepted?: unknown;
+  };
   __verbose?: { stop_type?: unknown; tokens_predicted?: unknown; tokens?: unknown };
   error?: unknown;
 }
@@ -206,6 +214,8 @@ export async function runCompletion(
     const prefillMs = num(timings?.prompt_ms) ?? ttft;
     const decodeMs = num(timings?.predicted_ms) ?? (firstTokenAt === null ? 0 : end - firstTokenAt);
     const tokensPerSecond = num(timings?.predicted_per_second) ?? (decodeMs > 0 ? (Math.max(generated - 1, 0) * 1000) / decodeMs : 0);
+    const drafted = num(timings?.draft_n ?? null) ?? 0;
+    const accepted = Math.min(num(timings?.draft_n_accepted ?? null) ?? 0, drafted);
     const stopReason: StopReason = clientStop ?? serverStopReason(finish as string, generated, prepared, stopType, vllmStopReason, url);
     const stats: RawGenerationStats = {
       promptTokens,
@@ -216,6 +226,11 @@ export async function runCompletion(
       prefillMs,
       decodeMs,
       tokensPerSecond,
+      // The server's own speculative decoding, where it says (llama.cpp's timings with a draft
+      // model or n-gram drafting configured); a pass per token otherwise.
+      draftedTokens: drafted,
+      acceptedTokens: accepted,
+      forwardPasses: Math.max(0, generated - accepted),
     };
     if (prepared.context !== null) stats.context = prepared.context;
     return stats;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use codellama_webgpu::model::KvFormat;
-use codellama_webgpu::request::{Request, RequestKind};
+use codellama_webgpu::request::{Request, RequestKind, SpeculativeRequest, SpeculativeSettings};
 
 /// The model used when no `--model` is given: the small Code Llama trained by `scripts/train/`
 /// and committed to the repository (a path relative to the repository root).
@@ -42,7 +42,8 @@ pub struct ModelArgs {
 /// The generation settings of `complete`, `infill` and `chat`. Left out, each
 /// takes the library's default for the mode (`codellama_webgpu::request`:
 /// Meta's temperature 0.2 completion, 0 infill, 0.6 chat; top-p 0.9; 256
-/// tokens), the same as the JS API's.
+/// tokens; no speculative decoding unless `--draft N`), the same as the JS
+/// API's.
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Sampling temperature; 0 is greedy. Default: the mode's (Meta's) default.
@@ -82,7 +83,14 @@ pub struct SamplingArgs {
     /// Stop at a generated line (after the first) indented by fewer columns.
     #[arg(long)]
     pub min_indent: Option<u64>,
-    /// Print token counts and speed to stderr at the end.
+    /// Speculative decoding: the most tokens drafted (by prompt lookup) and
+    /// verified per forward pass, 0..=15; 0 is off. The tokens are the same
+    /// either way. Default: 0 (it pays where a pass over N+1 positions costs
+    /// little more than one: a memory-bound model such as a 7B on a GPU).
+    #[arg(long, value_name = "N")]
+    pub draft: Option<u64>,
+    /// Print token counts, speed and speculative decoding's drafted and
+    /// accepted tokens and forward passes to stderr at the end.
     #[arg(long)]
     pub stats: bool,
 }
@@ -104,6 +112,12 @@ impl SamplingArgs {
             repetition_penalty: self.repeat_penalty,
             repetition_window: self.repeat_window,
             seed: self.seed,
+            speculative: self.draft.map(|n| {
+                SpeculativeRequest::Settings(SpeculativeSettings {
+                    max_draft: Some(n),
+                    ngram: None,
+                })
+            }),
             ..Request::default()
         }
     }

@@ -44,6 +44,13 @@ pub struct BenchArgs {
     /// Tokens per prefill batch.
     #[arg(long, default_value_t = 128)]
     prefill_chunk: usize,
+    /// Also time the verification of this many drafted tokens (speculative decoding: a batch
+    /// of N + 1 positions, each sampled) against one decode step, and print the ratio; 0: not.
+    #[arg(long, default_value_t = 0)]
+    verify_draft: usize,
+    /// Rounds of the verification measurement (medians are reported).
+    #[arg(long, default_value_t = 10)]
+    verify_rounds: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -69,6 +76,8 @@ pub fn bench(a: &BenchArgs) -> Res {
         prompt_tokens: a.prompt_tokens.max(1),
         decode_tokens: a.decode_tokens.max(1),
         prefill_chunk: a.prefill_chunk.max(1),
+        verify_draft: a.verify_draft,
+        verify_rounds: a.verify_rounds.max(1),
     };
     let json = a.json;
     let report = ctx.block_on(bench::run(Arc::clone(&ctx), &opts, &mut |line| {

@@ -146,6 +146,16 @@ fn stream(
             (stats.prompt_tokens_computed + stats.generated_tokens) as f64 / secs.max(1e-9),
             stats.stop_reason
         );
+        if stats.drafted_tokens > 0 || p.opts.speculative.is_some() {
+            eprintln!(
+                "[speculative: {} drafted, {} accepted ({:.0}%), {} forward passes, {:.2} tokens per pass]",
+                stats.drafted_tokens,
+                stats.accepted_tokens,
+                100.0 * stats.accepted_tokens as f64 / stats.drafted_tokens.max(1) as f64,
+                stats.forward_passes,
+                stats.generated_tokens as f64 / stats.forward_passes.max(1) as f64
+            );
+        }
         if let Some(c) = p.context.filter(|c| c.trimmed) {
             eprintln!(
                 "[trimmed to {} tokens: {} prefix chars and {} suffix chars dropped, {} extra files kept, {} extra chars dropped]",

@@ -115,6 +115,11 @@ pub const MAX_HEAD_DIM: usize = super::keys::MAX_HEAD_DIM as usize;
 /// The most tokens a batch may have to take the decode path (split partials
 /// and `combine`); larger batches take the prefill path.
 pub const DECODE_TOKENS: usize = 4;
+/// The most tokens the split path can take when asked to
+/// ([`KvAttention::encode_split`]): a speculative verification batch (the
+/// GPU sampler's rows).
+pub const SPLIT_TOKENS: usize = super::keys::SAMPLE_ROWS as usize;
+const _: () = assert!(DECODE_TOKENS <= SPLIT_TOKENS);
 /// Storage-binding offsets are multiples of this (WebGPU's
 /// `min_storage_buffer_offset_alignment` default and maximum).
 const ALIGN: u64 = 256;
@@ -251,13 +256,20 @@ impl AttentionConfig {
         self.max_len.div_ceil(SPLIT)
     }
 
-    /// Bytes of the attention scratch: the decode path's partials
-    /// `(decode_tokens, n_heads, max_splits, 2 + head_dim)` f32 or the
+    /// The most tokens the split path holds ([`SPLIT_TOKENS`], at most
+    /// `max_tokens`): the decode path's, and speculative verification's
+    /// ([`KvAttention::encode_split`]).
+    pub fn split_tokens(&self) -> usize {
+        SPLIT_TOKENS.min(self.max_tokens)
+    }
+
+    /// Bytes of the attention scratch: the split path's partials
+    /// `(split_tokens, n_heads, max_splits, 2 + head_dim)` f32 or the
     /// prefill path's carried state `(max_tokens, n_heads, 2 + head_dim)`
     /// f32, whichever is larger (they share the buffer).
     pub fn scratch_bytes(&self) -> u64 {
         let row = (self.n_heads * (2 + self.head_dim) * 4) as u64;
-        let partials = (self.decode_tokens() * self.max_splits()) as u64 * row;
+        let partials = (self.split_tokens() * self.max_splits()) as u64 * row;
         partials.max(self.max_tokens as u64 * row)
     }
 
@@ -606,11 +618,45 @@ impl KvAttention {
         layer: usize,
         step: &StepParams,
     ) -> Result<usize, GpuError> {
+        let decode = step.tokens as usize <= self.decode_tokens();
+        self.encode_path(pass, layer, step, decode)
+    }
+
+    /// [`KvAttention::encode`] on the split path whatever the batch's size
+    /// (up to [`SPLIT_TOKENS`]): every row is then computed as a decode step
+    /// of that row alone computes it — the same splits of 64 positions, the
+    /// same sums in the same order, positions past the row masked to weight
+    /// exactly 0 (adding 0 changes no sum), and `combine` over the row's own
+    /// splits (a row whose positions fit one split but whose batch needs
+    /// `combine` gets `M = m`, `exp(0) = 1`: its value unchanged). Speculative
+    /// verification uses it so that a batch's logits equal decode steps'.
+    pub fn encode_split(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        layer: usize,
+        step: &StepParams,
+    ) -> Result<usize, GpuError> {
+        let limit = self.cfg.split_tokens();
+        if step.tokens as usize > limit {
+            return Err(GpuError::shape(
+                K,
+                format!("{} tokens on the split path (1..={limit})", step.tokens),
+            ));
+        }
+        self.encode_path(pass, layer, step, true)
+    }
+
+    fn encode_path(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        layer: usize,
+        step: &StepParams,
+        decode: bool,
+    ) -> Result<usize, GpuError> {
         let (pos, tokens, kv_len) = self.check_step(layer, step)?;
         let last_chunk = (kv_len - 1) / KV_CHUNK;
         let n_kv = self.cfg.n_kv_heads as u32;
         let mut dispatches = self.encode_write(pass, layer, pos, kv_len);
-        let decode = tokens <= self.decode_tokens();
         let group = self.cfg.n_heads / self.cfg.n_kv_heads;
         let rows = if decode {
             pass.set_pipeline(&self.decode);

@@ -47,6 +47,14 @@
 //! encoder; [`GpuSampler::read_token`] (or a copy of
 //! [`GpuSampler::token_buffer`]) gives the token.
 //!
+//! # Rows
+//!
+//! [`GpuSampler::new_rows`] samples up to `rows` ([`SAMPLE_ROWS`] at most)
+//! rows of a `(rows, vocab)` logits buffer in one dispatch of one workgroup
+//! per row, each row with its own step, recent ids and scratch, its id at
+//! `token[row]` (speculative verification: [`rows`]). The single sampler is
+//! the case `rows = 1`: the same kernel, dispatched once.
+//!
 //! # Log-probabilities
 //!
 //! [`GpuLogprobs`] (entry point `logprobs` of the same shader) binds the
@@ -58,10 +66,12 @@
 
 mod host;
 mod logprobs;
+mod rows;
 
 pub use host::{logprobs_host, sample_host};
 pub use logprobs::GpuLogprobs;
 
+use super::keys::SAMPLE_ROWS;
 use super::{GpuContext, GpuError, KernelKey};
 use crate::sampler::{
     exp_table, penalized_ids, SampleTrace, SamplerConfig, SamplerError, SamplingConstants,
@@ -93,21 +103,32 @@ struct Params {
     pen_neg: f32,
     inv2t: f32,
     hcut: f32,
+    rows: u32,
+    _pad: [u32; 3],
 }
 
-/// The shader's `StepData` uniform (per submit).
+/// The shader's `RowStep`: one row's part of the `StepData` uniform.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct StepData {
+struct RowStep {
     step: u32,
     n_recent: u32,
-    _pad: [u32; 2],
+    /// Where the row's ids start in the recent buffer.
+    recent_at: u32,
+    _pad: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Params>() == 48);
+/// The shader's `StepData` uniform (per submit): a [`RowStep`] per row.
+type StepData = [RowStep; SAMPLE_ROWS as usize];
+
+const _: () = assert!(std::mem::size_of::<Params>() == 64);
+const _: () = assert!(std::mem::size_of::<StepData>() == 16 * SAMPLE_ROWS as usize);
+
+/// u32 slots of the token buffer per row's trace (5 used).
+const TRACE: usize = 6;
 
 impl Params {
-    fn new(vocab: u32, cfg: &SamplerConfig, c: &SamplingConstants) -> Params {
+    fn new(vocab: u32, rows: u32, cfg: &SamplerConfig, c: &SamplingConstants) -> Params {
         Params {
             vocab,
             greedy: u32::from(c.greedy),
@@ -121,20 +142,26 @@ impl Params {
             pen_neg: c.pen_neg,
             inv2t: c.inv2t,
             hcut: c.hcut,
+            rows,
+            _pad: [0; 3],
         }
     }
 }
 
-/// Samples one token from a `(vocab)` f32 logits buffer, bound once.
+/// Samples one token from a `(vocab)` f32 logits buffer (or one per row of
+/// a `(rows, vocab)` one: [`GpuSampler::new_rows`]), bound once.
 #[derive(Debug)]
 pub struct GpuSampler {
     vocab: usize,
+    /// Rows the buffers hold (1 for [`GpuSampler::new`]).
+    rows: usize,
     config: SamplerConfig,
     constants: SamplingConstants,
     logits: wgpu::Buffer,
     params: wgpu::Buffer,
     step: wgpu::Buffer,
     recent: wgpu::Buffer,
+    /// Recent-id slots per row.
     recent_capacity: usize,
     table: wgpu::Buffer,
     scratch: wgpu::Buffer,
@@ -152,18 +179,36 @@ impl GpuSampler {
         logits: &wgpu::Buffer,
         vocab: usize,
     ) -> Result<GpuSampler, GpuError> {
+        GpuSampler::new_rows(ctx, logits, vocab, 1).await
+    }
+
+    /// A sampler of `rows` (1..=[`SAMPLE_ROWS`]) rows of `vocab` f32 values
+    /// each, row `r` at `logits[r * vocab..]` (a storage buffer of at least
+    /// `4 * rows * vocab` bytes): see [`GpuSampler::prepare_rows`].
+    pub async fn new_rows(
+        ctx: &GpuContext,
+        logits: &wgpu::Buffer,
+        vocab: usize,
+        rows: usize,
+    ) -> Result<GpuSampler, GpuError> {
+        if rows == 0 || rows > SAMPLE_ROWS as usize {
+            return Err(GpuError::shape(
+                K,
+                format!("{rows} rows (1..={SAMPLE_ROWS})"),
+            ));
+        }
         if vocab == 0 || vocab >= NO_TOKEN as usize {
             return Err(GpuError::shape(
                 K,
                 format!("vocab {vocab} is not in 1..2^32-1"),
             ));
         }
-        let logit_bytes = vocab as u64 * 4;
+        let logit_bytes = (rows * vocab) as u64 * 4;
         if logits.size() < logit_bytes {
             return Err(GpuError::shape(
                 K,
                 format!(
-                    "logits: {} bytes, vocab {vocab} needs {logit_bytes}",
+                    "logits: {} bytes, {rows} rows of vocab {vocab} need {logit_bytes}",
                     logits.size()
                 ),
             ));
@@ -171,7 +216,7 @@ impl GpuSampler {
         if !logits.usage().contains(wgpu::BufferUsages::STORAGE) {
             return Err(GpuError::shape(K, "logits: not a storage buffer"));
         }
-        let scratch_bytes = logit_bytes * 4;
+        let scratch_bytes = logit_bytes * 4; // per row: keys and 3 candidate arrays
         ctx.check_binding_size("sample scratch", scratch_bytes)?;
         ctx.check_binding_size("sample logits", logit_bytes)?;
         let config = SamplerConfig::default();
@@ -179,16 +224,17 @@ impl GpuSampler {
         let pipeline = ctx.pipeline(KernelKey::Sample).await?;
         let params = ctx.uniform(
             "sample params",
-            &Params::new(vocab as u32, &config, &constants),
+            &Params::new(vocab as u32, rows as u32, &config, &constants),
         );
         let step = ctx.uniform("sample step", &StepData::default());
         let recent_capacity = MIN_RECENT.max(config.repetition_window);
         let recent = ctx
-            .storage_zeroed("sample recent", recent_capacity as u64 * 4)
+            .storage_zeroed("sample recent", (rows * recent_capacity) as u64 * 4)
             .await?;
         let table = ctx.storage_u32("sample exp table", exp_table()).await?;
         let scratch = ctx.storage_zeroed("sample scratch", scratch_bytes).await?;
-        let token = ctx.storage_zeroed("sample token", 32).await?;
+        let token_bytes = ((rows * (1 + TRACE)) as u64 * 4).max(32);
+        let token = ctx.storage_zeroed("sample token", token_bytes).await?;
         let bind_group = bind(
             ctx,
             &pipeline,
@@ -204,6 +250,7 @@ impl GpuSampler {
         .await?;
         Ok(GpuSampler {
             vocab,
+            rows,
             config,
             constants,
             logits: logits.clone(),
@@ -241,9 +288,9 @@ impl GpuSampler {
         if constants.penalize && needed > self.recent_capacity {
             let capacity = needed;
             let recent = ctx
-                .storage_zeroed("sample recent", capacity as u64 * 4)
+                .storage_zeroed("sample recent", (self.rows * capacity) as u64 * 4)
                 .await?;
-            let logit_bytes = self.vocab as u64 * 4;
+            let logit_bytes = (self.rows * self.vocab) as u64 * 4;
             self.bind_group = bind(
                 ctx,
                 &self.pipeline,
@@ -260,7 +307,7 @@ impl GpuSampler {
             self.recent = recent;
             self.recent_capacity = capacity;
         }
-        let params = Params::new(self.vocab as u32, config, &constants);
+        let params = Params::new(self.vocab as u32, self.rows as u32, config, &constants);
         ctx.queue()
             .write_buffer(&self.params, 0, bytemuck::bytes_of(&params));
         self.config = config.clone();
@@ -272,13 +319,17 @@ impl GpuSampler {
     /// last `repetition_window` of `recent` (the prompt and the tokens so
     /// far), effective at the next submit.
     pub fn prepare(&self, ctx: &GpuContext, step: u32, recent: &[u32]) -> Result<(), GpuError> {
-        let ids = if self.constants.penalize {
-            let mut ids = penalized_ids(recent, self.config.repetition_window);
-            ids.retain(|&id| (id as usize) < self.vocab);
-            ids
-        } else {
-            Vec::new()
-        };
+        self.prepare_rows(ctx, step, recent, &[])
+    }
+
+    /// The distinct ids among the last `repetition_window` of `recent` that
+    /// the penalty applies to (none without a penalty).
+    fn penalized(&self, recent: &[u32]) -> Result<Vec<u32>, GpuError> {
+        if !self.constants.penalize {
+            return Ok(Vec::new());
+        }
+        let mut ids = penalized_ids(recent, self.config.repetition_window);
+        ids.retain(|&id| (id as usize) < self.vocab);
         if ids.len() > self.recent_capacity {
             return Err(GpuError::Internal(format!(
                 "sample: {} recent ids for {} slots",
@@ -286,21 +337,10 @@ impl GpuSampler {
                 self.recent_capacity
             )));
         }
-        if !ids.is_empty() {
-            ctx.queue()
-                .write_buffer(&self.recent, 0, bytemuck::cast_slice(&ids));
-        }
-        let data = StepData {
-            step,
-            n_recent: ids.len() as u32,
-            _pad: [0; 2],
-        };
-        ctx.queue()
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(&data));
-        Ok(())
+        Ok(ids)
     }
 
-    /// Records the sampling dispatch (one workgroup) into `pass`.
+    /// Records the sampling dispatch (one workgroup: row 0) into `pass`.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) -> usize {
         one_workgroup(pass, &self.pipeline, &self.bind_group)
     }
