@@ -33,6 +33,9 @@ $PY scripts/make_hostile_ggufs.py --check
 step "fixture models and float64 numpy reference logits"
 $PY scripts/make_fixtures.py
 
+step "HumanEval harness: canonical solutions pass, a pass body fails (scripts/eval/humaneval.py --self-test)"
+$PY scripts/eval/humaneval.py --self-test
+
 step "cargo test"
 # Vulkan's window-system probing wants a runtime dir; without one lavapipe
 # prints a harmless error line per device.
@@ -67,3 +70,12 @@ step "npm package tests (headless Chromium via playwright-core)"
 export CODELLAMA_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/codellama"
 export CODELLAMA_WEB_SKIP="${CODELLAMA_WEB_SKIP-prefix-reuse}"
 bash scripts/test-web.sh
+
+step "HumanEval through the engine: the CLI (lavapipe) and the npm package (Chromium) write the same text"
+# The first problem (1 completion, 2 x 7 masked lines) on the bundled demo model, greedy:
+# the native GPU engine and the package in headless Chromium must agree token for token; the pass
+# rates are printed, not asserted (the full figures are in the README, "HumanEval").
+mkdir -p tests/web/out
+$PY scripts/eval/humaneval.py --cli "$CODELLAMA_BIN" --backend gpu --limit 1 --json tests/web/out/humaneval-cli.json
+$PY scripts/eval/humaneval.py --engine chromium --limit 1 --json tests/web/out/humaneval-chromium.json \
+    --expect-same-as tests/web/out/humaneval-cli.json

@@ -487,3 +487,116 @@ fn draft_changes_no_text_and_stats_report_it() {
         "maxDraft",
     );
 }
+
+/// `batch`: one answer line per request line, in order; each answer's text is
+/// what the single-request command prints with the same settings (the KV
+/// cache carried from one request to the next changes no token); a bad line
+/// is answered with its error where it stands and the batch goes on; a blank
+/// line gets a blank line; the GPU backend gives the same greedy text.
+#[test]
+fn batch_answers_each_line_like_the_single_commands() {
+    let m = model("tiny-gqa-q8_0.gguf");
+    let m = m.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("codellama-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("requests.jsonl");
+    let lines = [
+        r#"{"kind":"complete","prompt":"def f(","maxTokens":10,"temperature":0}"#,
+        r#"{"kind":"infill","prefix":"def add(a, b):\n    ","suffix":"\n    return c\n","maxTokens":8,"temperature":0,"suffixFirst":true}"#,
+        r#"{"kind":"complete","prompt":"x","maxTokens":4,"temprature":0}"#,
+        "",
+        r#"{"kind":"complete","prompt":"def f(x","maxTokens":10,"temperature":0}"#,
+        r#"{"kind":"chat","messages":[{"role":"user","content":"Write a loop."}],"maxTokens":6,"temperature":0}"#,
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    // The single-request commands, greedy on the CPU backend.
+    let greedy = |cmd: &str, rest: &[&str]| {
+        let mut args = vec![cmd, "-m", m, "--backend", "cpu", "--temperature", "0"];
+        args.extend_from_slice(rest);
+        ok(&args)
+    };
+    let single = [
+        greedy("complete", &["--max-tokens", "10", "def f("]),
+        greedy(
+            "infill",
+            &[
+                "--max-tokens",
+                "8",
+                "--prefix",
+                "def add(a, b):\n    ",
+                "--suffix",
+                "\n    return c\n",
+                "--suffix-first",
+            ],
+        ),
+        greedy("complete", &["--max-tokens", "10", "def f(x"]),
+        greedy("chat", &["--max-tokens", "6", "Write a loop."]),
+    ];
+    let single: Vec<&str> = single
+        .iter()
+        .map(|s| s.strip_suffix('\n').unwrap())
+        .collect();
+    for backend in ["cpu", "gpu"] {
+        let out = dir.join(format!("answers-{backend}.jsonl"));
+        ok(&[
+            "batch",
+            "-m",
+            m,
+            "--backend",
+            backend,
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let answers: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            answers.len(),
+            lines.len(),
+            "{backend}: one answer per line: {text}"
+        );
+        assert_eq!(
+            answers[3], "",
+            "{backend}: a blank line answers a blank line"
+        );
+        let json = |i: usize| -> serde_json::Value { serde_json::from_str(answers[i]).unwrap() };
+        let err = json(2);
+        assert!(
+            err["error"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field `temprature`"),
+            "{backend}: {err}"
+        );
+        assert!(err.get("text").is_none(), "{backend}: {err}");
+        for (i, want) in [
+            (0, single[0]),
+            (1, single[1]),
+            (4, single[2]),
+            (5, single[3]),
+        ] {
+            let a = json(i);
+            assert_eq!(a["text"].as_str(), Some(want), "{backend}: line {i}: {a}");
+            assert!(
+                a["generatedTokens"].as_u64().unwrap() >= 1,
+                "{backend}: {a}"
+            );
+            assert!(a["promptTokens"].as_u64().unwrap() >= 3, "{backend}: {a}");
+            let reason = a["stopReason"].as_str().unwrap_or("");
+            assert!(
+                ["stop_token", "max_tokens"].contains(&reason) && a["ms"].is_number(),
+                "{backend}: {a}"
+            );
+        }
+    }
+    fails(
+        &[
+            "batch",
+            "-m",
+            m,
+            dir.join("missing.jsonl").to_str().unwrap(),
+        ],
+        "cannot read",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -86,13 +86,16 @@ struct Activations {
     logits_all: Option<wgpu::Buffer>, // (T, vocab)
 }
 
-/// A product bound three times: matrix-vector for one token, the device's
-/// batch kernel for a batch, and the verification kernel for a speculative
-/// batch (each column summed as the one-token kernel sums it).
+/// A product bound up to three times: matrix-vector for one token, the
+/// device's batch kernel for a batch, and the verification kernel for a
+/// speculative batch (each column summed as the one-token kernel sums it).
+/// `verify` is `None` where the batch kernel already is the verification
+/// kernel (the CPU-adapter preset) or the product only ever sees one token
+/// (the last row's output): `many` serves then.
 struct Proj {
     one: MatvecBinding,
     many: MatmulBinding,
-    verify: MatmulBinding,
+    verify: Option<MatmulBinding>,
     /// Weight format and bytes (for the profile).
     format: QFormat,
     bytes: u64,
@@ -113,17 +116,22 @@ impl Proj {
             many: m
                 .bind_matmul_to(ctx, step, x, out, norm, max_tokens, ctx.batch_kernel())
                 .await?,
-            verify: m
-                .bind_matmul_to(
-                    ctx,
-                    step,
-                    x,
-                    out,
-                    norm,
-                    MAX_VERIFY.min(max_tokens),
-                    ctx.verify_kernel(),
+            verify: if max_tokens > 1 && ctx.verify_kernel() != ctx.batch_kernel() {
+                Some(
+                    m.bind_matmul_to(
+                        ctx,
+                        step,
+                        x,
+                        out,
+                        norm,
+                        MAX_VERIFY.min(max_tokens),
+                        ctx.verify_kernel(),
+                    )
+                    .await?,
                 )
-                .await?,
+            } else {
+                None
+            },
             format: m.format(),
             bytes: m.gpu_bytes(),
         })
@@ -139,7 +147,10 @@ impl Proj {
         let n = if tokens == 1 {
             self.one.encode(rec.pass)
         } else if head == Head::Verify {
-            self.verify.encode(rec.pass, tokens)?
+            self.verify
+                .as_ref()
+                .unwrap_or(&self.many)
+                .encode(rec.pass, tokens)?
         } else {
             self.many.encode(rec.pass, tokens)?
         };

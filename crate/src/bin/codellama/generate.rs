@@ -23,14 +23,14 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 
 /// A model loaded for one backend (one per process: size does not matter).
 #[allow(clippy::large_enum_variant)]
-enum Model {
+pub enum Model {
     Cpu(CpuWeights),
     Gpu(Option<GpuDecoder>),
 }
 
-struct Loaded {
-    model: Model,
-    tok: Tokenizer,
+pub struct Loaded {
+    pub model: Model,
+    pub tok: Tokenizer,
 }
 
 /// A generation session on either backend.
@@ -41,7 +41,7 @@ pub enum Engine<'w> {
 }
 
 impl Engine<'_> {
-    fn generate(
+    pub fn generate(
         &mut self,
         tok: &Tokenizer,
         prompt: &[u32],
@@ -55,7 +55,7 @@ impl Engine<'_> {
     }
 
     /// Positions the context holds.
-    fn max_len(&self) -> usize {
+    pub fn max_len(&self) -> usize {
         match self {
             Engine::Cpu(s) => s.decoder.max_len(),
             Engine::Gpu(s) => s.decoder.max_len(),
@@ -87,7 +87,7 @@ pub fn gpu_decoder(
     Ok(ctx.block_on(GpuDecoder::new(Arc::clone(&ctx), weights, opts))?)
 }
 
-fn load(m: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
+pub fn load(m: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
     match m.backend {
         Backend::Cpu => {
             let weights = CpuWeights::load(&m.model)?;
@@ -108,7 +108,8 @@ fn load(m: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
     }
 }
 
-fn session<'w>(model: &'w mut Model, m: &ModelArgs) -> Engine<'w> {
+/// A session on `l`'s model (the GPU decoder moves into the session: one per load).
+pub fn session<'w>(model: &'w mut Model, m: &ModelArgs) -> Engine<'w> {
     match model {
         Model::Cpu(w) => {
             let ctx = m.context.unwrap_or(w.config.context_length);

@@ -1,7 +1,8 @@
 //! `codellama`: the native command-line interface (info, tokenize, logits,
-//! complete, infill, chat; bench, synth, load).
+//! complete, infill, chat, batch; bench, synth, load).
 
 mod args;
+mod batch;
 mod bench;
 mod generate;
 mod inspect;
@@ -79,6 +80,20 @@ enum Command {
         /// A single user message; without it and without --file, user turns are read from stdin.
         message: Option<String>,
     },
+    /// Many requests through one loaded model: a JSON request per input line (as the JS API's
+    /// `generate` takes it), a JSON answer per output line (text, stop reason, counts, or error).
+    Batch {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The requests, one JSON object per line (`-`: stdin).
+        input: std::path::PathBuf,
+        /// Where the answers go (default: stdout).
+        #[arg(long, short = 'o')]
+        output: Option<std::path::PathBuf>,
+        /// Prints a count every 50 requests on stderr.
+        #[arg(long)]
+        progress: bool,
+    },
     /// Prefill and decode speed of a 7B-shaped model with random weights, against the adapter's bandwidth.
     Bench(bench::BenchArgs),
     /// Writes a 7B-shaped GGUF file with random weights (for load measurements).
@@ -112,6 +127,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             system,
             message,
         } => generate::chat(&model, &sampling, file.as_deref(), system, message),
+        Command::Batch {
+            model,
+            input,
+            output,
+            progress,
+        } => batch::batch(&model, &input, output.as_deref(), progress),
         Command::Bench(a) => bench::bench(&a),
         Command::Synth(a) => bench::synth(&a),
         Command::Load(a) => bench::load(&a),
