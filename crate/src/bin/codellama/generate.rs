@@ -108,7 +108,7 @@ pub fn load(m: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
     }
 }
 
-/// A session on `l`'s model (the GPU decoder moves into the session: one per load).
+/// A session on a loaded model (the GPU decoder moves into the session: one per load).
 pub fn session<'w>(model: &'w mut Model, m: &ModelArgs) -> Engine<'w> {
     match model {
         Model::Cpu(w) => {
