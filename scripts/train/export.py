@@ -5,7 +5,8 @@ Usage (from the repository root, in the training venv):
 
     python scripts/train/export.py [--work build/demo-train] [--out models/codellama-demo.gguf] [--type Q8_0]
 
-Reads ``<work>/ckpt.pt`` (train.py) and ``<work>/spm.model`` (tokenizer.py).
+Reads ``<work>/ckpt.pt`` (train.py), ``<work>/spm.model`` (tokenizer.py) and ``<work>/corpus.json``
+(corpus.py: the description names the PyPI packages' count when the corpus has them).
 
 * ``general.architecture`` ``llama`` and every ``llama.*`` hyperparameter key (context length,
   embedding length, block count, FFN length, head counts, RMS eps, ``rope.freq_base``,
@@ -25,6 +26,7 @@ Reads ``<work>/ckpt.pt`` (train.py) and ``<work>/spm.model`` (tokenizer.py).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -43,18 +45,34 @@ FILE_TYPES = {"Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "F16": gguf.LlamaFileType.
 SP_TYPES = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}
 
 
+# model.py's per-layer state-dict name -> GGUF tensor name (blk.N.<name>.weight); from_gguf.py
+# reads by the same table.
+LAYER_TENSORS = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
+                 "wo": "attn_output", "ffn_norm": "ffn_norm", "w1": "ffn_gate", "w3": "ffn_up",
+                 "w2": "ffn_down"}
+
+
 def gguf_tensors(sd: dict, n_layers: int) -> dict[str, np.ndarray]:
     t = lambda k: sd[k].detach().float().numpy()
     out = {"token_embd.weight": t("tok_embeddings.weight")}
-    names = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
-             "wo": "attn_output", "ffn_norm": "ffn_norm", "w1": "ffn_gate", "w3": "ffn_up",
-             "w2": "ffn_down"}
     for i in range(n_layers):
-        for src, dst in names.items():
+        for src, dst in LAYER_TENSORS.items():
             out[f"blk.{i}.{dst}.weight"] = t(f"layers.{i}.{src}.weight")
     out["output_norm.weight"] = t("norm.weight")
     out["output.weight"] = t("output.weight")
     return out
+
+
+def description(work: Path) -> str:
+    """The GGUF's ``general.description``: what the weights were trained on (corpus.json)."""
+    text = ("Tiny Code Llama-architecture demo model trained by codellama-webgpu "
+            "(scripts/train) on CPython 3.11 standard library sources (PSF License)")
+    corpus = json.loads((work / "corpus.json").read_text())
+    pkgs = {d["path"].split("/")[1] for d in corpus["train"] if d["path"].startswith("pypi/")}
+    if pkgs:
+        text += (f" and {len(pkgs)} permissively licensed PyPI source distributions "
+                 "(MIT, BSD, Apache-2.0, PSF; listed in the project's README)")
+    return text
 
 
 def main(argv: list[str]) -> int:
@@ -80,9 +98,7 @@ def main(argv: list[str]) -> int:
     tmp = a.out.with_suffix(a.out.suffix + ".tmp")
     w = gguf.GGUFWriter(str(tmp), "llama")
     w.add_name("codellama-demo")
-    w.add_description(
-        "Tiny Code Llama-architecture demo model trained by codellama-webgpu "
-        "(scripts/train) on CPython 3.11 standard library sources (PSF License)")
+    w.add_description(description(a.work))
     w.add_file_type(int(FILE_TYPES[a.type]))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_context_length(c["context_length"])

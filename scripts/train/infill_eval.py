@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model import Config, Llama  # noqa: E402
-from train import BOS, EOS, Tok  # noqa: E402
+from train import BOS, EOS, Data, Tok, evaluate  # noqa: E402
 
 
 def parses(src: str) -> bool:
@@ -114,20 +114,35 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--show", action="store_true")
+    ap.add_argument("--loss-windows", type=int, default=0,
+                    help="also the held-out loss over N windows of --work's held-out files "
+                         "(train.py's final figure is N = 64), so that checkpoints of phases "
+                         "trained on other corpora are compared on one set")
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
     tok = Tok(a.work / "spm.model")
     fixed = json.loads(a.cases.read_text())["cases"]
     held = heldout_cases(json.loads((a.work / "corpus.json").read_text()), a.heldout, a.seed) if a.heldout else []
+    windows = None
     for path in a.ckpt:
         ck = torch.load(path, map_location="cpu", weights_only=False)
         model = Llama(Config(**ck["config"])).to(dev)
         model.load_state_dict(ck["model"])
         model.eval()
+        loss = None
+        if a.loss_windows:
+            if windows is None:
+                corpus = json.loads((a.work / "corpus.json").read_text())
+                corpus["_work"] = str(a.work)
+                data = Data(corpus, tok, ck["config"]["context_length"], a.seed)
+                windows = tuple(t.to(dev) for t in data.heldout_windows(a.loss_windows))
+            loss = round(evaluate(model, *windows), 4)
+            model.eval()  # evaluate() leaves the model in training mode
         f = rate(model, tok, fixed, a.max_tokens, dev, a.show)
         h = rate(model, tok, held, a.max_tokens, dev) if held else {"ok": 0, "eot": 0, "n": 0}
         fs = rate(model, tok, fixed, a.max_tokens, dev, spm=True)
         print(json.dumps({"ckpt": str(path), "step": ck.get("step"), "heldout_loss": ck.get("heldout_loss"),
+                          "loss_windows": loss,
                           "fixed": f"{f['ok']}/{f['n']}", "fixed_eot": f["eot"],
                           "heldout_cases": f"{h['ok']}/{h['n']}", "heldout_eot": h["eot"],
                           "fixed_spm": f"{fs['ok']}/{fs['n']}", "fixed_spm_eot": fs["eot"]}), flush=True)

@@ -474,6 +474,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--work", type=Path, default=Path("build/demo-train"))
     ap.add_argument("--steps", type=int, default=0, help="total optimizer steps")
     ap.add_argument("--minutes", type=float, default=0, help="pick --steps from the speed of the first steps")
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop after this step; the learning-rate schedule still spans --steps")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--context", type=int, default=512)
     ap.add_argument("--dim", type=int, default=256)
@@ -590,7 +592,7 @@ def main(argv: list[str]) -> int:
             per = (time.time() - t3) / 10
             total = max(a.warmup + 10, int((a.minutes * 60 - (time.time() - t_train)) / per) + step)
             say(f"speed {per:.2f} s/step over steps 3..13 -> total steps {total}")
-        if total and step >= total:
+        if total and step >= total or a.stop_at and step >= a.stop_at:
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
