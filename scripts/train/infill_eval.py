@@ -122,7 +122,8 @@ def main(argv: list[str]) -> int:
     dev = torch.device(a.device)
     tok = Tok(a.work / "spm.model")
     fixed = json.loads(a.cases.read_text())["cases"]
-    held = heldout_cases(json.loads((a.work / "corpus.json").read_text()), a.heldout, a.seed) if a.heldout else []
+    corpus = json.loads((a.work / "corpus.json").read_text())
+    held = heldout_cases(corpus, a.heldout, a.seed) if a.heldout else []
     windows = None
     for path in a.ckpt:
         ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -132,9 +133,7 @@ def main(argv: list[str]) -> int:
         loss = None
         if a.loss_windows:
             if windows is None:
-                corpus = json.loads((a.work / "corpus.json").read_text())
-                corpus["_work"] = str(a.work)
-                data = Data(corpus, tok, ck["config"]["context_length"], a.seed)
+                data = Data({**corpus, "_work": str(a.work)}, tok, ck["config"]["context_length"], a.seed)
                 windows = tuple(t.to(dev) for t in data.heldout_windows(a.loss_windows))
             loss = round(evaluate(model, *windows), 4)
             model.eval()  # evaluate() leaves the model in training mode

@@ -32,16 +32,15 @@ def main(argv: list[str]) -> int:
         s = by[e["license"]][(e["package"], e["version"])]
         s[0] += 1
         s[1] += e["bytes"]
-    total_files = sum(s[0] for lic in by.values() for s in lic.values())
-    total_bytes = sum(s[1] for lic in by.values() for s in lic.values())
-    n_pkgs = sum(len(lic) for lic in by.values())
-    print(f"{n_pkgs} PyPI packages, {total_files:,} training files, {total_bytes:,} bytes:\n")
-    for lic in sorted(by, key=lambda k: (-len(by[k]), k)):
-        pkgs = by[lic]
-        files = sum(s[0] for s in pkgs.values())
-        size = sum(s[1] for s in pkgs.values())
-        names = ", ".join(f"{p} {v}" for (p, v) in sorted(pkgs, key=lambda k: k[0].lower()))
-        print(f"- **{lic}** ({len(pkgs)} packages, {files:,} files, {size / 1e6:.1f} MB): {names}.")
+    # licence -> (packages, files, bytes)
+    sums = {lic: (len(p), sum(f for f, _ in p.values()), sum(b for _, b in p.values()))
+            for lic, p in by.items()}
+    n_pkgs, files, size = (sum(t[i] for t in sums.values()) for i in range(3))
+    print(f"{n_pkgs} PyPI packages, {files:,} training files, {size:,} bytes:\n")
+    for lic in sorted(by, key=lambda k: (-sums[k][0], k)):
+        n, f, b = sums[lic]
+        names = ", ".join(f"{p} {v}" for (p, v) in sorted(by[lic], key=lambda k: k[0].lower()))
+        print(f"- **{lic}** ({n} packages, {f:,} files, {b / 1e6:.1f} MB): {names}.")
     return 0
 
 
