@@ -387,7 +387,7 @@ fn single_line_and_indent_stops_end_ghost_text() {
     assert_eq!(full.as_bytes()[line.len()], b'\n');
     // Indentation 8 in a method: the method's body, up to the first line
     // back at the class's level (that line and the blank lines before it dropped).
-    let p = "class A:\n    def f(self):\n        ";
+    let p = "class A:\n    def f(self, x):\n        ";
     let (body, stats, _) = run_demo(Request {
         max_tokens: Some(120),
         min_indent: Some(8),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole demo-model pipeline as committed: venv, corpus, tokenizer, two training phases with
+# The whole demo-model pipeline as committed: venv, corpus, tokenizer, four training phases with
 # the recorded step counts, GGUF export, engine checks. CPU only; heavy steps under nice -n 19.
 # See scripts/train/README.md.
 set -euo pipefail
@@ -21,7 +21,24 @@ cp "$WORK/ckpt.pt" "$WORK/ckpt-phase1.pt"
 $PY scripts/train/train.py --work "$WORK" "${SHAPE[@]}" "${DATA[@]}" --fim 0.7 --psm 0.5 \
   --snippet-fim 0.6 --init "$WORK/ckpt-phase1.pt" --lr 1e-3 --warmup 20 --steps 2400 \
   --seed 1235 --eval-every 300
-$PY scripts/train/export.py --work "$WORK" --out models/codellama-demo.gguf --type Q8_0
+$PY scripts/train/export.py --work "$WORK" --out "$WORK/phase2.gguf" --type Q8_0
+# phase 3: the standard library + 70 PyPI sdists (pypi_corpus.py: permissive licences only), from
+# phase 2's Q8_0 file read back (from_gguf.py; how the recorded run started), the same tokenizer;
+# 3,500 steps of a 5,000-step schedule
+PWORK=${TRAIN_PYPI_WORK:-build/demo-train-pypi}
+$PY scripts/train/pypi_corpus.py --work "$WORK"
+$PY scripts/train/corpus.py --src /usr/lib/python3.11 --work "$PWORK" --pypi "$WORK/pypi"
+cp "$WORK/spm.model" "$PWORK/"
+$PY scripts/train/from_gguf.py --gguf "$WORK/phase2.gguf" --spm "$WORK/spm.model" --out "$PWORK/ckpt-phase2.pt"
+$PY scripts/train/train.py --work "$PWORK" "${SHAPE[@]}" "${DATA[@]}" --fim 0.7 --psm 0.5 \
+  --snippet-fim 0.6 --init "$PWORK/ckpt-phase2.pt" --lr 1e-3 --warmup 50 --steps 5000 --stop-at 3500 \
+  --seed 1236 --eval-every 500
+cp "$PWORK/ckpt.pt" "$PWORK/ckpt-phase3.pt"
+# phase 4: the names after "def"/"class" split as the prompt "def " ends, and snippets as files
+$PY scripts/train/train.py --work "$PWORK" "${SHAPE[@]}" "${DATA[@]}" --fim 0.5 --psm 0.5 \
+  --snippet-fim 0.6 --def-split 0.5 --snippet-lm 0.3 --init "$PWORK/ckpt-phase3.pt" --lr 3e-4 \
+  --warmup 10 --steps 600 --seed 1240 --eval-every 200
+$PY scripts/train/export.py --work "$PWORK" --out models/codellama-demo.gguf --type Q8_0
 nice -n 19 cargo build --release -p codellama-webgpu --bin codellama
-$PY scripts/train/check.py --work "$WORK" --cli "${CARGO_TARGET_DIR:-target}/release/codellama" \
+$PY scripts/train/check.py --work "$PWORK" --cli "${CARGO_TARGET_DIR:-target}/release/codellama" \
   --model models/codellama-demo.gguf --json "$WORK/check.json"

@@ -9,7 +9,10 @@ Usage (from the repository root, in the training venv, after corpus.py and token
 Each batch row is one example, drawn with a fixed seed:
 
 * 45% plain next-token windows of ``context`` + 1 tokens from the training stream
-  (``[BOS] + enc(file) + [EOS]`` for every training file, concatenated);
+  (``[BOS] + enc(file) + [EOS]`` for every training file, concatenated); with ``--snippet-lm P``
+  a share P of them is packed with whole snippets instead, each ``[BOS] + enc(snippet) + [EOS]``,
+  and with ``--def-split P`` the name after ``def`` / ``class`` is split into ``▁`` + name with
+  probability P (the prompt ``def `` ends in a lone ``▁``);
 * 50% fill-in-the-middle, half prefix-suffix-middle, half suffix-prefix-middle, built exactly
   like Meta's inference prompts plus the answer (``enc`` prepends the dummy ``▁``,
   ``enc_nospace`` does not):
@@ -241,6 +244,7 @@ class Data:
         self.short_fim = 0.0
         self.snippet_fim = 0.0  # share of FIM rows packed with whole-snippet missing-line examples
         self.snippet_pool = None
+        self.snippet_lm = 0.0  # share of plain rows packed with whole snippets, each a file of its own
         self.fim_p = 0.5  # share of FIM rows (the rest: 5% instruct, plain next-token)
         self.line_fim = 0.5  # share of FIM examples cut at whole lines (else at random characters)
         self.one_line = 0.0  # of those, the share whose middle is exactly one line (else 1 to 4)
@@ -252,6 +256,8 @@ class Data:
         self.spm_top_start = 0.0  # share of SPM spans moved back to start at a top-level line
         self.psm = 0.5  # share of FIM examples in prefix-suffix-middle order (else suffix-prefix-middle)
         self.space_id = tok.sp.piece_to_id("▁")
+        self.def_split = 0.0  # share of names after "def" / "class" (either piece) split as "▁" + name
+        self.def_ids = np.array([tok.sp.piece_to_id(p) for p in ("▁def", "▁class", "def", "class")])
         self.split_map = np.full(tok.n, -1, dtype=np.int64)
         for i in range(tok.n):
             piece = tok.sp.id_to_piece(i)
@@ -279,13 +285,36 @@ class Data:
             # in a space ("def ") is continued with a word, not a digit (the lone "▁" piece is
             # otherwise almost only seen before digits, which are split).
             cand = self.split_map[w] >= 0
-            pick = cand & (self.rng.random(len(w)) < self.split_p)
-            if pick.any():
-                out = []
-                for t, p in zip(w.tolist(), pick.tolist()):
-                    out.extend((self.space_id, int(self.split_map[t])) if p else (t,))
-                w = np.array(out[: self.T + 1])
-        return w.tolist(), None
+            w = self.split_at(w, cand & (self.rng.random(len(w)) < self.split_p))
+        return self.split_names(w).tolist(), None
+
+    def split_names(self, w):
+        """``--def-split``: the space split aimed at the name after "def" / "class". The prompt
+        "def " is "▁def" + "▁", and indented code puts "def" (no "▁") after a whitespace piece, so
+        a model trained on method-heavy code answers "def " with "def" again."""
+        if not self.def_split:
+            return w
+        cand = np.zeros(len(w), dtype=bool)
+        cand[1:] = np.isin(w[:-1], self.def_ids) & (self.split_map[w[1:]] >= 0)
+        return self.split_at(w, cand & (self.rng.random(len(w)) < self.def_split))
+
+    def snippet_lm_row(self):
+        """A whole snippet (``snippets``: a def, class or block at column 0) as a file of its own,
+        ``[BOS] + enc(snippet) + [EOS]``: how a fresh editor buffer starts, which a random
+        window of the training stream almost never is (the prompt "def " is "BOS ▁def ▁").
+        Packed several to a row."""
+        pool = self.snippet_lists()[0]
+        text = pool[int(self.rng.integers(len(pool)))]
+        return self.split_names(np.array([BOS] + self.tok.enc(text) + [EOS])).tolist(), None
+
+    def split_at(self, w, pick):
+        """``w`` with each picked ``▁word`` token replaced by ``▁`` + ``word``, cut to ``T + 1``."""
+        if not pick.any():
+            return w
+        out = []
+        for t, p in zip(w.tolist(), pick.tolist()):
+            out.extend((self.space_id, int(self.split_map[t])) if p else (t,))
+        return np.array(out[: self.T + 1])
 
     def fim_row(self, short: bool = False):
         """One FIM example over a span of about ``T`` tokens, or (``short``) over a window of
@@ -372,6 +401,12 @@ class Data:
             return [BOS, tok.pre] + p + [tok.suf] + s + [tok.mid] + m + [tok.eot]
         return [BOS, tok.pre, tok.suf] + s + [tok.mid] + p + m + [tok.eot]
 
+    def snippet_lists(self) -> tuple[list[str], list[str]]:
+        """``snippets`` of the training files and of their docstring-free view, built once."""
+        if self.snippet_pool is None:
+            self.snippet_pool = (snippets([d["text"] for d in self.docs]), snippets(self.code_texts()))
+        return self.snippet_pool
+
     def snippet_row(self):
         """One missing-line FIM example over a whole snippet (``snippets``: a def, class or block
         at column 0, from the docstring-free view with probability ``code_fim``): one non-blank,
@@ -379,9 +414,7 @@ class Data:
         editor where one line is missing. The middle's newline stays with it or moves to the
         suffix (half each)."""
         tok, rng = self.tok, self.rng
-        if self.snippet_pool is None:
-            self.snippet_pool = (snippets([d["text"] for d in self.docs]), snippets(self.code_texts()))
-        pool = self.snippet_pool[1 if self.code_fim and rng.random() < self.code_fim else 0]
+        pool = self.snippet_lists()[1 if self.code_fim and rng.random() < self.code_fim else 0]
         lines = pool[int(rng.integers(len(pool)))].splitlines(keepends=True)
         cand = [i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
         if not cand:
@@ -426,7 +459,9 @@ class Data:
             r = self.rng.random()
             kind = "lm" if r < 0.95 - self.fim_p else ("fim" if r < 0.95 else "inst")
             packer = None  # several short examples to the row
-            if kind == "fim" and self.snippet_fim and self.rng.random() < self.snippet_fim:
+            if kind == "lm" and self.snippet_lm and self.rng.random() < self.snippet_lm:
+                packer = self.snippet_lm_row
+            elif kind == "fim" and self.snippet_fim and self.rng.random() < self.snippet_fim:
                 packer = self.snippet_row
             elif kind == "fim" and self.short_fim and self.rng.random() < self.short_fim:
                 packer = lambda: self.fim_row(short=True)  # noqa: E731
@@ -491,6 +526,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--space-split", type=float, default=0.0,
                     help="in half the plain rows, split this share of '▁word' tokens into '▁' + 'word'")
+    ap.add_argument("--def-split", type=float, default=0.0,
+                    help="in every plain row, split this share of the names after 'def' and 'class' "
+                         "('▁name' into '▁' + 'name'), as the prompt 'def ' ends")
+    ap.add_argument("--snippet-lm", type=float, default=0.0,
+                    help="share of plain rows packed with whole snippets (a def, class or block at "
+                         "column 0), each as a file of its own: BOS + snippet + EOS")
     ap.add_argument("--short-fim", type=float, default=0.0,
                     help="share of FIM rows packed with short (3-30 line) examples")
     ap.add_argument("--snippet-fim", type=float, default=0.0,
@@ -534,6 +575,8 @@ def main(argv: list[str]) -> int:
     corpus["_work"] = str(a.work)
     data = Data(corpus, tok, a.context, a.seed)
     data.split_p = a.space_split
+    data.def_split = a.def_split
+    data.snippet_lm = a.snippet_lm
     data.short_fim = a.short_fim
     data.snippet_fim = a.snippet_fim
     data.fim_p, data.line_fim, data.one_line, data.psm = a.fim, a.line_fim, a.one_line, a.psm

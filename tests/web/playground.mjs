@@ -155,6 +155,10 @@ step('infill', async ({ page, shot }) => {
   check(after.includes(ghost.split('\n')[0]), 'the inserted text is not the ghost text');
   log('after Tab:', JSON.stringify(after.split('\n').slice(line, line + 3)));
   await shot('infill-accepted');
+  // Back to where the first suggestion appeared (Ctrl+Z undoes the accepted text): after
+  // `return None` a model may rightly suggest nothing (the line is complete), and the keys below
+  // need a suggestion to act on.
+  await page.keyboard.press('Control+z');
   // Esc dismisses a new suggestion; typing cancels the one in flight.
   await page.keyboard.press('Control+Space');
   await page.waitForSelector('.cm-ghost', { timeout: GEN_TIMEOUT });

@@ -1497,11 +1497,11 @@ test('request', async (t) => {
     // Line rules on the demo model (it writes code), streamed: the pieces never hold text a rule
     // retracts. In a method body: the body's first line, then a blank line and `    def …`.
     const demoEngine = (await T.engine({ model: demo })).engine;
-    const code = 'class A:\n    def f(self):\n        ';
-    const demoFull = await demoEngine.completeText(code, { maxTokens: 16, temperature: 0 });
+    const code = 'class A:\n    def f(self, x):\n        ';
+    const demoFull = await demoEngine.completeText(code, { maxTokens: 24, temperature: 0 });
     out.demoFull = demoFull.text;
     for (const [key, o] of [['singleLine', { singleLine: true }], ['minIndent', { minIndent: 8 }]]) {
-      const d = await T.drain(demoEngine.complete(code, { maxTokens: 16, temperature: 0, ...o }));
+      const d = await T.drain(demoEngine.complete(code, { maxTokens: 24, temperature: 0, ...o }));
       out[key] = { pieces: d.chunks.map((c) => c.text), stats: d.returned, error: d.error };
     }
     // A 30,000-token file infills (trimmed to the default budget, context − maxTokens).
