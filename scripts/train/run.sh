@@ -41,4 +41,4 @@ $PY scripts/train/train.py --work "$PWORK" "${SHAPE[@]}" "${DATA[@]}" --fim 0.5 
 $PY scripts/train/export.py --work "$PWORK" --out models/codellama-demo.gguf --type Q8_0
 nice -n 19 cargo build --release -p codellama-webgpu --bin codellama
 $PY scripts/train/check.py --work "$PWORK" --cli "${CARGO_TARGET_DIR:-target}/release/codellama" \
-  --model models/codellama-demo.gguf --json "$WORK/check.json"
+  --model models/codellama-demo.gguf --json "$PWORK/check.json"
