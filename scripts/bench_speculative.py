@@ -4,7 +4,7 @@
 Usage::
 
     cargo build --release -p codellama-webgpu --bin codellama
-    .venv/bin/python scripts/bench_speculative.py [--backend cpu|gpu] [--draft 8] [--repeat 3]
+    .venv/bin/python scripts/bench_speculative.py [--backend cpu|gpu] [--draft 8] [--cost-aware] [--repeat 3]
         [--cases PATH] [--kinds renamed,missing_line] [--json OUT] [--model GGUF] [--cli BIN]
 
 For every case of ``scripts/spec_cases.py`` (built into ``target/spec-cases.jsonl`` first unless
@@ -85,6 +85,8 @@ def parse_stats(stderr: str) -> dict:
 def cli_args(case: dict, draft: int, max_tokens: int, a) -> list[str]:
     common = ["--model", str(a.model), "--backend", a.backend, "--temperature", "0", "--seed", "0",
               "--max-tokens", str(max_tokens), "--draft", str(draft), "--stats"]
+    if draft > 0 and a.cost_aware:
+        common.append("--draft-cost-aware")
     if case["mode"] == "complete":
         return [str(a.cli), "complete", *common, "--", case["prompt"]]
     return [str(a.cli), "infill", *common, "--prefix", case["prefix"], "--suffix", case["suffix"]]
@@ -114,16 +116,24 @@ def geomean(xs: list[float]) -> float | None:
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
 
 
-def summarize(best: dict[str, dict[str, dict]], cases: dict) -> list[dict]:
-    """One summary per kind, then per group; `best[id][setting]` is a case's fastest run."""
-    out = []
+def groups(cases: dict[str, dict], measured) -> list[tuple[str, list[str]]]:
+    """(label, case ids) per kind in GROUP_ORDER, then per group (`edit`, `plain`): the ids in
+    `measured` only, labels without any left out."""
     kinds = [k for k in GROUP_ORDER if any(c["kind"] == k for c in cases.values())]
     labels = [(k, lambda c, k=k: c["kind"] == k) for k in kinds]
     labels += [(f"group {g}", lambda c, g=g: c["group"] == g) for g in ("edit", "plain")]
+    out = []
     for label, pick in labels:
-        ids = [i for i, c in cases.items() if pick(c) and i in best]
-        if not ids:
-            continue
+        ids = [i for i, c in cases.items() if pick(c) and i in measured]
+        if ids:
+            out.append((label, ids))
+    return out
+
+
+def summarize(best: dict[str, dict[str, dict]], cases: dict) -> list[dict]:
+    """One summary per kind, then per group; `best[id][setting]` is a case's fastest run."""
+    out = []
+    for label, ids in groups(cases, best):
         off = [best[i]["off"] for i in ids]
         on = [best[i]["on"] for i in ids]
         first = [best[i]["first"] for i in ids]
@@ -156,6 +166,39 @@ def summarize(best: dict[str, dict[str, dict]], cases: dict) -> list[dict]:
     return out
 
 
+def load_cases(path: pathlib.Path | None, kinds: str | None) -> list[dict]:
+    """The cases of the JSONL `path` (None: built by scripts/spec_cases.py into
+    target/spec-cases.jsonl), only those of the comma-separated `kinds` when given."""
+    if path is None:
+        path = ROOT / "target/spec-cases.jsonl"
+        subprocess.run([sys.executable, str(ROOT / "scripts/spec_cases.py"), "--out", str(path)],
+                       check=True)
+    cases = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines()]
+    if kinds:
+        wanted = set(kinds.split(","))
+        cases = [c for c in cases if c["kind"] in wanted]
+    return cases
+
+
+def cli_missing(cli: pathlib.Path, name: str) -> bool:
+    """Says so on stderr when the release CLI is not built."""
+    if cli.is_file():
+        return False
+    print(f"{name}: {cli} is missing (cargo build --release -p codellama-webgpu --bin codellama)",
+          file=sys.stderr)
+    return True
+
+
+def report_failures(name: str, failures: list[str]) -> int:
+    """The exit status: 1 after listing the failures (first lines) on stderr, else 0."""
+    if not failures:
+        return 0
+    print(f"\n{name}: {len(failures)} failure(s):", file=sys.stderr)
+    for f in failures:
+        print(f"  {f.splitlines()[0]}", file=sys.stderr)
+    return 1
+
+
 def fmt(v, spec: str) -> str:
     width = int(spec.split(".")[0] or 0) if spec[0].isdigit() else 0
     return "-".rjust(width) if v is None else format(v, spec)
@@ -165,6 +208,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", choices=("cpu", "gpu"), default="gpu")
     ap.add_argument("--draft", type=int, default=8, help="--draft of the drafting runs (default 8)")
+    ap.add_argument("--cost-aware", action="store_true",
+                    help="the drafting runs with --draft-cost-aware (each run a new process: its pass "
+                         "costs are measured from nothing, as a fresh engine's)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per case and setting; the fastest counts")
     ap.add_argument("--cases", type=pathlib.Path, help="a JSONL of scripts/spec_cases.py (default: build it)")
     ap.add_argument("--kinds", help="comma-separated kinds to run (default: all)")
@@ -175,21 +221,13 @@ def main() -> int:
     a = ap.parse_args()
     if a.draft < 1:
         ap.error("--draft must be at least 1 (the comparison is against --draft 0)")
-    if not a.cli.is_file():
-        print(f"bench_speculative: {a.cli} is missing (cargo build --release -p codellama-webgpu "
-              "--bin codellama)", file=sys.stderr)
+    if cli_missing(a.cli, "bench_speculative"):
         return 1
-    if a.cases is None:
-        a.cases = ROOT / "target/spec-cases.jsonl"
-        subprocess.run([sys.executable, str(ROOT / "scripts/spec_cases.py"), "--out", str(a.cases)],
-                       check=True)
-    cases = {c["id"]: c for c in map(json.loads, a.cases.read_text(encoding="utf-8").splitlines())}
-    if a.kinds:
-        wanted = set(a.kinds.split(","))
-        cases = {i: c for i, c in cases.items() if c["kind"] in wanted}
+    cases = {c["id"]: c for c in load_cases(a.cases, a.kinds)}
     pythons = sorted({c.get("python", "?") for c in cases.values()})
     print(f"{len(cases)} cases (Python {', '.join(pythons)} standard library), backend {a.backend}, "
-          f"--draft 0 vs --draft {a.draft}, {a.repeat} run(s) each, model {a.model.name}")
+          f"--draft 0 vs --draft {a.draft}{' --draft-cost-aware' if a.cost_aware else ''}, "
+          f"{a.repeat} run(s) each, model {a.model.name}")
 
     runs: list[dict] = []
     best: dict[str, dict[str, dict]] = {}
@@ -246,12 +284,7 @@ def main() -> int:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"backend": a.backend, "draft": a.draft, "repeat": a.repeat,
                                       "python": pythons, "summary": summary, "runs": runs}, indent=1))
-    if failures:
-        print(f"\nbench_speculative: {len(failures)} failure(s):", file=sys.stderr)
-        for f in failures:
-            print(f"  {f.splitlines()[0]}", file=sys.stderr)
-        return 1
-    return 0
+    return report_failures("bench_speculative", failures)
 
 
 if __name__ == "__main__":

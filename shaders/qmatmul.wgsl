@@ -720,7 +720,9 @@ fn matvec(
         // once (for all tokens) and multiplied with every token's x. Rows and
         // tokens are written out, so that the x values and accumulators are
         // indexed by constants and stay in registers (or cheap spill slots) on
-        // every compiler. Absent tokens of the last group multiply zeros.
+        // every compiler. Absent tokens of a short last group are skipped (`n` is
+        // uniform over the workgroup: no divergence; a GPU pays a branch, a CPU
+        // adapter skips their products, which are most of a 2-token verify's).
         for (var tg = 0u; tg < tokens; tg += 4u) {
             var a0: array<f32, MAX_ROWS>;
             var a1: array<f32, MAX_ROWS>;
@@ -758,114 +760,114 @@ fn matvec(
                 if 0u < ROWS && row_live(0u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 0u), u, rs[0]));
                     a0[0] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[0] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[0] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[0] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[0] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[0] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[0] += deq_dot(d, x3, s3); }
                 }
                 if 1u < ROWS && row_live(1u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 1u), u, rs[1]));
                     a0[1] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[1] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[1] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[1] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[1] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[1] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[1] += deq_dot(d, x3, s3); }
                 }
                 if 2u < ROWS && row_live(2u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 2u), u, rs[2]));
                     a0[2] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[2] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[2] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[2] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[2] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[2] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[2] += deq_dot(d, x3, s3); }
                 }
                 if 3u < ROWS && row_live(3u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 3u), u, rs[3]));
                     a0[3] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[3] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[3] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[3] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[3] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[3] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[3] += deq_dot(d, x3, s3); }
                 }
                 if 4u < ROWS && row_live(4u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 4u), u, rs[4]));
                     a0[4] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[4] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[4] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[4] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[4] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[4] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[4] += deq_dot(d, x3, s3); }
                 }
                 if 5u < ROWS && row_live(5u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 5u), u, rs[5]));
                     a0[5] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[5] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[5] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[5] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[5] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[5] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[5] += deq_dot(d, x3, s3); }
                 }
                 if 6u < ROWS && row_live(6u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 6u), u, rs[6]));
                     a0[6] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[6] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[6] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[6] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[6] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[6] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[6] += deq_dot(d, x3, s3); }
                 }
                 if 7u < ROWS && row_live(7u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 7u), u, rs[7]));
                     a0[7] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[7] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[7] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[7] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[7] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[7] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[7] += deq_dot(d, x3, s3); }
                 }
                 if 8u < ROWS && row_live(8u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 8u), u, rs[8]));
                     a0[8] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[8] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[8] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[8] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[8] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[8] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[8] += deq_dot(d, x3, s3); }
                 }
                 if 9u < ROWS && row_live(9u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 9u), u, rs[9]));
                     a0[9] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[9] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[9] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[9] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[9] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[9] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[9] += deq_dot(d, x3, s3); }
                 }
                 if 10u < ROWS && row_live(10u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 10u), u, rs[10]));
                     a0[10] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[10] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[10] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[10] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[10] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[10] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[10] += deq_dot(d, x3, s3); }
                 }
                 if 11u < ROWS && row_live(11u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 11u), u, rs[11]));
                     a0[11] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[11] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[11] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[11] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[11] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[11] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[11] += deq_dot(d, x3, s3); }
                 }
                 if 12u < ROWS && row_live(12u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 12u), u, rs[12]));
                     a0[12] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[12] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[12] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[12] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[12] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[12] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[12] += deq_dot(d, x3, s3); }
                 }
                 if 13u < ROWS && row_live(13u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 13u), u, rs[13]));
                     a0[13] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[13] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[13] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[13] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[13] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[13] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[13] += deq_dot(d, x3, s3); }
                 }
                 if 14u < ROWS && row_live(14u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 14u), u, rs[14]));
                     a0[14] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[14] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[14] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[14] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[14] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[14] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[14] += deq_dot(d, x3, s3); }
                 }
                 if 15u < ROWS && row_live(15u, live) {
                     let d = unit_deq(load_unit_in(matvec_row(g, 15u), u, rs[15]));
                     a0[15] += deq_dot(d, x0, s0);
-                    if 1u < TT { a1[15] += deq_dot(d, x1, s1); }
-                    if 2u < TT { a2[15] += deq_dot(d, x2, s2); }
-                    if 3u < TT { a3[15] += deq_dot(d, x3, s3); }
+                    if 1u < TT && 1u < n { a1[15] += deq_dot(d, x1, s1); }
+                    if 2u < TT && 2u < n { a2[15] += deq_dot(d, x2, s2); }
+                    if 3u < TT && 3u < n { a3[15] += deq_dot(d, x3, s3); }
                 }
             }
             if 0u < TT && 0u < n {

@@ -492,7 +492,8 @@ fn draft_changes_no_text_and_stats_report_it() {
 /// what the single-request command prints with the same settings (the KV
 /// cache carried from one request to the next changes no token); a bad line
 /// is answered with its error where it stands and the batch goes on; a blank
-/// line gets a blank line; the GPU backend gives the same greedy text.
+/// line gets a blank line; the GPU backend gives the same greedy text; a
+/// request with speculative decoding gives the same text and its counts.
 #[test]
 fn batch_answers_each_line_like_the_single_commands() {
     let m = model("tiny-gqa-q8_0.gguf");
@@ -507,6 +508,7 @@ fn batch_answers_each_line_like_the_single_commands() {
         "",
         r#"{"kind":"complete","prompt":"def f(x","maxTokens":10,"temperature":0}"#,
         r#"{"kind":"chat","messages":[{"role":"user","content":"Write a loop."}],"maxTokens":6,"temperature":0}"#,
+        r#"{"kind":"complete","prompt":"def f(x","maxTokens":10,"temperature":0,"speculative":{"maxDraft":4,"costAware":true}}"#,
     ];
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     // The single-request commands, greedy on the CPU backend.
@@ -574,6 +576,7 @@ fn batch_answers_each_line_like_the_single_commands() {
             (1, single[1]),
             (4, single[2]),
             (5, single[3]),
+            (6, single[2]),
         ] {
             let a = json(i);
             assert_eq!(a["text"].as_str(), Some(want), "{backend}: line {i}: {a}");
@@ -587,7 +590,17 @@ fn batch_answers_each_line_like_the_single_commands() {
                 ["stop_token", "max_tokens"].contains(&reason) && a["ms"].is_number(),
                 "{backend}: {a}"
             );
+            assert!(a["promptTokensComputed"].is_u64(), "{backend}: {a}");
+            // Drafting counts only where drafting was asked for.
+            assert_eq!(a.get("draftedTokens").is_some(), i == 6, "{backend}: {a}");
         }
+        let spec = json(6);
+        let count = |k: &str| spec[k].as_u64().unwrap();
+        assert!(
+            count("acceptedTokens") <= count("draftedTokens")
+                && count("forwardPasses") <= count("generatedTokens"),
+            "{backend}: {spec}"
+        );
     }
     fails(
         &[

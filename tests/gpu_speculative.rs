@@ -7,9 +7,10 @@
 //!   for drafts fully right, half right and wrong at the first token, greedy
 //!   and sampled (seeded, with and without a repetition penalty), and
 //!   decoding after the rejected positions are cut goes on as plain decoding;
-//! - on the demo model, generation with speculation on gives the tokens of
-//!   generation with it off, greedy and sampled, and drafts are accepted on
-//!   its edit-like prompt;
+//! - generation with speculation on (the grow-and-halve rule, and
+//!   cost-aware) gives the tokens of generation with it off, greedy and
+//!   sampled, and on the demo model drafts are accepted on its edit-like
+//!   prompt;
 //! - a verification batch's logits equal the decode steps' bit for bit.
 
 #[path = "common/fixture_models.rs"]
@@ -283,6 +284,19 @@ fn speculative_generation_equals_plain_generation() {
                         assert!(st.accepted_tokens > 0, "{what}: no draft accepted: {st:?}");
                         assert!(st.forward_passes < st.generated_tokens, "{what}: {st:?}");
                     }
+                    // Cost-aware: draft lengths from this session's measured
+                    // pass times (kept across these runs), the same tokens.
+                    let cost_opts = GenerateOptions {
+                        speculative: Some(SpeculativeConfig {
+                            max_draft: 8,
+                            cost_aware: true,
+                            ..Default::default()
+                        }),
+                        ..o.clone()
+                    };
+                    s.reset();
+                    let cost = generate(&mut s, ctx, &tok, p, &cost_opts);
+                    assert_eq!(cost.tokens, off.tokens, "{what}: tokens, cost-aware");
                 }
             }
         }

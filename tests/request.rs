@@ -573,7 +573,7 @@ fn cli_infill_budget_and_extra_files() {
 }
 
 /// `speculative`: on by default for completion and infill, off for chat;
-/// `false`, `true` and `{maxDraft?, ngram?}` set it; out-of-range values and
+/// `false`, `true` and `{maxDraft?, ngram?, costAware?}` set it; out-of-range values and
 /// unknown fields are refused; it changes no token.
 #[test]
 fn speculative_defaults_settings_and_limits() {
@@ -588,6 +588,7 @@ fn speculative_defaults_settings_and_limits() {
             max_draft,
             ngram_max,
             ngram_min: 1,
+            cost_aware: false,
         })
     };
     // Off unless asked, in every mode (request/defaults.rs says why).
@@ -626,6 +627,17 @@ fn speculative_defaults_settings_and_limits() {
         opts(r#"{"kind":"complete","speculative":{"maxDraft":15}}"#).unwrap(),
         on(15, 4)
     );
+    assert_eq!(
+        opts(r#"{"kind":"complete","speculative":{"costAware":true}}"#).unwrap(),
+        Some(SpeculativeConfig {
+            cost_aware: true,
+            ..on(8, 4).unwrap()
+        })
+    );
+    assert_eq!(
+        opts(r#"{"kind":"complete","speculative":{"maxDraft":4,"costAware":false}}"#).unwrap(),
+        on(4, 4)
+    );
     for (json, needle) in [
         (
             r#"{"kind":"complete","speculative":{"maxDraft":16}}"#,
@@ -638,6 +650,10 @@ fn speculative_defaults_settings_and_limits() {
             "draft",
         ),
         (r#"{"kind":"complete","speculative":"yes"}"#, "speculative"),
+        (
+            r#"{"kind":"complete","speculative":{"costAware":1}}"#,
+            "speculative",
+        ),
         (r#"{"kind":"complete","speculative":4}"#, "speculative"),
     ] {
         let e = opts(json).unwrap_err();

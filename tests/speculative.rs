@@ -69,16 +69,18 @@ fn run(w: &CpuWeights, ctx: usize, tok: &Tokenizer, p: &[u32], o: &GenerateOptio
     run_on(&mut s, tok, p, o)
 }
 
-fn spec(max_draft: usize) -> Option<SpeculativeConfig> {
+fn spec(max_draft: usize, cost_aware: bool) -> Option<SpeculativeConfig> {
     Some(SpeculativeConfig {
         max_draft,
+        cost_aware,
         ..Default::default()
     })
 }
 
-/// Speculative runs (each `max_draft` of `ks`) against the plain one: same
-/// tokens, text, stop reason and cache; consistent counts. Returns the stats
-/// of the last run.
+/// Speculative runs (each `max_draft` of `ks`, then the last one
+/// cost-aware, whose draft lengths follow measured times) against the plain
+/// one: same tokens, text, stop reason and cache; consistent counts. Returns
+/// the stats of the last run with the grow-and-halve rule.
 fn assert_exact(
     w: &CpuWeights,
     ctx: usize,
@@ -95,9 +97,11 @@ fn assert_exact(
         "{what}"
     );
     let mut last = None;
-    for &k in ks {
+    let runs = ks.iter().map(|&k| (k, false));
+    for (k, cost_aware) in runs.chain(ks.last().map(|&k| (k, true))) {
+        let what = &format!("{what}{}", if cost_aware { ", cost-aware" } else { "" });
         let o = GenerateOptions {
-            speculative: spec(k),
+            speculative: spec(k, cost_aware),
             ..o.clone()
         };
         let r = run(w, ctx, tok, p, &o);
@@ -124,7 +128,9 @@ fn assert_exact(
                 "{what}: {st:?}"
             );
         }
-        last = Some(r.stats);
+        if !cost_aware {
+            last = Some(r.stats);
+        }
     }
     last.unwrap()
 }
@@ -311,7 +317,7 @@ fn a_session_continues_after_speculation_as_after_plain_decoding() {
     let first = prompt::completion(&tok, REPEATED).unwrap();
     let base = opts(SamplerConfig::greedy(), 24, &tok, PromptKind::Completion);
     let on = GenerateOptions {
-        speculative: spec(8),
+        speculative: spec(8, false),
         ..base.clone()
     };
     let mut s = Session::new(CpuDecoder::new(&w, 512));
@@ -337,7 +343,7 @@ fn logprobs_requests_decode_without_speculation() {
     let p = prompt::completion(&tok, REPEATED).unwrap();
     let o = GenerateOptions {
         logprobs: Some(2),
-        speculative: spec(8),
+        speculative: spec(8, false),
         ..opts(SamplerConfig::greedy(), 16, &tok, PromptKind::Completion)
     };
     let r = run(&w, 512, &tok, &p, &o);

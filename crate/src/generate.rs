@@ -20,6 +20,7 @@ use crate::cpu::CpuDecoder;
 use crate::error::Error;
 use crate::logprobs::TokenLogprobs;
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::speculative::cost::PassCosts;
 use crate::speculative::{Drafter, SpeculativeConfig, SpeculativeError};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -218,6 +219,14 @@ pub trait Backend {
         Ok(out)
     }
 
+    /// Positions [`Backend::verify`] computes together: one returning `s`
+    /// samples of `n` positions fed computed `min(n, ⌈s / b⌉ · b)` of them
+    /// (what the time of a pass is a time of). 1 for the default, which
+    /// steps position by position.
+    fn verify_batch(&self) -> usize {
+        1
+    }
+
     /// Whether steps with `cfg` can be launched before the previous token is
     /// read ([`Backend::launch`]); backends without it say no.
     fn can_pipeline(&self, _cfg: &SamplerConfig) -> bool {
@@ -322,6 +331,9 @@ impl Backend for CpuDecoder<'_> {
 pub struct Session<B: Backend> {
     pub decoder: B,
     tokens: Vec<u32>,
+    /// Wall times of plain steps and verification passes while drafting,
+    /// kept across requests (cost-aware speculative decoding).
+    pass_costs: PassCosts,
 }
 
 impl<B: Backend> Session<B> {
@@ -329,6 +341,7 @@ impl<B: Backend> Session<B> {
         Session {
             decoder,
             tokens: Vec::new(),
+            pass_costs: PassCosts::default(),
         }
     }
 
@@ -453,16 +466,23 @@ impl<B: Backend> Session<B> {
                     // than the draft holds.
                     let limit = (opts.max_tokens - out.generated - 1)
                         .min(self.decoder.max_len() - self.tokens.len());
-                    let draft = d.draft(&self.tokens, limit);
+                    let draft = d.draft(&self.tokens, limit, &self.pass_costs);
                     if !draft.is_empty() {
                         pending = None;
                         let mut fed = Vec::with_capacity(draft.len() + 1);
                         fed.push(last);
                         fed.extend_from_slice(&draft);
+                        let started = crate::clock::now();
                         let samples = self
                             .decoder
                             .verify(&fed, &opts.sampler, &self.tokens, step)
                             .await?;
+                        // The time of the positions computed (a backend
+                        // that stops at the first rejection ran fewer).
+                        let b = self.decoder.verify_batch().max(1);
+                        let computed = fed.len().min(samples.len().div_ceil(b) * b);
+                        self.pass_costs
+                            .record(computed, crate::clock::now() - started);
                         let a = samples
                             .iter()
                             .zip(&draft)
@@ -551,9 +571,15 @@ impl<B: Backend> Session<B> {
                         self.decoder.finish().await?
                     }
                     (Some(last), None) => {
-                        self.decoder
+                        let started = crate::clock::now();
+                        let t = self
+                            .decoder
                             .step_and_sample(last, &opts.sampler, &self.tokens, step)
-                            .await?
+                            .await?;
+                        if drafter.is_some() {
+                            self.pass_costs.record(1, crate::clock::now() - started);
+                        }
+                        t
                     }
                 };
                 forward_passes += 1;

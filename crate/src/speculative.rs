@@ -13,7 +13,9 @@
 //! - [`SpeculativeConfig`]: the settings ([`crate::generate::GenerateOptions::speculative`]);
 //! - [`Drafter`]: [`Drafter::draft`] looks the n-gram up and proposes up to
 //!   K tokens; [`Drafter::record`] adapts K to how many were accepted;
-//! - [`lookup`]: the n-gram search alone.
+//! - [`lookup`]: the n-gram search alone;
+//! - [`cost`]: the cost-aware choice of each draft's length
+//!   ([`SpeculativeConfig::cost_aware`]).
 //!
 //! The generation loop ([`crate::generate::Session::generate_events`]) feeds
 //! the token sampled last and the draft through
@@ -35,12 +37,23 @@
 //! must give each row its one-token path's logits bit for bit: the GPU's
 //! does, `crate::gpu::decoder::verify`.)
 //!
-//! # K adaptation
+//! # Draft length
 //!
-//! K starts at `max_draft`; a fully accepted draft grows it by one (up to
-//! `max_draft`), a draft rejected at its first token halves it (down to 1),
-//! a partly accepted one leaves it. Each draft is also cut to the caller's
-//! limit (what `max_tokens` and the context leave).
+//! By default K starts at `max_draft`; a fully accepted draft grows it by
+//! one (up to `max_draft`), a draft rejected at its first token halves it
+//! (down to 1), a partly accepted one leaves it. With
+//! [`SpeculativeConfig::cost_aware`] each draft instead takes the length
+//! (0..=`max_draft`) that maximises the tokens expected per unit of time,
+//! from the acceptance rate of drafts found by matches of the same length
+//! (and after a draft accepted in full or not) and the measured cost of a
+//! pass feeding that many positions ([`cost`]):
+//! where a pass costs several decode steps (lavapipe) only confident drafts
+//! are verified. Each draft is also cut to the caller's limit (what
+//! `max_tokens` and the context leave).
+
+pub mod cost;
+
+use cost::{Acceptance, PassCosts};
 
 /// Most tokens one verification may draft (so it feeds at most
 /// `MAX_DRAFT + 1` positions).
@@ -64,6 +77,9 @@ pub struct SpeculativeConfig {
     pub ngram_max: usize,
     /// Shortest n-gram looked up (≥ 1, ≤ `ngram_max`).
     pub ngram_min: usize,
+    /// Each draft's length from measured pass costs and acceptance rates
+    /// ([`cost`]) instead of the grow-and-halve rule.
+    pub cost_aware: bool,
 }
 
 impl Default for SpeculativeConfig {
@@ -72,6 +88,7 @@ impl Default for SpeculativeConfig {
             max_draft: DEFAULT_MAX_DRAFT,
             ngram_max: DEFAULT_NGRAM,
             ngram_min: 1,
+            cost_aware: false,
         }
     }
 }
@@ -118,6 +135,11 @@ impl SpeculativeConfig {
 /// (never empty). Among equally long matches the latest wins. `None` when no
 /// suffix of `ngram_min` tokens or more occurred earlier.
 pub fn lookup(seq: &[u32], ngram_min: usize, ngram_max: usize) -> Option<usize> {
+    lookup_match(seq, ngram_min, ngram_max).map(|(at, _)| at)
+}
+
+/// [`lookup`] with the match's length: `(at, n)`.
+pub fn lookup_match(seq: &[u32], ngram_min: usize, ngram_max: usize) -> Option<(usize, usize)> {
     let len = seq.len();
     if ngram_min == 0 || len < ngram_min + 1 {
         return None;
@@ -141,15 +163,23 @@ pub fn lookup(seq: &[u32], ngram_min: usize, ngram_max: usize) -> Option<usize> 
             }
         }
     }
-    best.map(|(_, at)| at)
+    best.map(|(n, at)| (at, n))
 }
 
 /// Proposes draft tokens and adapts how many.
 #[derive(Clone, Debug)]
 pub struct Drafter {
     cfg: SpeculativeConfig,
-    /// Tokens the next draft may hold (1..=max_draft).
+    /// Tokens the next draft may hold (1..=max_draft; grow-and-halve rule).
     k: usize,
+    /// Acceptance per match length (cost-aware drafts).
+    acceptance: Acceptance,
+    /// The length of the match that found the last draft.
+    last_match: usize,
+    /// Whether the last verification accepted its whole draft, and what it
+    /// was when the last draft was made.
+    full: bool,
+    last_full: bool,
 }
 
 impl Drafter {
@@ -158,6 +188,10 @@ impl Drafter {
         Drafter {
             cfg,
             k: cfg.max_draft.max(1),
+            acceptance: Acceptance::default(),
+            last_match: 0,
+            full: false,
+            last_full: false,
         }
     }
 
@@ -169,15 +203,26 @@ impl Drafter {
     /// Up to `min(K, limit)` tokens that followed the last occurrence of the
     /// longest suffix n-gram of `seq` (prompt and generated tokens, the token
     /// sampled last included); empty when none occurred or `limit` is 0.
-    pub fn draft(&self, seq: &[u32], limit: usize) -> Vec<u32> {
+    /// Cost-aware, K is [`cost::best_draft`]'s for the match's acceptance
+    /// rate and `costs` (the session's measured passes), and may be 0.
+    pub fn draft(&mut self, seq: &[u32], limit: usize, costs: &PassCosts) -> Vec<u32> {
         let n = self.k.min(limit);
         if n == 0 {
             return Vec::new();
         }
-        match lookup(seq, self.cfg.ngram_min, self.cfg.ngram_max) {
-            Some(at) => seq[at..].iter().take(n).copied().collect(),
-            None => Vec::new(),
-        }
+        let Some((at, m)) = lookup_match(seq, self.cfg.ngram_min, self.cfg.ngram_max) else {
+            return Vec::new();
+        };
+        let n = if self.cfg.cost_aware {
+            let found = seq.len() - at;
+            let most = self.cfg.max_draft.min(limit).min(found);
+            cost::best_draft(most, self.acceptance.rate(m, self.full), costs)
+        } else {
+            n
+        };
+        self.last_match = m;
+        self.last_full = self.full;
+        seq[at..].iter().take(n).copied().collect()
     }
 
     /// Adapts K to a verification of `drafted` tokens that accepted
@@ -186,6 +231,9 @@ impl Drafter {
         if drafted == 0 {
             return;
         }
+        self.acceptance
+            .record(self.last_match, self.last_full, drafted, accepted);
+        self.full = accepted >= drafted;
         if accepted >= drafted {
             self.k = (self.k + 1).min(self.cfg.max_draft.max(1));
         } else if accepted == 0 {
@@ -234,15 +282,16 @@ mod tests {
             max_draft: 4,
             ..Default::default()
         };
-        let d = Drafter::new(cfg);
+        let mut d = Drafter::new(cfg);
+        let costs = PassCosts::default();
         assert_eq!(d.k(), 4);
-        assert_eq!(d.draft(&seq, 100), vec![3, 4, 5, 6]);
-        assert_eq!(d.draft(&seq, 2), vec![3, 4]);
-        assert!(d.draft(&seq, 0).is_empty());
+        assert_eq!(d.draft(&seq, 100, &costs), vec![3, 4, 5, 6]);
+        assert_eq!(d.draft(&seq, 2, &costs), vec![3, 4]);
+        assert!(d.draft(&seq, 0, &costs).is_empty());
         // Near the end of the sequence: only what follows the match.
         let seq = [1, 2, 3, 1, 2];
-        assert_eq!(d.draft(&seq, 100), vec![3, 1, 2]);
-        assert!(d.draft(&[1, 2, 3], 100).is_empty());
+        assert_eq!(d.draft(&seq, 100, &costs), vec![3, 1, 2]);
+        assert!(d.draft(&[1, 2, 3], 100, &costs).is_empty());
     }
 
     #[test]
@@ -269,6 +318,45 @@ mod tests {
         assert_eq!(d.k(), 3);
         d.record(0, 0);
         assert_eq!(d.k(), 3, "no draft, no change");
+    }
+
+    #[test]
+    fn cost_aware_drafts_only_what_pays_for_its_pass() {
+        let mut d = Drafter::new(SpeculativeConfig {
+            max_draft: 8,
+            cost_aware: true,
+            ..Default::default()
+        });
+        // Nothing measured: every pass costs a step, the whole match drafts.
+        let seq = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1, 2, 3, 4];
+        let free = PassCosts::default();
+        assert_eq!(d.draft(&seq, 100, &free), vec![5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(d.draft(&seq, 3, &free), vec![5, 6, 7], "the limit");
+        // Passes of 2 positions cost 1.7 steps, of 4 two, of 9 3.6.
+        let mut costs = PassCosts::default();
+        for (n, s) in [(1, 0.010), (2, 0.017), (4, 0.020), (5, 0.030), (9, 0.036)] {
+            costs.record(n, s);
+        }
+        // A 4-token match at the prior rate 0.75: 3 tokens.
+        assert_eq!(d.draft(&seq, 100, &costs), vec![5, 6, 7]);
+        // 1-token matches rejected at once: after three the rate is 3/7 and
+        // no length pays (E(2) = 1.61 in 1.7 steps, E(3) = 1.69 in 2).
+        let one = [7, 1, 2, 3, 4, 5, 6, 8, 9, 7];
+        for want in [3, 2, 2] {
+            let k = d.draft(&one, 100, &costs).len();
+            assert_eq!(k, want);
+            d.record(k, 0);
+        }
+        assert!(d.draft(&one, 100, &costs).is_empty());
+        // 4-token matches keep drafting, longer once drafts after a full
+        // acceptance are known to go on: 7 (8 positions cost what 5 do, 9
+        // more). The first two drafts are each the first of their case
+        // (after a rejection, after a full acceptance): the prior's 3.
+        for want in [3, 3, 7, 7] {
+            let k = d.draft(&seq, 100, &costs).len();
+            assert_eq!(k, want);
+            d.record(k, k);
+        }
     }
 
     #[test]

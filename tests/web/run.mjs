@@ -2267,13 +2267,21 @@ test('speculative', async (t) => {
       const sampledPlain = await run(c, { maxTokens: 32, temperature: 0.8, seed: 7, speculative: false });
       await engine.resetCache();
       const sampledSpec = await run(c, { maxTokens: 32, temperature: 0.8, seed: 7, speculative: true });
-      out.push({ name: c.name, kind: c.kind, plain, spec, sampledPlain, sampledSpec });
+      // Cost-aware: draft lengths from this engine's measured pass times (learned by the runs
+      // before it), so the counts vary from run to run; the text may not.
+      await engine.resetCache();
+      const cost = await run(c, { maxTokens: 48, temperature: 0, speculative: { maxDraft: 8, costAware: true } });
+      out.push({ name: c.name, kind: c.kind, plain, spec, sampledPlain, sampledSpec, cost });
       T.show(`speculative ${c.name}`, `${spec.text}\n\n${JSON.stringify(spec.stats)}`);
     }
     const defaults = await engine.requestDefaults();
+    const badCost = await T.capture(() => engine.completeText('x', { maxTokens: 1, speculative: { costAware: 'yes' } }));
+    const badField = await T.capture(() => engine.completeText('x', { maxTokens: 1, speculative: { draft: 2 } }));
     await engine.dispose();
-    return { out, defaults };
+    return { out, defaults, badCost, badField };
   }, { demo: DEMO_URL, cases }, 900_000);
+  eq(r.badCost.error?.name, 'InvalidRequestError', 'speculative.costAware not a boolean');
+  eq(r.badField.error?.name, 'InvalidRequestError', 'speculative.draft: no such field');
   await t.shot(page, 'speculative');
   let passes = 0;
   let tokens = 0;
@@ -2282,6 +2290,10 @@ test('speculative', async (t) => {
     t.figure(`${c.name}: tokens / passes / drafted / accepted; ms plain → speculative`, [s.generatedTokens, s.forwardPasses, s.draftedTokens, s.acceptedTokens, Math.round(c.plain.ms), Math.round(c.spec.ms)]);
     eq(c.spec.text, c.plain.text, `${c.name}: greedy text with and without speculation`);
     eq(c.sampledSpec.text, c.sampledPlain.text, `${c.name}: sampled text (seed 7) with and without speculation`);
+    const k = c.cost.stats;
+    t.figure(`${c.name}, cost-aware: tokens / passes / drafted / accepted; ms`, [k.generatedTokens, k.forwardPasses, k.draftedTokens, k.acceptedTokens, Math.round(c.cost.ms)]);
+    eq(c.cost.text, c.plain.text, `${c.name}: greedy text with cost-aware speculation`);
+    check(k.acceptedTokens <= k.draftedTokens && k.forwardPasses <= k.generatedTokens, `${c.name}, cost-aware: consistent counts`);
     eq(c.plain.stats.draftedTokens, 0, `${c.name}: off by default: nothing drafted`);
     eq(r.defaults[c.kind].maxDraft, 0, `${c.kind}: requestDefaults().maxDraft`);
     eq(c.plain.stats.forwardPasses, c.plain.stats.generatedTokens, `${c.name}: one pass per token without speculation`);

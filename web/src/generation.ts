@@ -13,6 +13,7 @@ import type {
   GenerateOptions,
   InfillInput,
   PromptRequest,
+  SpeculativeOptions,
   StopReason,
   TokenLogprob,
   WasmGenerateRequest,
@@ -316,17 +317,23 @@ export function buildRequest(
 }
 
 /**
- * `speculative`'s shape check: a boolean, or `{ maxDraft?, ngram? }` with integers (the engine
- * checks their ranges: maxDraft 0 to 15, ngram 1 to 16).
+ * `speculative`'s shape check: a boolean, or `{ maxDraft?, ngram?, costAware? }` with integers
+ * and a boolean (the engine checks the ranges: maxDraft 0 to 15, ngram 1 to 16).
  */
-function speculativeOption(v: unknown): boolean | { maxDraft?: number; ngram?: number } {
+function speculativeOption(v: unknown): boolean | SpeculativeOptions {
   if (typeof v === 'boolean') return v;
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new InvalidRequestError('speculative must be a boolean or { maxDraft?, ngram? }');
+    throw new InvalidRequestError('speculative must be a boolean or { maxDraft?, ngram?, costAware? }');
   }
-  const out: { maxDraft?: number; ngram?: number } = {};
+  const out: SpeculativeOptions = {};
   for (const [k, x] of Object.entries(v)) {
-    if (k !== 'maxDraft' && k !== 'ngram') throw new InvalidRequestError(`speculative has no field ${JSON.stringify(k)} (maxDraft, ngram)`);
+    if (k === 'costAware') {
+      if (x === undefined) continue;
+      if (typeof x !== 'boolean') throw new InvalidRequestError(`speculative.costAware must be a boolean, got ${String(x)}`);
+      out.costAware = x;
+      continue;
+    }
+    if (k !== 'maxDraft' && k !== 'ngram') throw new InvalidRequestError(`speculative has no field ${JSON.stringify(k)} (maxDraft, ngram, costAware)`);
     if (x === undefined) continue;
     const min = k === 'ngram' ? 1 : 0;
     if (typeof x !== 'number' || !Number.isInteger(x) || x < min) {

@@ -221,12 +221,25 @@ export interface GenerateOptions {
    * to `maxDraft` (default 8) of the tokens that followed it, and checks them all in one forward
    * pass; the tokens are the ones decoding without it gives (greedy: the same argmax; sampling:
    * the same draw per position, so the same seed gives the same text). `true` uses the defaults;
-   * `maxDraft` is 0 to 15 (0: off), `ngram` 1 to 16. Default: off in every mode
-   * (`requestDefaults()`): it pays where a pass over K+1 positions costs little more than one (a
-   * memory-bound model, a 7B on a GPU), not for the small demo model on a CPU-emulated GPU.
-   * Off whenever `logprobs` is asked. The remote engine ignores it (the server decides).
+   * `maxDraft` is 0 to 15 (0: off), `ngram` 1 to 16. `costAware: true` sizes each draft (0 to
+   * `maxDraft`) from the engine's measured time of a pass per positions fed and the acceptance
+   * rate of drafts found by matches of the same length, drafting only where a pass is expected to
+   * pay for itself (the costs are learned across requests of one engine). Default: off in every
+   * mode (`requestDefaults()`): it pays where a pass over K+1 positions costs little more than
+   * one (a memory-bound model, a 7B on a GPU); on a CPU-emulated GPU only cost-aware drafting
+   * does. Off whenever `logprobs` is asked. The remote engine ignores it (the server decides).
    */
-  speculative?: boolean | { maxDraft?: number; ngram?: number };
+  speculative?: boolean | SpeculativeOptions;
+}
+
+/** `GenerateOptions.speculative`'s settings. */
+export interface SpeculativeOptions {
+  /** Most tokens drafted per pass, 0 to 15 (0: off). Default 8. */
+  maxDraft?: number;
+  /** Longest n-gram looked up, 1 to 16. Default 4. */
+  ngram?: number;
+  /** Each draft's length from measured pass costs and acceptance rates. Default false. */
+  costAware?: boolean;
 }
 
 /**
@@ -676,7 +689,7 @@ export type WasmGenerateRequest = (
   minIndent?: number;
   logprobs?: boolean;
   topLogprobs?: number;
-  speculative?: boolean | { maxDraft?: number; ngram?: number };
+  speculative?: boolean | SpeculativeOptions;
   stop?: string[];
   seed?: number;
   temperature?: number;

@@ -572,6 +572,15 @@ pub async fn run(
                  (medians of {} rounds): {:.2}x",
                 v.draft, v.verify_ms, v.decode_ms, v.rounds, v.ratio
             ));
+            for k in &v.kernels {
+                log(&format!(
+                    "  {:<16} {:8.3} ms verifying vs {:8.3} ms decoding (GPU time): {:.2}x",
+                    k.class,
+                    k.verify_ms,
+                    k.decode_ms,
+                    k.verify_ms / k.decode_ms.max(1e-9)
+                ));
+            }
             Some(v)
         }
     };

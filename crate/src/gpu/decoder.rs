@@ -989,6 +989,10 @@ impl crate::generate::Backend for GpuDecoder {
         GpuDecoder::verify(self, tokens, cfg, recent, step).await
     }
 
+    fn verify_batch(&self) -> usize {
+        self.verify_rows()
+    }
+
     async fn sample_logprobs(
         &mut self,
         cfg: &SamplerConfig,

@@ -9,7 +9,7 @@
 //! body, and [`prompt_builder`] builds the tokenizer from a GGUF header or a
 //! `tokenizer.json` without the weights.
 //!
-//! `speculative` (`false`, `true`, or `{maxDraft?, ngram?}`) sets
+//! `speculative` (`false`, `true`, or `{maxDraft?, ngram?, costAware?}`) sets
 //! prompt-lookup speculative decoding ([`crate::speculative`]); left out, the
 //! kind's default ([`defaults`]: on for completion and infill, off for chat).
 //! It never changes the tokens, only their cost; a request asking for
@@ -109,14 +109,14 @@ pub struct Request {
 }
 
 /// The `speculative` field: `false` (off), `true` (on, default settings) or
-/// `{maxDraft?, ngram?}` (on, `maxDraft` 0 meaning off).
+/// `{maxDraft?, ngram?, costAware?}` (on, `maxDraft` 0 meaning off).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpeculativeRequest {
     Switch(bool),
     Settings(SpeculativeSettings),
 }
 
-/// `speculative: {maxDraft?, ngram?}`.
+/// `speculative: {maxDraft?, ngram?, costAware?}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SpeculativeSettings {
@@ -124,6 +124,9 @@ pub struct SpeculativeSettings {
     pub max_draft: Option<u64>,
     /// Longest n-gram looked up (1..=16; default 4).
     pub ngram: Option<u64>,
+    /// Each draft's length from measured pass costs and acceptance rates
+    /// (`crate::speculative::cost`; default false).
+    pub cost_aware: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for SpeculativeRequest {
@@ -135,7 +138,7 @@ impl<'de> Deserialize<'de> for SpeculativeRequest {
                 .map(SpeculativeRequest::Settings)
                 .map_err(|e| D::Error::custom(format!("speculative: {e}"))),
             v => Err(D::Error::custom(format!(
-                "speculative must be false, true or {{maxDraft?, ngram?}}, got {v}"
+                "speculative must be false, true or {{maxDraft?, ngram?, costAware?}}, got {v}"
             ))),
         }
     }
@@ -273,6 +276,7 @@ impl Request {
             None => SpeculativeSettings {
                 max_draft: Some(default_max_draft as u64),
                 ngram: None,
+                cost_aware: None,
             },
             Some(SpeculativeRequest::Switch(false)) => return Ok(None),
             Some(SpeculativeRequest::Switch(true)) => SpeculativeSettings::default(),
@@ -296,6 +300,7 @@ impl Request {
             max_draft,
             ngram_max: ngram,
             ngram_min: 1,
+            cost_aware: settings.cost_aware.unwrap_or(false),
         }))
     }
 

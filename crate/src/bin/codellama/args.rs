@@ -89,6 +89,11 @@ pub struct SamplingArgs {
     /// little more than one: a memory-bound model such as a 7B on a GPU).
     #[arg(long, value_name = "N")]
     pub draft: Option<u64>,
+    /// With --draft: each draft's length (0..=N) from the measured cost of a
+    /// pass and the acceptance rate of drafts found by matches of the same
+    /// length, drafting only where it is expected to pay.
+    #[arg(long, requires = "draft")]
+    pub draft_cost_aware: bool,
     /// Print token counts, speed and speculative decoding's drafted and
     /// accepted tokens and forward passes to stderr at the end.
     #[arg(long)]
@@ -116,6 +121,7 @@ impl SamplingArgs {
                 SpeculativeRequest::Settings(SpeculativeSettings {
                     max_draft: Some(n),
                     ngram: None,
+                    cost_aware: self.draft_cost_aware.then_some(true),
                 })
             }),
             ..Request::default()

@@ -27,7 +27,7 @@ use crate::args::ModelArgs;
 use crate::generate::{load, session, Engine};
 
 /// One output line.
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Answer {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,8 +36,18 @@ struct Answer {
     stop_reason: Option<StopReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_tokens: Option<usize>,
+    /// Prompt tokens computed (the rest came from the engine's cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_computed: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generated_tokens: Option<usize>,
+    /// Speculative decoding's counts (with drafting on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drafted_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forward_passes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,12 +109,8 @@ fn run_one(
     line: &str,
 ) -> Result<Answer, codellama_webgpu::Error> {
     let failed = |e: &dyn std::fmt::Display| Answer {
-        text: None,
-        stop_reason: None,
-        prompt_tokens: None,
-        generated_tokens: None,
-        ms: None,
         error: Some(e.to_string()),
+        ..Answer::default()
     };
     let req = match request::parse(line) {
         Ok(r) => r,
@@ -115,6 +121,7 @@ fn run_one(
         Err(e) => return Ok(failed(&e)),
     };
     let start = Instant::now();
+    let drafting = p.opts.speculative.is_some();
     let mut text = String::new();
     Ok(
         match engine.generate(tok, &p.prompt, &p.opts, &mut |piece| text.push_str(piece)) {
@@ -122,7 +129,11 @@ fn run_one(
                 text: Some(text),
                 stop_reason: Some(stats.stop_reason),
                 prompt_tokens: Some(stats.prompt_tokens),
+                prompt_tokens_computed: Some(stats.prompt_tokens_computed),
                 generated_tokens: Some(stats.generated_tokens),
+                drafted_tokens: drafting.then_some(stats.drafted_tokens),
+                accepted_tokens: drafting.then_some(stats.accepted_tokens),
+                forward_passes: drafting.then_some(stats.forward_passes),
                 ms: Some((start.elapsed().as_secs_f64() * 1e3 * 10.0).round() / 10.0),
                 error: None,
             },

@@ -8,9 +8,12 @@
 //! The two are interleaved, each followed by a truncation back to the same
 //! length, so that drift of the machine (clocks, other load) falls on both;
 //! the figure of each is the median of its rounds. With random weights the
-//! draft's acceptance is meaningless: only the cost is measured.
+//! draft's acceptance is meaningless: only the cost is measured. Where the
+//! adapter writes timestamps inside passes, [`profile`] splits both by
+//! kernel class (GPU time), to show which kernels the extra positions cost.
 
 use super::super::decoder::GpuDecoder;
+use super::super::profile::{Interval, Profiler};
 use crate::clock;
 use crate::error::Error;
 use crate::sampler::SamplerConfig;
@@ -27,6 +30,18 @@ pub struct VerifyCost {
     pub verify_ms: f64,
     /// `verify_ms / decode_ms`.
     pub ratio: f64,
+    /// GPU time per kernel class of both, where the adapter has timestamps.
+    pub kernels: Vec<VerifyKernel>,
+}
+
+/// One kernel class's GPU time in a decode step and in a verification.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifyKernel {
+    pub class: String,
+    /// Mean GPU milliseconds per decode step.
+    pub decode_ms: f64,
+    /// Mean GPU milliseconds per verification.
+    pub verify_ms: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -74,11 +89,71 @@ pub async fn measure(
     }
     let rounds = one.len();
     let (decode_ms, verify_ms) = (median(one) * 1e3, median(many) * 1e3);
+    let kernels = match Profiler::new(dec.context(), 4096) {
+        Some(mut p) => profile(dec, recent, &fed, &mut p).await?,
+        None => Vec::new(),
+    };
     Ok(VerifyCost {
         draft,
         rounds,
         decode_ms,
         verify_ms,
         ratio: verify_ms / decode_ms,
+        kernels,
     })
+}
+
+/// Profiled rounds per kind in [`profile`].
+const PROFILED: usize = 3;
+
+/// GPU time per kernel class of a decode step feeding `fed[0]` and of a
+/// verification feeding `fed`, each the mean of [`PROFILED`] rounds at the
+/// decoder's current length (cut back after each), classes in the decode
+/// step's order of cost.
+pub async fn profile(
+    dec: &mut GpuDecoder,
+    recent: &[u32],
+    fed: &[u32],
+    profiler: &mut Profiler,
+) -> Result<Vec<VerifyKernel>, Error> {
+    let greedy = SamplerConfig::greedy();
+    let len = dec.len();
+    let step = recent.len() as u32;
+    let mut rows: Vec<VerifyKernel> = Vec::new();
+    let mut add = |intervals: Vec<Interval>, verify: bool| {
+        for iv in intervals {
+            let name = iv.class.name();
+            let i = match rows.iter().position(|r| r.class == name) {
+                Some(i) => i,
+                None => {
+                    rows.push(VerifyKernel {
+                        class: name,
+                        decode_ms: 0.0,
+                        verify_ms: 0.0,
+                    });
+                    rows.len() - 1
+                }
+            };
+            let ms = iv.seconds * 1e3 / PROFILED as f64;
+            if verify {
+                rows[i].verify_ms += ms;
+            } else {
+                rows[i].decode_ms += ms;
+            }
+        }
+    };
+    for _ in 0..PROFILED {
+        let (_, one) = dec
+            .step_profiled(fed[0], &greedy, recent, step, profiler)
+            .await?;
+        dec.truncate(len);
+        add(one, false);
+        let (_, many) = dec
+            .verify_profiled(fed, &greedy, recent, step, profiler)
+            .await?;
+        dec.truncate(len);
+        add(many, true);
+    }
+    rows.sort_by(|a, b| b.decode_ms.total_cmp(&a.decode_ms));
+    Ok(rows)
 }

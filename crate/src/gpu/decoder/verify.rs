@@ -54,7 +54,7 @@ use super::{GpuDecoder, Head, Ids, Recorder};
 use crate::error::Error;
 use crate::gpu::kernels::RmsNorm;
 use crate::gpu::keys::SAMPLE_ROWS;
-use crate::gpu::profile::KernelClass;
+use crate::gpu::profile::{Interval, KernelClass, Profiler};
 use crate::gpu::qmatmul::{MatmulBinding, Norm, Output};
 use crate::gpu::sample::token_result;
 use crate::gpu::step::StepUniform;
@@ -192,7 +192,7 @@ impl GpuDecoder {
                 let t = self.step_and_sample(batch[0], cfg, recent_here, step_here);
                 vec![t.await?]
             } else {
-                self.verify_batch(batch, cfg, recent_here, step_here)
+                self.verify_batch(batch, cfg, recent_here, step_here, None)
                     .await?
             };
             for (j, id) in ids.into_iter().enumerate() {
@@ -213,15 +213,8 @@ impl GpuDecoder {
     /// tests that compare them with decode steps'. The cache holds the
     /// tokens afterwards.                                       (n, vocab)
     pub async fn verify_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, Error> {
-        if !(2..=self.verify.rows).contains(&tokens.len()) {
-            return Err(GpuError::shape(
-                "verify",
-                format!("{} tokens (2..={})", tokens.len(), self.verify.rows),
-            )
-            .into());
-        }
-        self.check_fits(tokens.len())?;
-        self.verify_batch(tokens, &SamplerConfig::greedy(), &[], 0)
+        self.check_batch(tokens)?;
+        self.verify_batch(tokens, &SamplerConfig::greedy(), &[], 0, None)
             .await?;
         let vocab = self.config().vocab_size;
         let flat = self
@@ -231,13 +224,48 @@ impl GpuDecoder {
         Ok(flat.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 
-    /// One batch of 2..=rows tokens: the raw ids of every row.
+    /// One verification batch of `tokens` (2..=[`GpuDecoder::verify_rows`])
+    /// with the GPU time of every kernel class from timestamp queries
+    /// (`profiler` from [`Profiler::new`]; `codellama bench
+    /// --verify-draft`): the raw ids of every row and the intervals. The
+    /// cache holds the tokens afterwards.
+    pub async fn verify_profiled(
+        &mut self,
+        tokens: &[u32],
+        cfg: &SamplerConfig,
+        recent: &[u32],
+        step: u32,
+        profiler: &mut Profiler,
+    ) -> Result<(Vec<u32>, Vec<Interval>), Error> {
+        self.check_batch(tokens)?;
+        profiler.reset();
+        let ids = self
+            .verify_batch(tokens, cfg, recent, step, Some(&mut *profiler))
+            .await?;
+        Ok((ids, profiler.read(&self.ctx).await?))
+    }
+
+    /// `tokens` fit one verification batch and the cache.
+    fn check_batch(&self, tokens: &[u32]) -> Result<(), Error> {
+        if !(2..=self.verify.rows).contains(&tokens.len()) {
+            return Err(GpuError::shape(
+                "verify",
+                format!("{} tokens (2..={})", tokens.len(), self.verify.rows),
+            )
+            .into());
+        }
+        self.check_fits(tokens.len())
+    }
+
+    /// One batch of 2..=rows tokens: the raw ids of every row (with
+    /// `profiler`, its timestamps written and resolved too).
     async fn verify_batch(
         &mut self,
         tokens: &[u32],
         cfg: &SamplerConfig,
         recent: &[u32],
         step: u32,
+        mut profiler: Option<&mut Profiler>,
     ) -> Result<Vec<u32>, Error> {
         let head = &mut self.verify;
         if head.config.as_ref() != Some(cfg) {
@@ -247,7 +275,12 @@ impl GpuDecoder {
         }
         head.sampler
             .prepare_rows(&self.ctx, step, recent, &tokens[1..])?;
-        let encoder = self.encode(Ids::Host(tokens), Head::Verify, None).await?;
+        let mut encoder = self
+            .encode(Ids::Host(tokens), Head::Verify, profiler.as_deref_mut())
+            .await?;
+        if let Some(p) = profiler {
+            p.resolve(&mut encoder);
+        }
         self.ctx.submit(encoder).await?;
         self.attention.advance(tokens.len())?;
         Ok(self
