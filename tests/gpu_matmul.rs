@@ -592,10 +592,18 @@ fn fused_epilogues_match_cpu() {
                 subgroup: false,
                 runs: false,
             })),
-            // The GPU preset's verification shape (the CPU preset's is its
-            // batch shape, 8 x 16 x 4).
-            Some(BatchKernel::Lanes(KernelPreset::Gpu.matvec().verify())),
         ];
+        // Both presets' verification shapes (2 and 4 tokens per workgroup)
+        // but the CPU preset's 4-token one, its batch shape (8 x 16 x 4),
+        // which the decoder tests run.
+        for preset in KernelPreset::ALL {
+            for shape in preset.matvec().verify_shapes() {
+                let k = Some(BatchKernel::Lanes(shape));
+                if !kernels.contains(&k) && preset.batch() != Some(shape) {
+                    kernels.push(k);
+                }
+            }
+        }
         // The subgroup reduction, where the adapter allows it (lavapipe: 8
         // lanes); the decode shape (None) uses it too where it applies.
         if let Some(lanes) = ctx.subgroup_lanes() {

@@ -304,9 +304,11 @@ fn speculative_generation_equals_plain_generation() {
 }
 
 /// The logits of a verification batch equal, bit for bit, those of the same
-/// positions decoded one token per step after the same prefix, the batch
-/// across the attention's split boundary at 64 (its rows before 64 need no
-/// `combine` as decode steps, the batch does).
+/// positions decoded one token per step after the same prefix: batches of 2
+/// and 3 positions (the narrow and the wide verification shape, the latter
+/// with a token slot absent) and a full batch across the attention's split
+/// boundary at 64 (its rows before 64 need no `combine` as decode steps, the
+/// batch does).
 #[test]
 fn verify_logits_equal_decode_steps_bit_for_bit() {
     for path in all_models() {
@@ -314,8 +316,8 @@ fn verify_logits_equal_decode_steps_bit_for_bit() {
         for ctx in contexts() {
             let mut dec = decoder(ctx, &path, false);
             let vocab = dec.config().vocab_size;
-            let n = dec.verify_rows();
-            for head_len in [54] {
+            let rows_max = dec.verify_rows();
+            for (head_len, n) in [(54, 2), (54, 3), (54, rows_max)] {
                 let seq = prompt_ids(vocab, head_len + n);
                 let (head, batch) = seq.split_at(head_len);
                 dec.truncate(0);

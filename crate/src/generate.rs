@@ -219,11 +219,19 @@ pub trait Backend {
         Ok(out)
     }
 
+    /// Makes ready what [`Backend::verify`] needs, so that the first
+    /// verification's time is a verification's (a GPU backend binds its
+    /// verification kernels, compiling their pipelines). [`Backend::verify`]
+    /// works without it; the default has nothing to make.
+    async fn prepare_verify(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Positions [`Backend::verify`] computes together: one returning `s`
     /// samples of `n` positions fed computed `min(n, ⌈s / b⌉ · b)` of them
     /// (what the time of a pass is a time of). 1 for the default, which
     /// steps position by position.
-    fn verify_batch(&self) -> usize {
+    fn verify_width(&self) -> usize {
         1
     }
 
@@ -420,6 +428,16 @@ impl<B: Backend> Session<B> {
         if let Some(s) = &opts.speculative {
             s.validate()?;
         }
+        // Speculative decoding (not with log-probabilities: those are read
+        // per sampled position); what verification needs is made before the
+        // clock starts (the first time: pipelines to compile).
+        let mut drafter = opts
+            .speculative
+            .filter(|s| s.enabled() && opts.logprobs.is_none())
+            .map(Drafter::new);
+        if drafter.is_some() {
+            self.decoder.prepare_verify().await?;
+        }
         let start = crate::clock::now();
         let computed = self.prefill(prompt).await?;
         self.decoder.sync().await?;
@@ -437,12 +455,6 @@ impl<B: Backend> Session<B> {
             generated: 0,
         };
         let mut pending: Option<u32> = None;
-        // Speculative decoding (not with log-probabilities: those are read
-        // per sampled position).
-        let mut drafter = opts
-            .speculative
-            .filter(|s| s.enabled() && opts.logprobs.is_none())
-            .map(Drafter::new);
         let (mut drafted, mut accepted, mut forward_passes) = (0usize, 0usize, 0usize);
         // Pipelined decoding (GPU backends, samplers that do not look at the
         // recent tokens; not with speculation, which needs each token before
@@ -479,7 +491,7 @@ impl<B: Backend> Session<B> {
                             .await?;
                         // The time of the positions computed (a backend
                         // that stops at the first rejection ran fewer).
-                        let b = self.decoder.verify_batch().max(1);
+                        let b = self.decoder.verify_width().max(1);
                         let computed = fed.len().min(samples.len().div_ceil(b) * b);
                         self.pass_costs
                             .record(computed, crate::clock::now() - started);

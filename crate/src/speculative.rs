@@ -176,10 +176,10 @@ pub struct Drafter {
     acceptance: Acceptance,
     /// The length of the match that found the last draft.
     last_match: usize,
-    /// Whether the last verification accepted its whole draft, and what it
-    /// was when the last draft was made.
+    /// Whether the last verification accepted its whole draft (only
+    /// [`Drafter::record`] changes it, so it is also what the draft being
+    /// verified was made after).
     full: bool,
-    last_full: bool,
 }
 
 impl Drafter {
@@ -191,7 +191,6 @@ impl Drafter {
             acceptance: Acceptance::default(),
             last_match: 0,
             full: false,
-            last_full: false,
         }
     }
 
@@ -221,7 +220,6 @@ impl Drafter {
             n
         };
         self.last_match = m;
-        self.last_full = self.full;
         seq[at..].iter().take(n).copied().collect()
     }
 
@@ -232,7 +230,7 @@ impl Drafter {
             return;
         }
         self.acceptance
-            .record(self.last_match, self.last_full, drafted, accepted);
+            .record(self.last_match, self.full, drafted, accepted);
         self.full = accepted >= drafted;
         if accepted >= drafted {
             self.k = (self.k + 1).min(self.cfg.max_draft.max(1));

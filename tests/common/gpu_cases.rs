@@ -927,9 +927,10 @@ pub async fn logprobs_match_reference(ctx: &GpuContext) -> CaseResult {
 
 /// Speculative verification's logits equal decode steps' bit for bit
 /// (`crate::gpu::decoder::verify`'s exactness): after the same 54-token
-/// prefix, a verification batch of 16 positions (across the attention's
-/// split boundary at 64) against the same positions fed one token per step,
-/// on a fixture model and the demo model. In the browser this is the check
+/// prefix, verification batches of 2 positions (the narrow shape) and of 16
+/// (across the attention's split boundary at 64) against the same positions
+/// fed one token per step, on a fixture model and the demo model. In the
+/// browser this is the check
 /// that the adapter's shader compiler keeps the shared per-column sums
 /// (natively, `tests/gpu_speculative.rs` runs it on every fixture model).
 pub async fn verify_logits_equal_decode_steps(ctx: &Arc<GpuContext>) -> CaseResult {
@@ -949,49 +950,54 @@ pub async fn verify_logits_equal_decode_steps(ctx: &Arc<GpuContext>) -> CaseResu
         )
         .await
         .map_err(|e| format!("GpuDecoder::new: {e}"))?;
-        let n = dec.verify_rows();
         let head_len = 54;
+        let rows_max = dec.verify_rows();
         let seq: Vec<u32> = std::iter::once(1)
             .chain(
-                (1..(head_len + n) as u64).map(|i| (3 + (i * 7919 + i * i) % (vocab - 3)) as u32),
+                (1..(head_len + rows_max) as u64)
+                    .map(|i| (3 + (i * 7919 + i * i) % (vocab - 3)) as u32),
             )
             .collect();
-        let (head, batch) = seq.split_at(head_len);
-        dec.feed(head)
+        dec.feed(&seq[..head_len])
             .await
             .map_err(|e| format!("{name}: feed: {e}"))?;
-        let rows = dec
-            .verify_logits(batch)
-            .await
-            .map_err(|e| format!("{name}: verify: {e}"))?;
-        dec.truncate(head_len);
-        let (mut differing, mut max_diff, mut first) = (0usize, 0f32, None);
-        for (i, (&t, row)) in batch.iter().zip(&rows).enumerate() {
-            dec.feed(&[t])
+        // Two positions (the narrow verification shape), then a full batch.
+        for n in [2, rows_max] {
+            let batch = &seq[head_len..head_len + n];
+            dec.truncate(head_len);
+            let rows = dec
+                .verify_logits(batch)
                 .await
-                .map_err(|e| format!("{name}: step: {e}"))?;
-            let one = dec
-                .logits()
-                .await
-                .map_err(|e| format!("{name}: logits: {e}"))?;
-            for (a, b) in row.iter().zip(&one) {
-                if a.to_bits() != b.to_bits() {
-                    differing += 1;
-                    max_diff = max_diff.max((a - b).abs());
-                    first.get_or_insert(i);
+                .map_err(|e| format!("{name}: verify: {e}"))?;
+            dec.truncate(head_len);
+            let (mut differing, mut max_diff, mut first) = (0usize, 0f32, None);
+            for (i, (&t, row)) in batch.iter().zip(&rows).enumerate() {
+                dec.feed(&[t])
+                    .await
+                    .map_err(|e| format!("{name}: step: {e}"))?;
+                let one = dec
+                    .logits()
+                    .await
+                    .map_err(|e| format!("{name}: logits: {e}"))?;
+                for (a, b) in row.iter().zip(&one) {
+                    if a.to_bits() != b.to_bits() {
+                        differing += 1;
+                        max_diff = max_diff.max((a - b).abs());
+                        first.get_or_insert(i);
+                    }
                 }
             }
+            log!(
+                "{name}: verification of {n} positions vs decode steps: {differing} of {} \
+                 logits differ (max |diff| {max_diff:.2e}, first row {first:?})",
+                n * vocab as usize
+            );
+            ensure!(
+                differing == 0,
+                "{name}: {differing} of {n} positions' verification logits differ from decode \
+                 steps' (max |diff| {max_diff:.2e}, first at row {first:?})"
+            );
         }
-        log!(
-            "{name}: verification of {n} positions vs decode steps: {differing} of {} logits \
-             differ (max |diff| {max_diff:.2e}, first row {first:?})",
-            n * vocab as usize
-        );
-        ensure!(
-            differing == 0,
-            "{name}: {differing} verification logits differ from decode steps' (max |diff| \
-             {max_diff:.2e}, first at row {first:?})"
-        );
     }
     Ok(())
 }

@@ -2257,6 +2257,12 @@ test('speculative', async (t) => {
       const res = c.kind === 'complete' ? await engine.completeText(c.prompt, opts) : await engine.infillText({ prefix: c.prefix, suffix: c.suffix }, opts);
       return { text: res.text, stats: res.stats, ms: performance.now() - t0 };
     };
+    // The first drafting request binds the verification kernels (their pipelines are compiled
+    // then, not at load): timed apart, beside the same request without drafting.
+    const warmCase = { kind: 'complete', prompt: 'a = 1\nb = 2\na = 1\nb =' };
+    const warmPlain = await run(warmCase, { maxTokens: 4, temperature: 0 });
+    await engine.resetCache();
+    const warm = await run(warmCase, { maxTokens: 4, temperature: 0, speculative: true });
     const out = [];
     for (const c of cases) {
       await engine.resetCache();
@@ -2278,11 +2284,13 @@ test('speculative', async (t) => {
     const badCost = await T.capture(() => engine.completeText('x', { maxTokens: 1, speculative: { costAware: 'yes' } }));
     const badField = await T.capture(() => engine.completeText('x', { maxTokens: 1, speculative: { draft: 2 } }));
     await engine.dispose();
-    return { out, defaults, badCost, badField };
+    return { out, defaults, badCost, badField, warm, warmPlain };
   }, { demo: DEMO_URL, cases }, 900_000);
   eq(r.badCost.error?.name, 'InvalidRequestError', 'speculative.costAware not a boolean');
   eq(r.badField.error?.name, 'InvalidRequestError', 'speculative.draft: no such field');
   await t.shot(page, 'speculative');
+  t.figure('first drafting request (binds the verification kernels) vs the same without drafting, ms', [Math.round(r.warm.ms), Math.round(r.warmPlain.ms)]);
+  eq(r.warm.text, r.warmPlain.text, 'first drafting request: text as without drafting');
   let passes = 0;
   let tokens = 0;
   for (const c of r.out) {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::decoder::{DecoderOptions, GpuDecoder};
 use super::kernels::Bound;
 use super::keys::{MatvecShape, BANDWIDTH_WG};
-use super::profile::{KernelClass, Profiler};
+use super::profile::{add_by_class, Interval, Profiler};
 use super::qmatmul::BatchKernel;
 use super::weights::GpuWeights;
 use super::{GpuContext, GpuError, KernelKey};
@@ -495,7 +495,7 @@ pub async fn run(
     let mut gpu_ms_per_step = None;
     if let Some(mut profiler) = Profiler::new(&ctx, 4096) {
         let steps = PROFILED_STEPS;
-        let mut total: Vec<(KernelClass, f64, u64)> = Vec::new();
+        let mut total: Vec<Interval> = Vec::new();
         for i in 0..steps {
             if dec.len() + 1 > dec.max_len() {
                 break;
@@ -511,29 +511,21 @@ pub async fn run(
                 )
                 .await?;
             token = t;
-            for iv in intervals {
-                match total.iter_mut().find(|e| e.0 == iv.class) {
-                    Some(e) => {
-                        e.1 += iv.seconds;
-                        e.2 += iv.bytes;
-                    }
-                    None => total.push((iv.class, iv.seconds, iv.bytes)),
-                }
-            }
+            add_by_class(&mut total, intervals);
         }
-        total.sort_by(|a, b| b.1.total_cmp(&a.1));
+        total.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         let n = steps as f64;
         kernels = total
             .iter()
-            .map(|&(class, secs, bytes)| {
-                let (ms, bytes) = (secs / n * 1e3, bytes / steps as u64);
-                let gbps = if secs > 0.0 {
-                    bytes as f64 / (secs / n) / 1e9
+            .map(|iv| {
+                let (ms, bytes) = (iv.seconds / n * 1e3, iv.bytes / steps as u64);
+                let gbps = if iv.seconds > 0.0 {
+                    bytes as f64 / (iv.seconds / n) / 1e9
                 } else {
                     0.0
                 };
                 KernelTime {
-                    class: class.name(),
+                    class: iv.class.name(),
                     ms,
                     bytes,
                     gbps,

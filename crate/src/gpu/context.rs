@@ -216,11 +216,16 @@ impl GpuContext {
         }
     }
 
-    /// How this device multiplies a speculative verification batch: the
-    /// decode shape's [`MatvecShape::verify`], whose every column is
-    /// bit-identical to a decode step's product of the same vector.
-    pub fn verify_kernel(&self) -> super::qmatmul::BatchKernel {
-        super::qmatmul::BatchKernel::Lanes(self.matvec_shape.verify())
+    /// How this device multiplies a speculative verification batch, fewest
+    /// tokens per workgroup first: the decode shape's
+    /// [`MatvecShape::verify_shapes`], whose every column is bit-identical
+    /// to a decode step's product of the same vector.
+    pub fn verify_kernels(&self) -> Vec<super::qmatmul::BatchKernel> {
+        self.matvec_shape
+            .verify_shapes()
+            .into_iter()
+            .map(super::qmatmul::BatchKernel::Lanes)
+            .collect()
     }
 
     /// The decode matvec's workgroup shape on this device (the preset's,

@@ -20,12 +20,16 @@
 //!
 //! Speculative verification ([`GpuDecoder::verify`], in [`verify`]) runs a
 //! batch of drafted tokens through the same layers — the products on the
-//! verification kernel (the decode matvec's lanes, several tokens per
+//! verification kernels (the decode matvec's lanes, 2 or 4 tokens per
 //! workgroup), attention on its split path — so that every row's logits are
 //! a decode step's bit for bit; then a head of its own: the final norm and
 //! output projection of every row into a `(rows, vocab)` buffer, and the
-//! sampler once per row, in the same pass.
+//! sampler once per row, in the same pass. Those verification bindings are
+//! the one thing not made in [`GpuDecoder::new`]: the first verification
+//! makes them ([`GpuDecoder::prepare_verify`]), so that loading a model does
+//! not compile pipelines only drafting uses.
 
+mod layers;
 mod verify;
 
 use std::sync::Arc;
@@ -33,16 +37,17 @@ use std::sync::Arc;
 use super::attention::{AttentionConfig, AttentionIo, KvAttention, KvFormat};
 use super::kernels::{Elementwise, QkvLayout, RmsNorm, RopeTable};
 use super::profile::{Interval, KernelClass, Profiler};
-use super::qmatmul::{EmbedBinding, GpuMatrix, MatmulBinding, MatvecBinding, Norm, Output};
+use super::qmatmul::{EmbedBinding, MatmulBinding, Norm, Output};
 use super::sample::{GpuLogprobs, GpuSampler};
 use super::step::{StepParams, StepUniform};
 use super::weights::{GpuWeights, Stack};
-use super::{ElementwiseOp, Epilogue, GpuContext, GpuError, QFormat};
+use super::{ElementwiseOp, Epilogue, GpuContext, GpuError};
 use crate::cpu::DecodeError;
 use crate::error::Error;
 use crate::logprobs::TokenLogprobs;
 use crate::model::Config;
 use crate::sampler::SamplerConfig;
+use layers::{bind_layers, LayerKernels, Proj};
 use verify::VerifyHead;
 pub use verify::MAX_VERIFY;
 
@@ -84,89 +89,6 @@ struct Activations {
     ss_last: wgpu::Buffer,            // (G) its partial sums of x²
     logits: wgpu::Buffer,             // (vocab) logits after the batch's last token
     logits_all: Option<wgpu::Buffer>, // (T, vocab)
-}
-
-/// A product bound up to three times: matrix-vector for one token, the
-/// device's batch kernel for a batch, and the verification kernel for a
-/// speculative batch (each column summed as the one-token kernel sums it).
-/// `verify` is `None` where the batch kernel already is the verification
-/// kernel (the CPU-adapter preset) or the product only ever sees one token
-/// (the last row's output): `many` serves then.
-struct Proj {
-    one: MatvecBinding,
-    many: MatmulBinding,
-    verify: Option<MatmulBinding>,
-    /// Weight format and bytes (for the profile).
-    format: QFormat,
-    bytes: u64,
-}
-
-impl Proj {
-    async fn new(
-        ctx: &GpuContext,
-        step: &StepUniform,
-        m: &GpuMatrix,
-        x: &wgpu::Buffer,
-        out: Output<'_>,
-        norm: Option<Norm<'_>>,
-        max_tokens: usize,
-    ) -> Result<Proj, GpuError> {
-        Ok(Proj {
-            one: m.bind_matvec_to(ctx, x, out, norm).await?,
-            many: m
-                .bind_matmul_to(ctx, step, x, out, norm, max_tokens, ctx.batch_kernel())
-                .await?,
-            verify: if max_tokens > 1 && ctx.verify_kernel() != ctx.batch_kernel() {
-                Some(
-                    m.bind_matmul_to(
-                        ctx,
-                        step,
-                        x,
-                        out,
-                        norm,
-                        MAX_VERIFY.min(max_tokens),
-                        ctx.verify_kernel(),
-                    )
-                    .await?,
-                )
-            } else {
-                None
-            },
-            format: m.format(),
-            bytes: m.gpu_bytes(),
-        })
-    }
-
-    fn encode(
-        &self,
-        rec: &mut Recorder<'_, '_>,
-        tokens: usize,
-        head: Head,
-    ) -> Result<(), GpuError> {
-        rec.mark(KernelClass::Matmul(self.format), self.bytes);
-        let n = if tokens == 1 {
-            self.one.encode(rec.pass)
-        } else if head == Head::Verify {
-            self.verify
-                .as_ref()
-                .unwrap_or(&self.many)
-                .encode(rec.pass, tokens)?
-        } else {
-            self.many.encode(rec.pass, tokens)?
-        };
-        rec.dispatches += n;
-        Ok(())
-    }
-}
-
-/// One layer's bound kernels.
-struct LayerKernels {
-    attn_norm: RmsNorm, // x -> xw, ss
-    qkv: Vec<Proj>,     // s * W{q|k|v} xw -> qkv (one stacked product, or three)
-    wo: Proj,           // x += Wo att
-    ffn_norm: RmsNorm,  // x -> xw, ss
-    gate_up: Vec<Proj>, // h = silu(s W1 xw) * (s W3 xw) (stacked); apart: h, h3 = s W1 xw, s W3 xw
-    w2: Proj,           // x += W2 h
 }
 
 /// Records a forward pass into one compute pass: counts dispatches and,
@@ -224,8 +146,10 @@ pub struct GpuDecoder {
     attention: KvAttention,
     sampler: GpuSampler,
     sampler_config: Option<SamplerConfig>,
-    /// Every row's logits and their sampler, for [`GpuDecoder::verify`].
-    verify: VerifyHead,
+    /// Every row's logits and their sampler, for [`GpuDecoder::verify`]:
+    /// made (with the layers' verification kernels) by
+    /// [`GpuDecoder::prepare_verify`], none before.
+    verify: Option<VerifyHead>,
     /// Made by the first request for log-probabilities (none before).
     logprobs: Option<GpuLogprobs>,
     last_stats: EncodeStats,
@@ -325,56 +249,7 @@ impl GpuDecoder {
             ),
             None => None,
         };
-        let norm = Some(Norm {
-            ss: &act.ss,
-            groups,
-            eps: c.rms_eps,
-        });
-        let mut layers = Vec::with_capacity(c.n_layers);
-        for lw in &w.layers {
-            let a = &act;
-            let attn_norm =
-                RmsNorm::new(g, &step, &a.x, &lw.attn_norm, &a.xw, &a.ss, t, c.dim, false).await?;
-            let ffn_norm =
-                RmsNorm::new(g, &step, &a.x, &lw.ffn_norm, &a.xw, &a.ss, t, c.dim, false).await?;
-            // Q, K, V rows into each token's q | k | v row.
-            let mut qkv = Vec::new();
-            let mut offset = 0;
-            for m in lw.qkv.matrices() {
-                let out = Output {
-                    y: &a.qkv,
-                    stride: layout.stride,
-                    offset,
-                    epilogue: Epilogue::Store,
-                };
-                qkv.push(Proj::new(g, &step, m, &a.xw, out, norm, t).await?);
-                offset += m.rows();
-            }
-            let gate_up = match &lw.gate_up {
-                Stack::One(m) => {
-                    let out = Output::dense(&a.h, m, Epilogue::SwiGlu);
-                    vec![Proj::new(g, &step, m, &a.xw, out, norm, t).await?]
-                }
-                Stack::Apart(ms) => {
-                    let h3 = a.h3.as_ref().expect("allocated for apart gate and up");
-                    let mut v = Vec::new();
-                    for (m, y) in ms.iter().zip([&a.h, h3]) {
-                        let out = Output::dense(y, m, Epilogue::Store);
-                        v.push(Proj::new(g, &step, m, &a.xw, out, norm, t).await?);
-                    }
-                    v
-                }
-            };
-            let add = |m: &GpuMatrix| Output::dense(&a.x, m, Epilogue::Accumulate);
-            layers.push(LayerKernels {
-                attn_norm,
-                qkv,
-                wo: Proj::new(g, &step, &lw.wo, &a.att, add(&lw.wo), None, t).await?,
-                ffn_norm,
-                gate_up,
-                w2: Proj::new(g, &step, &lw.w2, &a.h, add(&lw.w2), None, t).await?,
-            });
-        }
+        let layers = bind_layers(g, &step, w, &act, layout, t, 0).await?;
         let final_norm_last = RmsNorm::new(
             g,
             &step,
@@ -400,6 +275,7 @@ impl GpuDecoder {
                 eps: c.rms_eps,
             }),
             1,
+            0,
         )
         .await?;
         let final_norm_all = match &act.logits_all {
@@ -422,7 +298,11 @@ impl GpuDecoder {
                         &step,
                         &act.xw,
                         Output::dense(all, output, Epilogue::Store),
-                        norm,
+                        Some(Norm {
+                            ss: &act.ss,
+                            groups,
+                            eps: c.rms_eps,
+                        }),
                         t,
                         g.batch_kernel(),
                     )
@@ -452,7 +332,6 @@ impl GpuDecoder {
         .await?;
         attention.reserve_async(g, t.min(opts.max_len)).await?;
         let sampler = GpuSampler::new(g, &act.logits, c.vocab_size).await?;
-        let verify = VerifyHead::new(g, &step, &weights, &act, t).await?;
         let slot = |i: usize| {
             let b = g.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("token read-back {i}")),
@@ -480,7 +359,7 @@ impl GpuDecoder {
             attention,
             sampler,
             sampler_config: None,
-            verify,
+            verify: None,
             logprobs: None,
             last_stats: EncodeStats::default(),
             slots,
@@ -904,7 +783,11 @@ impl GpuDecoder {
         }
         if head == Head::Verify {
             // every row's logits, every row sampled           (n, vocab), (n)
-            return self.verify.record(rec, n);
+            return self
+                .verify
+                .as_ref()
+                .ok_or_else(verify::not_prepared)?
+                .record(rec, n);
         }
         // logits = Wout · rmsnorm(x[n-1]) * output_norm             (vocab)
         rec.run(KernelClass::Norm, 0, |p| self.final_norm_last.encode(p, n))?;
@@ -989,7 +872,11 @@ impl crate::generate::Backend for GpuDecoder {
         GpuDecoder::verify(self, tokens, cfg, recent, step).await
     }
 
-    fn verify_batch(&self) -> usize {
+    async fn prepare_verify(&mut self) -> Result<(), Error> {
+        GpuDecoder::prepare_verify(self).await
+    }
+
+    fn verify_width(&self) -> usize {
         self.verify_rows()
     }
 

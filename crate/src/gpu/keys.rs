@@ -447,16 +447,37 @@ impl MatvecShape {
             && self.lanes <= limits.max_compute_workgroup_size_x
     }
 
-    /// The shape that multiplies a speculative verification batch
-    /// bit-identically to this (decode) shape, one token at a time: the same
-    /// `lanes`, `subgroup` and `runs` — which fix every (row, token) sum's
-    /// order: each lane's units in order, then the lanes in lane order (or
-    /// the subgroup's) — with [`Self::VERIFY_TOKENS`] tokens per workgroup
-    /// and as many of this shape's rows as the shader's limits allow (rows
-    /// and tokens per workgroup change which sums run side by side, never
-    /// how one is summed).
+    /// The shapes that multiply a speculative verification batch
+    /// bit-identically to this (decode) shape, one token at a time, fewest
+    /// tokens per workgroup first: [`Self::VERIFY_TOKENS`] and
+    /// [`Self::VERIFY_PAIR_TOKENS`] tokens per workgroup (once where the
+    /// lanes leave room for only one of them). Each has the same `lanes`,
+    /// `subgroup` and `runs` — which fix every (row, token) sum's order: each
+    /// lane's units in order, then the lanes in lane order (or the
+    /// subgroup's) — and as many of this shape's rows as the shader's limits
+    /// allow (rows and tokens per workgroup change which sums run side by
+    /// side, never how one is summed).
+    pub fn verify_shapes(self) -> Vec<MatvecShape> {
+        let mut v: Vec<MatvecShape> = Vec::with_capacity(2);
+        for tokens in [Self::VERIFY_PAIR_TOKENS, Self::VERIFY_TOKENS] {
+            let s = self.verify_with(tokens);
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
+        v
+    }
+
+    /// The widest of [`Self::verify_shapes`]: the one a batch of more than
+    /// [`Self::VERIFY_PAIR_TOKENS`] positions runs on.
     pub fn verify(self) -> MatvecShape {
-        let mut tokens = Self::VERIFY_TOKENS;
+        self.verify_with(Self::VERIFY_TOKENS)
+    }
+
+    /// A verification shape of (at most) `tokens` tokens per workgroup:
+    /// fewer when the lanes are too many for the shader's workgroup memory.
+    fn verify_with(self, tokens: u32) -> MatvecShape {
+        let mut tokens = tokens;
         while tokens > 1 && self.lanes * 2 * tokens > Self::MAX_PARTIALS {
             tokens /= 2;
         }
@@ -468,14 +489,22 @@ impl MatvecShape {
         }
     }
 
-    /// Tokens per workgroup of [`Self::verify`] (fewer when the lanes are
-    /// too many for the shader's workgroup memory): 4, the shader's group of
+    /// Tokens per workgroup of [`Self::verify`]: 4, the shader's group of
     /// tokens sharing each weight unit's load, so that a workgroup runs that
     /// group once. (With 8, Chromium's SwiftShader computed the second group
     /// of a workgroup wrong — rows 4..7 off by up to 10 — where lavapipe was
     /// exact: `verify_logits_equal_decode_steps` in `tests/gpu_portable.rs`
     /// catches it.)
     pub const VERIFY_TOKENS: u32 = 4;
+
+    /// Tokens per workgroup of the narrow verification shape, for batches
+    /// of two positions (the last token and one drafted): a workgroup of
+    /// four tokens with two present costs what four do on llvmpipe (its
+    /// x arrays, dequantized unit and accumulators are live for all four,
+    /// and spill), so on a 7B-shaped layer a 2-position batch took 1.8x a
+    /// decode step's time on the 4-token shape and 1.44x on this one
+    /// (README, "Speculative decoding").
+    pub const VERIFY_PAIR_TOKENS: u32 = 2;
 }
 
 /// Which kernel shapes the engine uses on an adapter: GPUs, or adapters that
@@ -537,9 +566,17 @@ impl KernelPreset {
     /// with the workgroup-memory and the subgroup reduction (the latter where the adapter's fixed
     /// subgroup size is the shape's lanes).
     pub fn matvec_shapes(self) -> Vec<MatvecShape> {
-        let mut v = vec![self.matvec(), self.matvec().verify()];
-        let batch = self.batch().filter(|b| !v.contains(b));
-        v.extend(batch);
+        let mut v = vec![self.matvec()];
+        for s in self
+            .matvec()
+            .verify_shapes()
+            .into_iter()
+            .chain(self.batch())
+        {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
         let with_subgroups: Vec<MatvecShape> = v
             .iter()
             .map(|&s| MatvecShape {

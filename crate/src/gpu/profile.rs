@@ -57,6 +57,20 @@ pub struct Interval {
     pub bytes: u64,
 }
 
+/// Adds `intervals` into `total`, one entry per kernel class (seconds and
+/// bytes summed), classes in the order they first appear.
+pub fn add_by_class(total: &mut Vec<Interval>, intervals: impl IntoIterator<Item = Interval>) {
+    for iv in intervals {
+        match total.iter_mut().find(|t| t.class == iv.class) {
+            Some(t) => {
+                t.seconds += iv.seconds;
+                t.bytes += iv.bytes;
+            }
+            None => total.push(iv),
+        }
+    }
+}
+
 /// Timestamps of one forward pass; see the module docs.
 pub struct Profiler {
     set: wgpu::QuerySet,

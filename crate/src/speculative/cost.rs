@@ -55,28 +55,30 @@ pub struct PassCosts {
     times: [Times; MAX_DRAFT + 1],
 }
 
-/// A ring of the last [`KEPT`] times (seconds).
+/// A ring of the last [`KEPT`] times (seconds) and their median.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Times {
     seconds: [f64; KEPT],
     /// Times recorded in all (the next goes to `count % KEPT`).
     count: usize,
+    /// The median of the ring, kept as times are recorded (a draft reads
+    /// it for every length it weighs).
+    median: Option<f64>,
 }
 
 impl Times {
-    fn median(&self) -> Option<f64> {
+    fn push(&mut self, seconds: f64) {
+        self.seconds[self.count % KEPT] = seconds;
+        self.count += 1;
         let n = self.count.min(KEPT);
-        if n == 0 {
-            return None;
-        }
         let mut v = self.seconds;
         let v = &mut v[..n];
         v.sort_by(f64::total_cmp);
-        Some(if n % 2 == 1 {
+        self.median = Some(if n % 2 == 1 {
             v[n / 2]
         } else {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
-        })
+        });
     }
 }
 
@@ -86,26 +88,31 @@ impl PassCosts {
         if n == 0 || n > MAX_DRAFT + 1 || !seconds.is_finite() || seconds <= 0.0 {
             return;
         }
-        let t = &mut self.times[n - 1];
-        t.seconds[t.count % KEPT] = seconds;
-        t.count += 1;
+        self.times[n - 1].push(seconds);
     }
 
     /// The median of the last [`KEPT`] passes measured feeding `n`
     /// positions.
     pub fn median(&self, n: usize) -> Option<f64> {
-        self.times.get(n.checked_sub(1)?)?.median()
+        self.times.get(n.checked_sub(1)?)?.median
     }
 
     /// `c(n)`: a pass feeding `n` positions in plain steps (≥ 1; 1 until a
     /// plain step and a pass of at most `n` positions are measured).
     pub fn relative(&self, n: usize) -> f64 {
-        let Some(step) = self.median(1) else {
-            return 1.0;
-        };
-        (2..=n.min(MAX_DRAFT + 1))
-            .filter_map(|i| self.median(i))
-            .fold(1.0, |c, s| c.max(s / step))
+        self.relative_upto(n).last().unwrap_or(1.0)
+    }
+
+    /// `c(1), c(2), …, c(n)` in one pass (each the running maximum of the
+    /// median ratios up to it).
+    fn relative_upto(&self, n: usize) -> impl Iterator<Item = f64> + '_ {
+        let step = self.median(1);
+        (1..=n.clamp(1, MAX_DRAFT + 1)).scan(1.0f64, move |c, i| {
+            if let (Some(step), Some(s), true) = (step, self.median(i), i > 1) {
+                *c = c.max(s / step);
+            }
+            Some(*c)
+        })
     }
 }
 
@@ -151,10 +158,12 @@ impl Acceptance {
 pub fn best_draft(most: usize, rate: f64, costs: &PassCosts) -> usize {
     let (mut best, mut best_gain) = (0, 1.0);
     let (mut expected, mut term) = (1.0, 1.0);
-    for k in 1..=most.min(MAX_DRAFT) {
+    let most = most.min(MAX_DRAFT);
+    // c(k + 1) for k = 1..=most.
+    for (k, cost) in (1..=most).zip(costs.relative_upto(most + 1).skip(1)) {
         term *= rate;
         expected += term;
-        let gain = expected / costs.relative(k + 1);
+        let gain = expected / cost;
         if gain > best_gain * (1.0 + 1e-9) {
             (best, best_gain) = (k, gain);
         }

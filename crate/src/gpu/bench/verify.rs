@@ -13,7 +13,7 @@
 //! kernel class (GPU time), to show which kernels the extra positions cost.
 
 use super::super::decoder::GpuDecoder;
-use super::super::profile::{Interval, Profiler};
+use super::super::profile::{add_by_class, Interval, Profiler};
 use crate::clock;
 use crate::error::Error;
 use crate::sampler::SamplerConfig;
@@ -119,41 +119,36 @@ pub async fn profile(
     let greedy = SamplerConfig::greedy();
     let len = dec.len();
     let step = recent.len() as u32;
-    let mut rows: Vec<VerifyKernel> = Vec::new();
-    let mut add = |intervals: Vec<Interval>, verify: bool| {
-        for iv in intervals {
-            let name = iv.class.name();
-            let i = match rows.iter().position(|r| r.class == name) {
-                Some(i) => i,
-                None => {
-                    rows.push(VerifyKernel {
-                        class: name,
-                        decode_ms: 0.0,
-                        verify_ms: 0.0,
-                    });
-                    rows.len() - 1
-                }
-            };
-            let ms = iv.seconds * 1e3 / PROFILED as f64;
-            if verify {
-                rows[i].verify_ms += ms;
-            } else {
-                rows[i].decode_ms += ms;
-            }
-        }
-    };
+    let (mut decode, mut verify): (Vec<Interval>, Vec<Interval>) = (Vec::new(), Vec::new());
     for _ in 0..PROFILED {
         let (_, one) = dec
             .step_profiled(fed[0], &greedy, recent, step, profiler)
             .await?;
         dec.truncate(len);
-        add(one, false);
+        add_by_class(&mut decode, one);
         let (_, many) = dec
             .verify_profiled(fed, &greedy, recent, step, profiler)
             .await?;
         dec.truncate(len);
-        add(many, true);
+        add_by_class(&mut verify, many);
     }
+    let ms = |total: &[Interval], class| {
+        total
+            .iter()
+            .find(|t| t.class == class)
+            .map_or(0.0, |t| t.seconds * 1e3 / PROFILED as f64)
+    };
+    // Every class of either, once (the decode step's first).
+    let mut classes: Vec<Interval> = Vec::new();
+    add_by_class(&mut classes, decode.iter().chain(&verify).copied());
+    let mut rows: Vec<VerifyKernel> = classes
+        .into_iter()
+        .map(|Interval { class, .. }| VerifyKernel {
+            class: class.name(),
+            decode_ms: ms(&decode, class),
+            verify_ms: ms(&verify, class),
+        })
+        .collect();
     rows.sort_by(|a, b| b.decode_ms.total_cmp(&a.decode_ms));
     Ok(rows)
 }

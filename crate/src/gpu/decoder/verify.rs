@@ -4,17 +4,24 @@
 //!
 //! `tokens` (the token sampled last, then up to `MAX_VERIFY - 1` drafted
 //! ones) go through the forward pass as one batch — every product runs on
-//! the batch kernel, which reads each weight once for all the columns, and
-//! attention covers the cache plus the batch's own causal positions — then
-//! through a head made once in [`GpuDecoder::new`] ([`VerifyHead`]): the
+//! a verification kernel, which reads each weight once for all the columns
+//! of a workgroup, and attention covers the cache plus the batch's own
+//! causal positions — then through a head of its own ([`VerifyHead`]): the
 //! final norm of every row, the output projection of every row into a
-//! `(rows, vocab)` logits buffer (the batch kernel again), and the sampler
+//! `(rows, vocab)` logits buffer (a verification kernel again), and the
+//! sampler
 //! ([`GpuSampler::new_rows`]) with one workgroup per row: row `i` draws with
 //! index `step + i`, its repetition window seeing `recent` followed by
 //! `tokens[1..=i]`. One write of the ids, one of the `Step` uniform, one of
 //! the rows' settings, one compute pass, one submit, and a read-back of the
 //! `n` token ids (`4 n` bytes). A draft longer than the head's rows runs as
 //! several such batches, stopping at the first that rejects a token.
+//!
+//! The verification bindings and the head are made by the decoder's first
+//! verification ([`GpuDecoder::prepare_verify`]), not by
+//! [`GpuDecoder::new`]: their pipelines (two shapes per product variant)
+//! took 2.5 s to compile on lavapipe for the demo model, a cost a session
+//! that never drafts should not pay at load.
 //!
 //! # Exactness
 //!
@@ -25,10 +32,10 @@
 //! seeded, and the keys and values left in the cache are the decode steps'.
 //! Per kernel:
 //!
-//! - Products run on [`GpuContext::verify_kernel`]: the decode matvec's
-//!   shape ([`crate::gpu::keys::MatvecShape::verify`]) with the same lanes,
-//!   reduction (workgroup memory or subgroup) and Q6_K runs, several tokens
-//!   per workgroup. A (row, token) sum is each lane's units in unit order
+//! - Products run on [`GpuContext::verify_kernels`]: the decode matvec's
+//!   shape ([`crate::gpu::keys::MatvecShape::verify_shapes`]) with the same
+//!   lanes, reduction (workgroup memory or subgroup) and Q6_K runs, 2 tokens
+//!   per workgroup for a batch of two positions, 4 for longer ones. A (row, token) sum is each lane's units in unit order
 //!   through the same `unit_dot` (= `deq_dot(unit_deq(..))`), then the lanes
 //!   in lane order, then the same norm scale and epilogue: the order depends
 //!   on the lanes alone, not on how many rows or tokens share a workgroup.
@@ -50,12 +57,13 @@
 //! expression of the one shader both paths share; the test is what holds
 //! them to it on each adapter it runs on.
 
+use super::layers::bind_layers;
 use super::{GpuDecoder, Head, Ids, Recorder};
 use crate::error::Error;
-use crate::gpu::kernels::RmsNorm;
+use crate::gpu::kernels::{QkvLayout, RmsNorm};
 use crate::gpu::keys::SAMPLE_ROWS;
 use crate::gpu::profile::{Interval, KernelClass, Profiler};
-use crate::gpu::qmatmul::{MatmulBinding, Norm, Output};
+use crate::gpu::qmatmul::{Norm, Output, VerifyBinding};
 use crate::gpu::sample::token_result;
 use crate::gpu::step::StepUniform;
 use crate::gpu::weights::GpuWeights;
@@ -68,10 +76,9 @@ pub const MAX_VERIFY: usize = SAMPLE_ROWS as usize;
 
 /// The verification head: every row's logits and their sampler, bound once.
 pub(super) struct VerifyHead {
-    rows: usize,
     logits: wgpu::Buffer,  // every row's logits                    (rows, vocab)
     norm: RmsNorm,         // x -> xw, ss                         (rows, dim)
-    output: MatmulBinding, // logits = Wout rmsnorm(xw)         (rows, vocab)
+    output: VerifyBinding, // logits = Wout rmsnorm(xw)         (rows, vocab)
     output_format: crate::gpu::QFormat,
     output_bytes: u64,
     sampler: GpuSampler,
@@ -79,16 +86,17 @@ pub(super) struct VerifyHead {
 }
 
 impl VerifyHead {
-    /// Binds the head to the decoder's activations (`t`: its prefill chunk).
+    /// Binds the head to the decoder's activations (`t`: its prefill chunk)
+    /// for batches of up to `rows` (≤ `t`) tokens.
     pub(super) async fn new(
         g: &GpuContext,
         step: &StepUniform,
         w: &GpuWeights,
         act: &super::Activations,
         t: usize,
+        rows: usize,
     ) -> Result<VerifyHead, GpuError> {
         let c = &w.config;
-        let rows = MAX_VERIFY.min(t);
         let logits = g
             .storage_zeroed("verify logits", (rows * c.vocab_size) as u64 * 4)
             .await?;
@@ -106,7 +114,7 @@ impl VerifyHead {
         .await?;
         let out = w.output();
         let output = out
-            .bind_matmul_to(
+            .bind_verify_to(
                 g,
                 step,
                 &act.xw,
@@ -117,12 +125,10 @@ impl VerifyHead {
                     eps: c.rms_eps,
                 }),
                 rows,
-                g.verify_kernel(),
             )
             .await?;
         let sampler = GpuSampler::new_rows(g, &logits, c.vocab_size, rows).await?;
         Ok(VerifyHead {
-            rows,
             logits,
             norm,
             output,
@@ -150,7 +156,28 @@ impl VerifyHead {
 impl GpuDecoder {
     /// The most tokens one verification batch holds.
     pub fn verify_rows(&self) -> usize {
-        self.verify.rows
+        MAX_VERIFY.min(self.opts.prefill_chunk)
+    }
+
+    /// Binds what verification needs, once: every product again with the
+    /// verification kernels (their pipelines compiled now: the first draft
+    /// of a session pays for them, a decoder that never drafts does not) and
+    /// the head. [`GpuDecoder::verify`] calls it; a caller that times
+    /// verifications calls it first. Nothing to do when a batch holds one
+    /// token (verification is then the decode step).
+    pub async fn prepare_verify(&mut self) -> Result<(), Error> {
+        let rows = self.verify_rows();
+        if self.verify.is_some() || rows < 2 {
+            return Ok(());
+        }
+        let (g, w, t) = (&*self.ctx, &self.weights, self.opts.prefill_chunk);
+        let c = &w.config;
+        let layout = QkvLayout::packed(c.n_heads, c.n_kv_heads, c.head_dim());
+        let layers = bind_layers(g, &self.step, w, &self.act, layout, t, rows).await?;
+        let head = VerifyHead::new(g, &self.step, w, &self.act, t, rows).await?;
+        self.layers = layers;
+        self.verify = Some(head);
+        Ok(())
     }
 
     /// Speculative verification ([`crate::generate::Backend::verify`]):
@@ -171,8 +198,9 @@ impl GpuDecoder {
         step: u32,
     ) -> Result<Vec<u32>, Error> {
         self.check_fits(tokens.len())?;
+        self.prepare_verify().await?;
         let mut out = Vec::with_capacity(tokens.len());
-        let per_pass = self.verify.rows;
+        let per_pass = self.verify_rows();
         let mut start = 0;
         while start < tokens.len() {
             let end = (start + per_pass).min(tokens.len());
@@ -219,7 +247,7 @@ impl GpuDecoder {
         let vocab = self.config().vocab_size;
         let flat = self
             .ctx
-            .read_back_f32(&self.verify.logits, tokens.len() * vocab)
+            .read_back_f32(&self.head()?.logits, tokens.len() * vocab)
             .await?;
         Ok(flat.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
@@ -247,10 +275,10 @@ impl GpuDecoder {
 
     /// `tokens` fit one verification batch and the cache.
     fn check_batch(&self, tokens: &[u32]) -> Result<(), Error> {
-        if !(2..=self.verify.rows).contains(&tokens.len()) {
+        if !(2..=self.verify_rows()).contains(&tokens.len()) {
             return Err(GpuError::shape(
                 "verify",
-                format!("{} tokens (2..={})", tokens.len(), self.verify.rows),
+                format!("{} tokens (2..={})", tokens.len(), self.verify_rows()),
             )
             .into());
         }
@@ -267,7 +295,8 @@ impl GpuDecoder {
         step: u32,
         mut profiler: Option<&mut Profiler>,
     ) -> Result<Vec<u32>, Error> {
-        let head = &mut self.verify;
+        self.prepare_verify().await?;
+        let head = self.verify.as_mut().ok_or_else(not_prepared)?;
         if head.config.as_ref() != Some(cfg) {
             head.config = None;
             head.sampler.configure(&self.ctx, cfg).await?;
@@ -284,9 +313,18 @@ impl GpuDecoder {
         self.ctx.submit(encoder).await?;
         self.attention.advance(tokens.len())?;
         Ok(self
-            .verify
+            .head()?
             .sampler
             .read_tokens(&self.ctx, tokens.len())
             .await?)
     }
+
+    /// The verification head ([`GpuDecoder::prepare_verify`] made it).
+    fn head(&self) -> Result<&VerifyHead, GpuError> {
+        self.verify.as_ref().ok_or_else(not_prepared)
+    }
+}
+
+pub(super) fn not_prepared() -> GpuError {
+    GpuError::shape("verify", "verification head not made")
 }

@@ -25,9 +25,11 @@
 
 mod bind;
 mod host;
+mod verify;
 
 pub use super::keys::{KernelPreset, MatvecShape, QEntry, QFormat};
 pub use bind::{BatchKernel, EmbedBinding, MatmulBinding, MatvecBinding, Norm, Output};
+pub use verify::VerifyBinding;
 
 use super::repack::Repacked;
 use super::upload::{MatrixUpload, UploadOptions};
