@@ -47,7 +47,7 @@ use crate::error::Error;
 use crate::logprobs::TokenLogprobs;
 use crate::model::Config;
 use crate::sampler::SamplerConfig;
-use layers::{bind_layers, LayerKernels, Proj};
+use layers::{bind_layers, LayerKernels, ProductIo, Proj};
 use verify::VerifyHead;
 pub use verify::MAX_VERIFY;
 
@@ -135,6 +135,8 @@ pub struct GpuDecoder {
     opts: DecoderOptions,
     step: StepUniform,
     act: Activations,
+    /// Where the fused Q|K|V product writes each token's q, k and v.
+    layout: QkvLayout,
     embed: EmbedBinding,
     /// RoPE's table, bound to the attention's `kv_write_rope`.
     _rope_table: RopeTable,
@@ -249,7 +251,7 @@ impl GpuDecoder {
             ),
             None => None,
         };
-        let layers = bind_layers(g, &step, w, &act, layout, t, 0).await?;
+        let layers = bind_layers(g, &step, w, &act, layout, t).await?;
         let final_norm_last = RmsNorm::new(
             g,
             &step,
@@ -267,15 +269,16 @@ impl GpuDecoder {
             g,
             &step,
             output,
-            &act.xw_last,
-            Output::dense(&act.logits, output, Epilogue::Store),
-            Some(Norm {
-                ss: &act.ss_last,
-                groups,
-                eps: c.rms_eps,
-            }),
+            ProductIo {
+                x: &act.xw_last,
+                out: Output::dense(&act.logits, output, Epilogue::Store),
+                norm: Some(Norm {
+                    ss: &act.ss_last,
+                    groups,
+                    eps: c.rms_eps,
+                }),
+            },
             1,
-            0,
         )
         .await?;
         let final_norm_all = match &act.logits_all {
@@ -349,6 +352,7 @@ impl GpuDecoder {
             opts,
             step,
             act,
+            layout,
             embed,
             _rope_table: rope_table,
             swiglu,

@@ -16,10 +16,10 @@
 //! where decoding is compute-bound (one multiply-add per weight per position
 //! whatever the kernel): there a pass over K+1 positions costs about K+1
 //! decode steps less the shared dequantization (README "Speculative
-//! decoding": 2.1x for 1 drafted token, 7.2x for 8, on a 7B-shaped layer) and
+//! decoding": 1.3-1.4x for 1 drafted token, 6.4x for 8, on a 7B-shaped layer) and
 //! drafting with the fixed grow-and-halve rule made requests slower, so it is
 //! not the default. Cost-aware drafting (`speculative: { costAware: true }`,
-//! [`crate::speculative::cost`]) measured faster there (README: 1.11x on the
+//! [`crate::speculative::cost`]) measured faster there (README: 1.10-1.13x on the
 //! edit-like cases on lavapipe through one engine, faster in the browser
 //! test on SwiftShader): it is the candidate default for completion and
 //! infill once the browser and a real GPU have measured it over the cases.

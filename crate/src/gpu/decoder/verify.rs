@@ -57,10 +57,10 @@
 //! expression of the one shader both paths share; the test is what holds
 //! them to it on each adapter it runs on.
 
-use super::layers::bind_layers;
+use super::layers::bind_verify;
 use super::{GpuDecoder, Head, Ids, Recorder};
 use crate::error::Error;
-use crate::gpu::kernels::{QkvLayout, RmsNorm};
+use crate::gpu::kernels::RmsNorm;
 use crate::gpu::keys::SAMPLE_ROWS;
 use crate::gpu::profile::{Interval, KernelClass, Profiler};
 use crate::gpu::qmatmul::{Norm, Output, VerifyBinding};
@@ -159,11 +159,11 @@ impl GpuDecoder {
         MAX_VERIFY.min(self.opts.prefill_chunk)
     }
 
-    /// Binds what verification needs, once: every product again with the
-    /// verification kernels (their pipelines compiled now: the first draft
-    /// of a session pays for them, a decoder that never drafts does not) and
-    /// the head. [`GpuDecoder::verify`] calls it; a caller that times
-    /// verifications calls it first. Nothing to do when a batch holds one
+    /// Binds what verification needs, once: every product's verification
+    /// kernels (their pipelines compiled now: the first draft of a session
+    /// pays for them, a decoder that never drafts does not) and the head.
+    /// Every verification batch calls it; a caller that times verifications
+    /// calls it first. Nothing to do when a batch holds one
     /// token (verification is then the decode step).
     pub async fn prepare_verify(&mut self) -> Result<(), Error> {
         let rows = self.verify_rows();
@@ -171,12 +171,9 @@ impl GpuDecoder {
             return Ok(());
         }
         let (g, w, t) = (&*self.ctx, &self.weights, self.opts.prefill_chunk);
-        let c = &w.config;
-        let layout = QkvLayout::packed(c.n_heads, c.n_kv_heads, c.head_dim());
-        let layers = bind_layers(g, &self.step, w, &self.act, layout, t, rows).await?;
-        let head = VerifyHead::new(g, &self.step, w, &self.act, t, rows).await?;
-        self.layers = layers;
-        self.verify = Some(head);
+        let (step, act) = (&self.step, &self.act);
+        bind_verify(&mut self.layers, g, step, w, act, self.layout, rows).await?;
+        self.verify = Some(VerifyHead::new(g, step, w, act, t, rows).await?);
         Ok(())
     }
 
@@ -198,7 +195,6 @@ impl GpuDecoder {
         step: u32,
     ) -> Result<Vec<u32>, Error> {
         self.check_fits(tokens.len())?;
-        self.prepare_verify().await?;
         let mut out = Vec::with_capacity(tokens.len());
         let per_pass = self.verify_rows();
         let mut start = 0;
