@@ -492,6 +492,20 @@ class Data:
         return torch.from_numpy(w[:, :-1]), torch.from_numpy(w[:, 1:])
 
 
+class Batches(torch.utils.data.IterableDataset):
+    """``Data.batch`` in DataLoader worker processes (``--workers``): each worker draws from its
+    own generator, seeded with (seed, worker id); the loader takes the workers' batches in turn."""
+
+    def __init__(self, data: Data, batch: int, seed: int):
+        self.data, self.batch, self.seed = data, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        self.data.rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield self.data.batch(self.batch)
+
+
 @torch.no_grad()
 def evaluate(model, xs, ys, bs=8):
     model.eval()
@@ -555,6 +569,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--psm", type=float, default=0.5, help="share of FIM examples in PSM order (else SPM)")
     ap.add_argument("--device", default="cpu",
                     help="torch device; the recorded runs are CPU runs ('cuda' only for trying recipes fast)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="make batches in this many processes (0: in the training loop, as the recorded runs "
+                         "did; a GPU outruns one process's FIM cutting). Worker i draws from seed (--seed, i): "
+                         "other batches than --workers 0, as reproducible")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bfloat16 autocast for the forward pass on CUDA (the loss in float32)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint's weights (fresh optimizer and schedule): a second phase")
     a = ap.parse_args(argv)
@@ -604,6 +624,21 @@ def main(argv: list[str]) -> int:
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
         lr=a.lr, betas=(0.9, 0.95), eps=1e-8,
     )
+    batches = None
+    if a.workers:
+        if a.code_fim or a.snippet_fim or a.snippet_lm:
+            # Built once here and shared with the forked workers (each would build its own).
+            t0 = time.time()
+            data.snippet_lists()
+            say(f"snippet lists built for the workers ({time.time() - t0:.0f} s)")
+        loader = torch.utils.data.DataLoader(
+            Batches(data, a.batch, a.seed), batch_size=None, num_workers=a.workers,
+            prefetch_factor=4, persistent_workers=True, pin_memory=dev.type == "cuda",
+        )
+        batches = iter(loader)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     hx, hy = (t.to(dev) for t in data.heldout_windows(16))
     total = a.steps
     ema, hist = None, []
@@ -639,9 +674,11 @@ def main(argv: list[str]) -> int:
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        x, y, kinds = data.batch(a.batch)
-        x, y = x.to(dev), y.to(dev)
-        logits = model(x)
+        x, y, kinds = next(batches) if batches is not None else data.batch(a.batch)
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
+            logits = model(x)
+        logits = logits.float()
         per_tok = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), y.reshape(-1), reduction="none").view(y.shape)
         mask = (y != -100).float()
         loss = (per_tok * mask).sum() / mask.sum()
