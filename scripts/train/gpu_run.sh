@@ -20,7 +20,7 @@ OUT=${OUT:?set OUT to the folder that comes back}
 MINUTES=${MINUTES:-6.5}
 DEVICE=${TRAIN_DEVICE:-cuda}
 PY=${PY:-python3}
-# 21.1M parameters: Q8_0 22.4 MB, under issue 19's 24 MB (dim 512, 6 layers, 8 heads over 2 KV
+# 21.1M parameters: Q8_0 22.5 MB, under issue 19's 24 MB (dim 512, 6 layers, 8 heads over 2 KV
 # heads of 64, FFN 1408; vocabulary 4,096 with untied output).
 read -r -a SHAPE <<<"${SHAPE:---dim 512 --ffn 1408 --heads 8 --kv-heads 2 --layers 6}"
 # run.sh's data flags, and phase 4's mixture (snippet FIM, def split, snippets as files) from

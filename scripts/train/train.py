@@ -574,7 +574,7 @@ def main(argv: list[str]) -> int:
                          "did; a GPU outruns one process's FIM cutting). Worker i draws from seed (--seed, i): "
                          "other batches than --workers 0, as reproducible")
     ap.add_argument("--bf16", action="store_true",
-                    help="bfloat16 autocast for the forward pass on CUDA (the loss in float32)")
+                    help="bfloat16 autocast for the forward pass (the loss in float32); for CUDA")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint's weights (fresh optimizer and schedule): a second phase")
     a = ap.parse_args(argv)
@@ -626,11 +626,13 @@ def main(argv: list[str]) -> int:
     )
     batches = None
     if a.workers:
-        if a.code_fim or a.snippet_fim or a.snippet_lm:
-            # Built once here and shared with the forked workers (each would build its own).
-            t0 = time.time()
-            data.snippet_lists()
-            say(f"snippet lists built for the workers ({time.time() - t0:.0f} s)")
+        # Built once here and shared with the forked workers (each would build its own).
+        t0 = time.time()
+        if a.snippet_fim or a.snippet_lm:
+            data.snippet_lists()  # the docstring-free view too
+        elif a.code_fim:
+            data.code_texts()
+        say(f"snippet lists / code view built for the workers ({time.time() - t0:.0f} s)")
         loader = torch.utils.data.DataLoader(
             Batches(data, a.batch, a.seed), batch_size=None, num_workers=a.workers,
             prefetch_factor=4, persistent_workers=True, pin_memory=dev.type == "cuda",
