@@ -121,8 +121,19 @@ fn compare(
     (worst.0, worst.1, max_diff, checked)
 }
 
+// One test per preset, so that the two run on the test threads side by side
+// (one test over both presets was the binary's last minute or two alone).
 #[test]
-fn logits_match_the_cpu_reference_on_every_fixture_model() {
+fn logits_match_the_cpu_reference_on_every_fixture_model_gpu_preset() {
+    logits_match_the_cpu_reference(KernelPreset::Gpu);
+}
+
+#[test]
+fn logits_match_the_cpu_reference_on_every_fixture_model_cpu_preset() {
+    logits_match_the_cpu_reference(KernelPreset::Cpu);
+}
+
+fn logits_match_the_cpu_reference(preset: KernelPreset) {
     for path in models() {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let w = CpuWeights::load(&path).expect("CPU weights");
@@ -131,8 +142,8 @@ fn logits_match_the_cpu_reference_on_every_fixture_model() {
         let cpu = CpuDecoder::new(&w, tokens.len())
             .logits_for(&tokens)
             .expect("CPU logits");
-        for ctx in contexts() {
-            let name = format!("{name} ({:?} preset)", ctx.preset());
+        for ctx in contexts().iter().filter(|c| c.preset() == preset) {
+            let name = format!("{name} ({preset:?} preset)");
 
             // Prefill path: 300 tokens in chunks of 64 (the last one short).
             let mut dec = all_logits_decoder(ctx, &path, 320);
@@ -172,14 +183,11 @@ fn logits_match_the_cpu_reference_on_every_fixture_model() {
 /// and the same argmax wherever the reference's top-2 gap exceeds 1e-2.
 #[test]
 fn f16_prefill_meets_the_same_criterion() {
-    let ctx = Arc::new(
-        GpuContext::new(&GpuOptions {
-            preset: Some(KernelPreset::Gpu),
-            f16_prefill: true,
-            ..Default::default()
-        })
-        .expect("a GPU adapter"),
-    );
+    let ctx = shared_contexts::sibling(&GpuOptions {
+        preset: Some(KernelPreset::Gpu),
+        f16_prefill: true,
+        ..Default::default()
+    });
     if !ctx.features().f16 {
         eprintln!("{}: no shader-f16, nothing to test", ctx.adapter_summary());
         return;

@@ -42,6 +42,8 @@ macro_rules! ensure {
 
 /// What differs between the platforms: the context and the clock.
 mod platform {
+    use std::sync::Arc;
+
     use codellama_webgpu::gpu::{GpuContext, GpuOptions};
 
     /// The default adapter's context; logs the adapter.
@@ -68,6 +70,28 @@ mod platform {
                  (scripts/setup.sh, crate/webdriver.json)"
             ),
         }
+    }
+
+    /// The context every case of the binary shares (natively across the test
+    /// threads, in the browser across the cases of the page), so that each
+    /// pipeline is compiled once.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn shared_context() -> Arc<GpuContext> {
+        static CTX: std::sync::OnceLock<Arc<GpuContext>> = std::sync::OnceLock::new();
+        Arc::clone(CTX.get_or_init(|| Arc::new(pollster::block_on(context()))))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub async fn shared_context() -> Arc<GpuContext> {
+        thread_local! {
+            static CTX: std::cell::RefCell<Option<Arc<GpuContext>>> = const { std::cell::RefCell::new(None) };
+        }
+        if let Some(ctx) = CTX.with(|c| c.borrow().clone()) {
+            return ctx;
+        }
+        let ctx = Arc::new(context().await);
+        CTX.with(|c| *c.borrow_mut() = Some(Arc::clone(&ctx)));
+        ctx
     }
 
     /// What the platform says about the adapter beyond wgpu's `AdapterInfo`:
@@ -130,7 +154,7 @@ macro_rules! gpu_tests {
         #[cfg(not(target_arch = "wasm32"))]
         #[test]
         fn $name() {
-            let ctx = std::sync::Arc::new(pollster::block_on(platform::context()));
+            let ctx = platform::shared_context();
             let start = platform::now_ms();
             let r = ctx.block_on(cases::$name(&ctx));
             log!("{}: {:.0} ms", stringify!($name), platform::now_ms() - start);
@@ -142,7 +166,7 @@ macro_rules! gpu_tests {
         #[cfg(target_arch = "wasm32")]
         #[wasm_bindgen_test::wasm_bindgen_test]
         async fn $name() {
-            let ctx = std::sync::Arc::new(platform::context().await);
+            let ctx = platform::shared_context().await;
             let start = platform::now_ms();
             let r = cases::$name(&ctx).await;
             log!("{}: {:.0} ms", stringify!($name), platform::now_ms() - start);

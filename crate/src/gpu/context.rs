@@ -46,17 +46,58 @@ pub struct GpuContext {
     adapter_info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: GpuFeatures,
-    preset: KernelPreset,
-    matvec_shape: MatvecShape,
-    batch_shape: Option<MatvecShape>,
-    f16_prefill: bool,
-    subgroup_lanes: Option<u32>,
+    kernels: KernelChoices,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Buffers created by the helpers since recording began; `None`: not
     /// recording (see [`GpuContext::record_buffers`]).
     recorded: Mutex<Option<Vec<wgpu::Buffer>>>,
-    pub(crate) pipelines: PipelineCache,
+    /// Shared with the contexts made by [`GpuContext::sibling`] (one device:
+    /// a pipeline depends on its [`KernelKey`](super::KernelKey) alone).
+    pub(crate) pipelines: Arc<PipelineCache>,
+}
+
+/// What a context's options choose on a given device: the kernel preset and
+/// the shapes and flavors that follow from it.
+struct KernelChoices {
+    preset: KernelPreset,
+    matvec_shape: MatvecShape,
+    batch_shape: Option<MatvecShape>,
+    f16_prefill: bool,
+    subgroup_lanes: Option<u32>,
+}
+
+impl KernelChoices {
+    fn new(
+        opts: &GpuOptions,
+        adapter_info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+        features: GpuFeatures,
+    ) -> KernelChoices {
+        let preset = opts.preset.unwrap_or(if is_cpu_adapter(adapter_info) {
+            KernelPreset::Cpu
+        } else {
+            KernelPreset::Gpu
+        });
+        // A matvec workgroup sums its lanes with subgroupAdd when it is
+        // exactly one subgroup: the adapter's subgroup size is fixed and is
+        // the shape's lane count.
+        let subgroup_lanes = (features.subgroups
+            && !opts.no_subgroups
+            && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
+            .then_some(adapter_info.subgroup_min_size);
+        let with_subgroups = |s: MatvecShape| MatvecShape {
+            subgroup: subgroup_lanes == Some(s.lanes),
+            ..s
+        };
+        KernelChoices {
+            preset,
+            matvec_shape: with_subgroups(choose_matvec_shape(preset, limits)),
+            batch_shape: preset.batch().map(with_subgroups),
+            f16_prefill: opts.f16_prefill && features.f16,
+            subgroup_lanes,
+        }
+    }
 }
 
 impl GpuContext {
@@ -127,40 +168,40 @@ impl GpuContext {
             }
         }));
 
-        let preset = opts.preset.unwrap_or(if is_cpu_adapter(&adapter_info) {
-            KernelPreset::Cpu
-        } else {
-            KernelPreset::Gpu
-        });
-        // A matvec workgroup sums its lanes with subgroupAdd when it is
-        // exactly one subgroup: the adapter's subgroup size is fixed and is
-        // the shape's lane count.
-        let subgroup_lanes = (features.subgroups
-            && !opts.no_subgroups
-            && adapter_info.subgroup_min_size == adapter_info.subgroup_max_size)
-            .then_some(adapter_info.subgroup_min_size);
-        let with_subgroups = |s: MatvecShape| MatvecShape {
-            subgroup: subgroup_lanes == Some(s.lanes),
-            ..s
-        };
-        let matvec_shape = with_subgroups(choose_matvec_shape(preset, &limits));
-        let batch_shape = preset.batch().map(with_subgroups);
+        let kernels = KernelChoices::new(opts, &adapter_info, &limits, features);
         Ok(GpuContext {
             device,
             queue,
             adapter_info,
             limits,
             features,
-            preset,
-            matvec_shape,
-            batch_shape,
-            f16_prefill: opts.f16_prefill && features.f16,
-            subgroup_lanes,
+            kernels,
             lost,
             uncaptured,
             recorded: Mutex::new(None),
-            pipelines: PipelineCache::default(),
+            pipelines: Arc::default(),
         })
+    }
+
+    /// A context on this one's device with the kernel choices of `opts`
+    /// (preset, subgroups, f16 prefill; its adapter choices are ignored). The
+    /// device, its queue, its loss and error state and the compiled pipelines
+    /// are shared, so a pipeline both contexts use is compiled once (the
+    /// device's features do not depend on the options). The tests run every
+    /// preset this way on one device.
+    pub fn sibling(&self, opts: &GpuOptions) -> GpuContext {
+        GpuContext {
+            device: self.device.clone(),
+            queue: self.queue.clone(),
+            adapter_info: self.adapter_info.clone(),
+            limits: self.limits.clone(),
+            features: self.features,
+            kernels: KernelChoices::new(opts, &self.adapter_info, &self.limits, self.features),
+            lost: Arc::clone(&self.lost),
+            uncaptured: Arc::clone(&self.uncaptured),
+            recorded: Mutex::new(None),
+            pipelines: Arc::clone(&self.pipelines),
+        }
     }
 
     /// [`GpuContext::new_async`], blocking (native only).
@@ -203,15 +244,15 @@ impl GpuContext {
 
     /// The kernel preset of this device.
     pub fn preset(&self) -> KernelPreset {
-        self.preset
+        self.kernels.preset
     }
 
     /// How this device multiplies a batch of tokens (the preset's kernel).
     pub fn batch_kernel(&self) -> super::qmatmul::BatchKernel {
-        match self.batch_shape {
+        match self.kernels.batch_shape {
             Some(shape) => super::qmatmul::BatchKernel::Lanes(shape),
             None => super::qmatmul::BatchKernel::Tiled {
-                f16: self.f16_prefill,
+                f16: self.kernels.f16_prefill,
             },
         }
     }
@@ -221,7 +262,8 @@ impl GpuContext {
     /// [`MatvecShape::verify_shapes`], whose every column is bit-identical
     /// to a decode step's product of the same vector.
     pub fn verify_kernels(&self) -> Vec<super::qmatmul::BatchKernel> {
-        self.matvec_shape
+        self.kernels
+            .matvec_shape
             .verify_shapes()
             .into_iter()
             .map(super::qmatmul::BatchKernel::Lanes)
@@ -232,7 +274,7 @@ impl GpuContext {
     /// unless `CODELLAMA_MATVEC` overrides it; reducing with subgroups where
     /// [`GpuContext::subgroup_lanes`] is its lane count).
     pub fn matvec_shape(&self) -> MatvecShape {
-        self.matvec_shape
+        self.kernels.matvec_shape
     }
 
     /// The lane count of a `matvec` workgroup that is exactly one subgroup,
@@ -240,7 +282,7 @@ impl GpuContext {
     /// subgroup size where the device has subgroups and that size is fixed
     /// (`None` otherwise, or with [`GpuOptions::no_subgroups`]).
     pub fn subgroup_lanes(&self) -> Option<u32> {
-        self.subgroup_lanes
+        self.kernels.subgroup_lanes
     }
 
     /// Why the device was lost, once it is (`None` while it works).
